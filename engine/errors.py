@@ -1,0 +1,40 @@
+"""The errors Sigma raises on bad input: each names the field, what was wrong and the fix."""
+
+from __future__ import annotations
+
+__all__ = ["SigmaError", "ConfigError", "DecodeError", "NotFoundError"]
+
+
+class SigmaError(Exception):
+    """Base of every error that Sigma reports to a user as one line."""
+
+
+class ConfigError(SigmaError, ValueError):
+    """A pack, model, parameter or CLI argument that cannot be used as given.
+
+    Parameters
+    ----------
+    field
+        Where the problem is, as a dotted path (``strategies[0].indicators``).
+    problem
+        What is wrong, with the value that was given.
+    fix
+        What to do instead.
+    """
+
+    def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        message = f"{field}: {problem}"
+        if fix:
+            message += f"; {fix}"
+        super().__init__(message)
+
+
+class DecodeError(SigmaError, ValueError):
+    """A message (tick, bar, alert) that does not match its schema."""
+
+
+class NotFoundError(SigmaError, LookupError):
+    """A named thing (pack, indicator, model) that does not exist."""

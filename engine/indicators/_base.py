@@ -1,0 +1,118 @@
+"""The indicator contract: fixed-size state, O(1) `update`, NaN until warm, a batch twin.
+
+Every indicator is a class with its state in ``__slots__``. ``update(*inputs)`` takes
+one value per name in ``inputs`` (in that order), returns nothing and allocates
+nothing; the outputs named in ``outputs`` are plain attributes, NaN until ``warmup``
+updates have been taken. ``batch(*arrays, **params)`` computes the same numbers over
+whole numpy arrays with a compiled loop that does the same arithmetic in the same
+order, so the two agree to the last bit.
+
+Non-finite inputs (NaN, ±inf) are skipped: state and outputs stay as they were, and
+batch repeats the previous output at that row. The test ``x - x != 0.0`` is true for
+exactly those values and costs one subtraction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import msgspec
+import numpy as np
+
+__all__ = ["Indicator", "Parameter", "BAR_TIMESCALES", "TICK_TIMESCALES", "TIMESCALES", "converged_after"]
+
+TIMESCALES = ("tick", "minute", "hour", "day", "week", "month")
+BAR_TIMESCALES = frozenset({"minute", "hour", "day", "week", "month"})
+TICK_TIMESCALES = frozenset({"tick"})
+
+# A seeding error must shrink below this fraction before a recursive indicator counts
+# as warm. 1e-9 leaves three orders of magnitude under the 1e-6 relative promise,
+# for seeds that start far (even 100x) from the value unlimited history would give.
+_SEED_TOLERANCE = 1e-9
+
+
+def converged_after(decay: float) -> int:
+    """Updates after which ``decay ** n`` (a recursion's memory of its seed) is below 1e-9."""
+    return math.ceil(math.log(_SEED_TOLERANCE) / math.log(decay))
+
+
+class Parameter(msgspec.Struct, frozen=True):
+    """One tunable parameter of an indicator: its default and inclusive bounds."""
+
+    name: str
+    default: int | float
+    minimum: int | float
+    maximum: int | float
+    description: str
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+
+class Indicator:
+    """Base of every incremental indicator; see the module docstring for the contract."""
+
+    __slots__ = ("warmup", "_count")
+
+    name: ClassVar[str]
+    """Registry name used in packs and on the command line."""
+    group: ClassVar[str]
+    inputs: ClassVar[tuple[str, ...]]
+    """Bar or tick fields consumed by ``update``, in argument order."""
+    outputs: ClassVar[tuple[str, ...]]
+    """Attributes that hold the results; the first is also ``value``."""
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+    timescales: ClassVar[frozenset[str]] = BAR_TIMESCALES
+    anchor: ClassVar[str | None] = None
+    """``"session"`` when history must start at a session open to be exact."""
+
+    warmup: int
+    """Updates after which outputs are defined and within 1e-6 of unlimited history."""
+
+    @classmethod
+    def warmup_for(cls, **params: int | float) -> int:
+        """Warm-up length for these parameters (defaults fill the rest)."""
+        return cls(**params).warmup
+
+    @classmethod
+    def summary(cls) -> str:
+        """First line of the docstring: what the indicator is for."""
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+    @property
+    def ready(self) -> bool:
+        return self._count >= self.warmup
+
+    @property
+    def params(self) -> dict[str, int | float]:
+        return {p.name: getattr(self, p.name) for p in self.parameters}
+
+    @property
+    def value(self) -> float:
+        return getattr(self, self.outputs[0])
+
+    def reset(self) -> None:
+        """Forget everything, as if freshly built with the same parameters."""
+        self.__init__(**self.params)  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    def __getstate__(self) -> dict[str, object]:
+        return {slot: getattr(self, slot) for slot in _all_slots(type(self))}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for slot, item in state.items():
+            object.__setattr__(self, slot, item)
+
+
+def _all_slots(cls: type) -> list[str]:
+    return [slot for klass in cls.__mro__ for slot in getattr(klass, "__slots__", ())]
+
+
+def as_input(array: object) -> np.ndarray:
+    """A contiguous float64 view of one batch input."""
+    return np.ascontiguousarray(array, dtype=np.float64)

@@ -1,0 +1,330 @@
+"""Volatility and range: Bollinger bands, ATR, realised volatility, z-score, Donchian channel."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from engine.indicators._base import Indicator, Parameter, as_input, converged_after
+from engine.indicators._rolling import (
+    RollingExtremes,
+    RollingWindow,
+    extremes_new,
+    extremes_push,
+    window_mean,
+    window_new,
+    window_push,
+    window_variance,
+)
+
+__all__ = ["BollingerBands", "AverageTrueRange", "RealisedVolatility", "ZScore", "DonchianChannel"]
+
+_PERIOD = Parameter("period", 20, 2, 2000, "bars in the window")
+
+
+class BollingerBands(Indicator):
+    """Bollinger bands: mean ± `deviations` population standard deviations, with %b and width."""
+
+    name = "bollinger"
+    group = "volatility"
+    inputs = ("close",)
+    outputs = ("middle", "upper", "lower", "percent_b", "width")
+    parameters = (_PERIOD, Parameter("deviations", 2.0, 0.1, 10.0, "band distance in standard deviations"))
+    __slots__ = ("period", "deviations", "middle", "upper", "lower", "percent_b", "width", "_window")
+
+    def __init__(self, period: int = 20, deviations: float = 2.0) -> None:
+        self.period = period
+        self.deviations = deviations
+        self.warmup = period
+        self._count = 0
+        self.middle = self.upper = self.lower = self.percent_b = self.width = math.nan
+        self._window = RollingWindow(period)
+
+    def update(self, close: float) -> None:
+        if close - close != 0.0:
+            return
+        window = self._window
+        window.push(close)
+        self._count = window.count
+        if window.count < self.period:
+            return
+        middle = window.mean()
+        spread = math.sqrt(window.variance()) * self.deviations
+        self.middle = middle
+        self.upper = middle + spread
+        self.lower = middle - spread
+        self.percent_b = (close - self.lower) / (2.0 * spread) if spread > 0.0 else 0.5
+        self.width = 2.0 * spread / middle if middle != 0.0 else 0.0
+
+    @staticmethod
+    def batch(close: np.ndarray, period: int = 20, deviations: float = 2.0) -> tuple[np.ndarray, ...]:
+        return _bollinger(as_input(close), period, deviations)
+
+
+@njit(cache=True)
+def _bollinger(close, period, deviations):
+    n = close.size
+    outputs = np.full((5, n), np.nan)
+    values, state = window_new(period)
+    middle = upper = lower = percent_b = width = np.nan
+    for i in range(n):
+        x = close[i]
+        if x - x == 0.0:
+            window_push(values, state, x)
+            if state[1] == period:
+                middle = window_mean(state)
+                spread = math.sqrt(window_variance(state, 0)) * deviations
+                upper = middle + spread
+                lower = middle - spread
+                percent_b = (x - lower) / (2.0 * spread) if spread > 0.0 else 0.5
+                width = 2.0 * spread / middle if middle != 0.0 else 0.0
+        outputs[0, i] = middle
+        outputs[1, i] = upper
+        outputs[2, i] = lower
+        outputs[3, i] = percent_b
+        outputs[4, i] = width
+    return outputs[0], outputs[1], outputs[2], outputs[3], outputs[4]
+
+
+class AverageTrueRange(Indicator):
+    """Average true range with Wilder's smoothing, seeded with the mean of the first `period` true ranges."""
+
+    name = "atr"
+    group = "volatility"
+    inputs = ("high", "low", "close")
+    outputs = ("value",)
+    parameters = (Parameter("period", 14, 2, 500, "bars in Wilder's smoothing"),)
+    __slots__ = ("period", "value", "_previous_close", "_average")
+
+    def __init__(self, period: int = 14) -> None:
+        self.period = period
+        self.warmup = period + 1 + converged_after(1.0 - 1.0 / period)
+        self._count = 0
+        self.value = math.nan
+        self._previous_close = 0.0
+        self._average = 0.0
+
+    def update(self, high: float, low: float, close: float) -> None:
+        if high - high != 0.0 or low - low != 0.0 or close - close != 0.0:
+            return
+        count = self._count + 1
+        self._count = count
+        previous = self._previous_close
+        self._previous_close = close
+        if count == 1:
+            return
+        true_range = high - low
+        if abs(high - previous) > true_range:
+            true_range = abs(high - previous)
+        if abs(low - previous) > true_range:
+            true_range = abs(low - previous)
+        period = self.period
+        if count > period + 1:
+            self._average = (self._average * (period - 1) + true_range) / period
+        else:
+            self._average += true_range
+            if count < period + 1:
+                return
+            self._average /= period
+        if count >= self.warmup:
+            self.value = self._average
+
+    @staticmethod
+    def batch(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
+        warmup = period + 1 + converged_after(1.0 - 1.0 / period)
+        return _atr(as_input(high), as_input(low), as_input(close), period, warmup)
+
+
+@njit(cache=True)
+def _atr(high, low, close, period, warmup):
+    n = close.size
+    out = np.full(n, np.nan)
+    count = 0
+    previous = 0.0
+    average = 0.0
+    value = np.nan
+    for i in range(n):
+        h = high[i]
+        lo = low[i]
+        c = close[i]
+        if h - h == 0.0 and lo - lo == 0.0 and c - c == 0.0:
+            count += 1
+            if count > 1:
+                true_range = h - lo
+                if abs(h - previous) > true_range:
+                    true_range = abs(h - previous)
+                if abs(lo - previous) > true_range:
+                    true_range = abs(lo - previous)
+                if count > period + 1:
+                    average = (average * (period - 1) + true_range) / period
+                else:
+                    average += true_range
+                    if count == period + 1:
+                        average /= period
+                if count >= warmup:
+                    value = average
+            previous = c
+        out[i] = value
+    return out
+
+
+class RealisedVolatility(Indicator):
+    """Realised volatility: sample standard deviation of log returns over `period` bars (not annualised)."""
+
+    name = "realised_volatility"
+    group = "volatility"
+    inputs = ("close",)
+    outputs = ("value",)
+    parameters = (_PERIOD,)
+    __slots__ = ("period", "value", "_previous", "_window")
+
+    def __init__(self, period: int = 20) -> None:
+        self.period = period
+        self.warmup = period + 1
+        self._count = 0
+        self.value = math.nan
+        self._previous = 0.0
+        self._window = RollingWindow(period)
+
+    def update(self, close: float) -> None:
+        # A non-positive close has no log return: skipped like a non-finite one.
+        if close - close != 0.0 or close <= 0.0:
+            return
+        previous = self._previous
+        self._previous = close
+        if self._count == 0:
+            self._count = 1
+            return
+        window = self._window
+        window.push(math.log(close / previous))
+        self._count = window.count + 1
+        if window.count == self.period:
+            self.value = math.sqrt(window.variance(1))
+
+    @staticmethod
+    def batch(close: np.ndarray, period: int = 20) -> np.ndarray:
+        return _realised_volatility(as_input(close), period)
+
+
+@njit(cache=True)
+def _realised_volatility(close, period):
+    out = np.full(close.size, np.nan)
+    values, state = window_new(period)
+    previous = 0.0
+    started = False
+    value = np.nan
+    for i in range(close.size):
+        x = close[i]
+        if x - x == 0.0 and x > 0.0:
+            if started:
+                window_push(values, state, math.log(x / previous))
+                if state[1] == period:
+                    value = math.sqrt(window_variance(state, 1))
+            started = True
+            previous = x
+        out[i] = value
+    return out
+
+
+class ZScore(Indicator):
+    """Z-score: distance of the close from its `period` mean in population standard deviations."""
+
+    name = "zscore"
+    group = "volatility"
+    inputs = ("close",)
+    outputs = ("value",)
+    parameters = (_PERIOD,)
+    __slots__ = ("period", "value", "_window")
+
+    def __init__(self, period: int = 20) -> None:
+        self.period = period
+        self.warmup = period
+        self._count = 0
+        self.value = math.nan
+        self._window = RollingWindow(period)
+
+    def update(self, close: float) -> None:
+        if close - close != 0.0:
+            return
+        window = self._window
+        window.push(close)
+        self._count = window.count
+        if window.count == self.period:
+            deviation = math.sqrt(window.variance())
+            self.value = (close - window.mean()) / deviation if deviation > 0.0 else 0.0
+
+    @staticmethod
+    def batch(close: np.ndarray, period: int = 20) -> np.ndarray:
+        return _zscore(as_input(close), period)
+
+
+@njit(cache=True)
+def _zscore(close, period):
+    out = np.full(close.size, np.nan)
+    values, state = window_new(period)
+    value = np.nan
+    for i in range(close.size):
+        x = close[i]
+        if x - x == 0.0:
+            window_push(values, state, x)
+            if state[1] == period:
+                deviation = math.sqrt(window_variance(state, 0))
+                value = (x - window_mean(state)) / deviation if deviation > 0.0 else 0.0
+        out[i] = value
+    return out
+
+
+class DonchianChannel(Indicator):
+    """Donchian channel: highest high, lowest low and their midpoint over `period` bars."""
+
+    name = "donchian"
+    group = "volatility"
+    inputs = ("high", "low")
+    outputs = ("upper", "lower", "middle")
+    parameters = (_PERIOD,)
+    __slots__ = ("period", "upper", "lower", "middle", "_extremes")
+
+    def __init__(self, period: int = 20) -> None:
+        self.period = period
+        self.warmup = period
+        self._count = 0
+        self.upper = self.lower = self.middle = math.nan
+        self._extremes = RollingExtremes(period)
+
+    def update(self, high: float, low: float) -> None:
+        if high - high != 0.0 or low - low != 0.0:
+            return
+        extremes = self._extremes
+        extremes.push(high, low)
+        self._count = extremes.count
+        if extremes.count == self.period:
+            self.upper = extremes.highest
+            self.lower = extremes.lowest
+            self.middle = (extremes.highest + extremes.lowest) / 2.0
+
+    @staticmethod
+    def batch(high: np.ndarray, low: np.ndarray, period: int = 20) -> tuple[np.ndarray, ...]:
+        return _donchian(as_input(high), as_input(low), period)
+
+
+@njit(cache=True)
+def _donchian(high, low, period):
+    n = high.size
+    outputs = np.full((3, n), np.nan)
+    highs, lows, state = extremes_new(period)
+    upper = lower = middle = np.nan
+    for i in range(n):
+        h = high[i]
+        lo = low[i]
+        if h - h == 0.0 and lo - lo == 0.0:
+            extremes_push(highs, lows, state, h, lo)
+            if state[1] == period:
+                upper = state[2]
+                lower = state[3]
+                middle = (upper + lower) / 2.0
+        outputs[0, i] = upper
+        outputs[1, i] = lower
+        outputs[2, i] = middle
+    return outputs[0], outputs[1], outputs[2]

@@ -1,0 +1,195 @@
+"""Volume: on-balance volume over a window, session VWAP and volume surge."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from engine.indicators._base import Indicator, Parameter, as_input
+from engine.indicators._rolling import RollingWindow, window_mean, window_new, window_push, window_total
+
+__all__ = ["OnBalanceVolume", "SessionVolumeWeightedAveragePrice", "VolumeSurge"]
+
+
+class OnBalanceVolume(Indicator):
+    """On-balance volume over the last `period` bars: up-bar volume minus down-bar volume.
+
+    Classic OBV is a running total whose level depends on where the history starts;
+    its change over `period` bars (this value) does not, so a model can use it.
+    """
+
+    name = "obv"
+    group = "volume"
+    inputs = ("close", "volume")
+    outputs = ("value",)
+    parameters = (Parameter("period", 20, 1, 5000, "bars summed"),)
+    __slots__ = ("period", "value", "_previous", "_window")
+
+    def __init__(self, period: int = 20) -> None:
+        self.period = period
+        self.warmup = period + 1
+        self._count = 0
+        self.value = math.nan
+        self._previous = 0.0
+        self._window = RollingWindow(period)
+
+    def update(self, close: float, volume: float) -> None:
+        if close - close != 0.0 or volume - volume != 0.0:
+            return
+        previous = self._previous
+        self._previous = close
+        if self._count == 0:
+            self._count = 1
+            return
+        signed = volume if close > previous else -volume if close < previous else 0.0
+        window = self._window
+        window.push(signed)
+        self._count = window.count + 1
+        if window.count == self.period:
+            self.value = window.total()
+
+    @staticmethod
+    def batch(close: np.ndarray, volume: np.ndarray, period: int = 20) -> np.ndarray:
+        return _obv(as_input(close), as_input(volume), period)
+
+
+@njit(cache=True)
+def _obv(close, volume, period):
+    out = np.full(close.size, np.nan)
+    values, state = window_new(period)
+    previous = 0.0
+    started = False
+    value = np.nan
+    for i in range(close.size):
+        c = close[i]
+        v = volume[i]
+        if c - c == 0.0 and v - v == 0.0:
+            if started:
+                signed = v if c > previous else -v if c < previous else 0.0
+                window_push(values, state, signed)
+                if state[1] == period:
+                    value = window_total(state)
+            started = True
+            previous = c
+        out[i] = value
+    return out
+
+
+class SessionVolumeWeightedAveragePrice(Indicator):
+    """Volume-weighted average of the typical price (H+L+C)/3 since the session opened.
+
+    `session` is any number that changes when a new trading session starts (the
+    exchange-local date, say); history must begin at a session open to be exact.
+    """
+
+    name = "session_vwap"
+    group = "volume"
+    inputs = ("high", "low", "close", "volume", "session")
+    outputs = ("value",)
+    timescales = frozenset({"minute", "hour"})
+    anchor = "session"
+    __slots__ = ("value", "_session", "_price_volume", "_volume")
+
+    def __init__(self) -> None:
+        self.warmup = 1
+        self._count = 0
+        self.value = math.nan
+        self._session = math.nan
+        self._price_volume = 0.0
+        self._volume = 0.0
+
+    def update(self, high: float, low: float, close: float, volume: float, session: float) -> None:
+        if high - high != 0.0 or low - low != 0.0 or close - close != 0.0 or volume - volume != 0.0:
+            return
+        if session != self._session:
+            self._session = session
+            self._price_volume = 0.0
+            self._volume = 0.0
+        typical = (high + low + close) / 3.0
+        self._price_volume += typical * volume
+        self._volume += volume
+        self._count = 1
+        # Until volume trades, the bar's own price is the best estimate.
+        self.value = self._price_volume / self._volume if self._volume > 0.0 else typical
+
+    @staticmethod
+    def batch(
+        high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray, session: np.ndarray
+    ) -> np.ndarray:
+        return _session_vwap(as_input(high), as_input(low), as_input(close), as_input(volume), as_input(session))
+
+
+@njit(cache=True)
+def _session_vwap(high, low, close, volume, session):
+    out = np.full(close.size, np.nan)
+    current = np.nan
+    price_volume = 0.0
+    total = 0.0
+    value = np.nan
+    for i in range(close.size):
+        h = high[i]
+        lo = low[i]
+        c = close[i]
+        v = volume[i]
+        if h - h == 0.0 and lo - lo == 0.0 and c - c == 0.0 and v - v == 0.0:
+            if session[i] != current:
+                current = session[i]
+                price_volume = 0.0
+                total = 0.0
+            typical = (h + lo + c) / 3.0
+            price_volume += typical * v
+            total += v
+            value = price_volume / total if total > 0.0 else typical
+        out[i] = value
+    return out
+
+
+class VolumeSurge(Indicator):
+    """Volume surge: this bar's volume over the mean volume of the last `period` bars (itself included)."""
+
+    name = "volume_surge"
+    group = "volume"
+    inputs = ("volume",)
+    outputs = ("value",)
+    parameters = (Parameter("period", 20, 2, 2000, "bars in the mean volume"),)
+    __slots__ = ("period", "value", "_window")
+
+    def __init__(self, period: int = 20) -> None:
+        self.period = period
+        self.warmup = period
+        self._count = 0
+        self.value = math.nan
+        self._window = RollingWindow(period)
+
+    def update(self, volume: float) -> None:
+        if volume - volume != 0.0:
+            return
+        window = self._window
+        window.push(volume)
+        self._count = window.count
+        if window.count == self.period:
+            mean = window.mean()
+            # No volume at all in the window: nothing unusual about this bar either.
+            self.value = volume / mean if mean > 0.0 else 1.0
+
+    @staticmethod
+    def batch(volume: np.ndarray, period: int = 20) -> np.ndarray:
+        return _volume_surge(as_input(volume), period)
+
+
+@njit(cache=True)
+def _volume_surge(volume, period):
+    out = np.full(volume.size, np.nan)
+    values, state = window_new(period)
+    value = np.nan
+    for i in range(volume.size):
+        v = volume[i]
+        if v - v == 0.0:
+            window_push(values, state, v)
+            if state[1] == period:
+                mean = window_mean(state)
+                value = v / mean if mean > 0.0 else 1.0
+        out[i] = value
+    return out

@@ -1,0 +1,200 @@
+"""Wire schemas: ticks and bars in, alerts out, all frozen msgspec Structs.
+
+Market data carries event times as integer nanoseconds since the Unix epoch (UTC):
+cheap to compare on the per-tick path. Alerts carry timezone-aware UTC datetimes,
+because people and other programs read them.
+
+Schema evolution (the msgspec rules): a new field must have a default, and no field
+is renamed or removed while a stream may still hold messages that carry it.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from typing import Annotated, Literal, TypeVar, Union
+
+import msgspec
+
+from engine.errors import DecodeError
+
+__all__ = [
+    "Tick",
+    "Bar",
+    "Lineage",
+    "StockAlert",
+    "OptionAlert",
+    "FutureAlert",
+    "Alert",
+    "encode_json",
+    "encode_msgpack",
+    "decode_json",
+    "decode_msgpack",
+]
+
+Nanoseconds = Annotated[int, msgspec.Meta(ge=0, description="nanoseconds since the Unix epoch, UTC")]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+Ticker = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+
+
+def _require_finite(struct: msgspec.Struct, fields: tuple[str, ...]) -> None:
+    # JSON cannot carry NaN but msgpack can, and one NaN poisons an EMA forever.
+    for name in fields:
+        value = getattr(struct, name)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"`{name}` must be a finite number, got {value!r}")
+
+
+class Tick(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One market event: a trade (price, size), a quote (bid/ask), or both."""
+
+    ticker: Ticker
+    ts: Nanoseconds
+    price: float | None = None
+    size: NonNegative | None = None
+    bid: float | None = None
+    ask: float | None = None
+    bid_size: NonNegative | None = None
+    ask_size: NonNegative | None = None
+    trade_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_finite(self, ("price", "size", "bid", "ask", "bid_size", "ask_size"))
+        if self.price is None and (self.bid is None or self.ask is None):
+            raise ValueError("a tick needs a trade `price` or both `bid` and `ask`")
+
+    @property
+    def is_trade(self) -> bool:
+        return self.price is not None
+
+    @property
+    def is_quote(self) -> bool:
+        return self.bid is not None and self.ask is not None
+
+
+class Bar(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """OHLCV over the half-open event-time interval [start, end)."""
+
+    ticker: Ticker
+    start: Nanoseconds
+    end: Nanoseconds
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: NonNegative = 0.0
+    trades: Annotated[int, msgspec.Meta(ge=0)] = 0
+    vwap: float | None = None
+
+    def __post_init__(self) -> None:
+        _require_finite(self, ("open", "high", "low", "close", "volume", "vwap"))
+        if self.end <= self.start:
+            raise ValueError(f"`end` ({self.end}) must be after `start` ({self.start})")
+
+
+class Lineage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The content hashes that tie a result or an alert to exactly what produced it."""
+
+    pack_sha: Sha256
+    indicator_set_sha: Sha256
+    model_config_sha: Sha256
+    policy_sha: Sha256
+    data_sha: Sha256 | None = None
+    artifact_sha: Sha256 | None = None
+
+
+class _AlertBase(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="instrument"
+):
+    alert_id: Annotated[str, msgspec.Meta(min_length=1)]
+    timestamp: datetime
+    model_id: Annotated[str, msgspec.Meta(min_length=1)]
+    action: Literal["BUY", "SELL", "HOLD"]
+    ticker: Ticker
+    quantity: NonNegative
+    confidence: Probability
+    entry_price: float
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    urgency: Literal["immediate", "day", "good_till"] = "day"
+    valid_until: datetime
+    lineage: Lineage
+    received_at: datetime
+    emitted_at: datetime
+
+    def __post_init__(self) -> None:
+        _require_finite(self, ("entry_price", "stop_loss", "take_profit"))
+        for name in ("timestamp", "valid_until", "received_at", "emitted_at"):
+            if getattr(self, name).tzinfo is None:
+                raise ValueError(f"`{name}` must carry a timezone (UTC)")
+
+
+class StockAlert(_AlertBase, frozen=True, tag="stock"):
+    """A signal on a stock or ETF: buy or sell `quantity` shares."""
+
+
+class OptionAlert(_AlertBase, frozen=True, tag="option"):
+    """A signal on an option contract of `underlying`."""
+
+    underlying: Ticker
+    option_type: Literal["call", "put"]
+    strike: Annotated[float, msgspec.Meta(gt=0)]
+    expiration: date
+    contracts: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class FutureAlert(_AlertBase, frozen=True, tag="future"):
+    """A signal on a futures contract, naming the contract month per the roll strategy."""
+
+    contract: Annotated[str, msgspec.Meta(min_length=1)]
+    contract_month: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+    contracts: Annotated[int, msgspec.Meta(ge=0)]
+
+
+Alert = Union[StockAlert, OptionAlert, FutureAlert]
+
+T = TypeVar("T")
+"""Type of the decoded message."""
+
+_json_encoder = msgspec.json.Encoder()
+_msgpack_encoder = msgspec.msgpack.Encoder()
+_json_decoders: dict[object, msgspec.json.Decoder] = {}
+_msgpack_decoders: dict[object, msgspec.msgpack.Decoder] = {}
+
+
+def encode_json(message: msgspec.Struct) -> bytes:
+    """Encode a message as JSON."""
+    return _json_encoder.encode(message)
+
+
+def encode_msgpack(message: msgspec.Struct) -> bytes:
+    """Encode a message as msgpack."""
+    return _msgpack_encoder.encode(message)
+
+
+def _name(kind: object) -> str:
+    return "Alert" if kind is Alert else getattr(kind, "__name__", str(kind))
+
+
+def decode_json(data: bytes | str, kind: type[T]) -> T:
+    """Decode JSON into ``kind`` (``Tick``, ``Bar``, ``Alert``, ...), or raise one `DecodeError`."""
+    decoder = _json_decoders.get(kind)
+    if decoder is None:
+        decoder = _json_decoders[kind] = msgspec.json.Decoder(kind)
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as error:
+        raise DecodeError(f"invalid {_name(kind)} JSON: {error}") from None
+
+
+def decode_msgpack(data: bytes, kind: type[T]) -> T:
+    """Decode msgpack into ``kind`` (``Tick``, ``Bar``, ``Alert``, ...), or raise one `DecodeError`."""
+    decoder = _msgpack_decoders.get(kind)
+    if decoder is None:
+        decoder = _msgpack_decoders[kind] = msgspec.msgpack.Decoder(kind)
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as error:
+        raise DecodeError(f"invalid {_name(kind)} msgpack: {error}") from None
