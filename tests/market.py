@@ -123,7 +123,7 @@ def synthetic(n: int = 3_000, seed: int = 7) -> dict[str, np.ndarray]:
 def run_incremental(indicator, columns: list[np.ndarray]) -> np.ndarray:
     """Feed rows one at a time; outputs after each row, shaped (outputs, rows)."""
     rows = []
-    for values in zip(*columns):
+    for values in zip(*(column.tolist() for column in columns)):
         indicator.update(*values)
         rows.append([getattr(indicator, name) for name in indicator.outputs])
     return np.array(rows, dtype=np.float64).T

@@ -101,7 +101,13 @@ class SessionVolumeWeightedAveragePrice(Indicator):
         self._volume = 0.0
 
     def update(self, high: float, low: float, close: float, volume: float, session: float) -> None:
-        if high - high != 0.0 or low - low != 0.0 or close - close != 0.0 or volume - volume != 0.0:
+        if (
+            high - high != 0.0
+            or low - low != 0.0
+            or close - close != 0.0
+            or volume - volume != 0.0
+            or session - session != 0.0
+        ):
             return
         if session != self._session:
             self._session = session
@@ -133,9 +139,10 @@ def _session_vwap(high, low, close, volume, session):
         lo = low[i]
         c = close[i]
         v = volume[i]
-        if h - h == 0.0 and lo - lo == 0.0 and c - c == 0.0 and v - v == 0.0:
-            if session[i] != current:
-                current = session[i]
+        s = session[i]
+        if h - h == 0.0 and lo - lo == 0.0 and c - c == 0.0 and v - v == 0.0 and s - s == 0.0:
+            if s != current:
+                current = s
                 price_volume = 0.0
                 total = 0.0
             typical = (h + lo + c) / 3.0
