@@ -1,0 +1,83 @@
+"""Quality gates on backtest results: PASS, MARGINAL or FAIL, each with a reason a person can read.
+
+MARGINAL is a band just short of a gate: the result misses it by no more than 10% of
+the threshold (at least ``MARGINAL_FLOOR`` for the gate, so that a zero threshold
+still has a band). A marginal result may be kept for review; a failing one may not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = ["Gates", "GateResult", "Status", "evaluate", "overall", "MARGINAL_FRACTION", "MARGINAL_FLOOR"]
+
+Status = Literal["PASS", "MARGINAL", "FAIL"]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+MARGINAL_FRACTION = 0.10
+MARGINAL_FLOOR = {"min_trades": 1.0, "min_sharpe": 0.05, "max_drawdown": 0.005, "min_win_rate": 0.01}
+
+
+class Gates(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Thresholds a configuration must meet; drawdown and win rate are fractions (0.2 = 20%)."""
+
+    min_trades: Annotated[int, msgspec.Meta(ge=0)]
+    min_sharpe: float
+    max_drawdown: Fraction
+    min_win_rate: Fraction | None = None
+
+
+class GateResult(msgspec.Struct, frozen=True):
+    """The verdict of one gate on one result."""
+
+    gate: str
+    status: Status
+    value: float
+    threshold: float
+    reason: str
+
+
+_LABELS = {
+    "min_trades": ("trades", "{:.0f}"),
+    "min_sharpe": ("Sharpe", "{:.2f}"),
+    "max_drawdown": ("max drawdown", "{:.1%}"),
+    "min_win_rate": ("win rate", "{:.1%}"),
+}
+_METRIC = {"min_trades": "trades", "min_sharpe": "sharpe", "max_drawdown": "max_drawdown", "min_win_rate": "win_rate"}
+
+
+def _judge(gate: str, value: float, threshold: float) -> GateResult:
+    label, form = _LABELS[gate]
+    shown, limit = form.format(value), form.format(threshold)
+    band = max(MARGINAL_FRACTION * abs(threshold), MARGINAL_FLOOR[gate])
+    # Distance on the wrong side of the gate: positive means it was missed.
+    shortfall = value - threshold if gate == "max_drawdown" else threshold - value
+    if shortfall <= 0.0:
+        relation = "within" if gate == "max_drawdown" else "meets"
+        return GateResult(gate, "PASS", value, threshold, f"{label} {shown} {relation} the gate {limit}")
+    status: Status = "MARGINAL" if shortfall <= band else "FAIL"
+    relation = "above" if gate == "max_drawdown" else "below"
+    near = " (within the marginal band)" if status == "MARGINAL" else ""
+    return GateResult(gate, status, value, threshold, f"{label} {shown} is {relation} the gate {limit}{near}")
+
+
+def evaluate(gates: Gates, metrics: Mapping[str, float]) -> list[GateResult]:
+    """Judge ``metrics`` (trades, sharpe, max_drawdown, win_rate) against every gate that is set."""
+    results = []
+    for gate, metric in _METRIC.items():
+        threshold = getattr(gates, gate)
+        if threshold is None:
+            continue
+        if metric not in metrics:
+            raise KeyError(f"metrics lack {metric!r}, needed by the gate {gate}")
+        results.append(_judge(gate, float(metrics[metric]), float(threshold)))
+    return results
+
+
+def overall(results: list[GateResult]) -> Status:
+    """The worst status among the results."""
+    statuses = {result.status for result in results}
+    return "FAIL" if "FAIL" in statuses else "MARGINAL" if "MARGINAL" in statuses else "PASS"
