@@ -34,6 +34,7 @@ __all__ = [
     "Catalog",
     "effective_tags",
     "cadence_timescale",
+    "time_problem",
     "HORIZON_TIMESCALES",
 ]
 
@@ -173,17 +174,20 @@ class Sweep(_Strict, kw_only=True):
     presets: dict[RiskProfile, dict[str, float | str | list[float]]] = {}
 
 
-class OptionSettings(_Strict, kw_only=True):
+class PackOptions(_Strict, kw_only=True):
+    """Defaults for option models of the pack; `multiplier` is shares per contract."""
+
     default_dte: Annotated[int, msgspec.Meta(ge=0, le=730)]
     default_strike: Literal["ATM", "OTM_5", "OTM_10", "ITM_5", "ITM_10"] = "ATM"
     option_type: Literal["call", "put", "both"] = "both"
-    contract_size: Annotated[int, msgspec.Meta(ge=1)] = 100
+    multiplier: Annotated[int, msgspec.Meta(ge=1)] = 100
 
 
-class FutureSettings(_Strict, kw_only=True):
+class PackFutures(_Strict, kw_only=True):
+    """Defaults for futures models of the pack."""
+
     contract_month: Literal["front", "back", "specific"] = "front"
     roll_strategy: Literal["calendar", "volume", "oi"] = "volume"
-    contract_size: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
 class Pack(_Strict, kw_only=True):
@@ -204,8 +208,8 @@ class Pack(_Strict, kw_only=True):
     sweep: Sweep = Sweep()
     cadence: str
     tags: Tags = {}
-    options: OptionSettings | None = None
-    futures: FutureSettings | None = None
+    options: PackOptions | None = None
+    futures: PackFutures | None = None
     disclaimer: str | None = None
 
     @property
@@ -362,24 +366,30 @@ def _check_references(pack: Pack) -> Check:
     return Check(name, "PASS", "")
 
 
-def _check_time(pack: Pack) -> Check:
-    name = "Time coherence"
-    horizon = pack.personality.time_horizon
+def time_problem(horizon: str, cadence: str, indicators: Iterable[str]) -> tuple[str, str] | None:
+    """(field, detail) of the first way a cadence or an indicator misfits a time horizon, or None."""
     allowed = HORIZON_TIMESCALES[horizon]
     try:
-        cadence = cadence_timescale(pack.cadence)
+        timescale = cadence_timescale(cadence)
     except ConfigError as error:
-        return _fail(name, f"{error.problem}; {error.fix}", "cadence")
-    if cadence not in allowed:
-        return _fail(name, f"cadence {pack.cadence} ({cadence} bars) does not fit a {horizon} horizon", "cadence")
-    for indicator in pack.indicators:
+        return "cadence", f"{error.problem}; {error.fix}"
+    if timescale not in allowed:
+        return "cadence", f"cadence {cadence} ({timescale} bars) does not fit a {horizon} horizon"
+    for indicator in indicators:
         timescales = INDICATORS[indicator].timescales
         if not timescales & allowed:
             scales = "/".join(sorted(timescales))
-            return _fail(name, f"{indicator} works on {scales} data, not in a {horizon} pack", f"indicators.{indicator}")
-        if cadence not in timescales and "tick" not in timescales:
-            return _fail(name, f"{indicator} does not run on {cadence} bars (cadence {pack.cadence})", f"indicators.{indicator}")
-    return Check(name, "PASS", "")
+            return f"indicators.{indicator}", f"{indicator} works on {scales} data, not in a {horizon} pack"
+        if timescale not in timescales and "tick" not in timescales:
+            return f"indicators.{indicator}", f"{indicator} does not run on {timescale} bars (cadence {cadence})"
+    return None
+
+
+def _check_time(pack: Pack) -> Check:
+    problem = time_problem(pack.personality.time_horizon, pack.cadence, pack.indicators)
+    if problem is not None:
+        return _fail("Time coherence", problem[1], problem[0])
+    return Check("Time coherence", "PASS", "")
 
 
 def _check_gates(pack: Pack) -> Check:
