@@ -1,0 +1,228 @@
+"""The embedded workspace: one folder (SIGMA_HOME) with SQLite metadata, Parquet data and artifacts.
+
+Layout::
+
+    <home>/sigma.db          models, sweeps, trained models, publications, audit log
+    <home>/data/             Parquet bars and results
+    <home>/artifacts/ab/<sha256>   content-addressed files (ONNX models, manifests)
+    <home>/packs/            the user's own packs
+
+The database schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[i]``
+upgrades version i to i + 1 and runs once, in a transaction. The audit log is
+append-only: triggers refuse UPDATE and DELETE. Time comes from an injected clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+from engine.errors import ConfigError, NotFoundError, SigmaError
+from engine.models import ModelSpec
+
+__all__ = ["Workspace", "AuditEntry", "MIGRATIONS", "default_home"]
+
+Clock = Callable[[], datetime]
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE models (
+        name TEXT PRIMARY KEY,
+        pack TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        model_config_sha TEXT NOT NULL,
+        spec BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE sweeps (
+        id TEXT PRIMARY KEY,
+        model TEXT NOT NULL REFERENCES models(name),
+        status TEXT NOT NULL,
+        config BLOB NOT NULL,
+        tags TEXT NOT NULL DEFAULT '[]',
+        lineage BLOB,
+        created_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE TABLE trained_models (
+        id TEXT PRIMARY KEY,
+        model TEXT NOT NULL REFERENCES models(name),
+        sweep TEXT REFERENCES sweeps(id),
+        artifact_sha TEXT,
+        manifest BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE publications (
+        trained_model TEXT PRIMARY KEY REFERENCES trained_models(id),
+        published_at TEXT NOT NULL,
+        published_by TEXT NOT NULL
+    );
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details BLOB NOT NULL
+    );
+    CREATE TRIGGER audit_log_is_append_only_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_log_is_append_only_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
+)
+
+
+def default_home() -> Path:
+    """SIGMA_HOME, or ./.sigma when it is not set."""
+    return Path(os.environ.get("SIGMA_HOME", ".sigma"))
+
+
+class AuditEntry(msgspec.Struct, frozen=True):
+    """One line of the audit log: who did what to which thing, when, with which lineage."""
+
+    seq: int
+    at: str
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, object]
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_details = msgspec.json.Decoder(dict[str, object]).decode
+_decode_model = msgspec.json.Decoder(ModelSpec).decode
+
+
+class Workspace:
+    """A user's workspace folder; open it with ``Workspace(home, clock=...)`` and close when done."""
+
+    def __init__(self, home: Path | str, *, clock: Clock) -> None:
+        self.home = Path(home)
+        self._clock = clock
+        for folder in ("data", "artifacts", "packs"):
+            (self.home / folder).mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.home / "sigma.db", isolation_level=None)
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    @property
+    def packs_folder(self) -> Path:
+        return self.home / "packs"
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > len(MIGRATIONS):
+            raise SigmaError(
+                f"workspace {self.home} has schema version {current}, newer than this Sigma "
+                f"understands ({len(MIGRATIONS)}); upgrade Sigma to open it"
+            )
+        for version in range(current, len(MIGRATIONS)):
+            # executescript commits on its own; wrap the step so it applies whole or not at all.
+            self._db.executescript(
+                f"BEGIN; {MIGRATIONS[version]} PRAGMA user_version = {version + 1}; COMMIT;"
+            )
+
+    def _now(self) -> str:
+        return self._clock().isoformat()
+
+    def audit(self, actor: str, action: str, subject: str, details: dict[str, object] | None = None) -> None:
+        """Append one entry to the audit log."""
+        self._db.execute(
+            "INSERT INTO audit_log (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)",
+            (self._now(), actor, action, subject, _encode(details or {})),
+        )
+
+    def audit_log(self, subject: str | None = None) -> list[AuditEntry]:
+        query = "SELECT seq, at, actor, action, subject, details FROM audit_log"
+        rows = self._db.execute(query + (" WHERE subject = ?" if subject else "") + " ORDER BY seq", (subject,) if subject else ())
+        return [AuditEntry(seq, at, actor, action, subj, _decode_details(details)) for seq, at, actor, action, subj, details in rows]
+
+    def add_model(self, spec: ModelSpec, *, actor: str) -> None:
+        """Store a new model and audit its creation; refuse a name already taken."""
+        lineage = msgspec.to_builtins(spec.lineage)
+        try:
+            with self._transaction():
+                self._db.execute(
+                    "INSERT INTO models (name, pack, strategy, model_config_sha, spec, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (spec.name, f"{spec.pack}@{spec.pack_version}", spec.strategy, spec.model_config_sha, _encode(spec), self._now()),
+                )
+                self.audit(actor, "model.create", spec.name, {"lineage": lineage})
+        except sqlite3.IntegrityError:
+            raise ConfigError("name", f"a model named {spec.name!r} already exists", "choose another name") from None
+
+    def model(self, name: str) -> ModelSpec:
+        row = self._db.execute("SELECT spec FROM models WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no model named {name!r}; `sigma models list` shows the models")
+        return _decode_model(row[0])
+
+    def models(self) -> list[ModelSpec]:
+        return [_decode_model(spec) for (spec,) in self._db.execute("SELECT spec FROM models ORDER BY name")]
+
+    def model_names(self) -> set[str]:
+        return {name for (name,) in self._db.execute("SELECT name FROM models")}
+
+    def put_artifact(self, content: bytes) -> str:
+        """Store ``content`` under its SHA-256 and return the hash; storing it twice is harmless."""
+        sha = hashlib.sha256(content).hexdigest()
+        path = self._artifact_path(sha)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            partial.write_bytes(content)
+            partial.replace(path)  # atomic: a crash never leaves a half-written artifact
+        return sha
+
+    def read_artifact(self, sha: str) -> bytes:
+        """The artifact's bytes, after checking them against their SHA-256; refuses a tampered file."""
+        path = self._artifact_path(sha)
+        if not path.exists():
+            raise NotFoundError(f"no artifact {sha} in {self.home / 'artifacts'}")
+        content = path.read_bytes()
+        actual = hashlib.sha256(content).hexdigest()
+        if actual != sha:
+            raise SigmaError(
+                f"artifact {sha} failed its SHA-256 check (the file now hashes to {actual}); "
+                "it was changed on disk: discard it and export the model again"
+            )
+        return content
+
+    def _artifact_path(self, sha: str) -> Path:
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ConfigError("artifact", f"{sha!r} is not a SHA-256 hex digest")
+        return self.home / "artifacts" / sha[:2] / sha
+
+    def _transaction(self):
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN")
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self._db.execute("ROLLBACK" if kind else "COMMIT")
