@@ -1,0 +1,39 @@
+"""The ``sigma`` command: packs, indicators and models from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from cli import indicators, models, packs
+from engine.errors import SigmaError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a wrong argument in one line (and exits 2), not usage plus a line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sigma", description="Sigma: streaming trading signals from packs, models and ONNX scoring.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    packs.register(commands)
+    indicators.register(commands)
+    models.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except SigmaError as error:
+        print(f"sigma: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `sigma ... | head` closed the pipe: not an error
+        return 0

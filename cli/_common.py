@@ -1,0 +1,52 @@
+"""What the subcommands share: the workspace, the pack catalog, JSON output and key=value options."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import UTC, datetime
+
+import msgspec
+
+from engine.errors import ConfigError
+from engine.packs import Catalog
+from engine.workspace import Workspace, default_home
+from packs import OFFICIAL
+
+
+def workspace() -> Workspace:
+    return Workspace(default_home(), clock=lambda: datetime.now(UTC))
+
+
+def catalog() -> Catalog:
+    """Official packs, then the user's own from the workspace (without creating it)."""
+    user = default_home() / "packs"
+    return Catalog([OFFICIAL, user] if user.is_dir() else [OFFICIAL])
+
+
+def actor() -> str:
+    return getpass.getuser()
+
+
+def print_json(value: object) -> None:
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(value), indent=2).decode() + "\n")
+
+
+def number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def key_values(pairs: list[str] | None, option: str) -> dict[str, object]:
+    """Parse repeated ``key=value`` options; numbers become numbers."""
+    parsed: dict[str, object] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(option, f"{pair!r} is not key=value", f"write e.g. {option} period=14")
+        parsed[key.strip()] = number(value.strip())
+    return parsed
