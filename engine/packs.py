@@ -376,6 +376,8 @@ def time_problem(horizon: str, cadence: str, indicators: Iterable[str]) -> tuple
     if timescale not in allowed:
         return "cadence", f"cadence {cadence} ({timescale} bars) does not fit a {horizon} horizon"
     for indicator in indicators:
+        if indicator not in INDICATORS:
+            continue  # reported by the references check
         timescales = INDICATORS[indicator].timescales
         if not timescales & allowed:
             scales = "/".join(sorted(timescales))
@@ -457,6 +459,8 @@ def _check_strategies(pack: Pack) -> Check:
         for indicator, params in strategy.indicators.items():
             if indicator not in pack.indicators:
                 return _fail(name, f"{indicator!r} is not among the pack's indicators", f"{field}.{indicator}")
+            if indicator not in INDICATORS:
+                continue  # reported by the references check
             try:
                 check_params(indicator, {**pack.indicators[indicator], **params}, where=f"{field}.{indicator}")
             except ConfigError as error:

@@ -1,0 +1,82 @@
+import re
+
+import pytest
+
+from engine.errors import ConfigError
+from engine.models import FutureSettings, OptionSettings, StockSettings, create_model
+from engine.packs import Catalog
+from packs import OFFICIAL
+
+CATALOG = Catalog([OFFICIAL])
+SWING = CATALOG.get("swingsigma")
+TREND = CATALOG.get("trendsigma")
+
+
+def test_defaults_come_from_the_strategy_and_the_pack():
+    spec = create_model(SWING, strategy="mean_reversion", settings={"ticker": "SPY"})
+    assert spec.name == "spy_stock_days_1d"
+    assert spec.indicators["rsi"] == {"period": 7}  # the strategy's override of the pack's 14
+    assert spec.indicators["bollinger"] == {"period": 20, "deviations": 2.0}
+    assert spec.instrument == StockSettings(ticker="SPY")
+    assert spec.risk_profile == "balanced" and spec.cadence == "1d"
+
+
+def test_tags_inherit_pack_then_strategy_then_model():
+    spec = create_model(SWING, strategy="mean_reversion", settings={"ticker": "SPY"}, tags={"experience": ["expert"]})
+    assert spec.tags["timeframe"] == ["swing"]  # from the pack
+    assert spec.tags["style"] == ["mean_reversion"] and spec.tags["risk"] == ["conservative"]  # strategy
+    assert spec.tags["experience"] == ["expert"]  # the user's
+
+
+def test_auto_names_follow_the_pattern_and_never_collide():
+    option = create_model(SWING, strategy="momentum_swing", instrument="options", settings={"underlying": "AAPL"})
+    assert option.name == "aapl_option_days_1d"
+    assert option.instrument == OptionSettings(underlying="AAPL", default_dte=30, default_strike="ATM")
+    again = create_model(SWING, strategy="momentum_swing", instrument="options", settings={"underlying": "AAPL"}, taken={option.name})
+    assert again.name == "aapl_option_days_1d_2"
+    variant = create_model(SWING, strategy="momentum_swing", settings={"ticker": "BRK.B"}, variant="fast")
+    assert variant.name == "brk_b_stock_days_1d_fast"
+    future = create_model(TREND, strategy="trend_following", instrument="futures", settings={"contract": "ES"})
+    assert future.name == "es_future_weeks_1w"
+    assert future.instrument == FutureSettings(contract="ES", contract_month="front", roll_strategy="volume")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "message"),
+    [
+        ({"strategy": "scalp"}, "strategy", "swingsigma@1.0.0 has no strategy 'scalp'"),
+        ({"indicators": ["rsi", "vpin"]}, "indicators", "'vpin' is not in pack swingsigma@1.0.0"),
+        ({"indicators": []}, "indicators", "a model needs at least one indicator"),
+        ({"params": {"rsi": {"period": 1}}}, "params.rsi.period", "1 is out of range"),
+        ({"params": {"atr": {"period": 5}}}, "params.atr", "sets parameters of an indicator the model does not use"),
+        ({"instrument": "futures"}, "instrument", "swingsigma@1.0.0 does not trade futures"),
+        ({"settings": {"ticker": "SPY", "share_size": 0}}, "instrument.share_size", "Expected `int` >= 1"),
+        ({"settings": {"ticker": "SPY", "leverage": 2}}, "instrument", "unknown field `leverage`"),
+        ({"settings": {}}, "instrument.ticker", "missing required field `ticker`"),
+        ({"risk_profile": "yolo"}, "risk_profile", "has no gates for 'yolo'"),
+        ({"cadence": "5m"}, "cadence", "cadence 5m (minute bars) does not fit a days horizon"),
+        ({"name": "Bad Name"}, "name", "must be lower-case letters"),
+        ({"taken": {"spy_stock_days_1d"}, "name": "spy_stock_days_1d"}, "name", "already exists"),
+    ],
+)
+def test_anything_outside_the_pack_is_refused_with_the_field(kwargs, field, message):
+    request = {"strategy": "momentum_swing", "settings": {"ticker": "SPY"}} | kwargs
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        create_model(SWING, **request)
+    assert caught.value.field == field
+
+
+def test_specific_futures_month_must_be_given():
+    with pytest.raises(ConfigError, match="`specific_month`"):
+        create_model(TREND, strategy="trend_following", instrument="futures", settings={"contract": "ES", "contract_month": "specific"})
+
+
+def test_lineage_hashes_track_content_not_names():
+    a = create_model(SWING, strategy="momentum_swing", settings={"ticker": "SPY"})
+    b = create_model(SWING, strategy="momentum_swing", settings={"ticker": "SPY"}, name="other", tags={"style": ["x"]})
+    c = create_model(SWING, strategy="momentum_swing", settings={"ticker": "QQQ"})
+    d = create_model(SWING, strategy="momentum_swing", settings={"ticker": "SPY"}, params={"rsi": {"period": 10}})
+    assert a.lineage == b.lineage
+    assert c.indicator_set_sha == a.indicator_set_sha and c.model_config_sha != a.model_config_sha
+    assert d.indicator_set_sha != a.indicator_set_sha
+    assert create_model(SWING, strategy="momentum_swing", settings={"ticker": "SPY"}, risk_profile="aggressive").policy_sha != a.policy_sha
