@@ -9,7 +9,8 @@ order, so the two agree to the last bit.
 
 Non-finite inputs (NaN, ±inf) are skipped: state and outputs stay as they were, and
 batch repeats the previous output at that row. The test ``x - x != 0.0`` is true for
-exactly those values and costs one subtraction.
+exactly those values and costs one subtraction; for several inputs, their sum is tested
+once (any NaN or infinity makes the sum non-finite).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Parameter(msgspec.Struct, frozen=True):
 class Indicator:
     """Base of every incremental indicator; see the module docstring for the contract."""
 
-    __slots__ = ("warmup", "_count")
+    __slots__ = ("warmup",)
 
     name: ClassVar[str]
     """Registry name used in packs and on the command line."""
@@ -83,7 +84,8 @@ class Indicator:
 
     @property
     def ready(self) -> bool:
-        return self._count >= self.warmup
+        """True once outputs are defined: after exactly ``warmup`` updates with finite inputs."""
+        return not math.isnan(self.value)
 
     @property
     def params(self) -> dict[str, int | float]:

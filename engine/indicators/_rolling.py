@@ -15,9 +15,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from engine.indicators._jit import helper, kernel
 
-__all__ = ["RollingWindow", "RollingExtremes"]
+__all__ = ["RollingWindow", "RollingExtremes", "lap_sum"]
+
+
+def lap_sum(values: list[float]) -> float:
+    """Left-to-right sum, as the kernels add: windows rebuild their sums with it once per lap."""
+    total = 0.0
+    for x in values:
+        total += x
+    return total
 
 
 class RollingWindow:
@@ -126,101 +134,118 @@ class RollingExtremes:
             self.lowest = min(self._lows)
 
 
-# Compiled twins. Window state: [position, count, anchor, sum, sum_squares].
-_POSITION, _COUNT, _ANCHOR, _SUM, _SQUARES = 0, 1, 2, 3, 4
+# Compiled twins. The buffer travels beside a tuple of scalars (position, count, anchor,
+# sum, squares) that is passed by value, so the scalars stay in registers. Inside an
+# array they would be reloaded after every store to the buffer, and an array inside the
+# tuple would be reference-counted on every push: either way the kernels run 7x slower.
 
 
-@njit(cache=True)
+@helper
 def window_new(size):
-    return np.zeros(size), np.zeros(5)
+    return np.zeros(size), (0, 0, 0.0, 0.0, 0.0)
 
 
-@njit(cache=True)
-def window_push(values, state, x):
+@helper
+def window_push(values, window, x):
+    position, count, anchor, total, squares = window
     size = values.size
-    position = int(state[_POSITION])
-    count = state[_COUNT]
     if count < size:
         if count == 0:
-            state[_ANCHOR] = x
-        state[_COUNT] = count + 1
+            anchor = x
+        count += 1
     else:
-        old = values[position] - state[_ANCHOR]
-        state[_SUM] -= old
-        state[_SQUARES] -= old * old
+        old = values[position] - anchor
+        total -= old
+        squares -= old * old
     values[position] = x
-    deviation = x - state[_ANCHOR]
-    state[_SUM] += deviation
-    state[_SQUARES] += deviation * deviation
+    deviation = x - anchor
+    total += deviation
+    squares += deviation * deviation
     position += 1
     if position == size:
         position = 0
-        anchor = state[_ANCHOR] + state[_SUM] / size
+        anchor = anchor + total / size
         total = 0.0
         squares = 0.0
         for i in range(size):
             deviation = values[i] - anchor
             total += deviation
             squares += deviation * deviation
-        state[_ANCHOR] = anchor
-        state[_SUM] = total
-        state[_SQUARES] = squares
-    state[_POSITION] = position
+    return position, count, anchor, total, squares
 
 
-@njit(cache=True)
-def window_full(values, state):
-    return state[_COUNT] == values.size
+@helper
+def window_full(values, window):
+    return window[1] == values.size
 
 
-@njit(cache=True)
-def window_oldest(values, state):
-    return values[int(state[_POSITION])]
+@helper
+def window_oldest(values, window):
+    return values[window[0]]
 
 
-@njit(cache=True)
-def window_total(state):
-    return state[_ANCHOR] * state[_COUNT] + state[_SUM]
+@helper
+def window_total(window):
+    return window[2] * window[1] + window[3]
 
 
-@njit(cache=True)
-def window_mean(state):
-    return state[_ANCHOR] + state[_SUM] / state[_COUNT]
+@helper
+def window_mean(window):
+    return window[2] + window[3] / window[1]
 
 
-@njit(cache=True)
-def window_variance(state, ddof):
-    n = state[_COUNT]
-    centred = state[_SQUARES] - state[_SUM] * state[_SUM] / n
+@helper
+def window_variance(window, ddof):
+    n = window[1]
+    centred = window[4] - window[3] * window[3] / n
     return centred / (n - ddof) if centred > 0.0 else 0.0
 
 
-# Extremes state: [position, count, highest, lowest].
-@njit(cache=True)
-def extremes_new(size):
-    highs = np.full(size, -np.inf)
-    lows = np.full(size, np.inf)
-    state = np.array([0.0, 0.0, -np.inf, np.inf])
-    return highs, lows, state
+@kernel
+def rolling_extremes(high, low, period):
+    """Highest high and lowest low of the last `period` rows whose high and low are finite.
 
-
-@njit(cache=True)
-def extremes_push(highs, lows, state, high, low):
-    size = highs.size
-    position = int(state[0])
-    evicted_high = highs[position]
-    evicted_low = lows[position]
-    highs[position] = high
-    lows[position] = low
-    position += 1
-    state[0] = 0 if position == size else position
-    if state[1] < size:
-        state[1] += 1
-    if high >= state[2]:
-        state[2] = high
-    elif evicted_high == state[2]:
-        state[2] = highs.max()
-    if low <= state[3]:
-        state[3] = low
-    elif evicted_low == state[3]:
-        state[3] = lows.min()
+    NaN until `period` such rows exist, and at rows that are skipped. One pass with its
+    state in locals (the same scan as `RollingExtremes.push`).
+    """
+    n = high.size
+    highest_out = np.full(n, np.nan)
+    lowest_out = np.full(n, np.nan)
+    highs = np.full(period, -np.inf)
+    lows = np.full(period, np.inf)
+    position = 0
+    count = 0
+    highest = -np.inf
+    lowest = np.inf
+    for i in range(n):
+        h = high[i]
+        lo = low[i]
+        if h + lo - (h + lo) != 0.0:
+            continue
+        evicted_high = highs[position]
+        evicted_low = lows[position]
+        highs[position] = h
+        lows[position] = lo
+        position += 1
+        if position == period:
+            position = 0
+        if count < period:
+            count += 1
+        if h >= highest:
+            highest = h
+        elif evicted_high == highest:
+            highest = -np.inf
+            for j in range(period):
+                if highs[j] > highest:
+                    highest = highs[j]
+        if lo <= lowest:
+            lowest = lo
+        elif evicted_low == lowest:
+            lowest = np.inf
+            for j in range(period):
+                if lows[j] < lowest:
+                    lowest = lows[j]
+        if count == period:
+            highest_out[i] = highest
+            lowest_out[i] = lowest
+    return highest_out, lowest_out

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from engine.indicators._jit import kernel
+from engine.indicators._rolling import lap_sum
 
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
-from engine.indicators._rolling import RollingWindow, window_mean, window_new, window_push
 
 __all__ = ["SimpleMovingAverage", "ExponentialMovingAverage", "WeightedMovingAverage"]
 
@@ -23,40 +23,56 @@ class SimpleMovingAverage(Indicator):
     inputs = ("close",)
     outputs = ("value",)
     parameters = (_PERIOD,)
-    __slots__ = ("period", "value", "_window")
+    __slots__ = ("period", "value", "_values", "_position", "_sum")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
         self.warmup = period
-        self._count = 0
         self.value = math.nan
-        self._window = RollingWindow(period)
+        # NaN slots keep the sum NaN until the first lap has replaced them all: the
+        # warm-up costs no counter and no branch.
+        self._values = [math.nan] * period
+        self._position = 0
+        self._sum = math.nan
 
     def update(self, close: float) -> None:
         if close - close != 0.0:
             return
-        window = self._window
-        window.push(close)
-        self._count = window.count
-        if window.count == self.period:
-            self.value = window.mean()
+        values = self._values
+        position = self._position
+        self._sum += close - values[position]
+        values[position] = close
+        position += 1
+        if position == self.period:
+            position = 0
+            self._sum = lap_sum(values)
+        self._position = position
+        self.value = self._sum / self.period
 
     @staticmethod
     def batch(close: np.ndarray, period: int = 20) -> np.ndarray:
         return _sma(as_input(close), period)
 
 
-@njit(cache=True)
+@kernel
 def _sma(close, period):
     out = np.full(close.size, np.nan)
-    values, state = window_new(period)
+    values = np.full(period, np.nan)
+    position = 0
+    total = np.nan
     value = np.nan
     for i in range(close.size):
         x = close[i]
         if x - x == 0.0:
-            window_push(values, state, x)
-            if state[1] == period:
-                value = window_mean(state)
+            total += x - values[position]
+            values[position] = x
+            position += 1
+            if position == period:
+                position = 0
+                total = 0.0
+                for j in range(period):
+                    total += values[j]
+            value = total / period
         out[i] = value
     return out
 
@@ -69,7 +85,7 @@ class ExponentialMovingAverage(Indicator):
     inputs = ("close",)
     outputs = ("value",)
     parameters = (_PERIOD,)
-    __slots__ = ("period", "value", "_alpha", "_seed", "_average")
+    __slots__ = ("_count", "period", "value", "_alpha", "_seed", "_average")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
@@ -102,7 +118,7 @@ class ExponentialMovingAverage(Indicator):
         return _ema(as_input(close), period, alpha, period + converged_after(1.0 - alpha))
 
 
-@njit(cache=True)
+@kernel
 def _ema(close, period, alpha, warmup):
     out = np.full(close.size, np.nan)
     count = 0
@@ -133,7 +149,7 @@ class WeightedMovingAverage(Indicator):
     inputs = ("close",)
     outputs = ("value",)
     parameters = (_PERIOD,)
-    __slots__ = ("period", "value", "_values", "_position", "_numerator", "_total", "_divisor")
+    __slots__ = ("_count", "period", "value", "_values", "_position", "_numerator", "_total", "_divisor")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
@@ -185,7 +201,7 @@ class WeightedMovingAverage(Indicator):
         return _wma(as_input(close), period)
 
 
-@njit(cache=True)
+@kernel
 def _wma(close, period):
     out = np.full(close.size, np.nan)
     values = np.zeros(period)

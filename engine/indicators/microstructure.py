@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from engine.indicators._jit import kernel
 
 from engine.indicators._base import TICK_TIMESCALES, Indicator, Parameter, as_input
 from engine.indicators._rolling import (
     RollingWindow,
+    window_full,
     window_mean,
     window_new,
     window_push,
@@ -31,7 +32,7 @@ class OrderBookImbalance(Indicator):
     outputs = ("value",)
     parameters = (Parameter("period", 10, 1, 10000, "quotes averaged"),)
     timescales = TICK_TIMESCALES
-    __slots__ = ("period", "value", "_window")
+    __slots__ = ("_count", "period", "value", "_window")
 
     def __init__(self, period: int = 10) -> None:
         self.period = period
@@ -46,7 +47,6 @@ class OrderBookImbalance(Indicator):
         depth = bid_size + ask_size
         window = self._window
         window.push((bid_size - ask_size) / depth if depth > 0.0 else 0.0)
-        self._count = window.count
         if window.count == self.period:
             self.value = window.mean()
 
@@ -55,19 +55,19 @@ class OrderBookImbalance(Indicator):
         return _order_book_imbalance(as_input(bid_size), as_input(ask_size), period)
 
 
-@njit(cache=True)
+@kernel
 def _order_book_imbalance(bid_size, ask_size, period):
     out = np.full(bid_size.size, np.nan)
-    values, state = window_new(period)
+    values, window = window_new(period)
     value = np.nan
     for i in range(bid_size.size):
         b = bid_size[i]
         a = ask_size[i]
         if b - b == 0.0 and a - a == 0.0:
             depth = b + a
-            window_push(values, state, (b - a) / depth if depth > 0.0 else 0.0)
-            if state[1] == period:
-                value = window_mean(state)
+            window = window_push(values, window, (b - a) / depth if depth > 0.0 else 0.0)
+            if window_full(values, window):
+                value = window_mean(window)
         out[i] = value
     return out
 
@@ -80,7 +80,7 @@ class Microprice(Indicator):
     inputs = ("bid", "ask", "bid_size", "ask_size")
     outputs = ("value",)
     timescales = TICK_TIMESCALES
-    __slots__ = ("value",)
+    __slots__ = ("_count", "value",)
 
     def __init__(self) -> None:
         self.warmup = 1
@@ -92,14 +92,13 @@ class Microprice(Indicator):
             return
         depth = bid_size + ask_size
         self.value = (bid * ask_size + ask * bid_size) / depth if depth > 0.0 else (bid + ask) / 2.0
-        self._count = 1
 
     @staticmethod
     def batch(bid: np.ndarray, ask: np.ndarray, bid_size: np.ndarray, ask_size: np.ndarray) -> np.ndarray:
         return _microprice(as_input(bid), as_input(ask), as_input(bid_size), as_input(ask_size))
 
 
-@njit(cache=True)
+@kernel
 def _microprice(bid, ask, bid_size, ask_size):
     out = np.full(bid.size, np.nan)
     value = np.nan
@@ -129,7 +128,7 @@ class TradeSignImbalance(Indicator):
     outputs = ("value",)
     parameters = (Parameter("period", 100, 1, 100000, "trades in the window"),)
     timescales = TICK_TIMESCALES
-    __slots__ = ("period", "value", "_previous", "_signed", "_sizes")
+    __slots__ = ("_count", "period", "value", "_previous", "_signed", "_sizes")
 
     def __init__(self, period: int = 100) -> None:
         self.period = period
@@ -161,11 +160,11 @@ class TradeSignImbalance(Indicator):
         return _trade_sign_imbalance(as_input(price), as_input(size), period)
 
 
-@njit(cache=True)
+@kernel
 def _trade_sign_imbalance(price, size, period):
     out = np.full(price.size, np.nan)
-    signed_values, signed_state = window_new(period)
-    size_values, size_state = window_new(period)
+    signed_values, signed = window_new(period)
+    sizes_values, sizes = window_new(period)
     previous = 0.0
     started = False
     value = np.nan
@@ -174,11 +173,11 @@ def _trade_sign_imbalance(price, size, period):
         s = size[i]
         if p - p == 0.0 and s - s == 0.0:
             if started:
-                window_push(signed_values, signed_state, s if p > previous else -s if p < previous else 0.0)
-                window_push(size_values, size_state, s)
-                if size_state[1] == period:
-                    total = window_total(size_state)
-                    value = window_total(signed_state) / total if total > 0.0 else 0.0
+                signed = window_push(signed_values, signed, s if p > previous else -s if p < previous else 0.0)
+                sizes = window_push(sizes_values, sizes, s)
+                if window_full(sizes_values, sizes):
+                    total = window_total(sizes)
+                    value = window_total(signed) / total if total > 0.0 else 0.0
             started = True
             previous = p
         out[i] = value
@@ -201,7 +200,7 @@ class VolumeSynchronisedProbabilityOfInformedTrading(Indicator):
     outputs = ("value",)
     parameters = (Parameter("period", 50, 2, 10000, "bars (or trades) in the window"),)
     timescales = frozenset({"tick", "minute"})
-    __slots__ = ("period", "value", "_previous", "_changes", "_imbalance", "_volume")
+    __slots__ = ("_count", "period", "value", "_previous", "_changes", "_imbalance", "_volume")
 
     def __init__(self, period: int = 50) -> None:
         self.period = period
@@ -239,12 +238,12 @@ class VolumeSynchronisedProbabilityOfInformedTrading(Indicator):
         return _vpin(as_input(close), as_input(volume), period)
 
 
-@njit(cache=True)
+@kernel
 def _vpin(close, volume, period):
     out = np.full(close.size, np.nan)
-    change_values, change_state = window_new(period)
-    imbalance_values, imbalance_state = window_new(period)
-    volume_values, volume_state = window_new(period)
+    changes_values, changes = window_new(period)
+    imbalances_values, imbalances = window_new(period)
+    volumes_values, volumes = window_new(period)
     previous = 0.0
     started = False
     value = np.nan
@@ -254,15 +253,15 @@ def _vpin(close, volume, period):
         if c - c == 0.0 and v - v == 0.0:
             if started:
                 change = c - previous
-                window_push(change_values, change_state, change)
-                if change_state[1] == period:
-                    sigma = math.sqrt(window_variance(change_state, 0))
+                changes = window_push(changes_values, changes, change)
+                if window_full(changes_values, changes):
+                    sigma = math.sqrt(window_variance(changes, 0))
                     buy_share = 0.5 * (1.0 + math.erf(change / (sigma * _SQRT2))) if sigma > 0.0 else 0.5
-                    window_push(imbalance_values, imbalance_state, v * abs(2.0 * buy_share - 1.0))
-                    window_push(volume_values, volume_state, v)
-                    if volume_state[1] == period:
-                        total = window_total(volume_state)
-                        value = window_total(imbalance_state) / total if total > 0.0 else 0.0
+                    imbalances = window_push(imbalances_values, imbalances, v * abs(2.0 * buy_share - 1.0))
+                    volumes = window_push(volumes_values, volumes, v)
+                    if window_full(volumes_values, volumes):
+                        total = window_total(volumes)
+                        value = window_total(imbalances) / total if total > 0.0 else 0.0
             started = True
             previous = c
         out[i] = value

@@ -10,17 +10,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from engine.indicators._jit import kernel
 
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
 from engine.indicators._rolling import (
+    rolling_extremes,
     RollingExtremes,
     RollingWindow,
-    extremes_new,
-    extremes_push,
+    window_full,
     window_mean,
     window_new,
-    window_oldest,
     window_push,
 )
 
@@ -35,7 +34,7 @@ class RelativeStrengthIndex(Indicator):
     inputs = ("close",)
     outputs = ("value",)
     parameters = (Parameter("period", 14, 2, 500, "bars in Wilder's smoothing"),)
-    __slots__ = ("period", "value", "_previous", "_gain", "_loss")
+    __slots__ = ("_count", "period", "value", "_previous", "_gain", "_loss")
 
     def __init__(self, period: int = 14) -> None:
         self.period = period
@@ -78,7 +77,7 @@ class RelativeStrengthIndex(Indicator):
         return _rsi(as_input(close), period, warmup)
 
 
-@njit(cache=True)
+@kernel
 def _rsi(close, period, warmup):
     out = np.full(close.size, np.nan)
     count = 0
@@ -123,7 +122,7 @@ class MovingAverageConvergenceDivergence(Indicator):
         Parameter("signal_period", 9, 2, 500, "bars in the signal EMA of the MACD line"),
     )
     __slots__ = (
-        "fast", "slow", "signal_period", "macd", "signal", "histogram",
+        "_count", "fast", "slow", "signal_period", "macd", "signal", "histogram",
         "_fast_alpha", "_slow_alpha", "_signal_alpha",
         "_fast_average", "_slow_average", "_signal_average", "_signal_seed",
     )  # fmt: skip
@@ -191,7 +190,7 @@ def _macd_warmup(slow: int, signal_period: int) -> int:
     )
 
 
-@njit(cache=True)
+@kernel
 def _macd(close, fast, slow, signal_period, warmup):
     n = close.size
     macd = np.full(n, np.nan)
@@ -253,44 +252,48 @@ class RateOfChange(Indicator):
     inputs = ("close",)
     outputs = ("value",)
     parameters = (Parameter("period", 10, 1, 1000, "bars to look back"),)
-    __slots__ = ("period", "value", "_window")
+    __slots__ = ("period", "value", "_closes", "_position")
 
     def __init__(self, period: int = 10) -> None:
         self.period = period
         self.warmup = period + 1
-        self._count = 0
         self.value = math.nan
-        self._window = RollingWindow(period)
+        self._closes = [math.nan] * period  # NaN until a close `period` bars back exists
+        self._position = 0
 
     def update(self, close: float) -> None:
         if close - close != 0.0:
             return
-        window = self._window
-        if window.full:
-            then = window.oldest
+        closes = self._closes
+        position = self._position
+        then = closes[position]
+        closes[position] = close
+        position += 1
+        self._position = 0 if position == self.period else position
+        if then == then:
             self.value = (close / then - 1.0) * 100.0 if then != 0.0 else 0.0
-            self._count = self.warmup
-        else:
-            self._count += 1
-        window.push(close)
 
     @staticmethod
     def batch(close: np.ndarray, period: int = 10) -> np.ndarray:
         return _roc(as_input(close), period)
 
 
-@njit(cache=True)
+@kernel
 def _roc(close, period):
     out = np.full(close.size, np.nan)
-    values, state = window_new(period)
+    closes = np.full(period, np.nan)
+    position = 0
     value = np.nan
     for i in range(close.size):
         x = close[i]
         if x - x == 0.0:
-            if state[1] == period:
-                then = window_oldest(values, state)
+            then = closes[position]
+            closes[position] = x
+            position += 1
+            if position == period:
+                position = 0
+            if then == then:
                 value = (x / then - 1.0) * 100.0 if then != 0.0 else 0.0
-            window_push(values, state, x)
         out[i] = value
     return out
 
@@ -314,18 +317,17 @@ class Stochastic(Indicator):
         self.k_smoothing = k_smoothing
         self.d_period = d_period
         self.warmup = k_period + k_smoothing + d_period - 2
-        self._count = 0
         self.k = self.d = math.nan
         self._range = RollingExtremes(k_period)
         self._fast = RollingWindow(k_smoothing)
         self._slow = RollingWindow(d_period)
 
     def update(self, high: float, low: float, close: float) -> None:
-        if high - high != 0.0 or low - low != 0.0 or close - close != 0.0:
+        total = high + low + close
+        if total - total != 0.0:
             return
         extremes = self._range
         extremes.push(high, low)
-        self._count += 1
         if extremes.count < self.k_period:
             return
         # TA-Lib divides by range/100 rather than multiplying by 100: same bits as it.
@@ -344,34 +346,36 @@ class Stochastic(Indicator):
         high: np.ndarray, low: np.ndarray, close: np.ndarray,
         k_period: int = 14, k_smoothing: int = 3, d_period: int = 3,
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        return _stochastic(as_input(high), as_input(low), as_input(close), k_period, k_smoothing, d_period)
+        high, low, close = as_input(high), as_input(low), as_input(close)
+        # A row with a non-finite close is skipped whole, so it may not enter the range.
+        skipped = ~np.isfinite(close)
+        if skipped.any():
+            high = np.where(skipped, np.nan, high)
+        highest, lowest = rolling_extremes(high, low, k_period)
+        return _stochastic(highest, lowest, close, k_smoothing, d_period)
 
 
-@njit(cache=True)
-def _stochastic(high, low, close, k_period, k_smoothing, d_period):
+@kernel
+def _stochastic(highest, lowest, close, k_smoothing, d_period):
+    # `highest` is NaN where the row was skipped or the range is not yet full.
     n = close.size
     k_out = np.full(n, np.nan)
     d_out = np.full(n, np.nan)
-    highs, lows, extremes = extremes_new(k_period)
     fast_values, fast = window_new(k_smoothing)
     slow_values, slow = window_new(d_period)
     k_value = np.nan
     d_value = np.nan
     for i in range(n):
-        h = high[i]
-        lo = low[i]
         c = close[i]
-        if h - h == 0.0 and lo - lo == 0.0 and c - c == 0.0:
-            extremes_push(highs, lows, extremes, h, lo)
-            if extremes[1] == k_period:
-                scale = (extremes[2] - extremes[3]) / 100.0
-                window_push(fast_values, fast, (c - extremes[3]) / scale if scale != 0.0 else 50.0)
-                if fast[1] == k_smoothing:
-                    k = window_mean(fast)
-                    window_push(slow_values, slow, k)
-                    if slow[1] == d_period:
-                        k_value = k
-                        d_value = window_mean(slow)
+        if c - c == 0.0 and highest[i] == highest[i]:
+            scale = (highest[i] - lowest[i]) / 100.0
+            fast = window_push(fast_values, fast, (c - lowest[i]) / scale if scale != 0.0 else 50.0)
+            if window_full(fast_values, fast):
+                k = window_mean(fast)
+                slow = window_push(slow_values, slow, k)
+                if window_full(slow_values, slow):
+                    k_value = k
+                    d_value = window_mean(slow)
         k_out[i] = k_value
         d_out[i] = d_value
     return k_out, d_out

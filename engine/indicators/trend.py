@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from engine.indicators._jit import kernel
 
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
 
@@ -21,7 +21,7 @@ class AverageDirectionalIndex(Indicator):
     outputs = ("adx", "plus_di", "minus_di")
     parameters = (Parameter("period", 14, 2, 500, "bars in Wilder's smoothing"),)
     __slots__ = (
-        "period", "adx", "plus_di", "minus_di",
+        "_count", "period", "adx", "plus_di", "minus_di",
         "_high", "_low", "_close", "_plus_dm", "_minus_dm", "_true_range", "_dx_sum", "_average",
     )  # fmt: skip
 
@@ -34,7 +34,8 @@ class AverageDirectionalIndex(Indicator):
         self._plus_dm = self._minus_dm = self._true_range = self._dx_sum = self._average = 0.0
 
     def update(self, high: float, low: float, close: float) -> None:
-        if high - high != 0.0 or low - low != 0.0 or close - close != 0.0:
+        total = high + low + close
+        if total - total != 0.0:
             return
         count = self._count + 1
         self._count = count
@@ -55,11 +56,8 @@ class AverageDirectionalIndex(Indicator):
             self._minus_dm += down
         elif up > 0.0 and up > down:
             self._plus_dm += up
-        true_range = high - low
-        if abs(high - previous_close) > true_range:
-            true_range = abs(high - previous_close)
-        if abs(low - previous_close) > true_range:
-            true_range = abs(low - previous_close)
+        # max(high, prior close) - min(low, prior close): TA-Lib's three-way max, without abs().
+        true_range = (high if high > previous_close else previous_close) - (low if low < previous_close else previous_close)
         if count <= period:
             self._true_range += true_range
             return
@@ -97,7 +95,7 @@ def _adx_warmup(period: int) -> int:
     return 2 * period + 2 * converged_after(1.0 - 1.0 / period)
 
 
-@njit(cache=True)
+@kernel
 def _adx(high, low, close, period, warmup):
     n = close.size
     outputs = np.full((3, n), np.nan)
@@ -109,7 +107,7 @@ def _adx(high, low, close, period, warmup):
         h = high[i]
         lo = low[i]
         c = close[i]
-        if h - h == 0.0 and lo - lo == 0.0 and c - c == 0.0:
+        if h + lo + c - (h + lo + c) == 0.0:
             count += 1
             up = h - last_high
             down = last_low - lo
@@ -125,11 +123,7 @@ def _adx(high, low, close, period, warmup):
                     minus_dm += down
                 elif up > 0.0 and up > down:
                     plus_dm += up
-                true_range = h - lo
-                if abs(h - previous_close) > true_range:
-                    true_range = abs(h - previous_close)
-                if abs(lo - previous_close) > true_range:
-                    true_range = abs(lo - previous_close)
+                true_range = (h if h > previous_close else previous_close) - (lo if lo < previous_close else previous_close)
                 if count <= period:
                     smoothed_range += true_range
                 else:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from engine.indicators._jit import kernel
 
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
 from engine.indicators._rolling import (
+    rolling_extremes,
     RollingExtremes,
     RollingWindow,
-    extremes_new,
-    extremes_push,
+    window_full,
     window_mean,
     window_new,
     window_push,
@@ -32,7 +32,7 @@ class BollingerBands(Indicator):
     inputs = ("close",)
     outputs = ("middle", "upper", "lower", "percent_b", "width")
     parameters = (_PERIOD, Parameter("deviations", 2.0, 0.1, 10.0, "band distance in standard deviations"))
-    __slots__ = ("period", "deviations", "middle", "upper", "lower", "percent_b", "width", "_window")
+    __slots__ = ("_count", "period", "deviations", "middle", "upper", "lower", "percent_b", "width", "_window")
 
     def __init__(self, period: int = 20, deviations: float = 2.0) -> None:
         self.period = period
@@ -47,7 +47,6 @@ class BollingerBands(Indicator):
             return
         window = self._window
         window.push(close)
-        self._count = window.count
         if window.count < self.period:
             return
         middle = window.mean()
@@ -63,29 +62,33 @@ class BollingerBands(Indicator):
         return _bollinger(as_input(close), period, deviations)
 
 
-@njit(cache=True)
+@kernel
 def _bollinger(close, period, deviations):
     n = close.size
-    outputs = np.full((5, n), np.nan)
-    values, state = window_new(period)
+    middles = np.full(n, np.nan)
+    uppers = np.full(n, np.nan)
+    lowers = np.full(n, np.nan)
+    percents = np.full(n, np.nan)
+    widths = np.full(n, np.nan)
+    values, window = window_new(period)
     middle = upper = lower = percent_b = width = np.nan
     for i in range(n):
         x = close[i]
         if x - x == 0.0:
-            window_push(values, state, x)
-            if state[1] == period:
-                middle = window_mean(state)
-                spread = math.sqrt(window_variance(state, 0)) * deviations
+            window = window_push(values, window, x)
+            if window_full(values, window):
+                middle = window_mean(window)
+                spread = math.sqrt(window_variance(window, 0)) * deviations
                 upper = middle + spread
                 lower = middle - spread
                 percent_b = (x - lower) / (2.0 * spread) if spread > 0.0 else 0.5
                 width = 2.0 * spread / middle if middle != 0.0 else 0.0
-        outputs[0, i] = middle
-        outputs[1, i] = upper
-        outputs[2, i] = lower
-        outputs[3, i] = percent_b
-        outputs[4, i] = width
-    return outputs[0], outputs[1], outputs[2], outputs[3], outputs[4]
+        middles[i] = middle
+        uppers[i] = upper
+        lowers[i] = lower
+        percents[i] = percent_b
+        widths[i] = width
+    return middles, uppers, lowers, percents, widths
 
 
 class AverageTrueRange(Indicator):
@@ -96,7 +99,7 @@ class AverageTrueRange(Indicator):
     inputs = ("high", "low", "close")
     outputs = ("value",)
     parameters = (Parameter("period", 14, 2, 500, "bars in Wilder's smoothing"),)
-    __slots__ = ("period", "value", "_previous_close", "_average")
+    __slots__ = ("_count", "period", "value", "_previous_close", "_average")
 
     def __init__(self, period: int = 14) -> None:
         self.period = period
@@ -107,7 +110,8 @@ class AverageTrueRange(Indicator):
         self._average = 0.0
 
     def update(self, high: float, low: float, close: float) -> None:
-        if high - high != 0.0 or low - low != 0.0 or close - close != 0.0:
+        total = high + low + close
+        if total - total != 0.0:
             return
         count = self._count + 1
         self._count = count
@@ -115,11 +119,8 @@ class AverageTrueRange(Indicator):
         self._previous_close = close
         if count == 1:
             return
-        true_range = high - low
-        if abs(high - previous) > true_range:
-            true_range = abs(high - previous)
-        if abs(low - previous) > true_range:
-            true_range = abs(low - previous)
+        # max(high, prior close) - min(low, prior close): TA-Lib's three-way max, without abs().
+        true_range = (high if high > previous else previous) - (low if low < previous else previous)
         period = self.period
         if count > period + 1:
             self._average = (self._average * (period - 1) + true_range) / period
@@ -137,7 +138,7 @@ class AverageTrueRange(Indicator):
         return _atr(as_input(high), as_input(low), as_input(close), period, warmup)
 
 
-@njit(cache=True)
+@kernel
 def _atr(high, low, close, period, warmup):
     n = close.size
     out = np.full(n, np.nan)
@@ -149,14 +150,10 @@ def _atr(high, low, close, period, warmup):
         h = high[i]
         lo = low[i]
         c = close[i]
-        if h - h == 0.0 and lo - lo == 0.0 and c - c == 0.0:
+        if h + lo + c - (h + lo + c) == 0.0:
             count += 1
             if count > 1:
-                true_range = h - lo
-                if abs(h - previous) > true_range:
-                    true_range = abs(h - previous)
-                if abs(lo - previous) > true_range:
-                    true_range = abs(lo - previous)
+                true_range = (h if h > previous else previous) - (lo if lo < previous else previous)
                 if count > period + 1:
                     average = (average * (period - 1) + true_range) / period
                 else:
@@ -178,7 +175,7 @@ class RealisedVolatility(Indicator):
     inputs = ("close",)
     outputs = ("value",)
     parameters = (_PERIOD,)
-    __slots__ = ("period", "value", "_previous", "_window")
+    __slots__ = ("_count", "period", "value", "_previous", "_window")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
@@ -208,10 +205,10 @@ class RealisedVolatility(Indicator):
         return _realised_volatility(as_input(close), period)
 
 
-@njit(cache=True)
+@kernel
 def _realised_volatility(close, period):
     out = np.full(close.size, np.nan)
-    values, state = window_new(period)
+    values, window = window_new(period)
     previous = 0.0
     started = False
     value = np.nan
@@ -219,9 +216,9 @@ def _realised_volatility(close, period):
         x = close[i]
         if x - x == 0.0 and x > 0.0:
             if started:
-                window_push(values, state, math.log(x / previous))
-                if state[1] == period:
-                    value = math.sqrt(window_variance(state, 1))
+                window = window_push(values, window, math.log(x / previous))
+                if window_full(values, window):
+                    value = math.sqrt(window_variance(window, 1))
             started = True
             previous = x
         out[i] = value
@@ -236,7 +233,7 @@ class ZScore(Indicator):
     inputs = ("close",)
     outputs = ("value",)
     parameters = (_PERIOD,)
-    __slots__ = ("period", "value", "_window")
+    __slots__ = ("_count", "period", "value", "_window")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
@@ -250,7 +247,6 @@ class ZScore(Indicator):
             return
         window = self._window
         window.push(close)
-        self._count = window.count
         if window.count == self.period:
             deviation = math.sqrt(window.variance())
             self.value = (close - window.mean()) / deviation if deviation > 0.0 else 0.0
@@ -260,18 +256,18 @@ class ZScore(Indicator):
         return _zscore(as_input(close), period)
 
 
-@njit(cache=True)
+@kernel
 def _zscore(close, period):
     out = np.full(close.size, np.nan)
-    values, state = window_new(period)
+    values, window = window_new(period)
     value = np.nan
     for i in range(close.size):
         x = close[i]
         if x - x == 0.0:
-            window_push(values, state, x)
-            if state[1] == period:
-                deviation = math.sqrt(window_variance(state, 0))
-                value = (x - window_mean(state)) / deviation if deviation > 0.0 else 0.0
+            window = window_push(values, window, x)
+            if window_full(values, window):
+                deviation = math.sqrt(window_variance(window, 0))
+                value = (x - window_mean(window)) / deviation if deviation > 0.0 else 0.0
         out[i] = value
     return out
 
@@ -284,7 +280,7 @@ class DonchianChannel(Indicator):
     inputs = ("high", "low")
     outputs = ("upper", "lower", "middle")
     parameters = (_PERIOD,)
-    __slots__ = ("period", "upper", "lower", "middle", "_extremes")
+    __slots__ = ("_count", "period", "upper", "lower", "middle", "_extremes")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
@@ -298,7 +294,6 @@ class DonchianChannel(Indicator):
             return
         extremes = self._extremes
         extremes.push(high, low)
-        self._count = extremes.count
         if extremes.count == self.period:
             self.upper = extremes.highest
             self.lower = extremes.lowest
@@ -306,25 +301,22 @@ class DonchianChannel(Indicator):
 
     @staticmethod
     def batch(high: np.ndarray, low: np.ndarray, period: int = 20) -> tuple[np.ndarray, ...]:
-        return _donchian(as_input(high), as_input(low), period)
+        return _donchian(*rolling_extremes(as_input(high), as_input(low), period))
 
 
-@njit(cache=True)
-def _donchian(high, low, period):
-    n = high.size
-    outputs = np.full((3, n), np.nan)
-    highs, lows, state = extremes_new(period)
+@kernel
+def _donchian(highest, lowest):
+    n = highest.size
+    uppers = np.full(n, np.nan)
+    lowers = np.full(n, np.nan)
+    middles = np.full(n, np.nan)
     upper = lower = middle = np.nan
     for i in range(n):
-        h = high[i]
-        lo = low[i]
-        if h - h == 0.0 and lo - lo == 0.0:
-            extremes_push(highs, lows, state, h, lo)
-            if state[1] == period:
-                upper = state[2]
-                lower = state[3]
-                middle = (upper + lower) / 2.0
-        outputs[0, i] = upper
-        outputs[1, i] = lower
-        outputs[2, i] = middle
-    return outputs[0], outputs[1], outputs[2]
+        if highest[i] == highest[i]:
+            upper = highest[i]
+            lower = lowest[i]
+            middle = (upper + lower) / 2.0
+        uppers[i] = upper
+        lowers[i] = lower
+        middles[i] = middle
+    return uppers, lowers, middles

@@ -5,10 +5,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from engine.indicators._jit import kernel
 
 from engine.indicators._base import Indicator, Parameter, as_input
-from engine.indicators._rolling import RollingWindow, window_mean, window_new, window_push, window_total
+from engine.indicators._rolling import (
+    RollingWindow,
+    lap_sum,
+    window_full,
+    window_mean,
+    window_new,
+    window_push,
+)
 
 __all__ = ["OnBalanceVolume", "SessionVolumeWeightedAveragePrice", "VolumeSurge"]
 
@@ -25,54 +32,73 @@ class OnBalanceVolume(Indicator):
     inputs = ("close", "volume")
     outputs = ("value",)
     parameters = (Parameter("period", 20, 1, 5000, "bars summed"),)
-    __slots__ = ("period", "value", "_previous", "_window")
+    __slots__ = ("period", "value", "_previous", "_signed", "_position", "_sum")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
         self.warmup = period + 1
-        self._count = 0
         self.value = math.nan
-        self._previous = 0.0
-        self._window = RollingWindow(period)
+        self._previous = math.nan
+        # NaN slots keep the sum NaN until `period` signed volumes exist (see SMA).
+        self._signed = [math.nan] * period
+        self._position = 0
+        self._sum = math.nan
 
     def update(self, close: float, volume: float) -> None:
-        if close - close != 0.0 or volume - volume != 0.0:
+        total = close + volume
+        if total - total != 0.0:
             return
         previous = self._previous
         self._previous = close
-        if self._count == 0:
-            self._count = 1
+        if close > previous:
+            signed = volume
+        elif close < previous:
+            signed = -volume
+        elif close == previous:
+            signed = 0.0
+        else:  # the first bar: no previous close to compare with
             return
-        signed = volume if close > previous else -volume if close < previous else 0.0
-        window = self._window
-        window.push(signed)
-        self._count = window.count + 1
-        if window.count == self.period:
-            self.value = window.total()
+        values = self._signed
+        position = self._position
+        self._sum += signed - values[position]
+        values[position] = signed
+        position += 1
+        if position == self.period:
+            position = 0
+            self._sum = lap_sum(values)
+        self._position = position
+        self.value = self._sum
 
     @staticmethod
     def batch(close: np.ndarray, volume: np.ndarray, period: int = 20) -> np.ndarray:
         return _obv(as_input(close), as_input(volume), period)
 
 
-@njit(cache=True)
+@kernel
 def _obv(close, volume, period):
     out = np.full(close.size, np.nan)
-    values, state = window_new(period)
-    previous = 0.0
-    started = False
+    values = np.full(period, np.nan)
+    position = 0
+    total = np.nan
+    previous = np.nan
     value = np.nan
     for i in range(close.size):
         c = close[i]
         v = volume[i]
-        if c - c == 0.0 and v - v == 0.0:
-            if started:
-                signed = v if c > previous else -v if c < previous else 0.0
-                window_push(values, state, signed)
-                if state[1] == period:
-                    value = window_total(state)
-            started = True
+        if c + v - (c + v) == 0.0:
+            started = previous == previous
+            signed = v if c > previous else -v if c < previous else 0.0
             previous = c
+            if started:
+                total += signed - values[position]
+                values[position] = signed
+                position += 1
+                if position == period:
+                    position = 0
+                    total = 0.0
+                    for j in range(period):
+                        total += values[j]
+                value = total
         out[i] = value
     return out
 
@@ -94,20 +120,14 @@ class SessionVolumeWeightedAveragePrice(Indicator):
 
     def __init__(self) -> None:
         self.warmup = 1
-        self._count = 0
         self.value = math.nan
         self._session = math.nan
         self._price_volume = 0.0
         self._volume = 0.0
 
     def update(self, high: float, low: float, close: float, volume: float, session: float) -> None:
-        if (
-            high - high != 0.0
-            or low - low != 0.0
-            or close - close != 0.0
-            or volume - volume != 0.0
-            or session - session != 0.0
-        ):
+        total = high + low + close + volume + session
+        if total - total != 0.0:
             return
         if session != self._session:
             self._session = session
@@ -116,7 +136,6 @@ class SessionVolumeWeightedAveragePrice(Indicator):
         typical = (high + low + close) / 3.0
         self._price_volume += typical * volume
         self._volume += volume
-        self._count = 1
         # Until volume trades, the bar's own price is the best estimate.
         self.value = self._price_volume / self._volume if self._volume > 0.0 else typical
 
@@ -127,7 +146,7 @@ class SessionVolumeWeightedAveragePrice(Indicator):
         return _session_vwap(as_input(high), as_input(low), as_input(close), as_input(volume), as_input(session))
 
 
-@njit(cache=True)
+@kernel
 def _session_vwap(high, low, close, volume, session):
     out = np.full(close.size, np.nan)
     current = np.nan
@@ -161,7 +180,7 @@ class VolumeSurge(Indicator):
     inputs = ("volume",)
     outputs = ("value",)
     parameters = (Parameter("period", 20, 2, 2000, "bars in the mean volume"),)
-    __slots__ = ("period", "value", "_window")
+    __slots__ = ("_count", "period", "value", "_window")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
@@ -175,7 +194,6 @@ class VolumeSurge(Indicator):
             return
         window = self._window
         window.push(volume)
-        self._count = window.count
         if window.count == self.period:
             mean = window.mean()
             # No volume at all in the window: nothing unusual about this bar either.
@@ -186,17 +204,17 @@ class VolumeSurge(Indicator):
         return _volume_surge(as_input(volume), period)
 
 
-@njit(cache=True)
+@kernel
 def _volume_surge(volume, period):
     out = np.full(volume.size, np.nan)
-    values, state = window_new(period)
+    values, window = window_new(period)
     value = np.nan
     for i in range(volume.size):
         v = volume[i]
         if v - v == 0.0:
-            window_push(values, state, v)
-            if state[1] == period:
-                mean = window_mean(state)
+            window = window_push(values, window, v)
+            if window_full(values, window):
+                mean = window_mean(window)
                 value = v / mean if mean > 0.0 else 1.0
         out[i] = value
     return out
