@@ -141,6 +141,24 @@ class RollingExtremes:
 
 
 @helper
+def ring_push(values, position, total, x):
+    """Replace the oldest value of a NaN-initialised ring: (position, sum) after the push.
+
+    The compiled twin of `SimpleMovingAverage.update`: the sum stays NaN until every slot
+    holds a value, and is rebuilt left to right once per lap.
+    """
+    total += x - values[position]
+    values[position] = x
+    position += 1
+    if position == values.size:
+        position = 0
+        total = 0.0
+        for i in range(values.size):
+            total += values[i]
+    return position, total
+
+
+@helper
 def window_new(size):
     return np.zeros(size), (0, 0, 0.0, 0.0, 0.0)
 

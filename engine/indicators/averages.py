@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 from engine.indicators._jit import kernel
-from engine.indicators._rolling import lap_sum
+from engine.indicators._rolling import lap_sum, ring_push
 
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
 
@@ -40,14 +40,15 @@ class SimpleMovingAverage(Indicator):
             return
         values = self._values
         position = self._position
-        self._sum += close - values[position]
+        total = self._sum + (close - values[position])  # the kernel's association
         values[position] = close
         position += 1
         if position == self.period:
             position = 0
-            self._sum = lap_sum(values)
+            total = lap_sum(values)
         self._position = position
-        self.value = self._sum / self.period
+        self._sum = total
+        self.value = total / self.period
 
     @staticmethod
     def batch(close: np.ndarray, period: int = 20) -> np.ndarray:
@@ -64,14 +65,7 @@ def _sma(close, period):
     for i in range(close.size):
         x = close[i]
         if x - x == 0.0:
-            total += x - values[position]
-            values[position] = x
-            position += 1
-            if position == period:
-                position = 0
-                total = 0.0
-                for j in range(period):
-                    total += values[j]
+            position, total = ring_push(values, position, total, x)
             value = total / period
         out[i] = value
     return out

@@ -13,14 +13,11 @@ import numpy as np
 from engine.indicators._jit import kernel
 
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
+from engine.indicators.averages import SimpleMovingAverage
 from engine.indicators._rolling import (
+    ring_push,
     rolling_extremes,
     RollingExtremes,
-    RollingWindow,
-    window_full,
-    window_mean,
-    window_new,
-    window_push,
 )
 
 __all__ = ["RelativeStrengthIndex", "MovingAverageConvergenceDivergence", "RateOfChange", "Stochastic"]
@@ -310,7 +307,7 @@ class Stochastic(Indicator):
         Parameter("k_smoothing", 3, 1, 100, "bars in the mean that smooths %K"),
         Parameter("d_period", 3, 1, 100, "bars in the mean of %K that gives %D"),
     )
-    __slots__ = ("k_period", "k_smoothing", "d_period", "k", "d", "_range", "_fast", "_slow")
+    __slots__ = ("k_period", "k_smoothing", "d_period", "k", "d", "_range", "_k", "_d")
 
     def __init__(self, k_period: int = 14, k_smoothing: int = 3, d_period: int = 3) -> None:
         self.k_period = k_period
@@ -319,8 +316,8 @@ class Stochastic(Indicator):
         self.warmup = k_period + k_smoothing + d_period - 2
         self.k = self.d = math.nan
         self._range = RollingExtremes(k_period)
-        self._fast = RollingWindow(k_smoothing)
-        self._slow = RollingWindow(d_period)
+        self._k = SimpleMovingAverage(k_smoothing)
+        self._d = SimpleMovingAverage(d_period)
 
     def update(self, high: float, low: float, close: float) -> None:
         total = high + low + close
@@ -332,14 +329,16 @@ class Stochastic(Indicator):
             return
         # TA-Lib divides by range/100 rather than multiplying by 100: same bits as it.
         scale = (extremes.highest - extremes.lowest) / 100.0
-        self._fast.push((close - extremes.lowest) / scale if scale != 0.0 else 50.0)
-        if not self._fast.full:
+        smoothed = self._k
+        smoothed.update((close - extremes.lowest) / scale if scale != 0.0 else 50.0)
+        k = smoothed.value
+        if k != k:
             return
-        k = self._fast.mean()
-        self._slow.push(k)
-        if self._slow.full:
+        signal = self._d
+        signal.update(k)
+        if signal.value == signal.value:
             self.k = k
-            self.d = self._slow.mean()
+            self.d = signal.value
 
     @staticmethod
     def batch(
@@ -361,21 +360,25 @@ def _stochastic(highest, lowest, close, k_smoothing, d_period):
     n = close.size
     k_out = np.full(n, np.nan)
     d_out = np.full(n, np.nan)
-    fast_values, fast = window_new(k_smoothing)
-    slow_values, slow = window_new(d_period)
+    fast = np.full(k_smoothing, np.nan)
+    slow = np.full(d_period, np.nan)
+    fast_position = slow_position = 0
+    fast_sum = slow_sum = np.nan
     k_value = np.nan
     d_value = np.nan
     for i in range(n):
         c = close[i]
         if c - c == 0.0 and highest[i] == highest[i]:
             scale = (highest[i] - lowest[i]) / 100.0
-            fast = window_push(fast_values, fast, (c - lowest[i]) / scale if scale != 0.0 else 50.0)
-            if window_full(fast_values, fast):
-                k = window_mean(fast)
-                slow = window_push(slow_values, slow, k)
-                if window_full(slow_values, slow):
+            raw = (c - lowest[i]) / scale if scale != 0.0 else 50.0
+            fast_position, fast_sum = ring_push(fast, fast_position, fast_sum, raw)
+            k = fast_sum / k_smoothing
+            if k == k:
+                slow_position, slow_sum = ring_push(slow, slow_position, slow_sum, k)
+                d = slow_sum / d_period
+                if d == d:
                     k_value = k
-                    d_value = window_mean(slow)
+                    d_value = d
         k_out[i] = k_value
         d_out[i] = d_value
     return k_out, d_out

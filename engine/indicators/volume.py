@@ -9,6 +9,7 @@ from engine.indicators._jit import kernel
 
 from engine.indicators._base import Indicator, Parameter, as_input
 from engine.indicators._rolling import (
+    ring_push,
     RollingWindow,
     lap_sum,
     window_full,
@@ -60,14 +61,15 @@ class OnBalanceVolume(Indicator):
             return
         values = self._signed
         position = self._position
-        self._sum += signed - values[position]
+        total = self._sum + (signed - values[position])  # the kernel's association
         values[position] = signed
         position += 1
         if position == self.period:
             position = 0
-            self._sum = lap_sum(values)
+            total = lap_sum(values)
         self._position = position
-        self.value = self._sum
+        self._sum = total
+        self.value = total
 
     @staticmethod
     def batch(close: np.ndarray, volume: np.ndarray, period: int = 20) -> np.ndarray:
@@ -90,14 +92,7 @@ def _obv(close, volume, period):
             signed = v if c > previous else -v if c < previous else 0.0
             previous = c
             if started:
-                total += signed - values[position]
-                values[position] = signed
-                position += 1
-                if position == period:
-                    position = 0
-                    total = 0.0
-                    for j in range(period):
-                        total += values[j]
+                position, total = ring_push(values, position, total, signed)
                 value = total
         out[i] = value
     return out
@@ -126,18 +121,21 @@ class SessionVolumeWeightedAveragePrice(Indicator):
         self._volume = 0.0
 
     def update(self, high: float, low: float, close: float, volume: float, session: float) -> None:
-        total = high + low + close + volume + session
+        prices = high + low + close
+        total = prices + volume + session
         if total - total != 0.0:
             return
         if session != self._session:
             self._session = session
             self._price_volume = 0.0
             self._volume = 0.0
-        typical = (high + low + close) / 3.0
-        self._price_volume += typical * volume
-        self._volume += volume
+        typical = prices / 3.0
+        price_volume = self._price_volume + typical * volume
+        traded = self._volume + volume
+        self._price_volume = price_volume
+        self._volume = traded
         # Until volume trades, the bar's own price is the best estimate.
-        self.value = self._price_volume / self._volume if self._volume > 0.0 else typical
+        self.value = price_volume / traded if traded > 0.0 else typical
 
     @staticmethod
     def batch(
