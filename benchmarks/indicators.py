@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import talib
@@ -22,6 +22,9 @@ from talipp import indicators as talipp
 from talipp.ohlcv import OHLCV
 
 from engine.indicators import INDICATORS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_seconds  # noqa: E402
 
 # talipp's counterpart for each of ours; (name, factory, input kind). "closest" marks a near relative.
 TALIPP = {
@@ -97,15 +100,6 @@ def market(n: int, seed: int = 11) -> dict[str, np.ndarray]:
         "bid_size": rng.uniform(1.0, 500.0, n),
         "ask_size": rng.uniform(1.0, 500.0, n),
     }
-
-
-def median_seconds(run, repeats: int) -> float:
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
 
 
 def incremental_us(cls, rows: list[tuple[float, ...]], repeats: int) -> float:

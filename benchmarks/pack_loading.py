@@ -6,24 +6,22 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import yaml
 
 from engine.packs import load_pack
 from packs import OFFICIAL
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_seconds  # noqa: E402
+
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def median_ms(run, repeats: int) -> float:
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings) * 1e3
+    return median_seconds(run, repeats) * 1e3
 
 
 def main() -> None:

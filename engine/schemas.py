@@ -160,8 +160,8 @@ T = TypeVar("T")
 
 _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
-_json_decoders: dict[object, msgspec.json.Decoder] = {}
-_msgpack_decoders: dict[object, msgspec.msgpack.Decoder] = {}
+_decoders: dict[tuple[str, object], msgspec.json.Decoder | msgspec.msgpack.Decoder] = {}
+_DECODER_TYPES = {"JSON": msgspec.json.Decoder, "msgpack": msgspec.msgpack.Decoder}
 
 
 def encode_json(message: msgspec.Struct) -> bytes:
@@ -174,27 +174,22 @@ def encode_msgpack(message: msgspec.Struct) -> bytes:
     return _msgpack_encoder.encode(message)
 
 
-def _name(kind: object) -> str:
-    return "Alert" if kind is Alert else getattr(kind, "__name__", str(kind))
-
-
 def decode_json(data: bytes | str, kind: type[T]) -> T:
     """Decode JSON into ``kind`` (``Tick``, ``Bar``, ``Alert``, ...), or raise one `DecodeError`."""
-    decoder = _json_decoders.get(kind)
-    if decoder is None:
-        decoder = _json_decoders[kind] = msgspec.json.Decoder(kind)
-    try:
-        return decoder.decode(data)
-    except msgspec.DecodeError as error:
-        raise DecodeError(f"invalid {_name(kind)} JSON: {error}") from None
+    return _decode("JSON", data, kind)
 
 
 def decode_msgpack(data: bytes, kind: type[T]) -> T:
     """Decode msgpack into ``kind`` (``Tick``, ``Bar``, ``Alert``, ...), or raise one `DecodeError`."""
-    decoder = _msgpack_decoders.get(kind)
-    if decoder is None:
-        decoder = _msgpack_decoders[kind] = msgspec.msgpack.Decoder(kind)
+    return _decode("msgpack", data, kind)
+
+
+def _decode(form: str, data: bytes | str, kind: type[T]) -> T:
+    decoder = _decoders.get((form, kind))
+    if decoder is None:  # one decoder per (format, type), built once and reused
+        decoder = _decoders[form, kind] = _DECODER_TYPES[form](kind)
     try:
         return decoder.decode(data)
     except msgspec.DecodeError as error:
-        raise DecodeError(f"invalid {_name(kind)} msgpack: {error}") from None
+        name = "Alert" if kind is Alert else getattr(kind, "__name__", str(kind))
+        raise DecodeError(f"invalid {name} {form}: {error}") from None
