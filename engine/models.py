@@ -85,7 +85,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     pack_version: str
     pack_sha: str
     strategy: str
-    indicators: dict[str, dict[str, float]]
+    indicators: dict[str, dict[str, int | float]]
+    """Parameters as each indicator declares them (int or float), so hashes survive a round trip."""
     instrument: InstrumentSettings
     risk_profile: Literal["conservative", "balanced", "aggressive"]
     cadence: str
@@ -127,7 +128,7 @@ def create_model(
     if not chosen:
         raise ConfigError("indicators", "a model needs at least one indicator")
     params = params or {}
-    resolved: dict[str, dict[str, float]] = {}
+    resolved: dict[str, dict[str, int | float]] = {}
     for indicator in chosen:
         if indicator not in pack.indicators:
             allowed = ", ".join(pack.indicators)

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.errors import ConfigError, NotFoundError, SigmaError
+from engine.lineage import content_sha
 from engine.models import create_model
 from engine.packs import Catalog
 from engine.workspace import MIGRATIONS, Workspace
@@ -26,6 +27,7 @@ def test_models_persist_and_are_audited(tmp_path):
             space.add_model(SPEC, actor="ana")
     with Workspace(tmp_path, clock=CLOCK) as space:
         assert space.model(SPEC.name) == SPEC
+        assert content_sha(space.model(SPEC.name)) == content_sha(SPEC)  # 14 stays 14, not 14.0
         assert [m.name for m in space.models()] == [SPEC.name]
         [entry] = space.audit_log()
         assert (entry.at, entry.actor, entry.action, entry.subject) == ("2026-01-02T03:04:05+00:00", "ana", "model.create", SPEC.name)
