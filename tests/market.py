@@ -33,26 +33,25 @@ def spy_minute() -> dict[str, np.ndarray]:
     return _bars(prices[:, 0], prices[:, 1], prices[:, 2], prices[:, 3], table[:, 5], table[:, 6])
 
 
+def _headed_bars(relative: str) -> dict[str, np.ndarray]:
+    """Bars from a CSV with a header of date, open, high, low, close, volume (any case)."""
+    with shared_file(relative).open() as handle:
+        rows = [{key.lower(): value for key, value in row.items()} for row in csv.DictReader(handle)]
+    column = lambda name: [float(row[name]) for row in rows]  # noqa: E731
+    session = [date.fromisoformat(row["date"][:10]).toordinal() for row in rows]
+    return _bars(column("open"), column("high"), column("low"), column("close"), column("volume"), session)
+
+
 @cache
 def spy_daily() -> dict[str, np.ndarray]:
     """Ten years of Yahoo SPY daily bars (2,519)."""
-    path = shared_file("spy-daily-yahoo/yahoofinance-SPY-20080101-20180101.csv")
-    with path.open() as handle:
-        rows = list(csv.DictReader(handle))
-    column = lambda name: [float(row[name]) for row in rows]  # noqa: E731
-    session = [date.fromisoformat(row["Date"]).toordinal() for row in rows]
-    return _bars(column("Open"), column("High"), column("Low"), column("Close"), column("Volume"), session)
+    return _headed_bars("spy-daily-yahoo/yahoofinance-SPY-20080101-20180101.csv")
 
 
 @cache
 def ethbtc_5m() -> dict[str, np.ndarray]:
     """Twenty days of Binance ETH/BTC five-minute bars (5,760), prices near 0.1."""
-    path = shared_file("crypto-ethbtc-5m/ETH_BTC-5m.csv")
-    with path.open() as handle:
-        rows = list(csv.DictReader(handle))
-    column = lambda name: [float(row[name]) for row in rows]  # noqa: E731
-    session = [date.fromisoformat(row["date"][:10]).toordinal() for row in rows]
-    return _bars(column("open"), column("high"), column("low"), column("close"), column("volume"), session)
+    return _headed_bars("crypto-ethbtc-5m/ETH_BTC-5m.csv")
 
 
 @cache

@@ -78,6 +78,11 @@ class Indicator:
         return cls(**params).warmup
 
     @classmethod
+    def conflict(cls, params: dict[str, int | float]) -> tuple[str, str] | None:
+        """(parameter, problem) when valid parameters contradict each other, else None."""
+        return None
+
+    @classmethod
     def summary(cls) -> str:
         """First line of the docstring: what the indicator is for."""
         return (cls.__doc__ or "").strip().splitlines()[0]
@@ -102,17 +107,6 @@ class Indicator:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
-
-    def __getstate__(self) -> dict[str, object]:
-        return {slot: getattr(self, slot) for slot in _all_slots(type(self))}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        for slot, item in state.items():
-            object.__setattr__(self, slot, item)
-
-
-def _all_slots(cls: type) -> list[str]:
-    return [slot for klass in cls.__mro__ for slot in getattr(klass, "__slots__", ())]
 
 
 def as_input(array: object) -> np.ndarray:

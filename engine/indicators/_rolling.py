@@ -79,11 +79,6 @@ class RollingWindow:
     def full(self) -> bool:
         return self.count == self.size
 
-    @property
-    def oldest(self) -> float:
-        """The value that the next push evicts (meaningful once full)."""
-        return self._values[self._position]
-
     def total(self) -> float:
         return self._anchor * self.count + self._sum
 
@@ -195,11 +190,6 @@ def window_push(values, window, x):
 @helper
 def window_full(values, window):
     return window[1] == values.size
-
-
-@helper
-def window_oldest(values, window):
-    return values[window[0]]
 
 
 @helper

@@ -32,12 +32,11 @@ class OrderBookImbalance(Indicator):
     outputs = ("value",)
     parameters = (Parameter("period", 10, 1, 10000, "quotes averaged"),)
     timescales = TICK_TIMESCALES
-    __slots__ = ("_count", "period", "value", "_window")
+    __slots__ = ("period", "value", "_window")
 
     def __init__(self, period: int = 10) -> None:
         self.period = period
         self.warmup = period
-        self._count = 0
         self.value = math.nan
         self._window = RollingWindow(period)
 
@@ -80,11 +79,10 @@ class Microprice(Indicator):
     inputs = ("bid", "ask", "bid_size", "ask_size")
     outputs = ("value",)
     timescales = TICK_TIMESCALES
-    __slots__ = ("_count", "value",)
+    __slots__ = ("value",)
 
     def __init__(self) -> None:
         self.warmup = 1
-        self._count = 0
         self.value = math.nan
 
     def update(self, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
@@ -128,14 +126,13 @@ class TradeSignImbalance(Indicator):
     outputs = ("value",)
     parameters = (Parameter("period", 100, 1, 100000, "trades in the window"),)
     timescales = TICK_TIMESCALES
-    __slots__ = ("_count", "period", "value", "_previous", "_signed", "_sizes")
+    __slots__ = ("period", "value", "_previous", "_signed", "_sizes")
 
     def __init__(self, period: int = 100) -> None:
         self.period = period
         self.warmup = period + 1
-        self._count = 0
         self.value = math.nan
-        self._previous = 0.0
+        self._previous = math.nan  # no trade yet: the first has no tick to compare
         self._signed = RollingWindow(period)
         self._sizes = RollingWindow(period)
 
@@ -144,13 +141,11 @@ class TradeSignImbalance(Indicator):
             return
         previous = self._previous
         self._previous = price
-        if self._count == 0:
-            self._count = 1
+        if previous != previous:
             return
         signed = size if price > previous else -size if price < previous else 0.0
         self._signed.push(signed)
         self._sizes.push(size)
-        self._count = self._sizes.count + 1
         if self._sizes.count == self.period:
             total = self._sizes.total()
             self.value = self._signed.total() / total if total > 0.0 else 0.0
@@ -200,14 +195,13 @@ class VolumeSynchronisedProbabilityOfInformedTrading(Indicator):
     outputs = ("value",)
     parameters = (Parameter("period", 50, 2, 10000, "bars (or trades) in the window"),)
     timescales = frozenset({"tick", "minute"})
-    __slots__ = ("_count", "period", "value", "_previous", "_changes", "_imbalance", "_volume")
+    __slots__ = ("period", "value", "_previous", "_changes", "_imbalance", "_volume")
 
     def __init__(self, period: int = 50) -> None:
         self.period = period
         self.warmup = 2 * period
-        self._count = 0
         self.value = math.nan
-        self._previous = 0.0
+        self._previous = math.nan  # no close yet: the first has no change
         self._changes = RollingWindow(period)
         self._imbalance = RollingWindow(period)
         self._volume = RollingWindow(period)
@@ -217,8 +211,7 @@ class VolumeSynchronisedProbabilityOfInformedTrading(Indicator):
             return
         previous = self._previous
         self._previous = close
-        self._count += 1
-        if self._count == 1:
+        if previous != previous:
             return
         change = close - previous
         changes = self._changes

@@ -169,6 +169,12 @@ class MovingAverageConvergenceDivergence(Indicator):
             self.signal = self._signal_average
             self.histogram = line - self._signal_average
 
+    @classmethod
+    def conflict(cls, params: dict[str, int | float]) -> tuple[str, str] | None:
+        if params["fast"] >= params["slow"]:
+            return "fast", f"fast ({params['fast']}) must be less than slow ({params['slow']})"
+        return None
+
     @staticmethod
     def batch(
         close: np.ndarray, fast: int = 12, slow: int = 26, signal_period: int = 9

@@ -88,10 +88,9 @@ def check_params(name: str, params: Mapping[str, object], where: str = "params")
                 field, f"{value!r} is out of range", f"use {parameter.minimum} to {parameter.maximum}"
             )
         checked[parameter.name] = value
-    if name == "macd" and checked["fast"] >= checked["slow"]:
-        raise ConfigError(
-            f"{where}.fast", f"fast ({checked['fast']}) must be less than slow ({checked['slow']})"
-        )
+    conflict = cls.conflict(checked)
+    if conflict is not None:
+        raise ConfigError(f"{where}.{conflict[0]}", conflict[1])
     return checked
 
 

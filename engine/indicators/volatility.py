@@ -32,13 +32,12 @@ class BollingerBands(Indicator):
     inputs = ("close",)
     outputs = ("middle", "upper", "lower", "percent_b", "width")
     parameters = (_PERIOD, Parameter("deviations", 2.0, 0.1, 10.0, "band distance in standard deviations"))
-    __slots__ = ("_count", "period", "deviations", "middle", "upper", "lower", "percent_b", "width", "_window")
+    __slots__ = ("period", "deviations", "middle", "upper", "lower", "percent_b", "width", "_window")
 
     def __init__(self, period: int = 20, deviations: float = 2.0) -> None:
         self.period = period
         self.deviations = deviations
         self.warmup = period
-        self._count = 0
         self.middle = self.upper = self.lower = self.percent_b = self.width = math.nan
         self._window = RollingWindow(period)
 
@@ -181,14 +180,13 @@ class RealisedVolatility(Indicator):
     inputs = ("close",)
     outputs = ("value",)
     parameters = (_PERIOD,)
-    __slots__ = ("_count", "period", "value", "_previous", "_window")
+    __slots__ = ("period", "value", "_previous", "_window")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
         self.warmup = period + 1
-        self._count = 0
         self.value = math.nan
-        self._previous = 0.0
+        self._previous = math.nan  # no close yet: the first has no return
         self._window = RollingWindow(period)
 
     def update(self, close: float) -> None:
@@ -197,12 +195,10 @@ class RealisedVolatility(Indicator):
             return
         previous = self._previous
         self._previous = close
-        if self._count == 0:
-            self._count = 1
+        if previous != previous:
             return
         window = self._window
         window.push(math.log(close / previous))
-        self._count = window.count + 1
         if window.count == self.period:
             self.value = math.sqrt(window.variance(1))
 
@@ -239,12 +235,11 @@ class ZScore(Indicator):
     inputs = ("close",)
     outputs = ("value",)
     parameters = (_PERIOD,)
-    __slots__ = ("_count", "period", "value", "_window")
+    __slots__ = ("period", "value", "_window")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
         self.warmup = period
-        self._count = 0
         self.value = math.nan
         self._window = RollingWindow(period)
 
@@ -286,12 +281,11 @@ class DonchianChannel(Indicator):
     inputs = ("high", "low")
     outputs = ("upper", "lower", "middle")
     parameters = (_PERIOD,)
-    __slots__ = ("_count", "period", "upper", "lower", "middle", "_extremes")
+    __slots__ = ("period", "upper", "lower", "middle", "_extremes")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
         self.warmup = period
-        self._count = 0
         self.upper = self.lower = self.middle = math.nan
         self._extremes = RollingExtremes(period)
 

@@ -178,12 +178,11 @@ class VolumeSurge(Indicator):
     inputs = ("volume",)
     outputs = ("value",)
     parameters = (Parameter("period", 20, 2, 2000, "bars in the mean volume"),)
-    __slots__ = ("_count", "period", "value", "_window")
+    __slots__ = ("period", "value", "_window")
 
     def __init__(self, period: int = 20) -> None:
         self.period = period
         self.warmup = period
-        self._count = 0
         self.value = math.nan
         self._window = RollingWindow(period)
 
