@@ -87,6 +87,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     strategy: str
     indicators: dict[str, dict[str, int | float]]
     """Parameters as each indicator declares them (int or float), so hashes survive a round trip."""
+    features: list[str]
+    """The model's input columns, in order: the pack's features of these indicators."""
     instrument: InstrumentSettings
     risk_profile: Literal["conservative", "balanced", "aggressive"]
     cadence: str
@@ -154,12 +156,16 @@ def create_model(
         raise ConfigError(problem[0], problem[1])
 
     indicator_set = dict(sorted(resolved.items()))
+    features = [name for name in pack.features if name.partition(".")[0] in indicator_set]
+    covered = {name.partition(".")[0] for name in features}
+    features += [indicator for indicator in indicator_set if indicator not in covered]
     indicator_set_sha = content_sha(indicator_set)
     what = {
         "pack_sha": pack.sha,
         "strategy": strategy,
         "label": recipe.label,
         "indicators": indicator_set,
+        "features": features,
         "instrument": instrument_settings,
         "risk_profile": profile,
         "cadence": cadence,
@@ -172,6 +178,7 @@ def create_model(
         pack_sha=pack.sha,
         strategy=strategy,
         indicators=indicator_set,
+        features=features,
         instrument=instrument_settings,
         risk_profile=profile,  # type: ignore[arg-type]
         cadence=cadence,

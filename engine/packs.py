@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 import yaml
 
+from engine.cadence import cadence_timescale
 from engine.errors import ConfigError, NotFoundError
 from engine.gates import Gates
 from engine.indicators import INDICATORS, check_params
@@ -33,7 +34,6 @@ __all__ = [
     "lint",
     "Catalog",
     "effective_tags",
-    "cadence_timescale",
     "time_problem",
     "HORIZON_TIMESCALES",
 ]
@@ -49,8 +49,6 @@ TAG_CATEGORIES = ("risk", "direction", "timeframe", "market", "asset", "style", 
 # The C loader is the same safe subset of YAML, several times faster.
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SEMVER = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$"
-CADENCE = re.compile(r"^([1-9]\d*)(m|h|d|w|mo)$")
-_CADENCE_TIMESCALE = {"m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month"}
 
 HORIZON_TIMESCALES: dict[str, frozenset[str]] = {
     "seconds": frozenset({"tick", "minute"}),
@@ -85,14 +83,6 @@ DISCLAIMERS = {
         " most of the capital allocated to it."
     ),
 }
-
-
-def cadence_timescale(cadence: str) -> str:
-    """The data timescale of a cadence such as ``1m``, ``4h``, ``1d``; `ConfigError` if malformed."""
-    match = CADENCE.match(cadence)
-    if match is None:
-        raise ConfigError("cadence", f"{cadence!r} is not a cadence", "write e.g. 1m, 5m, 1h, 1d, 1w or 1mo")
-    return _CADENCE_TIMESCALE[match.group(2)]
 
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -65,6 +65,8 @@ class Indicator:
     outputs: ClassVar[tuple[str, ...]]
     """Attributes that hold the results; the first is also ``value``."""
     parameters: ClassVar[tuple[Parameter, ...]] = ()
+    price_outputs: ClassVar[frozenset[str]] = frozenset()
+    """Outputs in the instrument's price units (levels, spreads, ranges), which depend on its price scale."""
     timescales: ClassVar[frozenset[str]] = BAR_TIMESCALES
     anchor: ClassVar[str | None] = None
     """``"session"`` when history must start at a session open to be exact."""

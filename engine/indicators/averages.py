@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine.indicators._jit import kernel
+from engine._jit import kernel
 from engine.indicators._rolling import lap_sum, ring_push
 
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
@@ -22,6 +22,7 @@ class SimpleMovingAverage(Indicator):
     group = "averages"
     inputs = ("close",)
     outputs = ("value",)
+    price_outputs = frozenset(("value",))
     parameters = (_PERIOD,)
     __slots__ = ("period", "value", "_values", "_position", "_sum")
 
@@ -78,6 +79,7 @@ class ExponentialMovingAverage(Indicator):
     group = "averages"
     inputs = ("close",)
     outputs = ("value",)
+    price_outputs = frozenset(("value",))
     parameters = (_PERIOD,)
     __slots__ = ("_count", "period", "value", "_alpha", "_seed", "_average")
 
@@ -142,6 +144,7 @@ class WeightedMovingAverage(Indicator):
     group = "averages"
     inputs = ("close",)
     outputs = ("value",)
+    price_outputs = frozenset(("value",))
     parameters = (_PERIOD,)
     __slots__ = ("_count", "period", "value", "_values", "_position", "_numerator", "_total", "_divisor")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine.indicators._jit import kernel
+from engine._jit import kernel
 
 from engine.indicators._base import TICK_TIMESCALES, Indicator, Parameter, as_input
 from engine.indicators._rolling import (
@@ -78,6 +78,7 @@ class Microprice(Indicator):
     group = "microstructure"
     inputs = ("bid", "ask", "bid_size", "ask_size")
     outputs = ("value",)
+    price_outputs = frozenset(("value",))
     timescales = TICK_TIMESCALES
     __slots__ = ("value",)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine.indicators._jit import kernel
+from engine._jit import kernel
 
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
 from engine.indicators.averages import SimpleMovingAverage
@@ -113,6 +113,7 @@ class MovingAverageConvergenceDivergence(Indicator):
     group = "momentum"
     inputs = ("close",)
     outputs = ("macd", "signal", "histogram")
+    price_outputs = frozenset(("macd", "signal", "histogram"))
     parameters = (
         Parameter("fast", 12, 2, 500, "bars in the fast EMA"),
         Parameter("slow", 26, 3, 1000, "bars in the slow EMA; more than `fast`"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine.indicators._jit import kernel
+from engine._jit import kernel
 
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine.indicators._jit import kernel
+from engine._jit import kernel
 
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
 from engine.indicators._rolling import (
@@ -31,6 +31,7 @@ class BollingerBands(Indicator):
     group = "volatility"
     inputs = ("close",)
     outputs = ("middle", "upper", "lower", "percent_b", "width")
+    price_outputs = frozenset(("middle", "upper", "lower"))
     parameters = (_PERIOD, Parameter("deviations", 2.0, 0.1, 10.0, "band distance in standard deviations"))
     __slots__ = ("period", "deviations", "middle", "upper", "lower", "percent_b", "width", "_window")
 
@@ -97,6 +98,7 @@ class AverageTrueRange(Indicator):
     group = "volatility"
     inputs = ("high", "low", "close")
     outputs = ("value",)
+    price_outputs = frozenset(("value",))
     parameters = (Parameter("period", 14, 2, 500, "bars in Wilder's smoothing"),)
     __slots__ = ("_count", "period", "value", "_previous_close", "_average", "_decay", "_weight")
 
@@ -280,6 +282,7 @@ class DonchianChannel(Indicator):
     group = "volatility"
     inputs = ("high", "low")
     outputs = ("upper", "lower", "middle")
+    price_outputs = frozenset(("upper", "lower", "middle"))
     parameters = (_PERIOD,)
     __slots__ = ("period", "upper", "lower", "middle", "_extremes")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine.indicators._jit import kernel
+from engine._jit import kernel
 
 from engine.indicators._base import Indicator, Parameter, as_input
 from engine.indicators._rolling import (
@@ -109,6 +109,7 @@ class SessionVolumeWeightedAveragePrice(Indicator):
     group = "volume"
     inputs = ("high", "low", "close", "volume", "session")
     outputs = ("value",)
+    price_outputs = frozenset(("value",))
     timescales = frozenset({"minute", "hour"})
     anchor = "session"
     __slots__ = ("value", "_session", "_price_volume", "_volume")

@@ -2,7 +2,7 @@
 
 numba invalidates a cached kernel only when the kernel's own file changes, not when a
 helper it inlines from another file does. The cache folder is therefore keyed on a
-hash of this package's source: any edit here starts a fresh cache. Set
+hash of the engine's source: any edit here starts a fresh cache. Set
 NUMBA_CACHE_DIR to choose the folder yourself.
 """
 
@@ -19,7 +19,7 @@ __all__ = ["kernel", "helper"]
 _PACKAGE = Path(__file__).resolve().parent
 
 if "NUMBA_CACHE_DIR" not in os.environ:
-    _source = hashlib.sha256(b"".join(path.read_bytes() for path in sorted(_PACKAGE.glob("*.py"))))
+    _source = hashlib.sha256(b"".join(path.read_bytes() for path in sorted(_PACKAGE.rglob("*.py"))))
     numba.config.CACHE_DIR = str(_PACKAGE / "__pycache__" / f"numba-{_source.hexdigest()[:16]}")
 
 

@@ -1,0 +1,47 @@
+"""Bar cadences such as ``1m``, ``5m``, ``1h``, ``1d``, ``1w`` and ``1mo``: one grammar for all of Sigma."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from engine.errors import ConfigError
+
+__all__ = ["Cadence", "parse_cadence", "cadence_timescale"]
+
+_GRAMMAR = re.compile(r"^([1-9]\d*)(m|h|d|w|mo)$")
+_TIMESCALE = {"m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month"}
+_MINUTES = {"m": 1, "h": 60}
+
+
+class Cadence(msgspec.Struct, frozen=True):
+    """How often a bar closes: ``count`` units of minutes, hours, days, weeks or months."""
+
+    count: int
+    unit: str
+
+    @property
+    def timescale(self) -> str:
+        return _TIMESCALE[self.unit]
+
+    @property
+    def minutes(self) -> int | None:
+        """Bar length in minutes for intraday cadences; None for days and longer (sessions vary)."""
+        return self.count * _MINUTES[self.unit] if self.unit in _MINUTES else None
+
+    def __str__(self) -> str:
+        return f"{self.count}{self.unit}"
+
+
+def parse_cadence(text: str, field: str = "cadence") -> Cadence:
+    """The `Cadence` written as ``text``; `ConfigError` naming ``field`` if it is malformed."""
+    match = _GRAMMAR.match(text)
+    if match is None:
+        raise ConfigError(field, f"{text!r} is not a cadence", "write e.g. 1m, 5m, 1h, 1d, 1w or 1mo")
+    return Cadence(int(match.group(1)), match.group(2))
+
+
+def cadence_timescale(cadence: str) -> str:
+    """The data timescale of a cadence such as ``1m``, ``4h``, ``1d``; `ConfigError` if malformed."""
+    return parse_cadence(cadence).timescale

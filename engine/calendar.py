@@ -1,0 +1,170 @@
+"""Exchange calendars: where a timestamp falls in an exchange's trading week.
+
+Times are int64 nanoseconds since the epoch, UTC. Local fields (hour, session date)
+are read in the exchange's own time zone, so daylight saving and half-hour opens
+land where a trader expects them. A session that opens in the evening (CME Globex,
+FX) belongs to the next calendar day's session date, as the exchanges count it.
+
+Only the NYSE calendar knows holidays; elsewhere a holiday shows up as a gap, which
+the data-quality report lists as a warning, never as an error.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from functools import cache
+from typing import Literal
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.cadence import parse_cadence
+from engine.errors import ConfigError
+
+__all__ = ["Calendar", "CALENDARS", "calendar", "local_clock", "session_days", "trading_days", "bars_per_year"]
+
+NS_PER_MINUTE = 60_000_000_000
+NS_PER_DAY = 1440 * NS_PER_MINUTE
+EPOCH = date(1970, 1, 1)
+
+
+class Calendar(msgspec.Struct, frozen=True, kw_only=True):
+    """An exchange's week: time zone, session open and close (local minutes), trading weekdays."""
+
+    name: str
+    timezone: str
+    open_minute: int
+    """Local minute of day the session opens; at or after `close_minute` means the evening before."""
+    close_minute: int
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """Weekdays (Monday = 0) of the session dates that trade."""
+    holidays: Literal["nyse"] | None = None
+
+    @property
+    def overnight(self) -> bool:
+        return self.open_minute >= self.close_minute
+
+    @property
+    def session_minutes(self) -> int:
+        return (self.close_minute - self.open_minute) % 1440 or 1440
+
+
+CALENDARS: dict[str, Calendar] = {
+    c.name: c
+    for c in (
+        Calendar(name="us_equities", timezone="America/New_York", open_minute=570, close_minute=960, holidays="nyse"),
+        Calendar(name="cme_globex", timezone="America/Chicago", open_minute=1020, close_minute=960),
+        Calendar(name="fx", timezone="America/New_York", open_minute=1020, close_minute=1020),
+        Calendar(name="crypto", timezone="UTC", open_minute=0, close_minute=0, weekdays=(0, 1, 2, 3, 4, 5, 6)),
+    )
+}
+"""The calendars a dataset may declare."""
+
+
+def calendar(name: str) -> Calendar:
+    """The calendar registered as ``name``; `ConfigError` lists the known ones."""
+    try:
+        return CALENDARS[name]
+    except KeyError:
+        raise ConfigError("calendar", f"unknown calendar {name!r}", f"use one of: {', '.join(CALENDARS)}") from None
+
+
+def local_clock(ts: np.ndarray, timezone: str) -> tuple[np.ndarray, np.ndarray]:
+    """(local day number since 1970-01-01, local minute of day) of each UTC nanosecond time."""
+    local = pc.local_timestamp(pa.array(ts, pa.timestamp("ns", tz=timezone)))
+    wall = local.cast(pa.int64()).to_numpy()
+    return wall // NS_PER_DAY, (wall % NS_PER_DAY) // NS_PER_MINUTE
+
+
+def session_days(ts: np.ndarray, cal: Calendar) -> tuple[np.ndarray, np.ndarray]:
+    """(session date as a day number, whether the time is inside that session's hours) per time."""
+    day, minute = local_clock(ts, cal.timezone)
+    if cal.overnight:
+        evening = minute >= cal.open_minute
+        day = day + evening
+        inside = evening | (minute < cal.close_minute) if cal.open_minute != cal.close_minute else np.ones(len(ts), bool)
+    else:
+        inside = (minute >= cal.open_minute) & (minute < cal.close_minute)
+    weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
+    trading = np.isin(weekday, cal.weekdays)
+    if cal.holidays == "nyse" and len(day):
+        trading &= ~np.isin(day, _nyse_holidays(int(day.min()), int(day.max())))
+    return day, inside & trading
+
+
+def trading_days(cal: Calendar, first: int, last: int) -> np.ndarray:
+    """Session dates (day numbers) from ``first`` to ``last`` inclusive on which the exchange trades."""
+    days = np.arange(first, last + 1)
+    days = days[np.isin((days + 3) % 7, cal.weekdays)]
+    if cal.holidays == "nyse":
+        days = days[~np.isin(days, _nyse_holidays(first, last))]
+    return days
+
+
+def bars_per_year(cal: Calendar, cadence: str) -> float:
+    """How many bars of ``cadence`` a year of this calendar holds; annualises per-bar statistics."""
+    parsed = parse_cadence(cadence)
+    days = 252.0 if len(cal.weekdays) == 5 else 365.0
+    if parsed.minutes is not None:
+        return days * -(-cal.session_minutes // parsed.minutes)
+    return {"d": days, "w": 52.0, "mo": 12.0}[parsed.unit] / parsed.count
+
+
+# Unscheduled NYSE closures (weather, national mourning, 9/11) that rules cannot derive.
+_NYSE_CLOSURES = (
+    date(2001, 9, 11), date(2001, 9, 12), date(2001, 9, 13), date(2001, 9, 14),
+    date(2004, 6, 11), date(2007, 1, 2), date(2012, 10, 29), date(2012, 10, 30),
+    date(2018, 12, 5), date(2025, 1, 9),
+)  # fmt: skip
+
+
+def _nyse_holidays(first: int, last: int) -> np.ndarray:
+    first_year = (EPOCH + timedelta(days=first)).year
+    last_year = (EPOCH + timedelta(days=last)).year
+    return np.concatenate([_nyse_year(year) for year in range(first_year, last_year + 1)])
+
+
+@cache
+def _nyse_year(year: int) -> np.ndarray:
+    def observed(day: date) -> date | None:
+        if day.weekday() == 5:  # Saturday: the Friday before, except for New Year (NYSE rule 7.2)
+            return None if day.month == 1 else day - timedelta(days=1)
+        return day + timedelta(days=1) if day.weekday() == 6 else day
+
+    def nth_weekday(month: int, weekday: int, n: int) -> date:
+        first = date(year, month, 1)
+        return first + timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
+
+    def last_monday(month: int) -> date:
+        last = date(year, month + 1, 1) - timedelta(days=1)
+        return last - timedelta(days=last.weekday())
+
+    days = [
+        observed(date(year, 1, 1)),
+        nth_weekday(1, 0, 3) if year >= 1998 else None,
+        nth_weekday(2, 0, 3),
+        _easter(year) - timedelta(days=2),
+        last_monday(5),
+        observed(date(year, 6, 19)) if year >= 2022 else None,
+        observed(date(year, 7, 4)),
+        nth_weekday(9, 0, 1),
+        nth_weekday(11, 3, 4),
+        observed(date(year, 12, 25)),
+        *(day for day in _NYSE_CLOSURES if day.year == year),
+    ]
+    return np.array(sorted((day - EPOCH).days for day in days if day is not None), dtype=np.int64)
+
+
+def _easter(year: int) -> date:
+    """Gregorian Easter Sunday (anonymous algorithm, Meeus/Jones/Butcher)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    el = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * el) // 451
+    month, day = divmod(h + el - 7 * m + 114, 31)
+    return date(year, month, day + 1)

@@ -1,0 +1,135 @@
+"""Features: the model's indicator outputs at each bar close, in a fixed column order.
+
+A feature is named like the pack writes it (``rsi``, ``macd.histogram``). Outputs in
+price units are divided by the bar's close, so a model trained on one price level
+reads another the same way. Bar indicators update on bars; tick indicators (order
+book, trade signs) update on ticks and are sampled at each bar's close from the last
+tick before the bar ended, never after.
+
+`feature_matrix` computes a whole history with the indicators' batch twins;
+`FeatureVector` computes one bar at a time with their incremental form. They agree
+to the last bit, so research and the live flow see the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+import numpy as np
+
+from engine.bars import Bars
+from engine.errors import ConfigError
+from engine.indicators import INDICATORS, compute, make
+
+__all__ = ["Feature", "BAR_FIELDS", "TICK_FIELDS", "model_features", "needs_ticks", "feature_matrix", "FeatureVector"]
+
+BAR_FIELDS = ("open", "high", "low", "close", "volume", "session")
+"""What a bar offers an indicator; ``session`` is the exchange session's day number."""
+TICK_FIELDS = ("ts", "price", "size", "bid", "ask", "bid_size", "ask_size")
+"""Columns of a tick table: a trade has price and size, a quote bid, ask and sizes (NaN where absent)."""
+
+
+class Feature(msgspec.Struct, frozen=True):
+    """One model input column: an indicator's output, divided by the close when it is a price."""
+
+    name: str
+    indicator: str
+    output: str
+    per_close: bool
+
+
+def needs_ticks(indicator: str) -> bool:
+    """True when the indicator reads fields only ticks carry (quotes, trade sizes)."""
+    return not set(INDICATORS[indicator].inputs) <= set(BAR_FIELDS)
+
+
+def model_features(names: list[str], indicators: Mapping[str, Mapping[str, float]]) -> list[Feature]:
+    """The `Feature` for each name (``indicator`` or ``indicator.output``) of a model's indicators."""
+    features = []
+    for name in names:
+        indicator, _, output = name.partition(".")
+        if indicator not in indicators:
+            raise ConfigError("features", f"{name!r} names no indicator of the model", f"use one of: {', '.join(indicators)}")
+        cls = INDICATORS[indicator]
+        output = output or cls.outputs[0]
+        if output not in cls.outputs:
+            raise ConfigError("features", f"{indicator} has no output {output!r}", f"its outputs: {', '.join(cls.outputs)}")
+        features.append(Feature(name, indicator, output, output in cls.price_outputs))
+    return features
+
+
+def feature_matrix(
+    features: list[Feature],
+    indicators: Mapping[str, Mapping[str, float]],
+    bars: Bars,
+    session: np.ndarray,
+    ticks: Mapping[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Features of every bar (rows) in ``features`` order (columns); NaN until an indicator is warm."""
+    columns = {**bars.columns(), "session": np.asarray(session, dtype=np.float64)}
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    for indicator in {feature.indicator for feature in features}:
+        if needs_ticks(indicator):
+            if ticks is None:
+                raise ConfigError(
+                    "ticks",
+                    f"{indicator} reads ticks (quotes and trades) and {bars.ticker} has only bars",
+                    "import ticks for it, or generate them with `sigma data synth --ticks`",
+                )
+            per_tick = compute(indicator, ticks, indicators[indicator])
+            last = np.searchsorted(ticks["ts"], bars.end, side="left") - 1
+            outputs[indicator] = {
+                name: np.where(last >= 0, values[np.maximum(last, 0)], np.nan) for name, values in per_tick.items()
+            }
+        else:
+            outputs[indicator] = compute(indicator, columns, indicators[indicator])
+    matrix = np.empty((len(bars), len(features)))
+    for column, feature in enumerate(features):
+        values = outputs[feature.indicator][feature.output]
+        matrix[:, column] = values / bars.close if feature.per_close else values
+    return matrix
+
+
+class FeatureVector:
+    """The model's features, one bar at a time: feed ticks and bars, read ``values`` after each bar."""
+
+    __slots__ = ("features", "values", "_bar_indicators", "_tick_indicators", "_taps")
+
+    def __init__(self, features: list[Feature], indicators: Mapping[str, Mapping[str, float]]) -> None:
+        self.features = features
+        self.values = np.full(len(features), np.nan)
+        used = {feature.indicator: make(feature.indicator, indicators[feature.indicator]) for feature in features}
+        self._bar_indicators = [
+            (instance, tuple(BAR_FIELDS.index(field) for field in instance.inputs))
+            for name, instance in used.items()
+            if not needs_ticks(name)
+        ]
+        self._tick_indicators = [
+            (instance, tuple(TICK_FIELDS.index(field) for field in instance.inputs))
+            for name, instance in used.items()
+            if needs_ticks(name)
+        ]
+        self._taps = [(used[f.indicator], f.output, f.per_close) for f in features]
+
+    @property
+    def ready(self) -> bool:
+        """True once every feature is defined (all indicators are warm)."""
+        return not np.isnan(self.values).any()
+
+    def update_tick(self, ts: float, price: float, size: float, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
+        """Feed one tick to the tick indicators (NaN for the fields it does not carry)."""
+        fields = (ts, price, size, bid, ask, bid_size, ask_size)
+        for indicator, positions in self._tick_indicators:
+            indicator.update(*[fields[p] for p in positions])
+
+    def update_bar(self, open: float, high: float, low: float, close: float, volume: float, session: float) -> np.ndarray:  # noqa: A002
+        """Feed one closed bar; returns ``values``, this bar's features."""
+        fields = (open, high, low, close, volume, session)
+        for indicator, positions in self._bar_indicators:
+            indicator.update(*[fields[p] for p in positions])
+        values = self.values
+        for column, (indicator, output, per_close) in enumerate(self._taps):
+            value = getattr(indicator, output)
+            values[column] = value / close if per_close else value
+        return values

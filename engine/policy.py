@@ -1,0 +1,121 @@
+"""Policy rules: when a score becomes a trade, and when a trade ends.
+
+These few compiled functions are the only place the rules live. The sweep's
+backtest kernel inlines them, and the per-ticker pipeline of the live flow calls
+them, so a backtest and a replay of the same bars take the same decisions.
+
+The rules, in the order a bar meets them:
+
+- **Entry** at a bar's close: long when the probability reaches the threshold,
+  short when it falls to ``1 - threshold`` (when the side allows), and only in an
+  allowed exchange-local hour. The order fills at the next bar's open, moved
+  against the trader by the slippage.
+- **Stop-loss and take-profit** are fractions of the entry fill, watched against
+  each bar's high and low from the entry bar on. A bar that opens beyond a level
+  (a gap) exits at its open. When one bar touches both levels its path inside the
+  bar is unknown; the stop is taken first, the pessimistic reading.
+- **Time stop**: a trade still open ``hold_bars`` bars after its entry leaves at
+  that bar's open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from engine._jit import helper
+
+__all__ = [
+    "SIDES",
+    "EXIT_STOP",
+    "EXIT_TAKE",
+    "EXIT_TIME",
+    "EXIT_END",
+    "EXIT_REASONS",
+    "ALL_DAY",
+    "hours_mask",
+    "entry_direction",
+    "hour_allowed",
+    "fill_price",
+    "exit_on_bar",
+]
+
+SIDES = {"long": 1, "short": -1, "both": 0}
+"""Which directions a configuration may trade, as the rules encode them."""
+
+EXIT_NONE, EXIT_STOP, EXIT_TAKE, EXIT_TIME, EXIT_END = 0, 1, 2, 3, 4
+EXIT_REASONS = {EXIT_STOP: "stop_loss", EXIT_TAKE: "take_profit", EXIT_TIME: "time", EXIT_END: "end_of_data"}
+ALL_DAY = (1 << 24) - 1
+
+
+def hours_mask(hours: Iterable[int]) -> int:
+    """A 24-bit set of allowed exchange-local hours; no hours means all day."""
+    mask = 0
+    for hour in hours:
+        mask |= 1 << hour
+    return mask or ALL_DAY
+
+
+@helper
+def entry_direction(probability: float, threshold: float, side: int) -> int:
+    """+1 to buy, -1 to sell short, 0 to stay out, for a model's probability of the up move."""
+    if side >= 0 and probability >= threshold:
+        return 1
+    if side <= 0 and probability <= 1.0 - threshold:
+        return -1
+    return 0
+
+
+@helper
+def hour_allowed(hour: int, mask: int) -> bool:
+    """True when the exchange-local ``hour`` is in the allowed set."""
+    return (mask >> hour) & 1 == 1
+
+
+@helper
+def fill_price(price: float, direction: int, slippage: float) -> float:
+    """The price a market order in ``direction`` (+1 buy, -1 sell) gets, ``slippage`` (a fraction) worse."""
+    return price * (1.0 + direction * slippage)
+
+
+@helper
+def exit_on_bar(
+    direction: int,
+    entry: float,
+    stop_loss: float,
+    take_profit: float,
+    open: float,  # noqa: A002
+    high: float,
+    low: float,
+    gap_check: bool,
+) -> tuple[int, float]:
+    """(reason, price) when a bar hits the trade's stop or target, else (0, NaN); 0 turns a level off.
+
+    ``gap_check`` is false on the entry bar, whose open is the entry itself.
+    """
+    if direction > 0:
+        stop = entry * (1.0 - stop_loss)
+        target = entry * (1.0 + take_profit)
+        if stop_loss > 0.0:
+            if gap_check and open <= stop:
+                return EXIT_STOP, open
+            if low <= stop:
+                return EXIT_STOP, stop
+        if take_profit > 0.0:
+            if gap_check and open >= target:
+                return EXIT_TAKE, open
+            if high >= target:
+                return EXIT_TAKE, target
+    else:
+        stop = entry * (1.0 + stop_loss)
+        target = entry * (1.0 - take_profit)
+        if stop_loss > 0.0:
+            if gap_check and open >= stop:
+                return EXIT_STOP, open
+            if high >= stop:
+                return EXIT_STOP, stop
+        if take_profit > 0.0:
+            if gap_check and open <= target:
+                return EXIT_TAKE, open
+            if low <= target:
+                return EXIT_TAKE, target
+    return EXIT_NONE, float("nan")
