@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from engine.cadence import parse_cadence
 from engine.errors import ConfigError
 
-__all__ = ["Calendar", "CALENDARS", "calendar", "local_clock", "session_days", "trading_days", "bars_per_year"]
+__all__ = ["Calendar", "CALENDARS", "calendar", "local_clock", "local_to_utc", "session_days", "trading_days", "bars_per_year"]
 
 NS_PER_MINUTE = 60_000_000_000
 NS_PER_DAY = 1440 * NS_PER_MINUTE
@@ -76,6 +76,13 @@ def local_clock(ts: np.ndarray, timezone: str) -> tuple[np.ndarray, np.ndarray]:
     local = pc.local_timestamp(pa.array(ts, pa.timestamp("ns", tz=timezone)))
     wall = local.cast(pa.int64()).to_numpy()
     return wall // NS_PER_DAY, (wall % NS_PER_DAY) // NS_PER_MINUTE
+
+
+def local_to_utc(local: np.ndarray, timezone: str) -> np.ndarray:
+    """UTC nanoseconds of local wall-clock nanoseconds; a time skipped by daylight saving moves forward."""
+    naive = pa.array(local, pa.timestamp("ns"))
+    aware = pc.assume_timezone(naive, timezone=timezone, ambiguous="earliest", nonexistent="latest")
+    return aware.cast(pa.int64()).to_numpy()
 
 
 def session_days(ts: np.ndarray, cal: Calendar) -> tuple[np.ndarray, np.ndarray]:

@@ -165,14 +165,16 @@ def _gaps(bars: Bars, cal: Calendar, when) -> list[Finding]:
     if parse_cadence(bars.cadence).unit in ("w", "mo"):
         absent = absent[:0]  # a coarse bar covers many sessions; only daily and intraday gaps are meaningful
     missing_bars = 0
-    if minutes is not None and len(present):
+    if minutes is not None and len(present) > 2:
+        # The first and last sessions may be cut by the file's edges; they are not gaps.
         per_session = -(-cal.session_minutes // minutes)
         counts = np.bincount(np.searchsorted(present, session[inside]), minlength=len(present))
-        missing_bars = int(np.clip(per_session - counts, 0, None).sum())
+        missing_bars = int(np.clip(per_session - counts[1:-1], 0, None).sum())
     if len(absent) == 0 and missing_bars == 0:
         findings.append(Finding("gaps", "PASS", 0, f"no missing {cal.name} sessions or bars"))
         return findings
-    runs = np.split(absent, np.flatnonzero(np.diff(absent) > 4) + 1) if len(absent) else []
+    position = np.searchsorted(expected, absent)  # runs of consecutive trading sessions
+    runs = np.split(absent, np.flatnonzero(np.diff(position) > 1) + 1) if len(absent) else []
     longest = sorted(runs, key=len, reverse=True)[:_EXAMPLES]
     examples = [f"{len(run)} sessions missing {_day(run[0])} to {_day(run[-1])}" for run in longest]
     detail = f"{len(absent):,} trading sessions missing"

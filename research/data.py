@@ -1,0 +1,367 @@
+"""Market data in the workspace: import bars from CSV or Parquet, store, list, check, resample.
+
+One dataset per ticker and cadence, stored as ``<home>/data/bars/<TICKER>/<cadence>.parquet``
+with its description (`Dataset`) in the file's metadata; ticks, when a ticker has them,
+as ``<home>/data/ticks/<TICKER>.parquet``. Import is the edge where files are trusted
+or refused: every time is converted to UTC from a declared time zone (naive intraday
+times without one are refused), and the quality report decides. Data that FAILs is
+not stored; data that WARNs is stored with its OHLC repairs and dropped rows counted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from engine.bars import COLUMNS, Bars, resample
+from engine.cadence import parse_cadence
+from engine.calendar import EPOCH, NS_PER_DAY, NS_PER_MINUTE, Calendar, calendar, local_to_utc, session_days
+from engine.errors import ConfigError, NotFoundError, SigmaError
+from engine.features import TICK_FIELDS
+from engine.lineage import content_sha
+from engine.quality import QualityReport, check_bars, ohlc_violations
+
+__all__ = [
+    "Dataset",
+    "ImportOptions",
+    "import_bars",
+    "store_bars",
+    "store_ticks",
+    "datasets",
+    "dataset",
+    "load_bars",
+    "load_ticks",
+    "check_dataset",
+    "resample_dataset",
+]
+
+_FIELDS = ("time", "open", "high", "low", "close", "volume")
+_TIME_NAMES = ("", "date", "datetime", "timestamp", "time", "timestamp_utc", "ts")
+_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_METADATA_KEY = b"sigma.dataset"
+
+
+class Dataset(msgspec.Struct, frozen=True, kw_only=True):
+    """What a stored bar dataset is: ticker, cadence, calendar, where it came from, and its hash."""
+
+    ticker: str
+    cadence: str
+    calendar: str
+    source: str
+    adjustment: str
+    rows: int
+    first: str
+    last: str
+    data_sha: str
+    repaired: int = 0
+    """Bars whose high or low was widened to cover open and close."""
+    dropped: int = 0
+    """Rows dropped for a missing value."""
+
+
+class ImportOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How to read one vendor's files; every field has the default that fits most CSV exports."""
+
+    ticker: str
+    cadence: str
+    calendar: str = "us_equities"
+    timezone: str | None = None
+    """Time zone of naive times; daily dates default to the calendar's zone."""
+    columns: dict[str, str] = {}
+    """Sigma field (time, open, high, low, close, volume) to the file's column name or 0-based position."""
+    header: bool = True
+    time_format: str | None = None
+    """strptime format of text times, e.g. ``%Y%m%d %H:%M``; ISO 8601 needs none."""
+    epoch_unit: str | None = None
+    """Numeric times count this unit (s, ms, us, ns) since 1970-01-01 UTC."""
+    day_offset_unit: str | None = None
+    """Numeric times count this unit since local midnight of the YYYYMMDD date in each file's name."""
+    time_label: str = "start"
+    """Whether a row's time is its bar's start or end."""
+    price_scale: float = 1.0
+    """Divide prices by this (10000 for Lean's integer prices)."""
+    factor_file: str | None = None
+    """Lean factor file: split- and dividend-adjust raw prices with it."""
+    adjustment: str = "raw"
+    negative_prices: bool = False
+    replace: bool = False
+
+
+def _bars_path(home: Path, ticker: str, cadence: str) -> Path:
+    return home / "data" / "bars" / ticker / f"{cadence}.parquet"
+
+
+def _ticks_path(home: Path, ticker: str) -> Path:
+    return home / "data" / "ticks" / f"{ticker}.parquet"
+
+
+def import_bars(home: Path, files: Sequence[Path | str], options: ImportOptions) -> tuple[Dataset, QualityReport]:
+    """Read ``files`` (one ticker, one cadence, in time order), check them and store them unless they FAIL."""
+    cal = calendar(options.calendar)
+    parse_cadence(options.cadence)
+    if not re.fullmatch(r"[A-Z0-9.\-_]{1,16}", options.ticker):
+        raise ConfigError("ticker", f"{options.ticker!r} is not a ticker", "use upper-case letters, digits, . - _")
+    if options.time_label not in ("start", "end"):
+        raise ConfigError("time_label", f"{options.time_label!r} is neither start nor end")
+    if not options.replace and _bars_path(home, options.ticker, options.cadence).exists():
+        raise ConfigError("ticker", f"{options.ticker} {options.cadence} is already imported", "pass --replace to overwrite it")
+    parts = [_read(Path(path), options, cal) for path in sorted(map(Path, files))]
+    if not parts:
+        raise ConfigError("files", "no files given")
+    columns = {name: np.concatenate([part[name] for part in parts]) for name in COLUMNS}
+    bars = Bars(options.ticker, options.cadence, **columns)
+    if options.factor_file:
+        bars = _adjust(bars, Path(options.factor_file), cal)
+    report = check_bars(bars, cal, negative_prices=options.negative_prices)
+    if report.status == "FAIL":
+        raise SigmaError(f"{', '.join(map(str, files))} refused; nothing was stored:\n{report.render()}")
+    complete = ~(np.isnan(np.stack([getattr(bars, c) for c in COLUMNS[2:]])).any(axis=0))
+    dropped = int((~complete).sum())
+    bars = bars.select(complete)
+    broken = ohlc_violations(bars)
+    if broken.any():  # documented repair: widen the range to cover open and close, and count it
+        bars.high[:] = np.maximum(bars.high, np.maximum(bars.open, bars.close))
+        bars.low[:] = np.minimum(bars.low, np.minimum(bars.open, bars.close))
+    source = ", ".join(Path(path).name for path in files)
+    info = store_bars(home, bars, cal, source=source, adjustment="adjusted" if options.factor_file else options.adjustment,
+                      repaired=int(broken.sum()), dropped=dropped)
+    return info, report
+
+
+def _read(path: Path, options: ImportOptions, cal: Calendar) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise NotFoundError(f"no file at {path}")
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+    else:
+        read = pa_csv.ReadOptions(autogenerate_column_names=not options.header)
+        try:
+            table = pa_csv.read_csv(path, read_options=read)
+        except pa.ArrowInvalid as error:
+            raise ConfigError(str(path), f"is not a readable CSV: {error}") from None
+    names = table.column_names
+    picked = {}
+    for field in _FIELDS:
+        wanted = options.columns.get(field)
+        if wanted is None:
+            lowered = [name.lower() for name in names]
+            candidates = _TIME_NAMES if field == "time" else (field,)
+            match = next((names[lowered.index(c)] for c in candidates if c in lowered), None)
+            if match is None and field == "time" and not options.header:
+                match = names[0]
+            if match is None and not options.header:
+                match = names[_FIELDS.index(field)]
+            if match is None:
+                raise ConfigError(
+                    f"columns.{field}", f"{path.name} has no column for {field} (columns: {', '.join(names)})",
+                    f"map it, e.g. --columns {field}=<column>",
+                )
+        elif wanted.isdigit():
+            if int(wanted) >= len(names):
+                raise ConfigError(f"columns.{field}", f"{path.name} has only {len(names)} columns")
+            match = names[int(wanted)]
+        elif wanted in names:
+            match = wanted
+        else:
+            raise ConfigError(f"columns.{field}", f"{path.name} has no column {wanted!r}", f"its columns: {', '.join(names)}")
+        picked[field] = table.column(match)
+    start = _times(picked["time"], path, options, cal)
+    minutes = parse_cadence(options.cadence).minutes
+    if minutes is not None:
+        length = minutes * NS_PER_MINUTE
+        if options.time_label == "end":
+            start = start - length
+        end = start + length
+    else:
+        end = None
+    if minutes is None and options.cadence.endswith("d"):
+        # Daily rows are exchange dates: the bar runs from the session's open to its close.
+        day, _ = session_days(start, cal)
+        start = local_to_utc(day * NS_PER_DAY + cal.open_minute * NS_PER_MINUTE, cal.timezone)
+        end = start + cal.session_minutes * NS_PER_MINUTE
+    if end is None:
+        end = np.r_[start[1:], start[-1:] + 7 * NS_PER_DAY] if len(start) else start
+    prices = {field: pc.cast(picked[field], pa.float64()).to_numpy(zero_copy_only=False) / options.price_scale
+              for field in ("open", "high", "low", "close")}
+    volume = pc.cast(picked["volume"], pa.float64()).to_numpy(zero_copy_only=False)
+    return {"start": start, "end": end, **prices, "volume": volume}
+
+
+def _times(column: pa.ChunkedArray, path: Path, options: ImportOptions, cal: Calendar) -> np.ndarray:
+    """UTC nanoseconds of a time column, refusing times whose zone is unknown."""
+    kind = column.type
+    daily = options.cadence.endswith("d")
+    zone = options.timezone or (cal.timezone if daily else None)
+    if options.epoch_unit or options.day_offset_unit:
+        unit = options.epoch_unit or options.day_offset_unit
+        if unit not in _UNITS:
+            raise ConfigError("epoch_unit", f"{unit!r} is not a time unit", "use s, ms, us or ns")
+        values = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False) * _UNITS[unit]
+        if options.epoch_unit:
+            return values
+        found = re.search(r"(\d{8})", path.name)
+        if found is None:
+            raise ConfigError("day_offset_unit", f"{path.name} carries no YYYYMMDD date in its name")
+        if zone is None:
+            raise ConfigError("timezone", f"{path.name} counts time from local midnight", "pass --timezone, e.g. America/New_York")
+        day = (np.datetime64(f"{found[1][:4]}-{found[1][4:6]}-{found[1][6:]}") - np.datetime64(EPOCH)).astype(int)
+        return _localise(pa.array(day * NS_PER_DAY + values, pa.timestamp("ns")), zone, path)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        if options.time_format:
+            try:
+                column = pc.strptime(column, format=options.time_format, unit="ns")
+            except pa.ArrowInvalid as error:
+                raise ConfigError("time_format", f"{path.name}: {error}", "check --time-format against the file") from None
+        else:
+            try:
+                column = pc.cast(column, pa.timestamp("ns", tz="UTC"))
+            except pa.ArrowInvalid:
+                try:
+                    column = pc.cast(column, pa.timestamp("ns"))
+                except pa.ArrowInvalid as error:
+                    raise ConfigError("time_format", f"{path.name}: times are not ISO 8601 ({error})",
+                                      "pass --time-format, e.g. '%Y%m%d %H:%M'") from None
+        kind = column.type
+    if pa.types.is_date(kind):
+        column = pc.cast(pc.cast(column, pa.date32()), pa.timestamp("ns"))
+        kind = column.type
+    if not pa.types.is_timestamp(kind):
+        raise ConfigError("columns.time", f"{path.name}: the time column holds {kind}", "map a date/time column, or pass --epoch-unit")
+    column = pc.cast(column, pa.timestamp("ns", tz=kind.tz) if kind.tz else pa.timestamp("ns"))
+    if kind.tz:
+        return pc.cast(column, pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    if zone is None:
+        raise ConfigError(
+            "timezone", f"{path.name} has times without a time zone",
+            "declare it with --timezone (e.g. America/New_York, or UTC)",
+        )
+    return _localise(column, zone, path)
+
+
+def _localise(naive: pa.Array | pa.ChunkedArray, zone: str, path: Path) -> np.ndarray:
+    try:
+        aware = pc.assume_timezone(naive, timezone=zone, ambiguous="earliest", nonexistent="latest")
+    except pa.ArrowInvalid as error:
+        raise ConfigError("timezone", f"{path.name}: {error}", "use an IANA zone name such as America/New_York") from None
+    return aware.cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _adjust(bars: Bars, factor_file: Path, cal: Calendar) -> Bars:
+    """Lean factor files: a row's price and split factors apply to bars on or before its date."""
+    table = pa_csv.read_csv(factor_file, read_options=pa_csv.ReadOptions(autogenerate_column_names=True))
+    dates = np.array([np.datetime64(f"{d // 10000:04d}-{d // 100 % 100:02d}-{d % 100:02d}") for d in
+                      table.column(0).to_numpy()])
+    days = (dates - np.datetime64(EPOCH)).astype(np.int64)
+    price_factor = table.column(1).to_numpy().astype(float)
+    split_factor = table.column(2).to_numpy().astype(float)
+    session, _ = session_days(bars.start, cal)
+    row = np.minimum(np.searchsorted(days, session, side="left"), len(days) - 1)
+    factor = price_factor[row] * split_factor[row]
+    return Bars(bars.ticker, bars.cadence, bars.start, bars.end, bars.open * factor, bars.high * factor,
+                bars.low * factor, bars.close * factor, bars.volume / split_factor[row])
+
+
+def store_bars(home: Path, bars: Bars, cal: Calendar, *, source: str, adjustment: str = "raw",
+               repaired: int = 0, dropped: int = 0) -> Dataset:
+    """Write ``bars`` as the workspace's dataset for its ticker and cadence (atomically) and describe it."""
+    columns = bars.columns()
+    info = Dataset(
+        ticker=bars.ticker,
+        cadence=bars.cadence,
+        calendar=cal.name,
+        source=source,
+        adjustment=adjustment,
+        rows=len(bars),
+        first=_iso(bars.start[0]) if len(bars) else "",
+        last=_iso(bars.start[-1]) if len(bars) else "",
+        data_sha=content_sha({name: values.tobytes().hex() for name, values in columns.items()}),
+        repaired=repaired,
+        dropped=dropped,
+    )
+    table = pa.table(columns).replace_schema_metadata({_METADATA_KEY: msgspec.json.encode(info)})
+    _write(table, _bars_path(home, bars.ticker, bars.cadence))
+    return info
+
+
+def store_ticks(home: Path, ticker: str, ticks: Mapping[str, np.ndarray]) -> int:
+    """Write a ticker's tick table (the `TICK_FIELDS` columns); returns the row count."""
+    table = pa.table({field: ticks[field] for field in TICK_FIELDS})
+    _write(table, _ticks_path(home, ticker))
+    return table.num_rows
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    pq.write_table(table, partial)
+    partial.replace(path)
+
+
+def _iso(ns: int) -> str:
+    return str(np.datetime64(int(ns), "ns").astype("datetime64[s]")) + "Z"
+
+
+def datasets(home: Path) -> list[Dataset]:
+    """Every stored bar dataset, by ticker then cadence."""
+    root = home / "data" / "bars"
+    found = [_describe(path) for path in sorted(root.glob("*/*.parquet"))] if root.is_dir() else []
+    return found
+
+
+def _describe(path: Path) -> Dataset:
+    metadata = pq.read_schema(path).metadata or {}
+    return msgspec.json.decode(metadata[_METADATA_KEY], type=Dataset)
+
+
+def dataset(home: Path, ticker: str, cadence: str) -> Dataset:
+    """The description of one dataset; `NotFoundError` says how to get it."""
+    path = _bars_path(home, ticker, cadence)
+    if not path.exists():
+        have = [d.cadence for d in datasets(home) if d.ticker == ticker]
+        fix = (
+            f"{ticker} has {', '.join(have)}: `sigma data resample {ticker} --from {have[0]} --to {cadence}`"
+            if have
+            else f"import it with `sigma data import FILE --ticker {ticker} --cadence {cadence}` or `sigma data synth`"
+        )
+        raise NotFoundError(f"no {cadence} bars for {ticker} in the workspace; {fix}")
+    return _describe(path)
+
+
+def load_bars(home: Path, ticker: str, cadence: str) -> tuple[Bars, Dataset]:
+    """The stored bars of ``ticker`` at ``cadence`` and their description."""
+    info = dataset(home, ticker, cadence)
+    table = pq.read_table(_bars_path(home, ticker, cadence))
+    return Bars(ticker, cadence, *(table.column(name).to_numpy() for name in COLUMNS)), info
+
+
+def load_ticks(home: Path, ticker: str) -> dict[str, np.ndarray] | None:
+    """The ticker's tick table, or None when it has no ticks."""
+    path = _ticks_path(home, ticker)
+    if not path.exists():
+        return None
+    table = pq.read_table(path)
+    return {field: table.column(field).to_numpy() for field in TICK_FIELDS}
+
+
+def check_dataset(home: Path, ticker: str, cadence: str) -> QualityReport:
+    """The quality report of a stored dataset."""
+    bars, info = load_bars(home, ticker, cadence)
+    return check_bars(bars, calendar(info.calendar))
+
+
+def resample_dataset(home: Path, ticker: str, source: str, target: str) -> Dataset:
+    """Store ``ticker``'s ``source`` bars rolled up to the coarser ``target`` cadence."""
+    bars, info = load_bars(home, ticker, source)
+    cal = calendar(info.calendar)
+    coarse = resample(bars, target, cal)
+    if len(coarse) > len(bars):
+        raise ConfigError("to", f"{target} is finer than {source}", "resample to a coarser cadence")
+    return store_bars(home, coarse, cal, source=f"{info.source} resampled from {source}", adjustment=info.adjustment)
