@@ -10,6 +10,10 @@ The rules, in the order a bar meets them:
   short when it falls to ``1 - threshold`` (when the side allows), and only in an
   allowed exchange-local hour. The order fills at the next bar's open, moved
   against the trader by the slippage.
+- **Entry type**: a market order fills at the open; a limit order at the signal
+  bar's close or better (the open when it gaps through), only if the bar trades
+  there; a stop order at the close or worse, only if the bar trades through it.
+  Limit fills do not slip: the order sets the price.
 - **Stop-loss and take-profit** are fractions of the entry fill, watched against
   each bar's high and low from the entry bar on. A bar that opens beyond a level
   (a gap) exits at its open. When one bar touches both levels its path inside the
@@ -36,6 +40,9 @@ __all__ = [
     "entry_direction",
     "hour_allowed",
     "fill_price",
+    "ENTRY_TYPES",
+    "entry_fill",
+    "exit_levels",
     "exit_on_bar",
 ]
 
@@ -45,6 +52,7 @@ SIDES = {"long": 1, "short": -1, "both": 0}
 EXIT_NONE, EXIT_STOP, EXIT_TAKE, EXIT_TIME, EXIT_END = 0, 1, 2, 3, 4
 EXIT_REASONS = {EXIT_STOP: "stop_loss", EXIT_TAKE: "take_profit", EXIT_TIME: "time", EXIT_END: "end_of_data"}
 ALL_DAY = (1 << 24) - 1
+ENTRY_TYPES = {"market": 0, "limit": 1, "stop": 2}
 
 
 def hours_mask(hours: Iterable[int]) -> int:
@@ -78,44 +86,57 @@ def fill_price(price: float, direction: int, slippage: float) -> float:
 
 
 @helper
+def entry_fill(
+    entry_type: int, direction: int, reference: float, open: float, high: float, low: float, slippage: float  # noqa: A002
+) -> float:
+    """The entry price of an order decided at a bar whose close was ``reference``, on the next bar; NaN if unfilled."""
+    if entry_type == 0:
+        return fill_price(open, direction, slippage)
+    if entry_type == 1:
+        if direction * (open - reference) <= 0.0:
+            return open
+        if (direction > 0 and low <= reference) or (direction < 0 and high >= reference):
+            return reference
+        return float("nan")
+    if direction * (open - reference) >= 0.0:
+        return fill_price(open, direction, slippage)
+    if (direction > 0 and high >= reference) or (direction < 0 and low <= reference):
+        return fill_price(reference, direction, slippage)
+    return float("nan")
+
+
+@helper
+def exit_levels(direction: int, entry: float, stop_loss: float, take_profit: float) -> tuple[float, float]:
+    """(stop, target) prices of a trade entered at ``entry``; NaN for a level that is off (0)."""
+    stop = entry * (1.0 - direction * stop_loss) if stop_loss > 0.0 else float("nan")
+    target = entry * (1.0 + direction * take_profit) if take_profit > 0.0 else float("nan")
+    return stop, target
+
+
+@helper
 def exit_on_bar(
-    direction: int,
-    entry: float,
-    stop_loss: float,
-    take_profit: float,
-    open: float,  # noqa: A002
-    high: float,
-    low: float,
-    gap_check: bool,
+    direction: int, stop: float, target: float, open: float, high: float, low: float, gap_check: bool  # noqa: A002
 ) -> tuple[int, float]:
-    """(reason, price) when a bar hits the trade's stop or target, else (0, NaN); 0 turns a level off.
+    """(reason, price) when a bar reaches the trade's stop or target (NaN levels never do), else (0, NaN).
 
     ``gap_check`` is false on the entry bar, whose open is the entry itself.
     """
     if direction > 0:
-        stop = entry * (1.0 - stop_loss)
-        target = entry * (1.0 + take_profit)
-        if stop_loss > 0.0:
-            if gap_check and open <= stop:
-                return EXIT_STOP, open
-            if low <= stop:
-                return EXIT_STOP, stop
-        if take_profit > 0.0:
-            if gap_check and open >= target:
-                return EXIT_TAKE, open
-            if high >= target:
-                return EXIT_TAKE, target
+        if gap_check and open <= stop:
+            return EXIT_STOP, open
+        if low <= stop:
+            return EXIT_STOP, stop
+        if gap_check and open >= target:
+            return EXIT_TAKE, open
+        if high >= target:
+            return EXIT_TAKE, target
     else:
-        stop = entry * (1.0 + stop_loss)
-        target = entry * (1.0 - take_profit)
-        if stop_loss > 0.0:
-            if gap_check and open >= stop:
-                return EXIT_STOP, open
-            if high >= stop:
-                return EXIT_STOP, stop
-        if take_profit > 0.0:
-            if gap_check and open <= target:
-                return EXIT_TAKE, open
-            if low <= target:
-                return EXIT_TAKE, target
+        if gap_check and open >= stop:
+            return EXIT_STOP, open
+        if high >= stop:
+            return EXIT_STOP, stop
+        if gap_check and open <= target:
+            return EXIT_TAKE, open
+        if low <= target:
+            return EXIT_TAKE, target
     return EXIT_NONE, float("nan")
