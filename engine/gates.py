@@ -18,7 +18,10 @@ Status = Literal["PASS", "MARGINAL", "FAIL"]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
 MARGINAL_FRACTION = 0.10
-MARGINAL_FLOOR = {"min_trades": 1.0, "min_sharpe": 0.05, "max_drawdown": 0.005, "min_win_rate": 0.01}
+MARGINAL_FLOOR = {
+    "min_trades": 1.0, "min_sharpe": 0.05, "max_drawdown": 0.005, "min_win_rate": 0.01,
+    "min_deflated_sharpe": 0.01, "max_pbo": 0.01,
+}  # fmt: skip
 
 
 class Gates(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -28,6 +31,10 @@ class Gates(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     min_sharpe: float
     max_drawdown: Fraction
     min_win_rate: Fraction | None = None
+    min_deflated_sharpe: Fraction | None = None
+    """Probability that the Sharpe ratio beats the best of as many luck-only trials (0.95 is strict)."""
+    max_pbo: Fraction | None = None
+    """Highest probability of backtest overfitting the sweep may show."""
 
 
 class GateResult(msgspec.Struct, frozen=True):
@@ -45,8 +52,14 @@ _LABELS = {
     "min_sharpe": ("Sharpe", "{:.2f}"),
     "max_drawdown": ("max drawdown", "{:.1%}"),
     "min_win_rate": ("win rate", "{:.1%}"),
+    "min_deflated_sharpe": ("deflated Sharpe", "{:.2f}"),
+    "max_pbo": ("probability of backtest overfitting", "{:.0%}"),
 }
-_METRIC = {"min_trades": "trades", "min_sharpe": "sharpe", "max_drawdown": "max_drawdown", "min_win_rate": "win_rate"}
+_METRIC = {
+    "min_trades": "trades", "min_sharpe": "sharpe", "max_drawdown": "max_drawdown", "min_win_rate": "win_rate",
+    "min_deflated_sharpe": "deflated_sharpe", "max_pbo": "pbo",
+}  # fmt: skip
+_CEILINGS = frozenset({"max_drawdown", "max_pbo"})
 
 
 def _judge(gate: str, value: float, threshold: float) -> GateResult:
@@ -54,18 +67,18 @@ def _judge(gate: str, value: float, threshold: float) -> GateResult:
     shown, limit = form.format(value), form.format(threshold)
     band = max(MARGINAL_FRACTION * abs(threshold), MARGINAL_FLOOR[gate])
     # Distance on the wrong side of the gate: positive means it was missed.
-    shortfall = value - threshold if gate == "max_drawdown" else threshold - value
+    shortfall = value - threshold if gate in _CEILINGS else threshold - value
     if shortfall <= 0.0:
-        relation = "within" if gate == "max_drawdown" else "meets"
+        relation = "within" if gate in _CEILINGS else "meets"
         return GateResult(gate, "PASS", value, threshold, f"{label} {shown} {relation} the gate {limit}")
     status: Status = "MARGINAL" if shortfall <= band else "FAIL"
-    relation = "above" if gate == "max_drawdown" else "below"
+    relation = "above" if gate in _CEILINGS else "below"
     near = " (within the marginal band)" if status == "MARGINAL" else ""
     return GateResult(gate, status, value, threshold, f"{label} {shown} is {relation} the gate {limit}{near}")
 
 
 def evaluate(gates: Gates, metrics: Mapping[str, float]) -> list[GateResult]:
-    """Judge ``metrics`` (trades, sharpe, max_drawdown, win_rate) against every gate that is set."""
+    """Judge ``metrics`` (trades, sharpe, max_drawdown, win_rate, deflated_sharpe, pbo) against every gate set."""
     results = []
     for gate, metric in _METRIC.items():
         threshold = getattr(gates, gate)

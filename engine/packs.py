@@ -381,6 +381,9 @@ def _check_time(pack: Pack) -> Check:
     problem = time_problem(pack.personality.time_horizon, pack.cadence, pack.indicators)
     if problem is not None:
         return _fail("Time coherence", problem[1], problem[0])
+    if cadence_timescale(pack.cadence) not in ("minute", "hour") and any(pack.sweep.simple.allowed_hours):
+        detail = f"{pack.cadence} bars signal once per bar, at the close: allowed_hours filters cannot apply; use [[]]"
+        return _fail("Time coherence", detail, "sweep.simple.allowed_hours")
     return Check("Time coherence", "PASS", "")
 
 

@@ -26,7 +26,7 @@ import msgspec
 from engine.errors import ConfigError, NotFoundError, SigmaError
 from engine.models import ModelSpec
 
-__all__ = ["Workspace", "AuditEntry", "MIGRATIONS", "default_home"]
+__all__ = ["Workspace", "AuditEntry", "SweepRecord", "MIGRATIONS", "default_home"]
 
 Clock = Callable[[], datetime]
 
@@ -76,6 +76,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER audit_log_is_append_only_delete BEFORE DELETE ON audit_log
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    """
+    ALTER TABLE sweeps ADD COLUMN done INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sweeps ADD COLUMN total INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sweeps ADD COLUMN pid INTEGER;
+    ALTER TABLE sweeps ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sweeps ADD COLUMN summary BLOB;
+    """,
 )
 
 
@@ -95,6 +102,25 @@ class AuditEntry(msgspec.Struct, frozen=True):
     details: dict[str, object]
 
 
+class SweepRecord(msgspec.Struct, frozen=True):
+    """A sweep's row: its model, status, progress, request, tags, lineage and result summary."""
+
+    id: str
+    model: str
+    status: str
+    done: int
+    total: int
+    pid: int | None
+    cancel_requested: bool
+    config: dict[str, object]
+    tags: dict[str, list[str]]
+    lineage: dict[str, object] | None
+    summary: dict[str, object] | None
+    created_at: str
+    finished_at: str | None
+
+
+_SWEEP_COLUMNS = "id, model, status, done, total, pid, cancel_requested, config, tags, lineage, summary, created_at, finished_at"
 _encode = msgspec.json.Encoder().encode
 _decode_details = msgspec.json.Decoder(dict[str, object]).decode
 _decode_model = msgspec.json.Decoder(ModelSpec).decode
@@ -183,6 +209,42 @@ class Workspace:
     def model_names(self) -> set[str]:
         return {name for (name,) in self._db.execute("SELECT name FROM models")}
 
+    @property
+    def sweeps_folder(self) -> Path:
+        return self.home / "sweeps"
+
+    def add_sweep(self, sweep_id: str, model: str, config: object, tags: object, lineage: object, total: int, *, actor: str) -> None:
+        """Record a new sweep as running and audit its start."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO sweeps (id, model, status, config, tags, lineage, created_at, total, pid)"
+                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                (sweep_id, model, _encode(config), _encode(tags), _encode(lineage), self._now(), total, os.getpid()),
+            )
+            self.audit(actor, "sweep.start", sweep_id, {"model": model, "combinations": total, "lineage": lineage})
+
+    def update_sweep(self, sweep_id: str, **fields: object) -> None:
+        """Set some of a sweep's columns (status, done, total, pid, summary, finished_at, cancel_requested)."""
+        allowed = {"status", "done", "total", "pid", "summary", "cancel_requested"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"cannot update sweep columns {sorted(unknown)}")
+        values = {key: _encode(value) if key == "summary" else value for key, value in fields.items()}
+        if fields.get("status") in ("finished", "cancelled", "failed"):
+            values["finished_at"] = self._now()
+        assignments = ", ".join(f"{key} = ?" for key in values)
+        self._db.execute(f"UPDATE sweeps SET {assignments} WHERE id = ?", (*values.values(), sweep_id))
+
+    def sweep(self, sweep_id: str) -> SweepRecord:
+        row = self._db.execute(f"SELECT {_SWEEP_COLUMNS} FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no sweep {sweep_id!r}; `sigma sweep list` shows the sweeps")
+        return _sweep_record(row)
+
+    def sweeps(self, model: str | None = None) -> list[SweepRecord]:
+        query = f"SELECT {_SWEEP_COLUMNS} FROM sweeps" + (" WHERE model = ?" if model else "") + " ORDER BY created_at, id"
+        return [_sweep_record(row) for row in self._db.execute(query, (model,) if model else ())]
+
     def put_artifact(self, content: bytes) -> str:
         """Store ``content`` under its SHA-256 and return the hash; storing it twice is harmless."""
         sha = hashlib.sha256(content).hexdigest()
@@ -215,6 +277,12 @@ class Workspace:
 
     def _transaction(self):
         return _Transaction(self._db)
+
+
+def _sweep_record(row: tuple) -> SweepRecord:
+    decoded = [msgspec.json.decode(value) if index in (7, 8, 9, 10) and value is not None else value for index, value in enumerate(row)]
+    decoded[6] = bool(decoded[6])
+    return SweepRecord(*decoded)
 
 
 class _Transaction:

@@ -83,11 +83,10 @@ def _fit_predict(features, labels, train_end, predict, seed):
 
 
 def out_of_fold(
-    features: np.ndarray, labels: np.ndarray, *, folds: int = 5, horizon: int, embargo: int = 0,
-    holdout: float = 0.2, seed: int = 0,
+    features: np.ndarray, labels: np.ndarray, *, splits: list[Split], holdout_start: int, horizon: int,
+    embargo: int = 0, seed: int = 0,
 ) -> Probabilities:
     """Baseline XGBoost probabilities for every test block and the holdout, each from its own past only."""
-    splits, holdout_start = walk_forward(len(labels), folds=folds, horizon=horizon, embargo=embargo, holdout=holdout)
     values = np.full(len(labels), np.nan)
     for split in splits:
         window = slice(split.test_start, split.test_end)

@@ -1,0 +1,194 @@
+"""The leaderboard: a finished sweep's configurations ranked by Sharpe, with what makes a rank trustworthy.
+
+Each row carries the configuration, its development-window metrics, its Sharpe on
+the holdout the sweep never saw, the dispersion of its Sharpe across the five time
+folds, its deflated Sharpe ratio (given how many configurations were tried) and its
+gate verdict with reasons. The sweep's probability of backtest overfitting (PBO) is
+one number for the whole grid, and a gate like any other when the risk profile sets
+``max_pbo``. Stored as ``leaderboard.parquet`` beside the sweep's parts.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.errors import ConfigError, NotFoundError
+from engine.gates import evaluate, overall
+from engine.workspace import Workspace
+from research.backtest import BLOCKS, run
+from research.overfitting import block_sharpe, deflated_sharpe, probability_of_overfitting
+
+__all__ = ["build", "read_parts", "gate", "load", "render", "write_csv", "save_recipe", "Recipe"]
+
+_FOLD_BLOCKS = 2  # ten blocks: each fifth of the development window is two of them
+
+
+def build(space: Workspace, sweep_id: str, pack, spec, request, prepared, names, combinations, rows) -> dict:
+    """Rank the finished sweep, store ``leaderboard.parquet`` and ``pruned.parquet``; returns the summary."""
+    folder = space.sweeps_folder / sweep_id
+    final = read_parts(folder, rung=0).sort_by([("sharpe", "descending"), ("config", "ascending")])
+    ids = final.column("config").to_numpy()
+    blocks = np.array(final.column("blocks").to_pylist()).reshape(len(ids), BLOCKS, 3)
+    holdout, _ = run(prepared.market.window(prepared.holdout), rows[ids])
+    periods = prepared.market.periods_per_year
+    folds = blocks.reshape(len(ids), BLOCKS // _FOLD_BLOCKS, _FOLD_BLOCKS, 3).sum(axis=2)
+    fold_sharpe = block_sharpe(folds) * math.sqrt(periods)
+    mean, std = final.column("mean").to_numpy(), final.column("std").to_numpy()
+    per_bar = np.where(std > 0, mean / np.where(std > 0, std, 1), 0.0)
+    trials_variance = float(np.var(per_bar, ddof=1)) if len(ids) > 1 else 0.0
+    pbo = probability_of_overfitting(blocks)
+    skew, kurtosis, count = (final.column(c).to_numpy() for c in ("skew", "kurtosis", "bars"))
+    deflated = [deflated_sharpe(per_bar[k], trials_variance, len(combinations), int(count[k]), skew[k], kurtosis[k])
+                for k in range(len(ids))]
+    statuses, reasons = [], []
+    for k in range(len(ids)):
+        metrics = {name: final.column(name)[k].as_py() for name in ("trades", "sharpe", "max_drawdown", "win_rate")}
+        status, why = gate(pack, spec, metrics | {"deflated_sharpe": deflated[k], "pbo": pbo})
+        statuses.append(status)
+        reasons.append("; ".join(why))
+    table = pa.table({
+        "rank": np.arange(1, len(ids) + 1),
+        "config": ids,
+        **{name: [_shown(combinations[i][position]) for i in ids] for position, name in enumerate(names)},
+        **{name: final.column(name) for name in ("sharpe", "total_return", "trades", "max_drawdown", "win_rate",
+                                                  "profit_factor", "exposure")},
+        "holdout_sharpe": holdout[:, 0],
+        "holdout_trades": holdout[:, 3],
+        "fold_sharpe_std": fold_sharpe.std(axis=1, ddof=1) if fold_sharpe.shape[1] > 1 else np.zeros(len(ids)),
+        "deflated_sharpe": np.array(deflated, dtype=np.float64),
+        "gate": statuses,
+        "reasons": reasons,
+    })  # fmt: skip
+    table = table.replace_schema_metadata({b"sigma.sweep": msgspec.json.encode(
+        {"sweep": sweep_id, "model": spec.name, "axes": names, "pbo": pbo, "configurations": len(combinations),
+         "lineage": msgspec.to_builtins(spec.lineage)})})
+    pq.write_table(table, folder / "leaderboard.parquet")
+    all_rungs = read_parts(folder)
+    pruned = _pruned(all_rungs, set(ids.tolist()), combinations, names)
+    pq.write_table(pruned, folder / "pruned.parquet")
+    best = table.slice(0, 1).to_pylist()[0] if len(ids) else {}
+    return {
+        "configurations": len(combinations),
+        "evaluated": len(ids),
+        "pruned": pruned.num_rows,
+        "pbo": pbo,
+        "best": {key: best[key] for key in ("config", *names, "sharpe", "holdout_sharpe", "trades", "gate")} if best else {},
+        "passing": statuses.count("PASS"),
+    }
+
+
+def read_parts(folder: Path, rung: int | None = None) -> pa.Table:
+    """Every stored result row of a sweep (optionally of one rung)."""
+    pattern = f"rung{rung}-*.parquet" if rung is not None else "rung*-*.parquet"
+    tables = [pq.read_table(path) for path in sorted(folder.glob(pattern))]
+    return pa.concat_tables(tables) if tables else pa.table({"config": pa.array([], pa.int64())})
+
+
+def gate(pack, spec, metrics: dict) -> tuple[str, list[str]]:
+    """(PASS/MARGINAL/FAIL, reasons) of one result under the model's risk-profile gates."""
+    results = evaluate(pack.gates[spec.risk_profile], metrics)
+    return overall(results), [result.reason for result in results if result.status != "PASS"]
+
+
+def _shown(value: object) -> object:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "all day"
+    return value
+
+
+def _pruned(table: pa.Table, kept: set[int], combinations, names) -> pa.Table:
+    last: dict[int, tuple[int, float]] = {}
+    if table.num_rows:
+        for config, rung, sharpe in zip(*(table.column(c).to_pylist() for c in ("config", "rung", "sharpe"))):
+            if config not in kept and rung > 0 and rung >= last.get(config, (0, 0.0))[0]:
+                last[config] = (rung, sharpe)
+    ordered = sorted(last)
+    return pa.table({
+        "config": pa.array(ordered, pa.int64()),
+        **{name: [_shown(combinations[i][p]) for i in ordered] for p, name in enumerate(names)},
+        "pruned_at_rung": pa.array([last[i][0] for i in ordered], pa.int64()),
+        "sharpe_when_pruned": pa.array([last[i][1] for i in ordered], pa.float64()),
+    })  # fmt: skip
+
+
+def load(space: Workspace, sweep_id: str) -> tuple[pa.Table, dict]:
+    """The stored leaderboard of a finished sweep and its metadata."""
+    record = space.sweep(sweep_id)
+    path = space.sweeps_folder / sweep_id / "leaderboard.parquet"
+    if record.status != "finished" or not path.exists():
+        raise NotFoundError(f"sweep {sweep_id} is {record.status}; its leaderboard exists once it finishes"
+                            + (f" (`sigma sweep resume {sweep_id}`)" if record.status in ("cancelled", "failed") else ""))
+    table = pq.read_table(path)
+    return table, msgspec.json.decode(table.schema.metadata[b"sigma.sweep"])
+
+
+def render(table: pa.Table, meta: dict, top: int = 10) -> str:
+    """The leaderboard as an aligned text table, best first, with the sweep's PBO."""
+    axes = meta["axes"]
+    header = ["#", *axes, "Sharpe", "return", "trades", "max DD", "holdout", "fold sd", "DSR", "gate"]
+    lines = []
+    for row in table.slice(0, top).to_pylist():
+        lines.append([
+            str(row["rank"]), *(str(row[a]) for a in axes), f"{row['sharpe']:.2f}", f"{row['total_return']:.1%}",
+            f"{row['trades']:.0f}", f"{row['max_drawdown']:.1%}", f"{row['holdout_sharpe']:.2f}",
+            f"{row['fold_sharpe_std']:.2f}", f"{row['deflated_sharpe']:.2f}", row["gate"],
+        ])  # fmt: skip
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in [header, *lines]]
+    for row in table.slice(0, top).to_pylist():
+        if row["reasons"]:
+            text.append(f"#{row['rank']} {row['gate']}: {row['reasons']}")
+    pbo = meta["pbo"]
+    text.append(
+        f"{meta['configurations']:,} configurations tried; probability of backtest overfitting "
+        + ("n/a (one configuration)" if pbo != pbo else f"{pbo:.0%}" + (" - the winner is likely luck" if pbo > 0.5 else ""))
+    )
+    return "\n".join(text)
+
+
+def write_csv(table: pa.Table, path: Path) -> None:
+    """Export the whole leaderboard as CSV."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(table.column_names)
+        writer.writerows(zip(*(table.column(name).to_pylist() for name in table.column_names)))
+
+
+class Recipe(msgspec.Struct, frozen=True):
+    """The parameters of one leaderboard row, saved for training: what won, where, and with which lineage."""
+
+    model: str
+    sweep: str
+    rank: int
+    parameters: dict[str, object]
+    metrics: dict[str, float]
+    gate: str
+    lineage: dict[str, object]
+
+
+def save_recipe(space: Workspace, sweep_id: str, rank: int = 1) -> Path:
+    """Write the row at ``rank`` as ``<home>/recipes/<sweep>-<rank>.json``; returns the path."""
+    table, meta = load(space, sweep_id)
+    if not 1 <= rank <= table.num_rows:
+        raise ConfigError("rank", f"the leaderboard has {table.num_rows} rows", f"choose 1 to {table.num_rows}")
+    row = table.slice(rank - 1, 1).to_pylist()[0]
+    recipe = Recipe(
+        model=meta["model"],
+        sweep=sweep_id,
+        rank=rank,
+        parameters={axis: row[axis] for axis in meta["axes"]},
+        metrics={key: row[key] for key in ("sharpe", "total_return", "trades", "max_drawdown", "win_rate", "holdout_sharpe", "deflated_sharpe")},
+        gate=row["gate"],
+        lineage=meta["lineage"],
+    )
+    path = space.home / "recipes" / f"{sweep_id}-{rank}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(recipe), indent=2))
+    return path

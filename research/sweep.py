@@ -1,0 +1,428 @@
+"""Sweeps: every execution configuration of a model backtested on honest probabilities, gated and ranked.
+
+The model fixes WHAT is traded; the sweep searches HOW. ``start`` builds the grid,
+computes out-of-fold probabilities once (`research.validation`) and stores them
+with the sweep, then backtests the grid in chunks. After each chunk its results are
+appended to disk as a Parquet part and the sweep's progress is recorded, so that:
+
+- memory stays bounded: results stream to disk and only the best rows stay in memory;
+- a cancel (Ctrl-C, or ``sigma sweep cancel ID`` from another shell, checked between
+  chunks) keeps every finished chunk and marks the sweep ``cancelled``;
+- ``resume`` continues a cancelled or killed sweep from its parts, redoing nothing.
+
+**Pruning** (custom mode, grids over 64 configurations): successive halving over the
+development window's time folds. Rung r backtests the surviving configurations on
+the first r of the 5 folds and keeps the better half by Sharpe (ties by grid
+order); the last rung backtests the survivors on the whole window. A pruned
+configuration is listed with the rung and the Sharpe it was pruned at.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.bars import Bars
+from engine.cadence import parse_cadence
+from engine.calendar import bars_per_year, calendar, local_clock, session_days
+from engine.errors import ConfigError
+from engine.features import feature_matrix, model_features
+from engine.lineage import content_sha
+from engine.models import ModelSpec, OptionSettings, StockSettings
+from engine.packs import Pack
+from engine.policy import ENTRY_TYPES, SIDES, hours_mask
+from engine.workspace import Workspace
+from research.backtest import METRICS, PARAMETERS, Market, run
+from research.data import dataset, load_bars, load_ticks
+from research.labels import label
+from research.leaderboard import build, read_parts
+from research.validation import Probabilities, out_of_fold, walk_forward
+
+__all__ = ["SweepRequest", "grid", "start", "resume", "cancel", "Progress", "CAP", "PRO_CAP", "prepare", "Prepared"]
+
+CAP = 1_000
+PRO_CAP = 3_000
+SIMPLE_CAP = 45
+PRUNE_ABOVE = 64
+FOLDS = 5
+
+_CUSTOM_DEFAULTS: dict[str, list] = {
+    "stop_loss": [0.03, 0.06],
+    "take_profit": [0.06, 0.12],
+    "max_positions": [1, 3],
+    "hold_days": None,  # the label horizon and twice it
+    "entry_type": None,  # the pack's order type
+    "strike_selection": ["ATM", "OTM_5"],
+    "dte_target": None,  # the model's days to expiry
+}
+
+
+class SweepRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a user asks a sweep for; stored with the sweep so that it can be resumed."""
+
+    model: str
+    mode: Literal["simple", "custom"] = "simple"
+    preset: str | None = None
+    universe: list[str] = []
+    """Tickers to trade cross-sectionally; the model's own symbol when empty."""
+    overrides: dict[str, list[float | str]] = {}
+    """Axis values replacing the defaults, e.g. ``{"stop_loss": [0.02, 0.04]}``."""
+    pro: bool = False
+    prune: bool = True
+    folds: int = FOLDS
+    embargo: int = 5
+    holdout: float = 0.2
+    commission_bps: float = 1.0
+    seed: int = 0
+
+
+def _axes(pack: Pack, spec: ModelSpec, request: SweepRequest) -> dict[str, list]:
+    simple = pack.sweep.simple
+    axes: dict[str, list] = {"threshold": list(simple.thresholds), "allowed_hours": [list(h) for h in simple.allowed_hours]}
+    if simple.top_pct:
+        axes["top_pct"] = list(simple.top_pct)
+    else:
+        axes["position_size_pct"] = list(simple.position_size_pct or [pack.policies.risk.position_size_pct])
+    preset: dict[str, object] = {}
+    if request.preset is not None:
+        if request.preset not in pack.sweep.presets:
+            known = ", ".join(pack.sweep.presets) or "none"
+            raise ConfigError("preset", f"{pack.ref} has no sweep preset {request.preset!r}", f"presets: {known}")
+        preset = dict(pack.sweep.presets[request.preset])
+    if "thresholds" in preset:
+        axes["threshold"] = list(preset.pop("thresholds"))  # type: ignore[arg-type]
+    if request.mode == "custom":
+        horizon = pack.strategies[spec.strategy].label.horizon_bars
+        for parameter in pack.sweep.custom_parameters:
+            if parameter in ("strike_selection", "dte_target") and not isinstance(spec.instrument, OptionSettings):
+                continue
+            default = _CUSTOM_DEFAULTS[parameter]
+            if parameter == "hold_days":
+                per_day = _bars_per_day(spec)
+                default = [max(1, round(horizon / per_day)), max(1, round(2 * horizon / per_day))]
+            elif parameter == "entry_type":
+                default = [pack.policies.execution.order_type]
+            elif parameter == "dte_target":
+                default = [spec.instrument.default_dte]  # type: ignore[union-attr]
+            axes[parameter] = sorted(set(default), key=default.index)
+        for parameter, values in preset.items():
+            if parameter in axes:
+                axes[parameter] = values if isinstance(values, list) else [values]
+    for parameter, values in request.overrides.items():
+        if parameter not in axes:
+            raise ConfigError(f"set.{parameter}", f"{parameter} is not an axis of this {request.mode} sweep",
+                              f"axes: {', '.join(axes)}")
+        axes[parameter] = list(values)
+    return axes
+
+
+def grid(pack: Pack, spec: ModelSpec, request: SweepRequest) -> tuple[list[str], list[tuple]]:
+    """(axis names, combinations in grid order) of the sweep; `ConfigError` when over the cap."""
+    axes = _axes(pack, spec, request)
+    size = math.prod(len(values) for values in axes.values())
+    cap = SIMPLE_CAP if request.mode == "simple" else PRO_CAP if request.pro else CAP
+    if size > cap:
+        shape = " x ".join(f"{len(v)} {k}" for k, v in axes.items())
+        raise ConfigError(
+            "grid", f"{size:,} combinations ({shape}) exceed the {request.mode} cap of {cap:,}",
+            "narrow an axis with --set NAME=V1,V2, choose a --preset, or enable the pro plan (--pro, 3,000)",
+        )
+    return list(axes), list(itertools.product(*axes.values()))
+
+
+def _bars_per_day(spec: ModelSpec) -> float:
+    cadence = parse_cadence(spec.cadence)
+    if cadence.minutes is not None:
+        return 390 / cadence.minutes
+    return {"d": 1 / cadence.count, "w": 1 / (5 * cadence.count), "mo": 1 / (21 * cadence.count)}[cadence.unit]
+
+
+def config_row(names: Sequence[str], values: Sequence, pack: Pack, spec: ModelSpec, request: SweepRequest, tickers: int) -> np.ndarray:
+    """The kernel's configuration row (`PARAMETERS`) for one combination, defaults from pack and model."""
+    chosen = dict(zip(names, values))
+    risk = pack.policies.risk
+    horizon = pack.strategies[spec.strategy].label.horizon_bars
+    position = spec.instrument.position_type if isinstance(spec.instrument, StockSettings) else "both"
+    hold = horizon if "hold_days" not in chosen else max(1, round(float(chosen["hold_days"]) * _bars_per_day(spec)))
+    row = {
+        "threshold": float(chosen["threshold"]),
+        "hours_mask": hours_mask(chosen.get("allowed_hours", [])),
+        "side": SIDES[position],
+        "top_pct": float(chosen.get("top_pct", 100.0)),
+        "position_size": float(chosen.get("position_size_pct", risk.position_size_pct)) / 100,
+        "stop_loss": float(chosen.get("stop_loss", risk.stop_loss or 0.0)),
+        "take_profit": float(chosen.get("take_profit", risk.take_profit or 0.0)),
+        "hold_bars": hold,
+        "max_positions": int(chosen.get("max_positions", tickers)),
+        "entry_type": ENTRY_TYPES[str(chosen.get("entry_type", pack.policies.execution.order_type))],
+        "slippage": pack.policies.execution.slippage_bps / 10_000,
+        "commission": request.commission_bps / 10_000,
+    }
+    return np.array([row[name] for name in PARAMETERS], dtype=np.float64)
+
+
+class Prepared:
+    """A sweep's inputs: the universe's market with out-of-fold probabilities, and its windows."""
+
+    __slots__ = ("market", "development", "holdout", "probabilities")
+
+    def __init__(self, market: Market, development: slice, holdout: slice, probabilities: dict[str, Probabilities]) -> None:
+        self.market = market
+        self.development = development
+        self.holdout = holdout
+        self.probabilities = probabilities
+
+
+def prepare(home: Path, pack: Pack, spec: ModelSpec, request: SweepRequest, stored: np.ndarray | None = None) -> Prepared:
+    """Load the universe's bars, compute features, labels and out-of-fold probabilities (or reuse ``stored``)."""
+    tickers = request.universe or [spec.instrument.symbol]
+    recipe = pack.strategies[spec.strategy]
+    loaded = [load_bars(home, ticker, spec.cadence) for ticker in tickers]
+    cal = calendar(loaded[0][1].calendar)
+    axis = np.unique(np.concatenate([bars.start for bars, _ in loaded]))
+    if len(axis) < 200:
+        raise ConfigError("data", f"{len(axis)} bars is too little history for a sweep", "import at least 200 bars")
+    splits, holdout_start = walk_forward(len(axis), folds=request.folds, horizon=recipe.label.horizon_bars,
+                                         embargo=request.embargo, holdout=request.holdout)
+    shape = (len(axis), len(tickers))
+    columns = {name: np.full(shape, np.nan) for name in ("open", "high", "low", "close", "probability")}
+    end = np.zeros(len(axis), dtype=np.int64)
+    per_ticker = {}
+    features = model_features(spec.features, spec.indicators)
+    for j, (bars, _) in enumerate(loaded):
+        rows = np.searchsorted(axis, bars.start)
+        for name in ("open", "high", "low", "close"):
+            columns[name][rows, j] = getattr(bars, name)
+        end[rows] = bars.end
+        if stored is None:
+            per_ticker[bars.ticker] = _probabilities(home, bars, cal, features, spec, recipe, rows, splits, holdout_start, request)
+            columns["probability"][rows, j] = per_ticker[bars.ticker].values
+    if stored is not None:
+        columns["probability"] = stored
+    _, minute = local_clock(end, cal.timezone)
+    market = Market(tickers, axis, minute // 60, columns["open"], columns["high"], columns["low"], columns["close"],
+                    columns["probability"], bars_per_year(cal, spec.cadence))
+    return Prepared(market, slice(splits[0].test_start, holdout_start), slice(holdout_start, len(axis)), per_ticker)
+
+
+def _probabilities(home, bars: Bars, cal, features, spec, recipe, rows, splits, holdout_start, request) -> Probabilities:
+    session, _ = session_days(bars.start, cal)
+    matrix = feature_matrix(features, spec.indicators, bars, session, load_ticks(home, bars.ticker))
+    labels = label(bars, recipe.label)
+    # The folds are cut on the universe's time axis; each ticker maps the cuts onto its own rows.
+    mine = [type(s)(int(np.searchsorted(rows, s.train_end)), int(np.searchsorted(rows, s.test_start)),
+                    int(np.searchsorted(rows, s.test_end))) for s in splits]
+    return out_of_fold(matrix, labels, splits=mine, holdout_start=int(np.searchsorted(rows, holdout_start)),
+                       horizon=recipe.label.horizon_bars, embargo=request.embargo, seed=request.seed)
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """One progress record: how far the sweep is, how fast it goes, and what is left."""
+
+    sweep: str
+    done: int
+    total: int
+    rung: int
+    configs_per_second: float
+    eta_seconds: float
+    best_sharpe: float
+
+
+Reporter = Callable[[Progress], None]
+
+
+def _sweep_folder(space: Workspace, sweep_id: str) -> Path:
+    return space.sweeps_folder / sweep_id
+
+
+def start(space: Workspace, pack: Pack, spec: ModelSpec, request: SweepRequest, *, actor: str,
+          report: Reporter | None = None, announce: Callable[[str], None] = print) -> str:
+    """Create and run a sweep; returns its id. Cancelling (Ctrl-C or ``cancel``) keeps finished work."""
+    names, combinations = grid(pack, spec, request)
+    sweep_id = f"{spec.name}-{uuid.uuid4().hex[:8]}"
+    folder = _sweep_folder(space, sweep_id)
+    folder.mkdir(parents=True)
+    (folder / "request.json").write_bytes(msgspec.json.encode(request))
+    lineage = {**msgspec.to_builtins(spec.lineage)}
+    space.add_sweep(sweep_id, spec.name, request, spec.tags, lineage, len(combinations), actor=actor)
+    started = time.perf_counter()
+    prepared = prepare(space.home, pack, spec, request)
+    lineage["data_sha"] = _data_sha(space.home, prepared.market.tickers, spec.cadence)
+    pq.write_table(pa.table({"probability": prepared.market.probability.ravel()}), folder / "probabilities.parquet")
+    training = time.perf_counter() - started
+    announce(
+        f"sweep {sweep_id}: {len(combinations):,} {request.mode} configurations x {len(prepared.market.tickers)} ticker(s), "
+        f"{prepared.development.stop - prepared.development.start:,} development bars, "
+        f"{prepared.holdout.stop - prepared.holdout.start:,} holdout bars "
+        f"(out-of-fold training took {training:.1f} s); estimated {_estimate(prepared, pack, spec, request, names, combinations):.0f} s more"
+    )
+    return _execute(space, sweep_id, pack, spec, request, prepared, names, combinations, actor=actor, report=report)
+
+
+def resume(space: Workspace, pack: Pack, spec: ModelSpec, sweep_id: str, *, actor: str, report: Reporter | None = None) -> str:
+    """Continue a cancelled, failed or killed sweep without redoing its finished chunks."""
+    record = space.sweep(sweep_id)
+    if record.status == "finished":
+        raise ConfigError("sweep", f"{sweep_id} already finished", f"see `sigma sweep results {sweep_id}`")
+    if record.status == "running" and record.pid and _alive(record.pid):
+        raise ConfigError("sweep", f"{sweep_id} is still running (process {record.pid})", f"cancel it first: `sigma sweep cancel {sweep_id}`")
+    folder = _sweep_folder(space, sweep_id)
+    request = msgspec.json.decode((folder / "request.json").read_bytes(), type=SweepRequest)
+    names, combinations = grid(pack, spec, request)
+    stored = pq.read_table(folder / "probabilities.parquet").column("probability").to_numpy()
+    tickers = len(request.universe) or 1
+    prepared = prepare(space.home, pack, spec, request, stored=stored.reshape(-1, tickers))
+    space.update_sweep(sweep_id, status="running", pid=os.getpid(), cancel_requested=0)
+    space.audit(actor, "sweep.resume", sweep_id, {"done": record.done})
+    return _execute(space, sweep_id, pack, spec, request, prepared, names, combinations, actor=actor, report=report)
+
+
+def cancel(space: Workspace, sweep_id: str, *, actor: str) -> None:
+    """Ask a running sweep to stop after its current chunk (from any shell)."""
+    record = space.sweep(sweep_id)
+    if record.status != "running":
+        raise ConfigError("sweep", f"{sweep_id} is {record.status}, not running")
+    space.update_sweep(sweep_id, cancel_requested=1)
+    space.audit(actor, "sweep.cancel_requested", sweep_id)
+    if record.pid and not _alive(record.pid):  # killed: nothing will pick the flag up
+        space.update_sweep(sweep_id, status="cancelled")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _data_sha(home: Path, tickers: list[str], cadence: str) -> str:
+    return content_sha([dataset(home, ticker, cadence).data_sha for ticker in tickers])
+
+
+def _estimate(prepared, pack, spec, request, names, combinations) -> float:
+    """Seconds the backtests will take, from timing a small sample of the grid."""
+    sample = np.array([config_row(names, c, pack, spec, request, len(prepared.market.tickers)) for c in combinations[:8]])
+    market = prepared.market.window(prepared.development)
+    run(market, sample[:1])  # compile outside the timing
+    began = time.perf_counter()
+    run(market, sample)
+    per_config = (time.perf_counter() - began) / len(sample)
+    return per_config * len(combinations) * (1.5 if request.mode == "custom" else 1.0) + 1.0
+
+
+def _fold_edges(window: slice, folds: int) -> np.ndarray:
+    return np.linspace(window.start, window.stop, folds + 1).astype(int)
+
+
+def _execute(space, sweep_id, pack, spec, request, prepared, names, combinations, *, actor, report) -> str:
+    folder = _sweep_folder(space, sweep_id)
+    tickers = len(prepared.market.tickers)
+    rows = np.array([config_row(names, c, pack, spec, request, tickers) for c in combinations])
+    prune = request.mode == "custom" and request.prune and len(combinations) > PRUNE_ABOVE
+    edges = _fold_edges(prepared.development, request.folds)
+    rungs = list(range(1, request.folds)) if prune else []
+    survivors = np.arange(len(combinations))
+    done_before = _finished(folder)
+    total_work = _total_work(len(combinations), rungs)
+    progress = {"done": 0, "best": -math.inf, "began": time.perf_counter(), "reported": 0.0}
+    try:
+        for rung in [*rungs, 0]:  # rung 0 is the whole development window
+            window = slice(prepared.development.start, edges[rung]) if rung else prepared.development
+            finished = done_before.get(rung, {})
+            todo = [int(i) for i in survivors if int(i) not in finished]
+            progress["done"] += len(survivors) - len(todo)
+            _run_rung(space, sweep_id, folder, prepared.market.window(window), rows, todo, rung, progress, total_work, report)
+            results = {**finished, **_finished(folder).get(rung, {})}
+            if rung:
+                ranked = sorted(survivors, key=lambda i: (-results[int(i)], int(i)))
+                survivors = np.array(sorted(ranked[: max(1, math.ceil(len(ranked) / 2))]))
+    except KeyboardInterrupt:
+        space.update_sweep(sweep_id, status="cancelled", done=progress["done"])
+        space.audit(actor, "sweep.cancel", sweep_id, {"done": progress["done"], "reason": "interrupted"})
+        raise
+    except _Cancelled:
+        space.update_sweep(sweep_id, status="cancelled", done=progress["done"])
+        space.audit(actor, "sweep.cancel", sweep_id, {"done": progress["done"], "reason": "cancel requested"})
+        return sweep_id
+    except Exception as error:
+        space.update_sweep(sweep_id, status="failed", done=progress["done"])
+        space.audit(actor, "sweep.fail", sweep_id, {"error": str(error)})
+        raise
+    summary = build(space, sweep_id, pack, spec, request, prepared, names, combinations, rows)
+    space.update_sweep(sweep_id, status="finished", done=total_work, summary=summary)
+    space.audit(actor, "sweep.finish", sweep_id, summary)
+    return sweep_id
+
+
+def _total_work(size: int, rungs: list[int]) -> int:
+    total, alive = 0, size
+    for _ in rungs:
+        total += alive
+        alive = max(1, math.ceil(alive / 2))
+    return total + alive
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _run_rung(space, sweep_id, folder, market, rows, todo, rung, progress, total, report) -> None:
+    chunk = 64
+    position = 0
+    part = len(list(folder.glob(f"rung{rung}-*.parquet")))
+    while position < len(todo):
+        if space.sweep(sweep_id).cancel_requested:
+            raise _Cancelled
+        batch = todo[position : position + chunk]
+        began = time.perf_counter()
+        results, blocks = run(market, rows[batch])
+        elapsed = time.perf_counter() - began
+        _write_part(folder / f"rung{rung}-{part:05d}.parquet", batch, rung, results, blocks)
+        part += 1
+        position += len(batch)
+        progress["done"] += len(batch)
+        if len(results):
+            progress["best"] = max(progress["best"], float(np.max(results[:, 0])))
+        space.update_sweep(sweep_id, done=progress["done"])
+        # Aim for about two seconds a chunk, so progress and cancels are never far apart.
+        chunk = int(min(1024, max(8, len(batch) * 2.0 / max(elapsed, 1e-3))))
+        now = time.perf_counter()
+        rate = progress["done"] / max(now - progress["began"], 1e-9)
+        record = Progress(sweep_id, progress["done"], total, rung, rate, (total - progress["done"]) / max(rate, 1e-9), progress["best"])
+        with (folder / "progress.jsonl").open("ab") as log:
+            log.write(msgspec.json.encode(record) + b"\n")
+        if report is not None:
+            report(record)
+
+
+def _write_part(path: Path, indices: list[int], rung: int, results: np.ndarray, blocks: np.ndarray) -> None:
+    columns = {"config": np.asarray(indices, dtype=np.int64), "rung": np.full(len(indices), rung, dtype=np.int64)}
+    columns |= {name: results[:, k] for k, name in enumerate(METRICS)}
+    columns["blocks"] = blocks.reshape(len(indices), -1).tolist()
+    partial = path.with_suffix(".partial")
+    pq.write_table(pa.table(columns), partial)
+    partial.replace(path)  # a part exists whole or not at all
+
+
+def _finished(folder: Path) -> dict[int, dict[int, float]]:
+    """Sharpe of every configuration already backtested, by rung, read from the parts on disk."""
+    done: dict[int, dict[int, float]] = {}
+    for path in sorted(folder.glob("rung*-*.parquet")):
+        table = pq.read_table(path, columns=["config", "rung", "sharpe"])
+        for config, rung, sharpe in zip(*(table.column(c).to_pylist() for c in ("config", "rung", "sharpe"))):
+            done.setdefault(rung, {})[config] = sharpe
+    return done
