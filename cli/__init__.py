@@ -1,4 +1,4 @@
-"""The ``sigma`` command: packs, indicators and models from the shell."""
+"""The ``sigma`` command: packs, indicators, models, market data and sweeps from the shell."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import indicators, models, packs
+from cli import data, indicators, models, packs, sweep
 from engine.errors import SigmaError
 
 __all__ = ["main"]
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     packs.register(commands)
     indicators.register(commands)
     models.register(commands)
+    data.register(commands)
+    sweep.register(commands)
     return parser
 
 

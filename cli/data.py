@@ -1,0 +1,149 @@
+"""``sigma data import|list|check|resample|synth`` and ``sigma preview``."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+from pathlib import Path
+
+import msgspec
+
+from cli._common import print_json, workspace
+from engine.calendar import CALENDARS, calendar
+from engine.errors import ConfigError
+from research.data import ImportOptions, check_dataset, datasets, import_bars, resample_dataset, store_bars, store_ticks
+from research.preview import preview
+from research.synthetic import generate
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("data", help="import, list, check and resample market data")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    load = verbs.add_parser(
+        "import",
+        help="import OHLCV bars from CSV or Parquet files",
+        description="Import one ticker's bars at one cadence. Times become UTC from a declared time zone; "
+        "the data-quality report is printed, and data that FAILs is not stored.",
+    )
+    load.add_argument("files", nargs="+", type=Path, help="CSV (.csv, .csv.gz) or Parquet files, in time order")
+    load.add_argument("--ticker", required=True)
+    load.add_argument("--cadence", required=True, help="bar cadence: 1m, 5m, 1h, 1d, 1w, ...")
+    load.add_argument("--calendar", default="us_equities", choices=sorted(CALENDARS), help="exchange calendar (default us_equities)")
+    load.add_argument("--timezone", help="time zone of naive times, e.g. America/New_York or UTC (daily dates default to the calendar's)")
+    load.add_argument("--columns", help="field=column pairs, e.g. time=Date,close=Close (names or 0-based positions)")
+    load.add_argument("--no-header", action="store_true", help="the files have no header row")
+    load.add_argument("--time-format", help="strptime format of text times, e.g. '%%Y%%m%%d %%H:%%M'")
+    load.add_argument("--epoch-unit", choices=("s", "ms", "us", "ns"), help="times are numbers since 1970-01-01 UTC in this unit")
+    load.add_argument("--day-offset-unit", choices=("s", "ms", "us", "ns"), help="times count from local midnight of the YYYYMMDD in the file name")
+    load.add_argument("--time-label", choices=("start", "end"), default="start", help="a row's time is its bar's start (default) or end")
+    load.add_argument("--price-scale", type=float, default=1.0, help="divide prices by this (10000 for Lean)")
+    load.add_argument("--factor-file", help="Lean factor file to split- and dividend-adjust raw prices")
+    load.add_argument("--adjustment", choices=("raw", "split", "total_return"), default="raw", help="what the prices already are")
+    load.add_argument("--negative-prices", action="store_true", help="allow zero and negative prices (spreads)")
+    load.add_argument("--replace", action="store_true", help="overwrite an existing dataset")
+    load.set_defaults(handler=_import)
+
+    listing = verbs.add_parser("list", help="the workspace's datasets")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_list)
+
+    check = verbs.add_parser("check", help="the data-quality report of a dataset (exit 1 when it FAILs)")
+    check.add_argument("ticker")
+    check.add_argument("--cadence", default="1d")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(handler=_check)
+
+    coarser = verbs.add_parser("resample", help="store a ticker's bars at a coarser cadence")
+    coarser.add_argument("ticker")
+    coarser.add_argument("--from", dest="source", required=True, help="stored cadence, e.g. 1m")
+    coarser.add_argument("--to", dest="target", required=True, help="coarser cadence, e.g. 1h or 1d")
+    coarser.set_defaults(handler=_resample)
+
+    synth = verbs.add_parser("synth", help="generate a seeded synthetic market into the workspace")
+    synth.add_argument("--tickers", default="SPY,QQQ,IWM", help="comma-separated tickers (default SPY,QQQ,IWM)")
+    synth.add_argument("--cadence", default="1d")
+    synth.add_argument("--sessions", type=int, default=1260, help="trading sessions per ticker (default 1260, five years)")
+    synth.add_argument("--seed", type=int, default=7)
+    synth.add_argument("--start", default="2020-01-02", help="first session date")
+    synth.add_argument("--ticks", action="store_true", help="also store ticks with bid/ask (intraday cadences)")
+    synth.add_argument("--calendar", default="us_equities", choices=sorted(CALENDARS))
+    synth.set_defaults(handler=_synth)
+
+    look = commands.add_parser("preview", help="a model's features over a short window, with missing shares")
+    look.add_argument("model")
+    look.add_argument("--bars", type=int, default=2000, help="window length (default 2000)")
+    look.add_argument("--json", action="store_true")
+    look.set_defaults(handler=_preview)
+
+
+def _import(args: argparse.Namespace) -> int:
+    columns = {}
+    for pair in (args.columns or "").split(","):
+        if pair:
+            field, sep, column = pair.partition("=")
+            if not sep:
+                raise ConfigError("--columns", f"{pair!r} is not field=column", "write e.g. --columns time=Date,close=Close")
+            columns[field.strip()] = column.strip()
+    options = ImportOptions(
+        ticker=args.ticker.upper(), cadence=args.cadence, calendar=args.calendar, timezone=args.timezone,
+        columns=columns, header=not args.no_header, time_format=args.time_format, epoch_unit=args.epoch_unit,
+        day_offset_unit=args.day_offset_unit, time_label=args.time_label, price_scale=args.price_scale,
+        factor_file=args.factor_file, adjustment=args.adjustment, negative_prices=args.negative_prices,
+        replace=args.replace,
+    )  # fmt: skip
+    with workspace() as space:
+        info, report = import_bars(space.home, args.files, options)
+    print(report.render())
+    repaired = f", {info.repaired} OHLC repaired" if info.repaired else ""
+    dropped = f", {info.dropped} rows with missing values dropped" if info.dropped else ""
+    print(f"imported {info.ticker} {info.cadence}: {info.rows:,} bars {info.first} to {info.last}{repaired}{dropped}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> None:
+    with workspace() as space:
+        found = datasets(space.home)
+    if args.json:
+        return print_json(found)
+    if not found:
+        print("no datasets yet: `sigma data import FILE --ticker SPY --cadence 1d` or `sigma data synth`")
+    for info in found:
+        print(f"{info.ticker:<8} {info.cadence:<4} {info.rows:>9,} bars  {info.first} to {info.last}  {info.calendar}  {info.source[:40]}")
+
+
+def _check(args: argparse.Namespace) -> int:
+    with workspace() as space:
+        report = check_dataset(space.home, args.ticker.upper(), args.cadence)
+    if args.json:
+        print_json(report)
+    else:
+        print(report.render())
+    return 1 if report.status == "FAIL" else 0
+
+
+def _resample(args: argparse.Namespace) -> None:
+    with workspace() as space:
+        info = resample_dataset(space.home, args.ticker.upper(), args.source, args.target)
+    print(f"stored {info.ticker} {info.cadence}: {info.rows:,} bars")
+
+
+def _synth(args: argparse.Namespace) -> None:
+    cal = calendar(args.calendar)
+    tickers = [ticker.strip().upper() for ticker in args.tickers.split(",") if ticker.strip()]
+    market = generate(tickers, args.cadence, args.sessions, cal, seed=args.seed, start=date.fromisoformat(args.start), ticks=args.ticks)
+    with workspace() as space:
+        for ticker, (bars, ticks) in market.items():
+            info = store_bars(space.home, bars, cal, source=f"synthetic seed {args.seed}")
+            extra = f" and {store_ticks(space.home, ticker, ticks):,} ticks" if ticks is not None else ""
+            print(f"stored {ticker} {info.cadence}: {info.rows:,} bars{extra}")
+
+
+def _preview(args: argparse.Namespace) -> int:
+    with workspace() as space:
+        result = preview(space.home, space.model(args.model), args.bars)
+    if args.json:
+        print_json(msgspec.to_builtins(result) | {"status": result.status})
+    else:
+        print(result.render())
+    return 1 if result.status == "FAIL" else 0
