@@ -64,9 +64,9 @@ def generate(
     days = trading_days(cal, first, first + sessions * 2 + 30)[:sessions]
     intraday = parse_cadence(cadence).minutes is not None
     result = {}
-    for number, ticker in enumerate(tickers):
+    for ticker in tickers:
         rng = _stream(seed, ticker)
-        price = float(20 + 30 * number + rng.uniform(0, 100))
+        price = float(rng.uniform(20, 400))
         if intraday:
             minutes, tick_table = _minutes(rng, days, price, cal, ticks)
             bars = minutes if cadence == "1m" else resample(minutes, cadence, cal)
