@@ -1,0 +1,116 @@
+"""The backtester: a hand-computed trade list, the policy's fill order, and kernel = plain loop exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.policy import ALL_DAY, ENTRY_TYPES, SIDES
+from research.backtest import METRICS, PARAMETERS, Market, run, trades
+from tests.reference_backtest import backtest_loop
+
+
+def _market(open_, high, low, close, probability, hours=None, periods=252.0):
+    columns = [np.asarray(a, dtype=float).reshape(len(open_), -1) for a in (open_, high, low, close, probability)]
+    tickers = [f"T{i}" for i in range(columns[0].shape[1])]
+    hour = np.full(len(open_), 16) if hours is None else np.asarray(hours)
+    return Market(tickers, np.arange(len(open_)), hour, *columns, periods)
+
+
+def _config(**given):
+    values = {"threshold": 0.6, "hours_mask": ALL_DAY, "side": SIDES["long"], "top_pct": 100.0, "position_size": 1.0,
+              "stop_loss": 0.0, "take_profit": 0.0, "hold_bars": 2, "max_positions": 1,
+              "entry_type": ENTRY_TYPES["market"], "slippage": 0.0, "commission": 0.0} | given  # fmt: skip
+    return np.array([values[name] for name in PARAMETERS], dtype=float)
+
+
+def test_a_simple_case_matches_the_hand_computed_trades():
+    # Signal at bar 0's close -> buy bar 1's open (101, +1% slippage = 102.01); time stop after 2 bars -> sell at
+    # bar 3's open (104, -1% = 102.96). Signal at bar 3's close -> buy bar 4's open 106 (107.06); the take-profit
+    # of 5% (112.413) is touched inside bar 5 (high 113) -> sold at 112.413 - 1% = 111.28887.
+    open_ = [100, 101, 103, 104, 106, 110, 111]
+    high = [101, 103, 104, 106, 108, 113, 112]
+    low = [99, 100, 102, 103, 105, 109, 110]
+    close = [100.5, 102, 103.5, 105, 107, 111, 111.5]
+    probability = [0.7, 0.5, 0.5, 0.9, 0.5, 0.5, 0.5]
+    market = _market(open_, high, low, close, probability)
+    listed, returns = trades(market, _config(slippage=0.01, take_profit=0.05, hold_bars=2))
+    assert [(t.entry_bar, t.entry_price, t.exit_bar, t.exit_price, t.reason) for t in listed] == [
+        (1, pytest.approx(102.01), 3, pytest.approx(102.96), "time"),
+        (4, pytest.approx(107.06), 5, pytest.approx(112.413 * 0.99), "take_profit"),
+    ]
+    assert listed[0].net_return == pytest.approx(102.96 / 102.01 - 1)
+    # Each trade's bar returns add up to its return on the committed capital (position_size 1).
+    assert returns[1:4].sum() == pytest.approx(102.96 / 102.01 - 1)
+    assert returns[4:6].sum() == pytest.approx(112.413 * 0.99 / 107.06 - 1)
+    assert returns[0] == returns[6] == 0.0
+
+
+def test_when_one_bar_touches_stop_and_target_the_stop_is_taken():
+    market = _market([100, 100, 100], [100, 120, 100], [100, 80, 100], [100, 100, 100], [0.9, 0.5, 0.5])
+    listed, _ = trades(market, _config(stop_loss=0.1, take_profit=0.1, hold_bars=5))
+    assert listed[0].reason == "stop_loss" and listed[0].exit_price == pytest.approx(90.0)
+
+
+def test_a_gap_through_the_stop_fills_at_the_open():
+    market = _market([100, 100, 85, 86], [100, 101, 87, 87], [100, 99, 84, 85], [100, 100, 86, 86], [0.9, 0.5, 0.5, 0.5])
+    listed, _ = trades(market, _config(stop_loss=0.1, hold_bars=5))
+    assert (listed[0].exit_bar, listed[0].exit_price, listed[0].reason) == (2, 85.0, "stop_loss")
+
+
+def test_allowed_hours_and_short_side():
+    probability = [0.2, 0.2, 0.5, 0.5]
+    market = _market([100] * 4, [101] * 4, [99] * 4, [100] * 4, probability, hours=[9, 13, 13, 13])
+    only_nine = _config(hours_mask=1 << 9, side=SIDES["short"], threshold=0.7)
+    listed, _ = trades(market, only_nine)
+    assert [(t.entry_bar, t.direction) for t in listed] == [(1, -1)]
+    assert trades(market, _config(hours_mask=1 << 9, threshold=0.7))[0] == []  # long-only ignores low probabilities
+
+
+def test_top_pct_and_max_positions_pick_the_most_confident_tickers():
+    flat = np.full((5, 3), 100.0)
+    probability = np.array([[0.7, 0.9, 0.8]] + [[0.5, 0.5, 0.5]] * 4)
+    market = _market(flat, flat + 1, flat - 1, flat, probability)
+    one_third = trades(market, _config(top_pct=33.0, max_positions=3))[0]  # ceil(0.99) = one ticker
+    assert [t.ticker for t in one_third] == ["T1"]
+    two_slots = trades(market, _config(top_pct=100.0, max_positions=2))[0]
+    assert sorted(t.ticker for t in two_slots) == ["T1", "T2"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    tickers=st.integers(1, 3),
+    threshold=st.sampled_from([0.5, 0.55, 0.6]),
+    side=st.sampled_from(list(SIDES.values())),
+    top_pct=st.sampled_from([30.0, 100.0]),
+    stops=st.tuples(st.sampled_from([0.0, 0.02, 0.05]), st.sampled_from([0.0, 0.03, 0.08])),
+    hold=st.integers(1, 6),
+    slots=st.integers(1, 3),
+    entry=st.sampled_from(list(ENTRY_TYPES.values())),
+    holes=st.booleans(),
+)
+def test_the_kernel_equals_the_plain_loop_exactly(seed, tickers, threshold, side, top_pct, stops, hold, slots, entry, holes):
+    rng = np.random.default_rng(seed)
+    bars = 150
+    close = 100 * np.exp(np.cumsum(0.01 * rng.standard_normal((bars, tickers)), axis=0))
+    open_ = close * np.exp(0.003 * rng.standard_normal((bars, tickers)))
+    high = np.maximum(open_, close) * (1 + 0.01 * rng.random((bars, tickers)))
+    low = np.minimum(open_, close) * (1 - 0.01 * rng.random((bars, tickers)))
+    probability = np.clip(0.5 + 0.15 * rng.standard_normal((bars, tickers)), 0, 1)
+    if holes:  # a ticker without bars for a while, and one without the last bar
+        for array in (open_, high, low, close, probability):
+            array[40:60, 0] = np.nan
+            array[-1, -1] = np.nan
+    market = _market(open_, high, low, close, probability, hours=rng.integers(9, 16, bars))
+    config = _config(threshold=threshold, side=side, top_pct=top_pct, stop_loss=stops[0], take_profit=stops[1],
+                     hold_bars=hold, max_positions=slots, entry_type=entry, slippage=0.0005, commission=0.0002,
+                     hours_mask=ALL_DAY if seed % 2 else (1 << 10) | (1 << 13), position_size=0.2)
+    results, blocks = run(market, config[None, :])
+    expected, expected_trades, expected_blocks = backtest_loop(market, config)
+    assert np.array_equal(results[0], expected, equal_nan=True), dict(zip(METRICS, results[0] - expected))
+    assert np.array_equal(blocks[0], expected_blocks)
+    listed, _ = trades(market, config)
+    assert [(t.entry_bar, t.exit_bar, t.net_return) for t in listed] == [(e[2], e[4], e[7]) for e in expected_trades]
