@@ -55,6 +55,8 @@ CAP = 1_000
 PRO_CAP = 3_000
 SIMPLE_CAP = 45
 PRUNE_ABOVE = 64
+_CHUNK = 64  # the smallest chunk; chunks grow to take about _CHUNK_SECONDS each
+_CHUNK_SECONDS = 2.0
 FOLDS = 5
 
 _CUSTOM_DEFAULTS: dict[str, list] = {
@@ -381,7 +383,7 @@ class _Cancelled(Exception):
 
 
 def _run_rung(space, sweep_id, folder, market, rows, todo, rung, progress, total, report) -> None:
-    chunk = 64
+    chunk = _CHUNK
     position = 0
     part = len(list(folder.glob(f"rung{rung}-*.parquet")))
     while position < len(todo):
@@ -399,7 +401,7 @@ def _run_rung(space, sweep_id, folder, market, rows, todo, rung, progress, total
             progress["best"] = max(progress["best"], float(np.max(results[:, 0])))
         space.update_sweep(sweep_id, done=progress["done"])
         # Aim for about two seconds a chunk, so progress and cancels are never far apart.
-        chunk = int(min(1024, max(8, len(batch) * 2.0 / max(elapsed, 1e-3))))
+        chunk = int(min(1024, max(_CHUNK, len(batch) * _CHUNK_SECONDS / max(elapsed, 1e-3))))
         now = time.perf_counter()
         rate = progress["done"] / max(now - progress["began"], 1e-9)
         record = Progress(sweep_id, progress["done"], total, rung, rate, (total - progress["done"]) / max(rate, 1e-9), progress["best"])

@@ -1,0 +1,129 @@
+"""Sweeps: grids from the pack, caps, cancellation that keeps work, resume that redoes none, the leaderboard."""
+
+from __future__ import annotations
+
+import csv
+
+import msgspec
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from engine.errors import ConfigError, NotFoundError
+from research import leaderboard, sweep
+from research.leaderboard import read_parts
+from research.sweep import SweepRequest
+
+
+def test_simple_grid_comes_from_the_pack_and_stays_within_45(swing):
+    _, pack, spec = swing
+    names, combinations = sweep.grid(pack, spec, SweepRequest(model=spec.name))
+    assert names == ["threshold", "allowed_hours", "position_size_pct"]
+    assert len(combinations) == 15 <= sweep.SIMPLE_CAP
+    assert {c[0] for c in combinations} == {0.5, 0.55, 0.6, 0.65, 0.7}
+
+
+def test_custom_grid_adds_the_pack_parameters_and_is_capped(swing):
+    _, pack, spec = swing
+    names, combinations = sweep.grid(pack, spec, SweepRequest(model=spec.name, mode="custom"))
+    assert {"stop_loss", "take_profit", "max_positions", "hold_days", "entry_type"} <= set(names)
+    assert "strike_selection" not in names  # a stock model has no strikes
+    assert len(combinations) <= sweep.CAP
+    wide = {"stop_loss": [0.01, 0.02, 0.03, 0.04, 0.05], "take_profit": [0.02, 0.04, 0.06, 0.08]}
+    with pytest.raises(ConfigError) as caught:
+        sweep.grid(pack, spec, SweepRequest(model=spec.name, mode="custom", overrides=wide))
+    assert caught.value.field == "grid" and "--pro" in caught.value.fix
+    assert len(sweep.grid(pack, spec, SweepRequest(model=spec.name, mode="custom", overrides=wide, pro=True))[1]) > sweep.CAP
+    names, combinations = sweep.grid(pack, spec, SweepRequest(model=spec.name, mode="custom", preset="conservative"))
+    assert {c[names.index("threshold")] for c in combinations} == {0.65, 0.70}
+
+
+def test_a_finished_sweep_has_a_gated_ranked_leaderboard(swing, tmp_path):
+    space, pack, spec = swing
+    sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=["SPY", "QQQ", "IWM"]),
+                           actor="test", announce=lambda line: None)
+    record = space.sweep(sweep_id)
+    assert record.status == "finished" and record.done == record.total == 15
+    table, meta = leaderboard.load(space, sweep_id)
+    rows = table.to_pylist()
+    assert [row["rank"] for row in rows] == list(range(1, 16))
+    assert all(a["sharpe"] >= b["sharpe"] for a, b in zip(rows, rows[1:]))
+    for row in rows:
+        assert row["gate"] in ("PASS", "MARGINAL", "FAIL") and (row["gate"] == "PASS") == (row["reasons"] == "")
+        assert 0 <= row["deflated_sharpe"] <= 1 and np.isfinite(row["holdout_sharpe"]) and row["fold_sharpe_std"] >= 0
+    assert 0 <= meta["pbo"] <= 1 and meta["lineage"]["pack_sha"] == spec.pack_sha
+    assert [e.action for e in space.audit_log(sweep_id)] == ["sweep.start", "sweep.finish"]
+    exported = tmp_path / "board.csv"
+    leaderboard.write_csv(table, exported)
+    assert len(list(csv.reader(exported.open()))) == 16
+    recipe = msgspec.json.decode(leaderboard.save_recipe(space, sweep_id).read_bytes())
+    assert recipe["parameters"]["threshold"] == rows[0]["threshold"] and recipe["lineage"]["model_config_sha"] == spec.model_config_sha
+    assert "probability of backtest overfitting" in leaderboard.render(table, meta)
+
+
+def _custom(space, pack, spec, **given):
+    request = SweepRequest(model=spec.name, mode="custom", overrides={"max_positions": [1]}, **given)
+    return request, sweep.grid(pack, spec, request)
+
+
+def test_cancel_keeps_finished_chunks_and_resume_redoes_none(swing, monkeypatch):
+    space, pack, spec = swing
+    monkeypatch.setattr(sweep, "_CHUNK", 16)
+    monkeypatch.setattr(sweep, "_CHUNK_SECONDS", 0.0)
+    request, (_, combinations) = _custom(space, pack, spec, prune=False)
+    seen = []
+
+    def cancel_after_two_chunks(progress):
+        seen.append(progress.done)
+        if len(seen) == 2:
+            sweep.cancel(space, progress.sweep, actor="other shell")
+
+    sweep_id = sweep.start(space, pack, spec, request, actor="test", report=cancel_after_two_chunks, announce=lambda line: None)
+    record = space.sweep(sweep_id)
+    assert record.status == "cancelled" and record.done == seen[-1] < len(combinations)
+    kept = read_parts(space.sweeps_folder / sweep_id).column("config").to_pylist()
+    assert len(kept) == record.done
+    with pytest.raises(NotFoundError, match="sigma sweep resume"):
+        leaderboard.load(space, sweep_id)
+
+    done_on_resume = []
+    sweep.resume(space, pack, spec, sweep_id, actor="test", report=lambda p: done_on_resume.append(p.done))
+    configs = read_parts(space.sweeps_folder / sweep_id).column("config").to_pylist()
+    assert sorted(configs) == list(range(len(combinations)))  # each configuration backtested exactly once
+    assert space.sweep(sweep_id).status == "finished" and done_on_resume[-1] == len(combinations)
+    actions = [e.action for e in space.audit_log(sweep_id)]
+    assert actions == ["sweep.start", "sweep.cancel_requested", "sweep.cancel", "sweep.resume", "sweep.finish"]
+
+
+def test_ctrl_c_marks_the_sweep_cancelled_and_a_killed_sweep_resumes(swing, monkeypatch):
+    space, pack, spec = swing
+    monkeypatch.setattr(sweep, "_CHUNK", 16)
+    monkeypatch.setattr(sweep, "_CHUNK_SECONDS", 0.0)
+    request, (_, combinations) = _custom(space, pack, spec, prune=False)
+
+    def interrupt(progress):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep.start(space, pack, spec, request, actor="test", report=interrupt, announce=lambda line: None)
+    (record,) = space.sweeps(spec.name)
+    assert record.status == "cancelled" and record.done == 16
+    # A sweep killed with SIGKILL stays "running" with a dead process id; resume takes it over.
+    space.update_sweep(record.id, status="running", pid=2**22 + 12345)
+    sweep.resume(space, pack, spec, record.id, actor="test")
+    assert sorted(read_parts(space.sweeps_folder / record.id).column("config").to_pylist()) == list(range(len(combinations)))
+
+
+def test_pruning_halves_by_rung_and_lists_what_it_pruned(swing):
+    space, pack, spec = swing
+    request, (_, combinations) = _custom(space, pack, spec)
+    assert len(combinations) > sweep.PRUNE_ABOVE
+    sweep_id = sweep.start(space, pack, spec, request, actor="test", announce=lambda line: None)
+    folder = space.sweeps_folder / sweep_id
+    sizes = [read_parts(folder, rung).num_rows for rung in (1, 2, 3, 4, 0)]
+    assert sizes[0] == len(combinations)
+    assert all(later == -(-earlier // 2) for earlier, later in zip(sizes, sizes[1:]))
+    pruned = pq.read_table(folder / "pruned.parquet")
+    assert pruned.num_rows == len(combinations) - sizes[-1]
+    assert set(pruned.column("pruned_at_rung").to_pylist()) == {1, 2, 3, 4}
+    assert space.sweep(sweep_id).summary["pruned"] == pruned.num_rows
