@@ -1,0 +1,50 @@
+"""Features: the batch matrix research trains on equals the incremental vector the live flow scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.calendar import CALENDARS, session_days
+from engine.features import FeatureVector, feature_matrix, model_features
+from engine.models import create_model
+from engine.packs import load_pack
+from packs import OFFICIAL
+from research.data import ImportOptions, import_bars, load_bars
+from research.synthetic import generate
+from tests.conftest import shared_file
+
+
+def test_swing_features_batch_equals_incremental_on_real_spy(tmp_path):
+    import_bars(tmp_path, [shared_file("spy-daily-yahoo/yahoofinance-SPY-20080101-20180101.csv")],
+                ImportOptions(ticker="SPY", cadence="1d"))
+    bars, _ = load_bars(tmp_path, "SPY", "1d")
+    pack = load_pack(OFFICIAL / "swingsigma")
+    spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"},
+                        indicators=["rsi", "macd", "bollinger", "atr", "adx", "donchian", "obv", "sma"])
+    features = model_features(spec.features, spec.indicators)
+    session, _ = session_days(bars.start, CALENDARS["us_equities"])
+    matrix = feature_matrix(features, spec.indicators, bars, session)
+    vector = FeatureVector(features, spec.indicators)
+    for row in range(len(bars)):
+        values = vector.update_bar(bars.open[row], bars.high[row], bars.low[row], bars.close[row], bars.volume[row], session[row])
+        assert np.array_equal(values, matrix[row], equal_nan=True), row
+    assert np.isfinite(matrix[-1]).all()
+
+
+def test_tick_features_are_sampled_from_the_last_tick_before_the_bar_closed():
+    us = CALENDARS["us_equities"]
+    bars, ticks = generate(["SPY"], "1m", 2, us, seed=5, ticks=True)["SPY"]
+    pack = load_pack(OFFICIAL / "zerosigma")
+    spec = create_model(pack, strategy="order_flow_scalp", settings={"underlying": "SPY"})
+    features = model_features(spec.features, spec.indicators)
+    session, _ = session_days(bars.start, us)
+    matrix = feature_matrix(features, spec.indicators, bars, session, ticks)
+    vector = FeatureVector(features, spec.indicators)
+    position = 0
+    for row in range(len(bars)):
+        while position < len(ticks["ts"]) and ticks["ts"][position] < bars.end[row]:
+            vector.update_tick(*(ticks[field][position] for field in ("ts", "price", "size", "bid", "ask", "bid_size", "ask_size")))
+            position += 1
+        values = vector.update_bar(bars.open[row], bars.high[row], bars.low[row], bars.close[row], bars.volume[row], session[row])
+        assert np.array_equal(values, matrix[row], equal_nan=True), row
+    assert np.isfinite(matrix[-1]).all()
