@@ -1,0 +1,109 @@
+"""Sweep throughput: the simple sweep end to end, and 1,000 custom configurations per second.
+
+Run: ``python -m benchmarks.sweep``. Both figures are printed next to anchors measured
+in the same process on the same grid: a plain per-configuration loop (the reference the
+kernel is pinned to) and vectorbt's ``Portfolio.from_signals`` when it is installed (a
+benchmark-only extra). Budgets: simple sweep on 100,000 bars within 30 s; custom
+backtests at least 2,000 configurations per second.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._timing import median_seconds
+from engine.calendar import CALENDARS
+from engine.models import create_model
+from engine.packs import load_pack
+from engine.policy import ALL_DAY, ENTRY_TYPES, SIDES, hours_mask
+from engine.workspace import Workspace
+from packs import OFFICIAL
+from research import sweep
+from research.backtest import PARAMETERS, run
+from research.data import store_bars
+from research.synthetic import generate
+from tests.reference_backtest import backtest_loop
+
+BARS = 100_000
+US = CALENDARS["us_equities"]
+
+
+def simple_sweep(home: Path) -> tuple[float, sweep.Prepared]:
+    """Seconds for `sigma sweep run` in simple mode on 100,000 one-minute bars, out-of-fold training included."""
+    bars, _ = generate(["SPY"], "1m", 260, US, seed=1)["SPY"]
+    store_bars(home, bars.select(slice(0, BARS)), US, source="synthetic")
+    pack = load_pack(OFFICIAL / "zerosigma")
+    spec = create_model(pack, strategy="vwap_reversion", settings={"underlying": "SPY"})
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        space.add_model(spec, actor="benchmark")
+        began = time.perf_counter()
+        sweep.start(space, pack, spec, sweep.SweepRequest(model=spec.name), actor="benchmark", announce=lambda line: None)
+        seconds = time.perf_counter() - began
+        return seconds, sweep.prepare(home, pack, spec, sweep.SweepRequest(model=spec.name))
+
+
+def custom_grid() -> np.ndarray:
+    """1,000 configurations: thresholds x hours x stops x targets x hold x entry type."""
+    rows = []
+    axes = itertools.product(
+        [0.50, 0.55, 0.60, 0.65, 0.70], [hours_mask([9, 10]), hours_mask([13, 14, 15]), ALL_DAY, hours_mask([10, 11])],
+        [0.0, 0.002, 0.005, 0.01, 0.02], [0.0, 0.004, 0.01, 0.02, 0.04], [5, 10], [ENTRY_TYPES["market"]],
+    )  # fmt: skip
+    for threshold, mask, stop, target, hold, entry in axes:
+        values = {"threshold": threshold, "hours_mask": mask, "side": SIDES["both"], "top_pct": 100.0,
+                  "position_size": 0.1, "stop_loss": stop, "take_profit": target, "hold_bars": hold,
+                  "max_positions": 1, "entry_type": entry, "slippage": 0.0005, "commission": 0.0001}  # fmt: skip
+        rows.append([values[name] for name in PARAMETERS])
+    return np.array(rows)
+
+
+def vectorbt_rate(market, configs: np.ndarray) -> float | None:
+    try:
+        import vectorbt as vbt
+    except ImportError:
+        return None
+    close = market.close[:, 0]
+    began = time.perf_counter()
+    for config in configs:
+        entries = market.probability[:, 0] >= config[0]
+        vbt.Portfolio.from_signals(close, entries, entries.copy() & False, sl_stop=config[5] or None, tp_stop=config[6] or None)
+    return len(configs) / (time.perf_counter() - began)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        seconds, prepared = simple_sweep(Path(folder))
+    print(f"simple sweep, {BARS:,} bars incl. out-of-fold training: {seconds:.1f} s (budget 30 s; requirement 300 s)")
+
+    market = prepared.market  # all 100,000 bars, out-of-fold and holdout probabilities
+    configs = custom_grid()
+    run(market, configs[:2])  # compile outside the timing
+    kernel = median_seconds(lambda: run(market, configs), 3)
+    sample = configs[:: len(configs) // 10]
+    loop = statistics.median(_time(lambda c=c: backtest_loop(market, c)) for c in sample)
+    results, _ = run(market, configs)
+    for index in range(0, len(configs), len(configs) // 10):
+        assert np.array_equal(results[index], backtest_loop(market, configs[index])[0], equal_nan=True)
+    print(f"custom backtests, {len(configs):,} configurations on {len(market):,} bars:")
+    print(f"  kernel          {len(configs) / kernel:10,.0f} configs/s (budget 2,000)")
+    print(f"  plain loop      {1 / loop:10,.1f} configs/s (anchor; kernel results equal it exactly)")
+    rate = vectorbt_rate(market, sample)
+    print(f"  vectorbt        {rate:10,.1f} configs/s" if rate else "  vectorbt        not installed (pip install vectorbt)")
+    print(f"  kernel / loop   {loop * len(configs) / kernel:10,.0f}x")
+
+
+def _time(call) -> float:
+    began = time.perf_counter()
+    call()
+    return time.perf_counter() - began
+
+
+if __name__ == "__main__":
+    main()
