@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 
 from cli._common import catalog, print_json
+from research.performance import pack_performance
 from engine.errors import ConfigError
 from engine.packs import TAG_CATEGORIES, Check, PackReport, decode_pack, lint
 
@@ -28,6 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     validate = verbs.add_parser("validate", help="lint a pack.yaml and print the report (exit 1 when rejected)")
     validate.add_argument("path", type=Path, help="a pack.yaml or the folder holding it")
     validate.add_argument("--json", action="store_true", help="print JSON")
+    validate.add_argument("--backtest", action="store_true",
+                          help="also backtest the default strategy over a year of the synthetic market (>= 10 trades, Sharpe > -0.5)")
     validate.set_defaults(handler=_validate)
 
     find = verbs.add_parser("find", help="strategies whose inherited tags match every option given")
@@ -78,7 +81,7 @@ def _validate(args: argparse.Namespace) -> int:
         report = PackReport(pack=str(path), checks=[Check("Schema", "FAIL", str(error))], disclaimer="")
     else:
         others = {other.name for other in catalog() if other.namespace != pack.namespace}
-        report = lint(pack, known=others)
+        report = lint(pack, known=others, performance=pack_performance if args.backtest else None)
     if args.json:
         print_json({"pack": report.pack, "status": report.status, "checks": report.checks, "disclaimer": report.disclaimer})
     else:

@@ -6,9 +6,10 @@ them, so a backtest and a replay of the same bars take the same decisions.
 
 The rules, in the order a bar meets them:
 
-- **Entry** at a bar's close: long when the probability reaches the threshold,
-  short when it falls to ``1 - threshold`` (when the side allows), and only in an
-  allowed exchange-local hour. The order fills at the next bar's open, moved
+- **Entry** at a bar's close, only in an allowed exchange-local hour: in the
+  strategy's direction when the probability that its trade pays reaches the
+  threshold; a two-sided (up/down) model buys at the threshold and sells short at
+  ``1 - threshold``. The order fills at the next bar's open, moved
   against the trader by the slippage.
 - **Entry type**: a market order fills at the open; a limit order at the signal
   bar's close or better (the open when it gaps through), only if the bar trades
@@ -65,10 +66,18 @@ def hours_mask(hours: Iterable[int]) -> int:
 
 @helper
 def entry_direction(probability: float, threshold: float, side: int) -> int:
-    """+1 to buy, -1 to sell short, 0 to stay out, for a model's probability of the up move."""
-    if side >= 0 and probability >= threshold:
+    """+1 to buy, -1 to sell short, 0 to stay out.
+
+    For one side, ``probability`` is that the strategy's trade in that direction pays
+    (its label); for both sides (0), that the price rises, so a low one means sell.
+    """
+    if side > 0:
+        return 1 if probability >= threshold else 0
+    if side < 0:
+        return -1 if probability >= threshold else 0
+    if probability >= threshold:
         return 1
-    if side <= 0 and probability <= 1.0 - threshold:
+    if probability <= 1.0 - threshold:
         return -1
     return 0
 

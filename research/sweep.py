@@ -39,7 +39,7 @@ from engine.calendar import bars_per_year, calendar, local_clock, session_days
 from engine.errors import ConfigError
 from engine.features import feature_matrix, model_features
 from engine.lineage import content_sha
-from engine.models import ModelSpec, OptionSettings, StockSettings
+from engine.models import ModelSpec, OptionSettings
 from engine.packs import Pack
 from engine.policy import ENTRY_TYPES, SIDES, hours_mask
 from engine.workspace import Workspace
@@ -155,7 +155,8 @@ def config_row(names: Sequence[str], values: Sequence, pack: Pack, spec: ModelSp
     chosen = dict(zip(names, values))
     risk = pack.policies.risk
     horizon = pack.strategies[spec.strategy].label.horizon_bars
-    position = spec.instrument.position_type if isinstance(spec.instrument, StockSettings) else "both"
+    # The model predicts whether the strategy's trade pays; that trade's direction is its label's.
+    position = pack.strategies[spec.strategy].label.direction
     hold = horizon if "hold_days" not in chosen else max(1, round(float(chosen["hold_days"]) * _bars_per_day(spec)))
     row = {
         "threshold": float(chosen["threshold"]),

@@ -61,12 +61,14 @@ def test_a_gap_through_the_stop_fills_at_the_open():
 
 
 def test_allowed_hours_and_short_side():
-    probability = [0.2, 0.2, 0.5, 0.5]
+    probability = [0.8, 0.8, 0.5, 0.5]
     market = _market([100] * 4, [101] * 4, [99] * 4, [100] * 4, probability, hours=[9, 13, 13, 13])
     only_nine = _config(hours_mask=1 << 9, side=SIDES["short"], threshold=0.7)
     listed, _ = trades(market, only_nine)
-    assert [(t.entry_bar, t.direction) for t in listed] == [(1, -1)]
-    assert trades(market, _config(hours_mask=1 << 9, threshold=0.7))[0] == []  # long-only ignores low probabilities
+    assert [(t.entry_bar, t.direction) for t in listed] == [(1, -1)]  # a short strategy's trade pays: sell
+    both = _market([100] * 3, [101] * 3, [99] * 3, [100] * 3, [0.2, 0.5, 0.5])
+    assert [t.direction for t in trades(both, _config(side=SIDES["both"], threshold=0.7))[0]] == [-1]
+    assert trades(both, _config(threshold=0.7))[0] == []  # long-only ignores low probabilities
 
 
 def test_top_pct_and_max_positions_pick_the_most_confident_tickers():
