@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.cadence import parse_cadence
-from engine.calendar import NS_PER_MINUTE, Calendar, local_clock, session_days
+from engine.calendar import Calendar, local_clock, session_days
 
 __all__ = ["Bars", "COLUMNS", "aggregate", "resample", "bucket_keys"]
 
@@ -100,8 +100,3 @@ def resample(bars: Bars, cadence: str, cal: Calendar) -> Bars:
     keys = bucket_keys(bars.start, cadence, cal)
     return Bars(bars.ticker, cadence, *aggregate(keys, *(getattr(bars, c) for c in COLUMNS)))
 
-
-def cadence_ns(cadence: str) -> int | None:
-    """Nominal bar length in nanoseconds for intraday cadences; None when sessions set it."""
-    minutes = parse_cadence(cadence).minutes
-    return None if minutes is None else minutes * NS_PER_MINUTE

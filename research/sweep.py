@@ -46,7 +46,7 @@ from engine.workspace import Workspace
 from research.backtest import METRICS, PARAMETERS, Market, run
 from research.data import dataset, load_bars, load_ticks
 from research.labels import label
-from research.leaderboard import build, read_parts
+from research.leaderboard import build
 from research.validation import Probabilities, out_of_fold, walk_forward
 
 __all__ = ["SweepRequest", "grid", "start", "resume", "cancel", "Progress", "CAP", "PRO_CAP", "prepare", "Prepared"]
