@@ -39,7 +39,7 @@ from engine.calendar import bars_per_year, calendar, local_clock, session_days
 from engine.errors import ConfigError
 from engine.features import feature_matrix, model_features
 from engine.lineage import content_sha
-from engine.models import ModelSpec, OptionSettings
+from engine.models import ModelSpec
 from engine.packs import Pack
 from engine.policy import ENTRY_TYPES, SIDES, hours_mask
 from engine.workspace import Workspace
@@ -65,8 +65,6 @@ _CUSTOM_DEFAULTS: dict[str, list] = {
     "max_positions": [1, 3],
     "hold_days": None,  # the label horizon and twice it
     "entry_type": None,  # the pack's order type
-    "strike_selection": ["ATM", "OTM_5"],
-    "dte_target": None,  # the model's days to expiry
 }
 
 
@@ -107,16 +105,14 @@ def _axes(pack: Pack, spec: ModelSpec, request: SweepRequest) -> dict[str, list]
     if request.mode == "custom":
         horizon = pack.strategies[spec.strategy].label.horizon_bars
         for parameter in pack.sweep.custom_parameters:
-            if parameter in ("strike_selection", "dte_target") and not isinstance(spec.instrument, OptionSettings):
-                continue
+            if parameter in ("strike_selection", "dte_target"):
+                continue  # the backtest trades the underlying; option prices are not modelled yet
             default = _CUSTOM_DEFAULTS[parameter]
             if parameter == "hold_days":
                 per_day = _bars_per_day(spec)
                 default = [max(1, round(horizon / per_day)), max(1, round(2 * horizon / per_day))]
             elif parameter == "entry_type":
                 default = [pack.policies.execution.order_type]
-            elif parameter == "dte_target":
-                default = [spec.instrument.default_dte]  # type: ignore[union-attr]
             axes[parameter] = sorted(set(default), key=default.index)
         for parameter, values in preset.items():
             if parameter in axes:
