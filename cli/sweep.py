@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import msgspec
-
 from cli._common import actor, catalog, number, print_json, workspace
 from engine.errors import ConfigError
 from research import leaderboard, sweep
@@ -121,14 +119,7 @@ def _finish(space, sweep_id: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     with workspace() as space:
         pack, spec = _model(space, args.model)
-        try:
-            sweep_id = sweep.start(space, pack, spec, _request(args), actor=actor(), report=_Bar())
-        except KeyboardInterrupt:
-            running = [s for s in space.sweeps(spec.name) if s.status == "cancelled"]
-            if running:
-                print(f"\ncancelled; finished work kept: `sigma sweep resume {running[-1].id}`", file=sys.stderr)
-            return 130
-        return _finish(space, sweep_id)
+        return _finish(space, sweep.start(space, pack, spec, _request(args), actor=actor(), report=_Bar()))
 
 
 def _cancel(args: argparse.Namespace) -> None:
@@ -140,12 +131,7 @@ def _cancel(args: argparse.Namespace) -> None:
 def _resume(args: argparse.Namespace) -> int:
     with workspace() as space:
         pack, spec = _model(space, space.sweep(args.id).model)
-        try:
-            sweep.resume(space, pack, spec, args.id, actor=actor(), report=_Bar())
-        except KeyboardInterrupt:
-            print(f"\ncancelled again; `sigma sweep resume {args.id}` continues", file=sys.stderr)
-            return 130
-        return _finish(space, args.id)
+        return _finish(space, sweep.resume(space, pack, spec, args.id, actor=actor(), report=_Bar()))
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -183,13 +169,7 @@ def _plot(args: argparse.Namespace) -> None:
     with workspace() as space:
         record = space.sweep(args.id)
         pack, spec = _model(space, record.model)
-        request = msgspec.convert(record.config, sweep.SweepRequest)
-        names, combinations = sweep.grid(pack, spec, request)
-        folder = space.sweeps_folder / args.id
-        import pyarrow.parquet as pq
-
-        stored = pq.read_table(folder / "probabilities.parquet").column("probability").to_numpy()
-        prepared = sweep.prepare(space.home, pack, spec, request, stored=stored.reshape(-1, len(request.universe) or 1))
+        request, names, combinations, prepared = sweep.reload(space, args.id, pack, spec)
         table, _ = leaderboard.load(space, args.id)
         market = prepared.market.window(prepared.development)
         curves = {}

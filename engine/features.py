@@ -14,6 +14,7 @@ to the last bit, so research and the live flow see the same numbers.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import itemgetter
 
 import msgspec
 import numpy as np
@@ -91,6 +92,12 @@ def feature_matrix(
     return matrix
 
 
+def _picker(fields: tuple[str, ...], inputs: tuple[str, ...]):
+    """A function returning the ``inputs`` out of a tuple laid out as ``fields``, always as a tuple."""
+    positions = [fields.index(name) for name in inputs]
+    return itemgetter(*positions) if len(positions) > 1 else lambda values: (values[positions[0]],)
+
+
 class FeatureVector:
     """The model's features, one bar at a time: feed ticks and bars, read ``values`` after each bar."""
 
@@ -100,15 +107,12 @@ class FeatureVector:
         self.features = features
         self.values = np.full(len(features), np.nan)
         used = {feature.indicator: make(feature.indicator, indicators[feature.indicator]) for feature in features}
+        # (update, picker): the picker takes an indicator's inputs out of the bar's or tick's fields.
         self._bar_indicators = [
-            (instance, tuple(BAR_FIELDS.index(field) for field in instance.inputs))
-            for name, instance in used.items()
-            if not needs_ticks(name)
+            (instance.update, _picker(BAR_FIELDS, instance.inputs)) for name, instance in used.items() if not needs_ticks(name)
         ]
         self._tick_indicators = [
-            (instance, tuple(TICK_FIELDS.index(field) for field in instance.inputs))
-            for name, instance in used.items()
-            if needs_ticks(name)
+            (instance.update, _picker(TICK_FIELDS, instance.inputs)) for name, instance in used.items() if needs_ticks(name)
         ]
         self._taps = [(used[f.indicator], f.output, f.per_close) for f in features]
 
@@ -120,14 +124,14 @@ class FeatureVector:
     def update_tick(self, ts: float, price: float, size: float, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
         """Feed one tick to the tick indicators (NaN for the fields it does not carry)."""
         fields = (ts, price, size, bid, ask, bid_size, ask_size)
-        for indicator, positions in self._tick_indicators:
-            indicator.update(*[fields[p] for p in positions])
+        for update, pick in self._tick_indicators:
+            update(*pick(fields))
 
     def update_bar(self, open: float, high: float, low: float, close: float, volume: float, session: float) -> np.ndarray:  # noqa: A002
         """Feed one closed bar; returns ``values``, this bar's features."""
         fields = (open, high, low, close, volume, session)
-        for indicator, positions in self._bar_indicators:
-            indicator.update(*[fields[p] for p in positions])
+        for update, pick in self._bar_indicators:
+            update(*pick(fields))
         values = self.values
         for column, (indicator, output, per_close) in enumerate(self._taps):
             value = getattr(indicator, output)

@@ -146,7 +146,8 @@ def _gaps(bars: Bars, cal: Calendar, when) -> list[Finding]:
     session, inside = session_days(bars.start, cal)
     outside = ~inside
     findings = []
-    minutes = parse_cadence(bars.cadence).minutes
+    cadence = parse_cadence(bars.cadence)
+    minutes = cadence.minutes
     if minutes is not None:
         findings.append(
             Finding(
@@ -162,7 +163,7 @@ def _gaps(bars: Bars, cal: Calendar, when) -> list[Finding]:
     expected = trading_days(cal, int(session.min()), int(session.max()))
     present = np.unique(session[inside]) if minutes is not None else np.unique(session)
     absent = np.setdiff1d(expected, present)
-    if parse_cadence(bars.cadence).unit in ("w", "mo"):
+    if cadence.unit in ("w", "mo"):
         absent = absent[:0]  # a coarse bar covers many sessions; only daily and intraday gaps are meaningful
     missing_bars = 0
     if minutes is not None and len(present) > 2:

@@ -248,10 +248,9 @@ def _times(column: pa.ChunkedArray, path: Path, options: ImportOptions, cal: Cal
 
 def _localise(naive: pa.Array | pa.ChunkedArray, zone: str, path: Path) -> np.ndarray:
     try:
-        aware = pc.assume_timezone(naive, timezone=zone, ambiguous="earliest", nonexistent="latest")
+        return local_to_utc(pc.cast(naive, pa.int64()).to_numpy(zero_copy_only=False), zone)
     except pa.ArrowInvalid as error:
         raise ConfigError("timezone", f"{path.name}: {error}", "use an IANA zone name such as America/New_York") from None
-    return aware.cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def _adjust(bars: Bars, factor_file: Path, cal: Calendar) -> Bars:
@@ -312,8 +311,7 @@ def _iso(ns: int) -> str:
 def datasets(home: Path) -> list[Dataset]:
     """Every stored bar dataset, by ticker then cadence."""
     root = home / "data" / "bars"
-    found = [_describe(path) for path in sorted(root.glob("*/*.parquet"))] if root.is_dir() else []
-    return found
+    return [_describe(path) for path in sorted(root.glob("*/*.parquet"))] if root.is_dir() else []
 
 
 def _describe(path: Path) -> Dataset:

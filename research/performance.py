@@ -10,17 +10,13 @@ Sharpe ratio above -0.5.
 
 from __future__ import annotations
 
-import numpy as np
-
-from engine.calendar import CALENDARS, bars_per_year, local_clock, session_days
-from engine.features import feature_matrix, model_features, needs_ticks
+from engine.calendar import CALENDARS, bars_per_year
+from engine.features import needs_ticks
 from engine.models import create_model
 from engine.packs import BacktestSummary, Pack
-from research.backtest import Market, run
-from research.labels import label
+from research.backtest import run
+from research.sweep import SweepRequest, build_market, config_row
 from research.synthetic import generate
-from research.sweep import SweepRequest, config_row
-from research.validation import out_of_fold, walk_forward
 
 __all__ = ["pack_performance"]
 
@@ -41,26 +37,12 @@ def pack_performance(pack: Pack, seed: int = 7) -> BacktestSummary:
     timescale = {"m": "minute", "h": "hour", "d": "day", "w": "week", "o": "month"}[pack.cadence[-1]]
     sessions = int(252 * _HISTORY_YEARS[timescale])
     market = generate(tickers, pack.cadence, sessions, us, seed=seed, ticks=ticks)
-    axis = np.unique(np.concatenate([bars.start for bars, _ in market.values()]))
-    splits, holdout = walk_forward(len(axis), horizon=recipe.label.horizon_bars, embargo=5)
-    columns = {name: np.full((len(axis), len(tickers)), np.nan) for name in ("open", "high", "low", "close", "probability")}
-    features = model_features(spec.features, spec.indicators)
-    for j, (bars, tick_table) in enumerate(market.values()):
-        rows = np.searchsorted(axis, bars.start)
-        session, _ = session_days(bars.start, us)
-        matrix = feature_matrix(features, spec.indicators, bars, session, tick_table)
-        probabilities = out_of_fold(matrix, label(bars, recipe.label), splits=splits, holdout_start=holdout,
-                                    horizon=recipe.label.horizon_bars, embargo=5, seed=seed)
-        for name in ("open", "high", "low", "close"):
-            columns[name][rows, j] = getattr(bars, name)
-        columns["probability"][rows, j] = probabilities.values
-    _, minute = local_clock(axis, us.timezone)
-    everything = Market(tickers, axis, minute // 60, columns["open"], columns["high"], columns["low"],
-                        columns["close"], columns["probability"], per_year)
-    year = everything.window(slice(max(0, len(axis) - int(per_year)), len(axis)))
+    request = SweepRequest(model=spec.name, seed=seed)
+    prepared = build_market(list(market.values()), us, spec, recipe.label, request)
+    year = prepared.market.window(slice(max(0, len(prepared.market) - int(per_year)), len(prepared.market)))
     names = ["threshold"]
     thresholds = sorted(pack.sweep.simple.thresholds)
     middle = thresholds[len(thresholds) // 2]
-    config = config_row(names, [middle], pack, spec, SweepRequest(model=spec.name), len(tickers))
+    config = config_row(names, [middle], pack, spec, request, len(tickers))
     results, _ = run(year, config[None, :])
     return BacktestSummary(trades=int(results[0, 3]), sharpe=float(results[0, 0]))

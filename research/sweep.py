@@ -35,21 +35,24 @@ import pyarrow.parquet as pq
 
 from engine.bars import Bars
 from engine.cadence import parse_cadence
-from engine.calendar import bars_per_year, calendar, local_clock, session_days
+from engine.calendar import Calendar, bars_per_year, calendar, local_clock, session_days
 from engine.errors import ConfigError
 from engine.features import feature_matrix, model_features
 from engine.lineage import content_sha
 from engine.models import ModelSpec
-from engine.packs import Pack
+from engine.packs import Label, Pack
 from engine.policy import ENTRY_TYPES, SIDES, hours_mask
 from engine.workspace import Workspace
 from research.backtest import METRICS, PARAMETERS, Market, run
 from research.data import dataset, load_bars, load_ticks
 from research.labels import label
 from research.leaderboard import build
-from research.validation import Probabilities, out_of_fold, walk_forward
+from research.validation import Split, out_of_fold, walk_forward
 
-__all__ = ["SweepRequest", "grid", "start", "resume", "cancel", "Progress", "CAP", "PRO_CAP", "prepare", "Prepared"]
+__all__ = [
+    "SweepRequest", "grid", "config_row", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
+    "prepare", "build_market", "Prepared",
+]  # fmt: skip
 
 CAP = 1_000
 PRO_CAP = 3_000
@@ -142,7 +145,7 @@ def grid(pack: Pack, spec: ModelSpec, request: SweepRequest) -> tuple[list[str],
 def _bars_per_day(spec: ModelSpec) -> float:
     cadence = parse_cadence(spec.cadence)
     if cadence.minutes is not None:
-        return 390 / cadence.minutes
+        return 390 / cadence.minutes  # a regular US equity session; models carry no calendar of their own
     return {"d": 1 / cadence.count, "w": 1 / (5 * cadence.count), "mo": 1 / (21 * cadence.count)}[cadence.unit]
 
 
@@ -174,56 +177,55 @@ def config_row(names: Sequence[str], values: Sequence, pack: Pack, spec: ModelSp
 class Prepared:
     """A sweep's inputs: the universe's market with out-of-fold probabilities, and its windows."""
 
-    __slots__ = ("market", "development", "holdout", "probabilities")
+    __slots__ = ("market", "development", "holdout")
 
-    def __init__(self, market: Market, development: slice, holdout: slice, probabilities: dict[str, Probabilities]) -> None:
+    def __init__(self, market: Market, development: slice, holdout: slice) -> None:
         self.market = market
         self.development = development
         self.holdout = holdout
-        self.probabilities = probabilities
 
 
 def prepare(home: Path, pack: Pack, spec: ModelSpec, request: SweepRequest, stored: np.ndarray | None = None) -> Prepared:
-    """Load the universe's bars, compute features, labels and out-of-fold probabilities (or reuse ``stored``)."""
-    tickers = request.universe or [spec.instrument.symbol]
-    recipe = pack.strategies[spec.strategy]
-    loaded = [load_bars(home, ticker, spec.cadence) for ticker in tickers]
-    cal = calendar(loaded[0][1].calendar)
-    axis = np.unique(np.concatenate([bars.start for bars, _ in loaded]))
+    """Load the universe's bars (and ticks) from the workspace and build its market; ``stored`` reuses probabilities."""
+    loaded = [load_bars(home, ticker, spec.cadence) for ticker in request.universe or [spec.instrument.symbol]]
+    universe = [(bars, None if stored is not None else load_ticks(home, bars.ticker)) for bars, _ in loaded]
+    return build_market(universe, calendar(loaded[0][1].calendar), spec, pack.strategies[spec.strategy].label, request, stored)
+
+
+def build_market(
+    universe: list[tuple[Bars, dict[str, np.ndarray] | None]], cal: Calendar, spec: ModelSpec, recipe: Label,
+    request: SweepRequest, stored: np.ndarray | None = None,
+) -> Prepared:
+    """Align the tickers' bars on one time axis and give each bar its out-of-fold probability (or ``stored``'s)."""
+    axis = np.unique(np.concatenate([bars.start for bars, _ in universe]))
     if len(axis) < 200:
         raise ConfigError("data", f"{len(axis)} bars is too little history for a sweep", "import at least 200 bars")
-    splits, holdout_start = walk_forward(len(axis), folds=request.folds, horizon=recipe.label.horizon_bars,
+    splits, holdout_start = walk_forward(len(axis), folds=request.folds, horizon=recipe.horizon_bars,
                                          embargo=request.embargo, holdout=request.holdout)
-    shape = (len(axis), len(tickers))
+    shape = (len(axis), len(universe))
     columns = {name: np.full(shape, np.nan) for name in ("open", "high", "low", "close", "probability")}
     end = np.zeros(len(axis), dtype=np.int64)
-    per_ticker = {}
     features = model_features(spec.features, spec.indicators)
-    for j, (bars, _) in enumerate(loaded):
+    for j, (bars, ticks) in enumerate(universe):
         rows = np.searchsorted(axis, bars.start)
         for name in ("open", "high", "low", "close"):
             columns[name][rows, j] = getattr(bars, name)
         end[rows] = bars.end
         if stored is None:
-            per_ticker[bars.ticker] = _probabilities(home, bars, cal, features, spec, recipe, rows, splits, holdout_start, request)
-            columns["probability"][rows, j] = per_ticker[bars.ticker].values
+            session, _ = session_days(bars.start, cal)
+            matrix = feature_matrix(features, spec.indicators, bars, session, ticks)
+            # The folds are cut on the universe's time axis; each ticker maps the cuts onto its own rows.
+            mine = [Split(*(int(np.searchsorted(rows, edge)) for edge in (s.train_end, s.test_start, s.test_end))) for s in splits]
+            columns["probability"][rows, j] = out_of_fold(
+                matrix, label(bars, recipe), splits=mine, holdout_start=int(np.searchsorted(rows, holdout_start)),
+                horizon=recipe.horizon_bars, embargo=request.embargo, seed=request.seed,
+            )
     if stored is not None:
         columns["probability"] = stored
     _, minute = local_clock(end, cal.timezone)
-    market = Market(tickers, axis, minute // 60, columns["open"], columns["high"], columns["low"], columns["close"],
-                    columns["probability"], bars_per_year(cal, spec.cadence))
-    return Prepared(market, slice(splits[0].test_start, holdout_start), slice(holdout_start, len(axis)), per_ticker)
-
-
-def _probabilities(home, bars: Bars, cal, features, spec, recipe, rows, splits, holdout_start, request) -> Probabilities:
-    session, _ = session_days(bars.start, cal)
-    matrix = feature_matrix(features, spec.indicators, bars, session, load_ticks(home, bars.ticker))
-    labels = label(bars, recipe.label)
-    # The folds are cut on the universe's time axis; each ticker maps the cuts onto its own rows.
-    mine = [type(s)(int(np.searchsorted(rows, s.train_end)), int(np.searchsorted(rows, s.test_start)),
-                    int(np.searchsorted(rows, s.test_end))) for s in splits]
-    return out_of_fold(matrix, labels, splits=mine, holdout_start=int(np.searchsorted(rows, holdout_start)),
-                       horizon=recipe.label.horizon_bars, embargo=request.embargo, seed=request.seed)
+    market = Market([bars.ticker for bars, _ in universe], axis, minute // 60, columns["open"], columns["high"],
+                    columns["low"], columns["close"], columns["probability"], bars_per_year(cal, spec.cadence))
+    return Prepared(market, slice(splits[0].test_start, holdout_start), slice(holdout_start, len(axis)))
 
 
 class Progress(msgspec.Struct, frozen=True):
@@ -247,17 +249,15 @@ def _sweep_folder(space: Workspace, sweep_id: str) -> Path:
 
 def start(space: Workspace, pack: Pack, spec: ModelSpec, request: SweepRequest, *, actor: str,
           report: Reporter | None = None, announce: Callable[[str], None] = print) -> str:
-    """Create and run a sweep; returns its id. Cancelling (Ctrl-C or ``cancel``) keeps finished work."""
+    """Create and run a sweep; returns its id, also when cancelled (Ctrl-C or ``cancel``), with finished work kept."""
     names, combinations = grid(pack, spec, request)
     sweep_id = f"{spec.name}-{uuid.uuid4().hex[:8]}"
     folder = _sweep_folder(space, sweep_id)
     folder.mkdir(parents=True)
     (folder / "request.json").write_bytes(msgspec.json.encode(request))
-    lineage = {**msgspec.to_builtins(spec.lineage)}
-    space.add_sweep(sweep_id, spec.name, request, spec.tags, lineage, len(combinations), actor=actor)
+    space.add_sweep(sweep_id, spec.name, request, spec.tags, msgspec.to_builtins(spec.lineage), len(combinations), actor=actor)
     started = time.perf_counter()
     prepared = prepare(space.home, pack, spec, request)
-    lineage["data_sha"] = _data_sha(space.home, prepared.market.tickers, spec.cadence)
     pq.write_table(pa.table({"probability": prepared.market.probability.ravel()}), folder / "probabilities.parquet")
     training = time.perf_counter() - started
     announce(
@@ -276,15 +276,20 @@ def resume(space: Workspace, pack: Pack, spec: ModelSpec, sweep_id: str, *, acto
         raise ConfigError("sweep", f"{sweep_id} already finished", f"see `sigma sweep results {sweep_id}`")
     if record.status == "running" and record.pid and _alive(record.pid):
         raise ConfigError("sweep", f"{sweep_id} is still running (process {record.pid})", f"cancel it first: `sigma sweep cancel {sweep_id}`")
+    request, names, combinations, prepared = reload(space, sweep_id, pack, spec)
+    space.update_sweep(sweep_id, status="running", pid=os.getpid(), cancel_requested=0)
+    space.audit(actor, "sweep.resume", sweep_id, {"done": record.done})
+    return _execute(space, sweep_id, pack, spec, request, prepared, names, combinations, actor=actor, report=report)
+
+
+def reload(space: Workspace, sweep_id: str, pack: Pack, spec: ModelSpec) -> tuple[SweepRequest, list[str], list[tuple], Prepared]:
+    """A stored sweep's request, grid and inputs, with the probabilities it computed (no retraining)."""
     folder = _sweep_folder(space, sweep_id)
     request = msgspec.json.decode((folder / "request.json").read_bytes(), type=SweepRequest)
     names, combinations = grid(pack, spec, request)
     stored = pq.read_table(folder / "probabilities.parquet").column("probability").to_numpy()
-    tickers = len(request.universe) or 1
-    prepared = prepare(space.home, pack, spec, request, stored=stored.reshape(-1, tickers))
-    space.update_sweep(sweep_id, status="running", pid=os.getpid(), cancel_requested=0)
-    space.audit(actor, "sweep.resume", sweep_id, {"done": record.done})
-    return _execute(space, sweep_id, pack, spec, request, prepared, names, combinations, actor=actor, report=report)
+    prepared = prepare(space.home, pack, spec, request, stored=stored.reshape(-1, len(request.universe) or 1))
+    return request, names, combinations, prepared
 
 
 def cancel(space: Workspace, sweep_id: str, *, actor: str) -> None:
@@ -337,7 +342,7 @@ def _execute(space, sweep_id, pack, spec, request, prepared, names, combinations
     survivors = np.arange(len(combinations))
     done_before = _finished(folder)
     total_work = _total_work(len(combinations), rungs)
-    progress = {"done": 0, "best": -math.inf, "began": time.perf_counter(), "reported": 0.0}
+    progress = {"done": 0, "best": -math.inf, "began": time.perf_counter()}
     try:
         for rung in [*rungs, 0]:  # rung 0 is the whole development window
             window = slice(prepared.development.start, edges[rung]) if rung else prepared.development
@@ -349,19 +354,17 @@ def _execute(space, sweep_id, pack, spec, request, prepared, names, combinations
             if rung:
                 ranked = sorted(survivors, key=lambda i: (-results[int(i)], int(i)))
                 survivors = np.array(sorted(ranked[: max(1, math.ceil(len(ranked) / 2))]))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Cancelled) as stop:
+        reason = "interrupted" if isinstance(stop, KeyboardInterrupt) else "cancel requested"
         space.update_sweep(sweep_id, status="cancelled", done=progress["done"])
-        space.audit(actor, "sweep.cancel", sweep_id, {"done": progress["done"], "reason": "interrupted"})
-        raise
-    except _Cancelled:
-        space.update_sweep(sweep_id, status="cancelled", done=progress["done"])
-        space.audit(actor, "sweep.cancel", sweep_id, {"done": progress["done"], "reason": "cancel requested"})
+        space.audit(actor, "sweep.cancel", sweep_id, {"done": progress["done"], "reason": reason})
         return sweep_id
     except Exception as error:
         space.update_sweep(sweep_id, status="failed", done=progress["done"])
         space.audit(actor, "sweep.fail", sweep_id, {"error": str(error)})
         raise
     summary = build(space, sweep_id, pack, spec, request, prepared, names, combinations, rows)
+    summary["data_sha"] = _data_sha(space.home, prepared.market.tickers, spec.cadence)
     space.update_sweep(sweep_id, status="finished", done=total_work, summary=summary)
     space.audit(actor, "sweep.finish", sweep_id, summary)
     return sweep_id

@@ -137,17 +137,16 @@ def _minutes(
         keep = arrivals > 0  # a minute without trades has no bar, as in real minute files
         bars = Bars("", "1m", start, start + NS_PER_MINUTE, open_, high, low, mid, volume)
         return bars.select(keep), None
-    ticks = _ticks(rng, start, mid, flow, arrivals, volatility)
-    minute = np.repeat(np.arange(count), arrivals)
+    minute = np.repeat(np.arange(count), arrivals)  # the minute of each tick
+    ticks = _ticks(rng, start, minute, mid, flow, arrivals, volatility)
     columns = aggregate(minute, ticks["ts"], ticks["ts"], ticks["price"], ticks["price"], ticks["price"], ticks["price"], ticks["size"])
     present = np.unique(minute)
     bars = Bars("", "1m", start[present], start[present] + NS_PER_MINUTE, *columns[2:])
     return bars, ticks
 
 
-def _ticks(rng, start, mid, flow, arrivals, volatility) -> dict[str, np.ndarray]:
+def _ticks(rng, start, minute, mid, flow, arrivals, volatility) -> dict[str, np.ndarray]:
     """Trades at the bid or the ask of the quote they met, signed by the minute's order flow."""
-    minute = np.repeat(np.arange(len(start)), arrivals)
     total = len(minute)
     # The k-th of n trades in a minute lands in the k-th n-th of it, so ticks stay in time order.
     offsets = (np.arange(total) - np.repeat(np.cumsum(arrivals) - arrivals, arrivals) + rng.random(total)) / np.repeat(

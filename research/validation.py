@@ -18,7 +18,7 @@ import msgspec
 import numpy as np
 import xgboost
 
-__all__ = ["Split", "Probabilities", "walk_forward", "out_of_fold", "BASELINE"]
+__all__ = ["Split", "walk_forward", "out_of_fold", "BASELINE"]
 
 BASELINE = {
     "objective": "binary:logistic",
@@ -41,23 +41,6 @@ class Split(msgspec.Struct, frozen=True):
     train_end: int
     test_start: int
     test_end: int
-
-
-class Probabilities(msgspec.Struct, frozen=True):
-    """Out-of-fold probabilities for every bar (NaN where none), and where the folds and holdout lie."""
-
-    values: np.ndarray
-    splits: list[Split]
-    holdout_start: int
-
-    @property
-    def development(self) -> slice:
-        """The bars the sweep backtests: from the first test block to the holdout."""
-        return slice(self.splits[0].test_start, self.holdout_start)
-
-    @property
-    def holdout(self) -> slice:
-        return slice(self.holdout_start, len(self.values))
 
 
 def walk_forward(rows: int, *, folds: int = 5, horizon: int, embargo: int = 0, holdout: float = 0.2) -> tuple[list[Split], int]:
@@ -85,8 +68,8 @@ def _fit_predict(features, labels, train_end, predict, seed):
 def out_of_fold(
     features: np.ndarray, labels: np.ndarray, *, splits: list[Split], holdout_start: int, horizon: int,
     embargo: int = 0, seed: int = 0,
-) -> Probabilities:
-    """Baseline XGBoost probabilities for every test block and the holdout, each from its own past only."""
+) -> np.ndarray:
+    """Baseline XGBoost probabilities for every test block and the holdout (NaN elsewhere), each from its own past only."""
     values = np.full(len(labels), np.nan)
     for split in splits:
         window = slice(split.test_start, split.test_end)
@@ -94,4 +77,4 @@ def out_of_fold(
     if holdout_start < len(labels):
         window = slice(holdout_start, len(labels))
         values[window] = _fit_predict(features, labels, max(0, holdout_start - horizon - 1 - embargo), window, seed)
-    return Probabilities(values, splits, holdout_start)
+    return values

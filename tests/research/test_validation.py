@@ -46,7 +46,7 @@ def _pipeline(bars: Bars):
     labels = label(bars, recipe)
     splits, holdout = walk_forward(len(bars), horizon=recipe.horizon_bars, embargo=5)
     probabilities = out_of_fold(features, labels, splits=splits, holdout_start=holdout, horizon=recipe.horizon_bars, embargo=5)
-    return features, labels, probabilities.values
+    return features, labels, probabilities
 
 
 def test_changing_the_future_changes_nothing_before_it():
