@@ -59,7 +59,8 @@ def custom_grid() -> np.ndarray:
     for threshold, mask, stop, target, hold, entry in axes:
         values = {"threshold": threshold, "hours_mask": mask, "side": SIDES["both"], "top_pct": 100.0,
                   "position_size": 0.1, "stop_loss": stop, "take_profit": target, "hold_bars": hold,
-                  "max_positions": 1, "entry_type": entry, "slippage": 0.0005, "commission": 0.0001}  # fmt: skip
+                  "max_positions": 1, "entry_type": entry, "slippage": 0.0005, "commission": 0.0001,
+                  "strike_score": 0.0, "expiry_sessions": -1}  # fmt: skip
         rows.append([values[name] for name in PARAMETERS])
     return np.array(rows)
 

@@ -23,7 +23,10 @@ import pyarrow.compute as pc
 from engine.cadence import parse_cadence
 from engine.errors import ConfigError
 
-__all__ = ["Calendar", "CALENDARS", "calendar", "local_clock", "local_to_utc", "session_days", "trading_days", "bars_per_year"]
+__all__ = [
+    "Calendar", "CALENDARS", "calendar", "local_clock", "local_to_utc", "session_days", "trading_days", "bars_per_year",
+    "session_clock",
+]  # fmt: skip
 
 NS_PER_MINUTE = 60_000_000_000
 NS_PER_DAY = 1440 * NS_PER_MINUTE
@@ -117,6 +120,29 @@ def bars_per_year(cal: Calendar, cadence: str) -> float:
     if parsed.minutes is not None:
         return days * -(-cal.session_minutes // parsed.minutes)
     return {"d": days, "w": 52.0, "mo": 12.0}[parsed.unit] / parsed.count
+
+
+def session_clock(start: np.ndarray, end: np.ndarray, cal: Calendar, intraday: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Trading sessions elapsed at each bar's open and at its close, from the first bar's session.
+
+    The clock options decay on: it stands still outside sessions (nights, weekends,
+    holidays), so a 0DTE option bought at the open has exactly one session to live.
+    A daily bar spans one session; a weekly one the sessions its week trades.
+    """
+    day, _ = session_days(start, cal)
+    if not len(day):
+        return np.zeros(0), np.zeros(0)
+    last, _ = session_days(end - 1, cal)
+    days = trading_days(cal, int(day.min()), int(last.max()))
+    ordinal = np.searchsorted(days, day).astype(np.float64)
+    if not intraday:
+        return ordinal, np.searchsorted(days, last, side="right").astype(np.float64)
+    # Minutes to the close from a bar's start and end; a start on the close of a round-the-clock calendar opens one.
+    _, first_minute = local_clock(start, cal.timezone)
+    _, last_minute = local_clock(end, cal.timezone)
+    left_at_open = ((cal.close_minute - first_minute - 1) % 1440 + 1) / cal.session_minutes
+    left_at_close = ((cal.close_minute - last_minute) % 1440) / cal.session_minutes
+    return ordinal + 1.0 - np.clip(left_at_open, 0.0, 1.0), ordinal + 1.0 - np.clip(left_at_close, 0.0, 1.0)
 
 
 # Unscheduled NYSE closures (weather, national mourning, 9/11) that rules cannot derive.

@@ -21,6 +21,10 @@ The rules, in the order a bar meets them:
   bar is unknown; the stop is taken first, the pessimistic reading.
 - **Time stop**: a trade still open ``hold_bars`` bars after its entry leaves at
   that bar's open.
+- **Options**: an option model buys a call on an up signal and a put on a down
+  one (`engine.options` picks the strike and prices it). Stop, target and slippage
+  then apply to the premium, and a contract still held when it expires settles at
+  its intrinsic value.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "EXIT_TAKE",
     "EXIT_TIME",
     "EXIT_END",
+    "EXIT_EXPIRY",
     "EXIT_REASONS",
     "ALL_DAY",
     "hours_mask",
@@ -50,8 +55,8 @@ __all__ = [
 SIDES = {"long": 1, "short": -1, "both": 0}
 """Which directions a configuration may trade, as the rules encode them."""
 
-EXIT_NONE, EXIT_STOP, EXIT_TAKE, EXIT_TIME, EXIT_END = 0, 1, 2, 3, 4
-EXIT_REASONS = {EXIT_STOP: "stop_loss", EXIT_TAKE: "take_profit", EXIT_TIME: "time", EXIT_END: "end_of_data"}
+EXIT_NONE, EXIT_STOP, EXIT_TAKE, EXIT_TIME, EXIT_END, EXIT_EXPIRY = 0, 1, 2, 3, 4, 5
+EXIT_REASONS = {EXIT_STOP: "stop_loss", EXIT_TAKE: "take_profit", EXIT_TIME: "time", EXIT_END: "end_of_data", EXIT_EXPIRY: "expiry"}
 ALL_DAY = (1 << 24) - 1
 ENTRY_TYPES = {"market": 0, "limit": 1, "stop": 2}
 

@@ -19,6 +19,12 @@ Accounting: each trade commits ``position_size`` of equity; its bar-by-bar retur
 relative to its entry price, adds into the portfolio's return for that bar, and
 commission is charged on entry and on exit. Equity compounds those bar returns.
 Sharpe is annualised with the calendar's bars per year.
+
+Options: a configuration with ``expiry_sessions`` >= 0 trades calls and puts on the
+tickers instead of the tickers themselves. Its trades are priced with
+`engine.options` from the underlying's bar (the high and low at the bar's close time,
+the open at its open), the strike and volatility fixed at entry, the time left
+from the market's session clock. Prices, stops, targets and slippage are then premiums.
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ import numba
 import numpy as np
 
 from engine._jit import helper, kernel
+from engine.options import option_price, option_strike
 from engine.policy import (
+    ENTRY_TYPES,
     EXIT_END,
+    EXIT_EXPIRY,
     EXIT_REASONS,
     EXIT_TIME,
     entry_direction,
@@ -46,9 +55,9 @@ __all__ = ["Market", "PARAMETERS", "METRICS", "Trade", "run", "trades", "summari
 
 PARAMETERS = (
     "threshold", "hours_mask", "side", "top_pct", "position_size", "stop_loss", "take_profit",
-    "hold_bars", "max_positions", "entry_type", "slippage", "commission",
+    "hold_bars", "max_positions", "entry_type", "slippage", "commission", "strike_score", "expiry_sessions",
 )  # fmt: skip
-"""Columns of a configuration row (numbers, as the kernel reads them)."""
+"""Columns of a configuration row (numbers, as the kernel reads them); ``expiry_sessions`` -1 trades the underlying."""
 METRICS = (
     "sharpe", "total_return", "max_drawdown", "trades", "win_rate", "profit_factor", "exposure",
     "mean", "std", "skew", "kurtosis", "bars",
@@ -57,20 +66,39 @@ METRICS = (
 BLOCKS = 10
 """Equal time blocks whose per-bar return sums are kept (fold dispersion, PBO)."""
 
-_THRESHOLD, _HOURS, _SIDE, _TOP, _SIZE, _STOP, _TAKE, _HOLD, _MAXPOS, _ENTRY, _SLIP, _COMMISSION = range(12)
+_THRESHOLD, _HOURS, _SIDE, _TOP, _SIZE, _STOP, _TAKE, _HOLD, _MAXPOS, _ENTRY, _SLIP, _COMMISSION, _STRIKE, _EXPIRY = range(14)
+_LIMIT = ENTRY_TYPES["limit"]
 
 
 class Market:
-    """A universe on one time axis: prices and probabilities as (bars x tickers) arrays."""
+    """A universe on one time axis: prices and probabilities as (bars x tickers) arrays.
 
-    __slots__ = ("tickers", "start", "hour", "open", "high", "low", "close", "probability", "ranking", "confidence", "periods_per_year")
+    Options decay on the session clock: ``opened`` and ``closed`` are the trading
+    sessions elapsed at each bar's open and close (`engine.calendar.session_clock`),
+    ``sessions_per_year`` the calendar's; ``volatility`` is each ticker's annualised
+    volatility known at the bar's close. By default every bar is a whole session and
+    no volatility is known, so option configurations cannot trade.
+    """
 
-    def __init__(self, tickers, start, hour, open, high, low, close, probability, periods_per_year: float) -> None:  # noqa: A002
+    __slots__ = (
+        "tickers", "start", "hour", "open", "high", "low", "close", "probability", "ranking", "confidence",
+        "periods_per_year", "opened", "closed", "sessions_per_year", "volatility",
+    )  # fmt: skip
+
+    def __init__(
+        self, tickers, start, hour, open, high, low, close, probability, periods_per_year: float,  # noqa: A002
+        *, opened=None, closed=None, sessions_per_year: float | None = None, volatility=None,
+    ) -> None:
         self.tickers = list(tickers)
         self.start = np.asarray(start, dtype=np.int64)
         self.hour = np.ascontiguousarray(hour, dtype=np.int64)
         self.open, self.high, self.low, self.close = (np.ascontiguousarray(a, dtype=np.float64) for a in (open, high, low, close))
         self.probability = np.ascontiguousarray(probability, dtype=np.float64)
+        bars = len(self.start)
+        self.opened = np.ascontiguousarray(np.arange(bars) if opened is None else opened, dtype=np.float64)
+        self.closed = np.ascontiguousarray(self.opened + 1.0 if closed is None else closed, dtype=np.float64)
+        self.sessions_per_year = float(periods_per_year if sessions_per_year is None else sessions_per_year)
+        self.volatility = np.ascontiguousarray(np.full(self.close.shape, np.nan) if volatility is None else volatility, dtype=np.float64)
         confidence = np.abs(self.probability - 0.5)
         confidence[~np.isfinite(confidence) | ~np.isfinite(self.close)] = -1.0
         # Tickers by falling confidence at each bar (stable: ties keep universe order), computed once per market.
@@ -102,11 +130,14 @@ class Trade(msgspec.Struct, frozen=True):
     reason: str
     net_return: float
     """Return on the committed capital, after slippage and both commissions."""
+    strike: float = math.nan
+    """The option's strike (prices are then premiums); NaN for a trade in the ticker itself."""
 
 
 @helper
-def _simulate(open_, high, low, close, probability, ranking, confidence, hour, config, returns, log):
+def _simulate(open_, high, low, close, probability, ranking, confidence, hour, clock, volatility, config, returns, log):
     """Backtest one configuration; fills ``returns`` per bar; returns (trades, wins, profit, loss, exposed bars)."""
+    opened, closed, sessions_per_year = clock
     bars, tickers = close.shape
     threshold = config[_THRESHOLD]
     mask = np.int64(config[_HOURS])
@@ -120,9 +151,14 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
     entry_type = np.int64(config[_ENTRY])
     slippage = config[_SLIP]
     commission = config[_COMMISSION]
+    score = config[_STRIKE]
+    expiry_sessions = np.int64(config[_EXPIRY])
+    options = expiry_sessions >= 0
+    underlying_slippage = 0.0 if options else slippage  # an option's slippage is on its premium
     fee = size * commission
     floor = threshold - 0.5  # no ticker is that confident: nothing can be entered at this bar
-    # One slot per open trade: ticker (-1 when free), direction, entry bar and price, levels, time stop, last mark.
+    # One slot per open trade: ticker (-1 when free), direction of its price, entry bar and price, levels,
+    # time stop, last mark; for an option its kind (+1 call, -1 put, 0 the ticker itself), strike, expiry, volatility.
     ticker = np.full(slots, -1, np.int64)
     direction = np.zeros(slots, np.int64)
     entry_bar = np.zeros(slots, np.int64)
@@ -132,10 +168,15 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
     due = np.zeros(slots, np.int64)
     weight = np.zeros(slots)  # size * direction / entry: the trade's return per unit of price move
     last = np.zeros(slots)
+    kind = np.zeros(slots, np.int64)
+    strike = np.zeros(slots)
+    expiry = np.zeros(slots)  # on the session clock
+    sigma = np.zeros(slots)
     holding = np.zeros(tickers, np.bool_)
     order_ticker = np.zeros(slots, np.int64)
     order_direction = np.zeros(slots, np.int64)
     order_reference = np.zeros(slots)
+    order_volatility = np.zeros(slots)
     orders = 0
     open_count = 0
     tally = np.zeros(5)  # trades, winners, gross profit, gross loss, bars exposed
@@ -144,25 +185,43 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
             returns[t] = 0.0
             continue
         r = 0.0
-        # 1. The open: time stops, then the orders decided at the previous close.
+        # 1. The open: expired options settle at their last mark, time stops leave, then the previous close's orders fill.
         if open_count > 0:
             for s in range(slots):
                 i = ticker[s]
-                if i >= 0 and t >= due[s] and open_[t, i] == open_[t, i]:
-                    price = fill_price(open_[t, i], -direction[s], slippage)
-                    r += _leave(s, t, price, EXIT_TIME, fee, commission, ticker, direction, entry_bar, entry, weight, last, holding, tally, log)
+                if i < 0:
+                    continue
+                if kind[s] != 0 and opened[t] >= expiry[s]:
+                    r += _leave(s, t, last[s], EXIT_EXPIRY, fee, commission, ticker, direction, entry_bar, entry, weight, last, kind, strike, holding, tally, log)
+                    open_count -= 1
+                elif t >= due[s] and open_[t, i] == open_[t, i]:
+                    years = (expiry[s] - opened[t]) / sessions_per_year
+                    price = fill_price(_quote(kind[s], open_[t, i], strike[s], years, sigma[s]), -direction[s], slippage)
+                    r += _leave(s, t, price, EXIT_TIME, fee, commission, ticker, direction, entry_bar, entry, weight, last, kind, strike, holding, tally, log)
                     open_count -= 1
         for k in range(orders):
             i = order_ticker[k]
             if open_[t, i] != open_[t, i]:
                 continue  # no bar for this ticker: the order lapses
             d = order_direction[k]
-            price = entry_fill(entry_type, d, order_reference[k], open_[t, i], high[t, i], low[t, i], slippage)
+            price = entry_fill(entry_type, d, order_reference[k], open_[t, i], high[t, i], low[t, i], underlying_slippage)
             if price != price or open_count == slots:
                 continue  # unfilled, or its slot's trade could not leave (no bar for that ticker)
             s = 0
             while ticker[s] >= 0:
                 s += 1
+            if options:
+                kind[s] = d
+                expiry[s] = math.floor(opened[t]) + expiry_sessions + 1.0  # the close of its last session
+                years = (expiry[s] - opened[t]) / sessions_per_year
+                strike[s] = option_strike(d, price, score, years, order_volatility[k])
+                sigma[s] = order_volatility[k]
+                price = option_price(d, price, strike[s], years, sigma[s])
+                if entry_type != _LIMIT:
+                    price = fill_price(price, 1, slippage)
+                d = 1  # long the premium
+            else:
+                kind[s] = 0
             ticker[s] = i
             direction[s] = d
             entry_bar[s] = t
@@ -175,26 +234,34 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
             open_count += 1
             r -= fee
         orders = 0
-        # 2-3. Inside the bar: stops and targets; then mark to the close.
+        # 2-3. Inside the bar: stops and targets; then mark to the close (an expiring option settles there).
         if open_count > 0:
             tally[4] += 1.0
             for s in range(slots):
                 i = ticker[s]
                 if i < 0:
                     continue
-                mark = close[t, i]
-                if mark != mark:
+                if close[t, i] != close[t, i]:
                     if t == bars - 1:  # the ticker has no last bar: leave at its last mark
                         price = fill_price(last[s], -direction[s], slippage)
-                        r += _leave(s, t, price, EXIT_END, fee, commission, ticker, direction, entry_bar, entry, weight, last, holding, tally, log)
+                        r += _leave(s, t, price, EXIT_END, fee, commission, ticker, direction, entry_bar, entry, weight, last, kind, strike, holding, tally, log)
                         open_count -= 1
                     continue
-                reason, level = exit_on_bar(direction[s], stop[s], target[s], open_[t, i], high[t, i], low[t, i], entry_bar[s] < t)
-                if reason == 0 and t == bars - 1:
-                    reason, level = EXIT_END, mark
+                years = (expiry[s] - closed[t]) / sessions_per_year
+                c = kind[s]
+                bar_open = _quote(c, open_[t, i], strike[s], (expiry[s] - opened[t]) / sessions_per_year, sigma[s])
+                bar_high = _quote(c, high[t, i] if c >= 0 else low[t, i], strike[s], years, sigma[s])
+                bar_low = _quote(c, low[t, i] if c >= 0 else high[t, i], strike[s], years, sigma[s])
+                mark = _quote(c, close[t, i], strike[s], years, sigma[s])
+                reason, level = exit_on_bar(direction[s], stop[s], target[s], bar_open, bar_high, bar_low, entry_bar[s] < t)
                 if reason != 0:
                     price = fill_price(level, -direction[s], slippage)
-                    r += _leave(s, t, price, reason, fee, commission, ticker, direction, entry_bar, entry, weight, last, holding, tally, log)
+                elif c != 0 and years <= 0.0:
+                    reason, price = EXIT_EXPIRY, mark  # settles at its intrinsic value, no spread to cross
+                elif t == bars - 1:
+                    reason, price = EXIT_END, fill_price(mark, -direction[s], slippage)
+                if reason != 0:
+                    r += _leave(s, t, price, reason, fee, commission, ticker, direction, entry_bar, entry, weight, last, kind, strike, holding, tally, log)
                     open_count -= 1
                 else:
                     r += weight[s] * (mark - last[s])
@@ -218,13 +285,24 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
                 break  # ranking puts missing values last
             if holding[i] and not _leaving(ticker, due, i, t + 1):
                 continue
+            if options and not volatility[t, i] > 0.0:
+                continue  # an option cannot be priced without a volatility
             signal = entry_direction(p, threshold, side)
             if signal != 0:
                 order_ticker[orders] = i
                 order_direction[orders] = signal
                 order_reference[orders] = close[t, i]
+                order_volatility[orders] = volatility[t, i]
                 orders += 1
     return int(tally[0]), int(tally[1]), tally[2], tally[3], int(tally[4])
+
+
+@helper
+def _quote(kind, spot, strike, years, volatility):
+    """The price of a trade's instrument: the ticker's own (``kind`` 0), or its call's or put's."""
+    if kind == 0:
+        return spot
+    return option_price(kind, spot, strike, years, volatility)
 
 
 @helper
@@ -237,7 +315,7 @@ def _leaving(ticker, due, i, t):
 
 
 @helper
-def _leave(s, t, price, reason, fee, commission, ticker, direction, entry_bar, entry, weight, last, holding, tally, log):
+def _leave(s, t, price, reason, fee, commission, ticker, direction, entry_bar, entry, weight, last, kind, strike, holding, tally, log):
     """Close slot ``s`` at ``price`` on bar ``t``: book and log the trade; returns its share of the bar's return."""
     i = ticker[s]
     share = weight[s] * (price - last[s]) - fee
@@ -245,13 +323,14 @@ def _leave(s, t, price, reason, fee, commission, ticker, direction, entry_bar, e
     row = int(tally[0])
     if row < log.shape[0]:
         log[row, 0] = i
-        log[row, 1] = direction[s]
+        log[row, 1] = direction[s] if kind[s] == 0 else kind[s]
         log[row, 2] = entry_bar[s]
         log[row, 3] = entry[s]
         log[row, 4] = t
         log[row, 5] = price
         log[row, 6] = reason
         log[row, 7] = net
+        log[row, 8] = strike[s] if kind[s] != 0 else math.nan
     tally[0] += 1.0
     if net > 0.0:
         tally[1] += 1.0
@@ -329,19 +408,27 @@ def summarise(returns, trades, wins, profit, loss, exposed, periods_per_year, ou
     out[11] = n
 
 
-def _run(open_, high, low, close, probability, ranking, confidence, hour, configs, periods_per_year, results, blocks, chunks):
-    no_log = np.zeros((0, 8))
+def _run(open_, high, low, close, probability, ranking, confidence, hour, clock, volatility, configs, periods_per_year, results, blocks, chunks):
+    no_log = np.zeros((0, _LOG_COLUMNS))
     count = configs.shape[0]
     for chunk in numba.prange(chunks):
         returns = np.empty(close.shape[0])  # one buffer per chunk of configurations, reused
         for c in range(chunk * count // chunks, (chunk + 1) * count // chunks):
             trades, wins, profit, loss, exposed = _simulate(
-                open_, high, low, close, probability, ranking, confidence, hour, configs[c], returns, no_log
+                open_, high, low, close, probability, ranking, confidence, hour, clock, volatility, configs[c], returns, no_log
             )
             summarise(returns, trades, wins, profit, loss, exposed, periods_per_year, results[c], blocks[c])
 
 
 _run_parallel = numba.njit(parallel=True, cache=True, error_model="numpy")(_run)
+_LOG_COLUMNS = 9
+
+
+def _inputs(market: Market) -> tuple:
+    return (
+        market.open, market.high, market.low, market.close, market.probability, market.ranking, market.confidence,
+        market.hour, (market.opened, market.closed, market.sessions_per_year), market.volatility,
+    )
 
 
 def run(market: Market, configs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -350,28 +437,22 @@ def run(market: Market, configs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     results = np.empty((len(configs), len(METRICS)))
     blocks = np.empty((len(configs), BLOCKS, 3))
     if len(configs) and len(market):
-        _run_parallel(
-            market.open, market.high, market.low, market.close, market.probability, market.ranking,
-            market.confidence, market.hour, configs, market.periods_per_year, results, blocks,
-            min(len(configs), 8 * numba.get_num_threads()),
-        )
+        chunks = min(len(configs), 8 * numba.get_num_threads())
+        _run_parallel(*_inputs(market), configs, market.periods_per_year, results, blocks, chunks)
     return results, blocks
 
 
 @kernel
-def _replay(open_, high, low, close, probability, ranking, confidence, hour, config, returns, log):
-    return _simulate(open_, high, low, close, probability, ranking, confidence, hour, config, returns, log)
+def _replay(open_, high, low, close, probability, ranking, confidence, hour, clock, volatility, config, returns, log):
+    return _simulate(open_, high, low, close, probability, ranking, confidence, hour, clock, volatility, config, returns, log)
 
 
 def trades(market: Market, config: np.ndarray) -> tuple[list[Trade], np.ndarray]:
     """The trade list and per-bar portfolio returns of one configuration (same kernel as `run`)."""
     returns = np.empty(len(market))
     capacity = len(market) * int(config[_MAXPOS]) + 16  # at most one entry per slot and bar
-    log = np.zeros((capacity, 8))
-    count, *_ = _replay(
-        market.open, market.high, market.low, market.close, market.probability, market.ranking,
-        market.confidence, market.hour, np.asarray(config, dtype=np.float64), returns, log,
-    )
+    log = np.zeros((capacity, _LOG_COLUMNS))
+    count, *_ = _replay(*_inputs(market), np.asarray(config, dtype=np.float64), returns, log)
     listed = [
         Trade(
             ticker=market.tickers[int(row[0])],
@@ -382,6 +463,7 @@ def trades(market: Market, config: np.ndarray) -> tuple[list[Trade], np.ndarray]
             exit_price=float(row[5]),
             reason=EXIT_REASONS[int(row[6])],
             net_return=float(row[7]),
+            strike=float(row[8]),
         )
         for row in log[:count]
     ]

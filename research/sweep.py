@@ -35,11 +35,13 @@ import pyarrow.parquet as pq
 
 from engine.bars import Bars
 from engine.cadence import parse_cadence
-from engine.calendar import Calendar, bars_per_year, calendar, local_clock, session_days
+from engine.calendar import Calendar, bars_per_year, calendar, local_clock, session_clock, session_days
 from engine.errors import ConfigError
 from engine.features import feature_matrix, model_features
+from engine.indicators.volatility import RealisedVolatility
 from engine.lineage import content_sha
-from engine.models import ModelSpec
+from engine.models import ModelSpec, OptionSettings
+from engine.options import STRIKE_DELTAS, strike_score
 from engine.packs import Label, Pack
 from engine.policy import ENTRY_TYPES, SIDES, hours_mask
 from engine.workspace import Workspace
@@ -68,7 +70,11 @@ _CUSTOM_DEFAULTS: dict[str, list] = {
     "max_positions": [1, 3],
     "hold_days": None,  # the label horizon and twice it
     "entry_type": None,  # the pack's order type
+    "strike_selection": None,  # the model's strike rule and its neighbour towards the money
+    "dte_target": None,  # the model's days to expiry and a longer one
 }
+_NEIGHBOUR = {"ITM_10": "ITM_5", "ITM_5": "ATM", "ATM": "OTM_5", "OTM_5": "ATM", "OTM_10": "OTM_5"}
+_OPTION_SIDES = {"call": 1, "put": -1, "both": 0}
 
 
 class SweepRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -107,15 +113,20 @@ def _axes(pack: Pack, spec: ModelSpec, request: SweepRequest) -> dict[str, list]
         axes["threshold"] = list(preset.pop("thresholds"))  # type: ignore[arg-type]
     if request.mode == "custom":
         horizon = pack.strategies[spec.strategy].label.horizon_bars
+        option = spec.instrument if isinstance(spec.instrument, OptionSettings) else None
         for parameter in pack.sweep.custom_parameters:
-            if parameter in ("strike_selection", "dte_target"):
-                continue  # the backtest trades the underlying; option prices are not modelled yet
+            if parameter in ("strike_selection", "dte_target") and option is None:
+                continue  # only option models choose strikes and expiries
             default = _CUSTOM_DEFAULTS[parameter]
             if parameter == "hold_days":
                 per_day = _bars_per_day(spec)
                 default = [max(1, round(horizon / per_day)), max(1, round(2 * horizon / per_day))]
             elif parameter == "entry_type":
                 default = [pack.policies.execution.order_type]
+            elif parameter == "strike_selection":
+                default = [option.default_strike, _NEIGHBOUR[option.default_strike]]
+            elif parameter == "dte_target":
+                default = [option.default_dte, max(1, 2 * option.default_dte)]
             axes[parameter] = sorted(set(default), key=default.index)
         for parameter, values in preset.items():
             if parameter in axes:
@@ -124,12 +135,16 @@ def _axes(pack: Pack, spec: ModelSpec, request: SweepRequest) -> dict[str, list]
         if parameter not in axes:
             raise ConfigError(f"set.{parameter}", f"{parameter} is not an axis of this {request.mode} sweep",
                               f"axes: {', '.join(axes)}")
+        unknown = [v for v in values if parameter == "strike_selection" and v not in STRIKE_DELTAS]
+        if unknown:
+            raise ConfigError(f"set.{parameter}", f"unknown strike rule {unknown[0]!r}", f"use: {', '.join(STRIKE_DELTAS)}")
         axes[parameter] = list(values)
     return axes
 
 
 def grid(pack: Pack, spec: ModelSpec, request: SweepRequest) -> tuple[list[str], list[tuple]]:
     """(axis names, combinations in grid order) of the sweep; `ConfigError` when over the cap."""
+    _side(pack, spec)
     axes = _axes(pack, spec, request)
     size = math.prod(len(values) for values in axes.values())
     cap = SIMPLE_CAP if request.mode == "simple" else PRO_CAP if request.pro else CAP
@@ -140,6 +155,20 @@ def grid(pack: Pack, spec: ModelSpec, request: SweepRequest) -> tuple[list[str],
             "narrow an axis with --set NAME=V1,V2, choose a --preset, or enable the pro plan (--pro, 3,000)",
         )
     return list(axes), list(itertools.product(*axes.values()))
+
+
+def _side(pack: Pack, spec: ModelSpec) -> int:
+    """The directions the model trades: its strategy's label, narrowed by an option model's calls or puts."""
+    side = SIDES[pack.strategies[spec.strategy].label.direction]
+    if not isinstance(spec.instrument, OptionSettings) or spec.instrument.option_type == "both":
+        return side
+    allowed = _OPTION_SIDES[spec.instrument.option_type]
+    if side not in (0, allowed):
+        raise ConfigError(
+            "instrument.option_type", f"{spec.instrument.option_type}s cannot trade {spec.strategy}'s "
+            f"{pack.strategies[spec.strategy].label.direction} signals", "create the model with option_type both",
+        )
+    return allowed
 
 
 def _bars_per_day(spec: ModelSpec) -> float:
@@ -154,13 +183,11 @@ def config_row(names: Sequence[str], values: Sequence, pack: Pack, spec: ModelSp
     chosen = dict(zip(names, values))
     risk = pack.policies.risk
     horizon = pack.strategies[spec.strategy].label.horizon_bars
-    # The model predicts whether the strategy's trade pays; that trade's direction is its label's.
-    position = pack.strategies[spec.strategy].label.direction
     hold = horizon if "hold_days" not in chosen else max(1, round(float(chosen["hold_days"]) * _bars_per_day(spec)))
     row = {
         "threshold": float(chosen["threshold"]),
         "hours_mask": hours_mask(chosen.get("allowed_hours", [])),
-        "side": SIDES[position],
+        "side": _side(pack, spec),  # the model predicts whether its strategy's trade pays: the label's direction
         "top_pct": float(chosen.get("top_pct", 100.0)),
         "position_size": float(chosen.get("position_size_pct", risk.position_size_pct)) / 100,
         "stop_loss": float(chosen.get("stop_loss", risk.stop_loss or 0.0)),
@@ -170,7 +197,12 @@ def config_row(names: Sequence[str], values: Sequence, pack: Pack, spec: ModelSp
         "entry_type": ENTRY_TYPES[str(chosen.get("entry_type", pack.policies.execution.order_type))],
         "slippage": pack.policies.execution.slippage_bps / 10_000,
         "commission": request.commission_bps / 10_000,
+        "strike_score": 0.0,
+        "expiry_sessions": -1,
     }
+    if isinstance(spec.instrument, OptionSettings):
+        row["strike_score"] = strike_score(str(chosen.get("strike_selection", spec.instrument.default_strike)))
+        row["expiry_sessions"] = int(chosen.get("dte_target", spec.instrument.default_dte))
     return np.array([row[name] for name in PARAMETERS], dtype=np.float64)
 
 
@@ -203,13 +235,17 @@ def build_market(
     splits, holdout_start = walk_forward(len(axis), folds=request.folds, horizon=recipe.horizon_bars,
                                          embargo=request.embargo, holdout=request.holdout)
     shape = (len(axis), len(universe))
-    columns = {name: np.full(shape, np.nan) for name in ("open", "high", "low", "close", "probability")}
+    columns = {name: np.full(shape, np.nan) for name in ("open", "high", "low", "close", "probability", "volatility")}
     end = np.zeros(len(axis), dtype=np.int64)
     features = model_features(spec.features, spec.indicators)
+    per_year = bars_per_year(cal, spec.cadence)
+    # Options are priced with about a week of realised volatility (a month of daily bars), known at each close.
+    window = int(np.clip(round(5 * _bars_per_day(spec)), 20, 2000))
     for j, (bars, ticks) in enumerate(universe):
         rows = np.searchsorted(axis, bars.start)
         for name in ("open", "high", "low", "close"):
             columns[name][rows, j] = getattr(bars, name)
+        columns["volatility"][rows, j] = RealisedVolatility.batch(bars.close, window) * math.sqrt(per_year)
         end[rows] = bars.end
         if stored is None:
             session, _ = session_days(bars.start, cal)
@@ -223,8 +259,10 @@ def build_market(
     if stored is not None:
         columns["probability"] = stored
     _, minute = local_clock(end, cal.timezone)
+    opened, closed = session_clock(axis, end, cal, intraday=parse_cadence(spec.cadence).minutes is not None)
     market = Market([bars.ticker for bars, _ in universe], axis, minute // 60, columns["open"], columns["high"],
-                    columns["low"], columns["close"], columns["probability"], bars_per_year(cal, spec.cadence))
+                    columns["low"], columns["close"], columns["probability"], per_year, opened=opened, closed=closed,
+                    sessions_per_year=bars_per_year(cal, "1d"), volatility=columns["volatility"])
     return Prepared(market, slice(splits[0].test_start, holdout_start), slice(holdout_start, len(axis)))
 
 

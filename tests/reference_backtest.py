@@ -11,12 +11,23 @@ import math
 
 import numpy as np
 
-from engine.policy import EXIT_END, EXIT_TIME, entry_direction, entry_fill, exit_levels, exit_on_bar, fill_price
+from engine.options import option_price, option_strike
+from engine.policy import (
+    ENTRY_TYPES,
+    EXIT_END,
+    EXIT_EXPIRY,
+    EXIT_TIME,
+    entry_direction,
+    entry_fill,
+    exit_levels,
+    exit_on_bar,
+    fill_price,
+)
 from research.backtest import BLOCKS, METRICS, PARAMETERS, Market, summarise
 
 
 def backtest_loop(market: Market, config: np.ndarray) -> tuple[np.ndarray, list[tuple], np.ndarray]:
-    """(metrics row, trades as (ticker, direction, entry bar, entry, exit bar, exit, reason, net), block sums)."""
+    """(metrics row, trades as (ticker, direction, entry bar, entry, exit bar, exit, reason, net, strike), block sums)."""
     c = dict(zip(PARAMETERS, config.tolist()))
     bars, tickers = market.close.shape
     per_bar = max(1, math.ceil(c["top_pct"] / 100.0 * tickers - 1e-9))
@@ -24,9 +35,12 @@ def backtest_loop(market: Market, config: np.ndarray) -> tuple[np.ndarray, list[
     fee = size * commission
     hold, slots = int(c["hold_bars"]), int(c["max_positions"])
     mask, side, entry_type = int(c["hours_mask"]), int(c["side"]), int(c["entry_type"])
+    expiry_sessions = int(c["expiry_sessions"])
+    options = expiry_sessions >= 0
     open_, high, low, close = market.open, market.high, market.low, market.close
+    opened, closed, per_year = market.opened, market.closed, market.sessions_per_year
     positions: list[dict | None] = [None] * slots
-    orders: list[tuple[int, int, float]] = []
+    orders: list[tuple[int, int, float, float]] = []
     trades: list[tuple] = []
     returns = np.zeros(bars)
     exposed = 0
@@ -35,24 +49,44 @@ def backtest_loop(market: Market, config: np.ndarray) -> tuple[np.ndarray, list[
         trade = positions[s]
         positions[s] = None
         net = trade["direction"] * (price - trade["entry"]) / trade["entry"] - 2.0 * commission
-        trades.append((trade["ticker"], trade["direction"], trade["entry_bar"], trade["entry"], t, price, reason, net))
+        shown = trade["kind"] or trade["direction"]
+        trades.append((trade["ticker"], shown, trade["entry_bar"], trade["entry"], t, price, reason, net, trade["strike"]))
         return trade["weight"] * (price - trade["last"]) - fee
+
+    def price_of(trade: dict, spot: float, clock: float) -> float:
+        if not trade["kind"]:
+            return spot
+        return option_price(trade["kind"], spot, trade["strike"], (trade["expiry"] - clock) / per_year, trade["volatility"])
 
     for t in range(bars):
         r = 0.0
         for s, trade in enumerate(positions):
-            if trade and t >= trade["due"] and not math.isnan(open_[t, trade["ticker"]]):
-                r += leave(s, t, fill_price(float(open_[t, trade["ticker"]]), -trade["direction"], slippage), EXIT_TIME)
-        for i, d, reference in orders:
+            if trade and trade["kind"] and opened[t] >= trade["expiry"]:
+                r += leave(s, t, trade["last"], EXIT_EXPIRY)
+            elif trade and t >= trade["due"] and not math.isnan(open_[t, trade["ticker"]]):
+                quote = price_of(trade, float(open_[t, trade["ticker"]]), float(opened[t]))
+                r += leave(s, t, fill_price(quote, -trade["direction"], slippage), EXIT_TIME)
+        for i, d, reference, volatility in orders:
             if math.isnan(open_[t, i]):
                 continue
-            price = entry_fill(entry_type, d, reference, float(open_[t, i]), float(high[t, i]), float(low[t, i]), slippage)
+            price = entry_fill(entry_type, d, reference, float(open_[t, i]), float(high[t, i]), float(low[t, i]),
+                               0.0 if options else slippage)
             if math.isnan(price) or None not in positions:
                 continue
+            trade = {"ticker": i, "entry_bar": t, "due": t + hold, "kind": 0, "strike": math.nan}
+            if options:
+                expiry = math.floor(opened[t]) + expiry_sessions + 1.0
+                years = (expiry - float(opened[t])) / per_year
+                strike = option_strike(d, price, c["strike_score"], years, volatility)
+                price = option_price(d, price, strike, years, volatility)
+                if entry_type != ENTRY_TYPES["limit"]:
+                    price = fill_price(price, 1, slippage)
+                trade |= {"kind": d, "strike": strike, "expiry": expiry, "volatility": volatility}
+                d = 1
             stop, target = exit_levels(d, price, c["stop_loss"], c["take_profit"])
             s = positions.index(None)
-            positions[s] = {"ticker": i, "direction": d, "entry_bar": t, "entry": price, "stop": stop, "target": target,
-                            "due": t + hold, "weight": size * d / price, "last": price}
+            positions[s] = trade | {"direction": d, "entry": price, "stop": stop, "target": target,
+                                    "weight": size * d / price, "last": price}
             r -= fee
         orders = []
         if any(positions):
@@ -65,15 +99,21 @@ def backtest_loop(market: Market, config: np.ndarray) -> tuple[np.ndarray, list[
                 if t == bars - 1:
                     r += leave(s, t, fill_price(trade["last"], -trade["direction"], slippage), EXIT_END)
                 continue
-            reason, level = exit_on_bar(trade["direction"], trade["stop"], trade["target"], float(open_[t, i]),
-                                        float(high[t, i]), float(low[t, i]), trade["entry_bar"] < t)
-            if reason == 0 and t == bars - 1:
-                reason, level = EXIT_END, float(close[t, i])
+            up, down = (float(high[t, i]), float(low[t, i])) if trade["kind"] >= 0 else (float(low[t, i]), float(high[t, i]))
+            reason, level = exit_on_bar(trade["direction"], trade["stop"], trade["target"],
+                                        price_of(trade, float(open_[t, i]), float(opened[t])),
+                                        price_of(trade, up, float(closed[t])), price_of(trade, down, float(closed[t])),
+                                        trade["entry_bar"] < t)
+            mark = price_of(trade, float(close[t, i]), float(closed[t]))
             if reason:
                 r += leave(s, t, fill_price(level, -trade["direction"], slippage), reason)
+            elif trade["kind"] and (trade["expiry"] - float(closed[t])) / per_year <= 0.0:
+                r += leave(s, t, mark, EXIT_EXPIRY)
+            elif t == bars - 1:
+                r += leave(s, t, fill_price(mark, -trade["direction"], slippage), EXIT_END)
             else:
-                r += trade["weight"] * (float(close[t, i]) - trade["last"])
-                trade["last"] = float(close[t, i])
+                r += trade["weight"] * (mark - trade["last"])
+                trade["last"] = mark
         returns[t] = r
         if t == bars - 1 or not (mask >> int(market.hour[t])) & 1:
             continue
@@ -88,9 +128,12 @@ def backtest_loop(market: Market, config: np.ndarray) -> tuple[np.ndarray, list[
                 break
             if i in held and i not in leaving:
                 continue
+            volatility = float(market.volatility[t, i])
+            if options and not volatility > 0.0:
+                continue
             signal = entry_direction(float(p), c["threshold"], side)
             if signal:
-                orders.append((int(i), signal, float(close[t, i])))
+                orders.append((int(i), signal, float(close[t, i]), volatility))
     wins = sum(trade[7] > 0.0 for trade in trades)
     profit, loss = _in_exit_order(trades)
     row = np.empty(len(METRICS))

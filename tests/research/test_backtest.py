@@ -6,23 +6,26 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import norm
 
-from engine.policy import ALL_DAY, ENTRY_TYPES, SIDES
+from engine.options import strike_score
+from engine.policy import ALL_DAY, ENTRY_TYPES, EXIT_REASONS, SIDES
 from research.backtest import METRICS, PARAMETERS, Market, run, trades
 from tests.reference_backtest import backtest_loop
 
 
-def _market(open_, high, low, close, probability, hours=None, periods=252.0):
+def _market(open_, high, low, close, probability, hours=None, periods=252.0, **clock):
     columns = [np.asarray(a, dtype=float).reshape(len(open_), -1) for a in (open_, high, low, close, probability)]
     tickers = [f"T{i}" for i in range(columns[0].shape[1])]
     hour = np.full(len(open_), 16) if hours is None else np.asarray(hours)
-    return Market(tickers, np.arange(len(open_)), hour, *columns, periods)
+    return Market(tickers, np.arange(len(open_)), hour, *columns, periods, **clock)
 
 
 def _config(**given):
     values = {"threshold": 0.6, "hours_mask": ALL_DAY, "side": SIDES["long"], "top_pct": 100.0, "position_size": 1.0,
               "stop_loss": 0.0, "take_profit": 0.0, "hold_bars": 2, "max_positions": 1,
-              "entry_type": ENTRY_TYPES["market"], "slippage": 0.0, "commission": 0.0} | given  # fmt: skip
+              "entry_type": ENTRY_TYPES["market"], "slippage": 0.0, "commission": 0.0, "strike_score": 0.0,
+              "expiry_sessions": -1} | given  # fmt: skip
     return np.array([values[name] for name in PARAMETERS], dtype=float)
 
 
@@ -71,6 +74,55 @@ def test_allowed_hours_and_short_side():
     assert trades(both, _config(threshold=0.7))[0] == []  # long-only ignores low probabilities
 
 
+def _black_scholes(kind, spot, strike, years, volatility):
+    d1 = (np.log(spot / strike) + 0.5 * volatility**2 * years) / (volatility * np.sqrt(years))
+    d2 = d1 - volatility * np.sqrt(years)
+    return spot * norm.cdf(d1) - strike * norm.cdf(d2) if kind > 0 else strike * norm.cdf(-d2) - spot * norm.cdf(-d1)
+
+
+def test_an_option_trade_is_priced_from_the_underlying_hand_computed():
+    # Daily bars at 20% volatility. Signal at bar 0 -> buy the 30-session ATM (50-delta) call at bar 1's open 101,
+    # premium + 1% slippage; the time stop sells it at bar 3's open 104, two sessions closer to expiry, - 1%.
+    market = _market([100, 101, 103, 104, 104], [101, 103, 104, 106, 105], [99, 100, 102, 103, 103],
+                     [100, 102, 103, 104, 104], [0.7, 0.5, 0.5, 0.5, 0.5], volatility=np.full((5, 1), 0.2))
+    config = _config(slippage=0.01, hold_bars=2, strike_score=strike_score("ATM"), expiry_sessions=30)
+    (trade,), _ = trades(market, config)
+    strike = 101 * np.exp(0.5 * 0.2**2 * 31 / 252)  # the 50-delta strike sits just above the spot
+    entry = _black_scholes(1, 101, strike, 31 / 252, 0.2) * 1.01
+    exit_ = _black_scholes(1, 104, strike, 29 / 252, 0.2) * 0.99
+    assert (trade.direction, trade.entry_bar, trade.exit_bar, trade.reason) == (1, 1, 3, "time")
+    assert (trade.strike, trade.entry_price, trade.exit_price) == (pytest.approx(strike), pytest.approx(entry), pytest.approx(exit_))
+    assert trade.net_return == pytest.approx(exit_ / entry - 1)  # about 3 points up on the stock is ~+50% on the call
+    # A down signal of a two-sided model buys the put instead.
+    flat = _market([100] * 4, [101] * 4, [99] * 4, [100] * 4, [0.2, 0.5, 0.5, 0.5], volatility=np.full((4, 1), 0.2))
+    (put,), _ = trades(flat, _config(side=SIDES["both"], threshold=0.7, strike_score=0.0, expiry_sessions=30))
+    assert put.direction == -1 and put.strike == pytest.approx(100 * np.exp(0.5 * 0.04 * 31 / 252))
+
+
+def test_a_0dte_option_settles_at_its_intrinsic_value_and_stops_watch_the_premium():
+    # Four bars a session: a 0DTE call bought at bar 1's open (a quarter of the session gone) expires at bar 3's close.
+    opened = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    kwargs = {"opened": opened, "closed": opened + 0.25, "volatility": np.full((5, 1), 0.3)}
+    rising = _market([100, 100, 100.5, 101, 101], [100, 100.6, 101, 101.5, 101], [100, 99.8, 100.2, 100.8, 101],
+                     [100, 100.4, 100.9, 101.2, 101], [0.8, 0.5, 0.5, 0.5, 0.5], **kwargs)
+    config = _config(hold_bars=99, strike_score=0.0, expiry_sessions=0)
+    (trade,), _ = trades(rising, config)
+    assert (trade.exit_bar, trade.reason) == (3, "expiry")
+    assert trade.exit_price == pytest.approx(101.2 - trade.strike)  # intrinsic at the close, no spread
+    # The same call with a 50% stop on its premium: the underlying's dip in bar 2 halves the premium.
+    falling = _market([100, 100, 100, 99, 99], [100, 100.1, 100, 99.2, 99], [100, 99.9, 98.5, 98.8, 99],
+                      [100, 100, 99.2, 99, 99], [0.8, 0.5, 0.5, 0.5, 0.5], **kwargs)
+    (stopped,), _ = trades(falling, _config(hold_bars=99, strike_score=0.0, expiry_sessions=0, stop_loss=0.5))
+    assert (stopped.exit_bar, stopped.reason) == (2, "stop_loss")
+    assert stopped.exit_price == pytest.approx(0.5 * stopped.entry_price)
+
+
+def test_options_need_a_volatility_to_trade():
+    market = _market([100] * 4, [101] * 4, [99] * 4, [100] * 4, [0.9, 0.5, 0.5, 0.5])  # no volatility known
+    assert trades(market, _config(expiry_sessions=30))[0] == []
+    assert len(trades(market, _config())[0]) == 1  # the ticker itself still trades
+
+
 def test_top_pct_and_max_positions_pick_the_most_confident_tickers():
     flat = np.full((5, 3), 100.0)
     probability = np.array([[0.7, 0.9, 0.8]] + [[0.5, 0.5, 0.5]] * 4)
@@ -93,8 +145,9 @@ def test_top_pct_and_max_positions_pick_the_most_confident_tickers():
     slots=st.integers(1, 3),
     entry=st.sampled_from(list(ENTRY_TYPES.values())),
     holes=st.booleans(),
+    option=st.sampled_from([None, ("ATM", 0), ("OTM_5", 1), ("ITM_10", 4)]),
 )
-def test_the_kernel_equals_the_plain_loop_exactly(seed, tickers, threshold, side, top_pct, stops, hold, slots, entry, holes):
+def test_the_kernel_equals_the_plain_loop_exactly(seed, tickers, threshold, side, top_pct, stops, hold, slots, entry, holes, option):
     rng = np.random.default_rng(seed)
     bars = 150
     close = 100 * np.exp(np.cumsum(0.01 * rng.standard_normal((bars, tickers)), axis=0))
@@ -106,13 +159,24 @@ def test_the_kernel_equals_the_plain_loop_exactly(seed, tickers, threshold, side
         for array in (open_, high, low, close, probability):
             array[40:60, 0] = np.nan
             array[-1, -1] = np.nan
-    market = _market(open_, high, low, close, probability, hours=rng.integers(9, 16, bars))
+    # Ten bars a session, and a volatility that is sometimes unknown.
+    opened = np.arange(bars) // 10 + np.arange(bars) % 10 / 10
+    volatility = np.where(rng.random((bars, tickers)) < 0.1, np.nan, 0.1 + 0.3 * rng.random((bars, tickers)))
+    market = _market(open_, high, low, close, probability, hours=rng.integers(9, 16, bars), opened=opened,
+                     closed=opened + 0.1, volatility=volatility, sessions_per_year=252.0)
+    rule, expiry = option or ("ATM", -1)
+    if option:
+        stops = (stops[0] * 10, stops[1] * 10)  # premiums move about ten times as much as the stock
     config = _config(threshold=threshold, side=side, top_pct=top_pct, stop_loss=stops[0], take_profit=stops[1],
                      hold_bars=hold, max_positions=slots, entry_type=entry, slippage=0.0005, commission=0.0002,
-                     hours_mask=ALL_DAY if seed % 2 else (1 << 10) | (1 << 13), position_size=0.2)
+                     hours_mask=ALL_DAY if seed % 2 else (1 << 10) | (1 << 13), position_size=0.2,
+                     strike_score=strike_score(rule), expiry_sessions=expiry)
     results, blocks = run(market, config[None, :])
     expected, expected_trades, expected_blocks = backtest_loop(market, config)
     assert np.array_equal(results[0], expected, equal_nan=True), dict(zip(METRICS, results[0] - expected))
     assert np.array_equal(blocks[0], expected_blocks)
     listed, _ = trades(market, config)
-    assert [(t.entry_bar, t.exit_bar, t.net_return) for t in listed] == [(e[2], e[4], e[7]) for e in expected_trades]
+    assert [(t.entry_bar, t.exit_bar, t.net_return, t.reason) for t in listed] == [
+        (e[2], e[4], e[7], EXIT_REASONS[e[6]]) for e in expected_trades
+    ]
+    assert np.array_equal([t.strike for t in listed], [e[8] for e in expected_trades], equal_nan=True)

@@ -10,7 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.errors import ConfigError, NotFoundError
+from engine.models import create_model
+from engine.options import strike_score
 from research import leaderboard, sweep
+from research.backtest import PARAMETERS, trades
 from research.leaderboard import read_parts
 from research.sweep import SweepRequest
 
@@ -36,6 +39,28 @@ def test_custom_grid_adds_the_pack_parameters_and_is_capped(swing):
     assert len(sweep.grid(pack, spec, SweepRequest(model=spec.name, mode="custom", overrides=wide, pro=True))[1]) > sweep.CAP
     names, combinations = sweep.grid(pack, spec, SweepRequest(model=spec.name, mode="custom", preset="conservative"))
     assert {c[names.index("threshold")] for c in combinations} == {0.65, 0.70}
+
+
+def test_option_models_sweep_strikes_and_expiries_and_trade_premiums(swing):
+    space, pack, _ = swing
+    spec = create_model(pack, strategy="momentum_swing", instrument="options", settings={"underlying": "SPY"})
+    space.add_model(spec, actor="test")
+    request = SweepRequest(model=spec.name, mode="custom", overrides={"stop_loss": [0.3], "take_profit": [0.6]})
+    names, combinations = sweep.grid(pack, spec, request)
+    assert {c[names.index("strike_selection")] for c in combinations} == {"ATM", "OTM_5"}
+    assert {c[names.index("dte_target")] for c in combinations} == {30, 60}
+    row = dict(zip(PARAMETERS, sweep.config_row(names, combinations[-1], pack, spec, request, 1)))
+    assert row["strike_score"] == strike_score("OTM_5") and row["expiry_sessions"] == 60
+    market = sweep.prepare(space.home, pack, spec, request).market
+    assert np.isfinite(market.volatility[30:]).all() and market.closed[-1] > market.opened[-1]
+    listed, _ = trades(market, sweep.config_row(names, combinations[0], pack, spec, request, 1))
+    assert listed and all(t.strike > 0 and t.entry_price < 0.2 * market.close[t.entry_bar, 0] for t in listed)
+    with pytest.raises(ConfigError) as caught:
+        sweep.grid(pack, spec, SweepRequest(model=spec.name, mode="custom", overrides={"strike_selection": ["OTM_50"]}))
+    assert caught.value.field == "set.strike_selection"
+    puts = create_model(pack, strategy="momentum_swing", instrument="options", settings={"underlying": "SPY", "option_type": "put"})
+    with pytest.raises(ConfigError, match="puts cannot trade momentum_swing's long signals"):
+        sweep.grid(pack, puts, SweepRequest(model=puts.name))
 
 
 def test_a_finished_sweep_has_a_gated_ranked_leaderboard(swing, tmp_path):
