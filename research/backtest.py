@@ -179,7 +179,8 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
     order_volatility = np.zeros(slots)
     orders = 0
     open_count = 0
-    tally = np.zeros(5)  # trades, winners, gross profit, gross loss, bars exposed
+    tally = np.zeros(4)  # trades, winners, gross profit, gross loss
+    exposed = 0  # a local, not in tally: a counter in memory would chain every bar's store to the next bar's load
     for t in range(bars):
         if open_count == 0 and orders == 0 and confidence[t] < floor:
             returns[t] = 0.0
@@ -236,7 +237,7 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
         orders = 0
         # 2-3. Inside the bar: stops and targets; then mark to the close (an expiring option settles there).
         if open_count > 0:
-            tally[4] += 1.0
+            exposed += 1
             for s in range(slots):
                 i = ticker[s]
                 if i < 0:
@@ -247,16 +248,21 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
                         r += _leave(s, t, price, EXIT_END, fee, commission, ticker, direction, entry_bar, entry, weight, last, kind, strike, holding, tally, log)
                         open_count -= 1
                     continue
-                years = (expiry[s] - closed[t]) / sessions_per_year
                 c = kind[s]
-                bar_open = _quote(c, open_[t, i], strike[s], (expiry[s] - opened[t]) / sessions_per_year, sigma[s])
-                bar_high = _quote(c, high[t, i] if c >= 0 else low[t, i], strike[s], years, sigma[s])
-                bar_low = _quote(c, low[t, i] if c >= 0 else high[t, i], strike[s], years, sigma[s])
-                mark = _quote(c, close[t, i], strike[s], years, sigma[s])
+                if c == 0:
+                    bar_open, bar_high, bar_low, mark = open_[t, i], high[t, i], low[t, i], close[t, i]
+                    expired = False
+                else:  # the option at the underlying's open, at its extremes and close (priced at the close's time)
+                    years = (expiry[s] - closed[t]) / sessions_per_year
+                    bar_open = option_price(c, open_[t, i], strike[s], (expiry[s] - opened[t]) / sessions_per_year, sigma[s])
+                    bar_high = option_price(c, high[t, i] if c > 0 else low[t, i], strike[s], years, sigma[s])
+                    bar_low = option_price(c, low[t, i] if c > 0 else high[t, i], strike[s], years, sigma[s])
+                    mark = option_price(c, close[t, i], strike[s], years, sigma[s])
+                    expired = years <= 0.0
                 reason, level = exit_on_bar(direction[s], stop[s], target[s], bar_open, bar_high, bar_low, entry_bar[s] < t)
                 if reason != 0:
                     price = fill_price(level, -direction[s], slippage)
-                elif c != 0 and years <= 0.0:
+                elif expired:
                     reason, price = EXIT_EXPIRY, mark  # settles at its intrinsic value, no spread to cross
                 elif t == bars - 1:
                     reason, price = EXIT_END, fill_price(mark, -direction[s], slippage)
@@ -294,7 +300,7 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
                 order_reference[orders] = close[t, i]
                 order_volatility[orders] = volatility[t, i]
                 orders += 1
-    return int(tally[0]), int(tally[1]), tally[2], tally[3], int(tally[4])
+    return int(tally[0]), int(tally[1]), tally[2], tally[3], exposed
 
 
 @helper
@@ -349,47 +355,37 @@ def summarise(returns, trades, wins, profit, loss, exposed, periods_per_year, ou
     block_count = blocks.shape[0]
     equity = 1.0
     peak = 1.0
-    drawdown = 0.0
-    floor = 1.0  # equity below peak * floor deepens the drawdown: a multiply per bar, not a divide
+    worst = 1.0  # the lowest equity relative to its peak so far
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
     s4 = 0.0
-    b = -1
-    block_end = 0
-    for t in range(n):
-        if t == block_end:
-            b += 1
-            block_end = (b + 1) * n // block_count
-            blocks[b, 0] = 0.0
-            blocks[b, 1] = 0.0
-            blocks[b, 2] = block_end - t
-        r = returns[t]
-        if r == 0.0:
-            continue
-        equity *= 1.0 + r
-        if equity > peak:
-            peak = equity
-        elif equity < peak * floor:
-            drawdown = 1.0 - equity / peak
-            floor = 1.0 - drawdown
-        square = r * r
-        s1 += r
-        s2 += square
-        s3 += square * r
-        s4 += square * square
-        blocks[b, 0] += r
-        blocks[b, 1] += square
-    for empty in range(b + 1, block_count):  # fewer bars than blocks
-        blocks[empty, 0] = 0.0
-        blocks[empty, 1] = 0.0
-        blocks[empty, 2] = 0.0
+    for b in range(block_count):
+        first = b * n // block_count
+        end = (b + 1) * n // block_count
+        block_sum = 0.0
+        block_squares = 0.0
+        for t in range(first, end):
+            r = returns[t]
+            equity *= 1.0 + r
+            peak = max(peak, equity)
+            worst = min(worst, equity / peak)
+            square = r * r
+            s1 += r
+            s2 += square
+            s3 += square * r
+            s4 += square * square
+            block_sum += r
+            block_squares += square
+        blocks[b, 0] = block_sum
+        blocks[b, 1] = block_squares
+        blocks[b, 2] = end - first
     mean = s1 / n if n > 0 else 0.0
     variance = (s2 - n * mean * mean) / (n - 1) if n > 1 else 0.0
     std = math.sqrt(variance) if variance > 0.0 else 0.0
     out[0] = mean / std * math.sqrt(periods_per_year) if std > 0.0 else 0.0
     out[1] = equity - 1.0
-    out[2] = drawdown
+    out[2] = 1.0 - worst
     out[3] = trades
     out[4] = wins / trades if trades > 0 else 0.0
     out[5] = profit / loss if loss > 0.0 else (math.inf if profit > 0.0 else 0.0)
