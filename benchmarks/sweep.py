@@ -106,8 +106,6 @@ def main() -> None:
         print("  vectorbt        not installed (pip install -e '.[bench]')")
     options = configs.copy()
     options[:, PARAMETERS.index("expiry_sessions")] = 0  # the same grid on 0DTE at-the-money options
-    options[:, PARAMETERS.index("stop_loss")] *= 25
-    options[:, PARAMETERS.index("take_profit")] *= 25
     run(market, options[:2])
     print(f"  kernel, 0DTE    {len(options) / median_seconds(lambda: run(market, options), 3):10,.0f} configs/s (options priced each bar)")
 

@@ -171,6 +171,8 @@ class PackOptions(_Strict, kw_only=True):
     default_strike: Literal["ATM", "OTM_5", "OTM_10", "ITM_5", "ITM_10"] = "ATM"
     option_type: Literal["call", "put", "both"] = "both"
     multiplier: Annotated[int, msgspec.Meta(ge=1)] = 100
+    slippage_bps: Annotated[float, msgspec.Meta(ge=0, le=1000)] | None = None
+    """What crossing an option's spread costs, in bps of its premium; the execution slippage when absent."""
 
 
 class PackFutures(_Strict, kw_only=True):

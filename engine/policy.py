@@ -22,9 +22,10 @@ The rules, in the order a bar meets them:
 - **Time stop**: a trade still open ``hold_bars`` bars after its entry leaves at
   that bar's open.
 - **Options**: an option model buys a call on an up signal and a put on a down
-  one (`engine.options` picks the strike and prices it). Stop, target and slippage
-  then apply to the premium, and a contract still held when it expires settles at
-  its intrinsic value.
+  one (`engine.options` picks the strike and prices it). Slippage then applies to
+  the premium. Stop-loss and take-profit stay on the underlying, so that they mean
+  the same for every instrument of a pack; the option leaves at its value there. A
+  contract still held when it expires settles at its intrinsic value.
 """
 
 from __future__ import annotations

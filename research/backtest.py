@@ -24,7 +24,9 @@ Options: a configuration with ``expiry_sessions`` >= 0 trades calls and puts on 
 tickers instead of the tickers themselves. Its trades are priced with
 `engine.options` from the underlying's bar (the high and low at the bar's close time,
 the open at its open), the strike and volatility fixed at entry, the time left
-from the market's session clock. Prices, stops, targets and slippage are then premiums.
+from the market's session clock. Prices and slippage are then premiums; stops and
+targets stay on the underlying (a 5% stop means the stock moved 5% against the view,
+whatever is held), and an option leaves at its value at the level.
 """
 
 from __future__ import annotations
@@ -157,16 +159,18 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
     underlying_slippage = 0.0 if options else slippage  # an option's slippage is on its premium
     fee = size * commission
     floor = threshold - 0.5  # no ticker is that confident: nothing can be entered at this bar
-    # One slot per open trade: ticker (-1 when free), direction of its price, entry bar and price, levels,
-    # time stop, last mark; for an option its kind (+1 call, -1 put, 0 the ticker itself), strike, expiry, volatility.
+    # One slot per open trade: ticker (-1 when free), direction, the sign of its P&L in its price (the direction for
+    # the ticker itself, +1 for an option bought), entry bar and price, the underlying's stop and target, time stop,
+    # last mark; for an option its kind (+1 call, -1 put, 0 the ticker itself), strike, expiry and volatility.
     ticker = np.full(slots, -1, np.int64)
     direction = np.zeros(slots, np.int64)
+    sign = np.zeros(slots, np.int64)
     entry_bar = np.zeros(slots, np.int64)
     entry = np.zeros(slots)
     stop = np.zeros(slots)
     target = np.zeros(slots)
     due = np.zeros(slots, np.int64)
-    weight = np.zeros(slots)  # size * direction / entry: the trade's return per unit of price move
+    weight = np.zeros(slots)  # size * sign / entry: the trade's return per unit of price move
     last = np.zeros(slots)
     kind = np.zeros(slots, np.int64)
     strike = np.zeros(slots)
@@ -193,12 +197,14 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
                 if i < 0:
                     continue
                 if kind[s] != 0 and opened[t] >= expiry[s]:
-                    r += _leave(s, t, last[s], EXIT_EXPIRY, fee, commission, ticker, direction, entry_bar, entry, weight, last, kind, strike, holding, tally, log)
+                    r += _leave(s, t, last[s], EXIT_EXPIRY, fee, commission, ticker, direction, sign, entry_bar, entry, weight, last, strike, holding, tally, log)
                     open_count -= 1
                 elif t >= due[s] and open_[t, i] == open_[t, i]:
-                    years = (expiry[s] - opened[t]) / sessions_per_year
-                    price = fill_price(_quote(kind[s], open_[t, i], strike[s], years, sigma[s]), -direction[s], slippage)
-                    r += _leave(s, t, price, EXIT_TIME, fee, commission, ticker, direction, entry_bar, entry, weight, last, kind, strike, holding, tally, log)
+                    price = open_[t, i]
+                    if kind[s] != 0:
+                        price = option_price(kind[s], price, strike[s], (expiry[s] - opened[t]) / sessions_per_year, sigma[s])
+                    price = fill_price(price, -sign[s], slippage)
+                    r += _leave(s, t, price, EXIT_TIME, fee, commission, ticker, direction, sign, entry_bar, entry, weight, last, strike, holding, tally, log)
                     open_count -= 1
         for k in range(orders):
             i = order_ticker[k]
@@ -211,8 +217,10 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
             s = 0
             while ticker[s] >= 0:
                 s += 1
+            stop[s], target[s] = exit_levels(d, price, stop_loss, take_profit)
             if options:
                 kind[s] = d
+                sign[s] = 1  # long the premium, a call or a put
                 expiry[s] = math.floor(opened[t]) + expiry_sessions + 1.0  # the close of its last session
                 years = (expiry[s] - opened[t]) / sessions_per_year
                 strike[s] = option_strike(d, price, score, years, order_volatility[k])
@@ -220,16 +228,16 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
                 price = option_price(d, price, strike[s], years, sigma[s])
                 if entry_type != _LIMIT:
                     price = fill_price(price, 1, slippage)
-                d = 1  # long the premium
             else:
                 kind[s] = 0
+                sign[s] = d
+                strike[s] = math.nan
             ticker[s] = i
             direction[s] = d
             entry_bar[s] = t
             entry[s] = price
-            stop[s], target[s] = exit_levels(d, price, stop_loss, take_profit)
             due[s] = t + hold
-            weight[s] = size * d / price
+            weight[s] = size * sign[s] / price
             last[s] = price
             holding[i] = True
             open_count += 1
@@ -244,30 +252,30 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
                     continue
                 if close[t, i] != close[t, i]:
                     if t == bars - 1:  # the ticker has no last bar: leave at its last mark
-                        price = fill_price(last[s], -direction[s], slippage)
-                        r += _leave(s, t, price, EXIT_END, fee, commission, ticker, direction, entry_bar, entry, weight, last, kind, strike, holding, tally, log)
+                        price = fill_price(last[s], -sign[s], slippage)
+                        r += _leave(s, t, price, EXIT_END, fee, commission, ticker, direction, sign, entry_bar, entry, weight, last, strike, holding, tally, log)
                         open_count -= 1
                     continue
+                reason, level = exit_on_bar(direction[s], stop[s], target[s], open_[t, i], high[t, i], low[t, i], entry_bar[s] < t)
                 c = kind[s]
                 if c == 0:
-                    bar_open, bar_high, bar_low, mark = open_[t, i], high[t, i], low[t, i], close[t, i]
+                    mark = close[t, i]
                     expired = False
-                else:  # the option at the underlying's open, at its extremes and close (priced at the close's time)
+                else:  # an option's level is reached at the open (a gap) or, pessimistically, at the close's time to expiry
                     years = (expiry[s] - closed[t]) / sessions_per_year
-                    bar_open = option_price(c, open_[t, i], strike[s], (expiry[s] - opened[t]) / sessions_per_year, sigma[s])
-                    bar_high = option_price(c, high[t, i] if c > 0 else low[t, i], strike[s], years, sigma[s])
-                    bar_low = option_price(c, low[t, i] if c > 0 else high[t, i], strike[s], years, sigma[s])
+                    if reason != 0:
+                        at = (expiry[s] - opened[t]) / sessions_per_year if level == open_[t, i] else years
+                        level = option_price(c, level, strike[s], at, sigma[s])
                     mark = option_price(c, close[t, i], strike[s], years, sigma[s])
                     expired = years <= 0.0
-                reason, level = exit_on_bar(direction[s], stop[s], target[s], bar_open, bar_high, bar_low, entry_bar[s] < t)
                 if reason != 0:
-                    price = fill_price(level, -direction[s], slippage)
+                    price = fill_price(level, -sign[s], slippage)
                 elif expired:
                     reason, price = EXIT_EXPIRY, mark  # settles at its intrinsic value, no spread to cross
                 elif t == bars - 1:
-                    reason, price = EXIT_END, fill_price(mark, -direction[s], slippage)
+                    reason, price = EXIT_END, fill_price(mark, -sign[s], slippage)
                 if reason != 0:
-                    r += _leave(s, t, price, reason, fee, commission, ticker, direction, entry_bar, entry, weight, last, kind, strike, holding, tally, log)
+                    r += _leave(s, t, price, reason, fee, commission, ticker, direction, sign, entry_bar, entry, weight, last, strike, holding, tally, log)
                     open_count -= 1
                 else:
                     r += weight[s] * (mark - last[s])
@@ -304,14 +312,6 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, c
 
 
 @helper
-def _quote(kind, spot, strike, years, volatility):
-    """The price of a trade's instrument: the ticker's own (``kind`` 0), or its call's or put's."""
-    if kind == 0:
-        return spot
-    return option_price(kind, spot, strike, years, volatility)
-
-
-@helper
 def _leaving(ticker, due, i, t):
     """True when ticker ``i``'s trade reaches its time stop by bar ``t``."""
     for s in range(ticker.shape[0]):
@@ -321,22 +321,22 @@ def _leaving(ticker, due, i, t):
 
 
 @helper
-def _leave(s, t, price, reason, fee, commission, ticker, direction, entry_bar, entry, weight, last, kind, strike, holding, tally, log):
+def _leave(s, t, price, reason, fee, commission, ticker, direction, sign, entry_bar, entry, weight, last, strike, holding, tally, log):
     """Close slot ``s`` at ``price`` on bar ``t``: book and log the trade; returns its share of the bar's return."""
     i = ticker[s]
     share = weight[s] * (price - last[s]) - fee
-    net = direction[s] * (price - entry[s]) / entry[s] - 2.0 * commission
+    net = sign[s] * (price - entry[s]) / entry[s] - 2.0 * commission
     row = int(tally[0])
     if row < log.shape[0]:
         log[row, 0] = i
-        log[row, 1] = direction[s] if kind[s] == 0 else kind[s]
+        log[row, 1] = direction[s]
         log[row, 2] = entry_bar[s]
         log[row, 3] = entry[s]
         log[row, 4] = t
         log[row, 5] = price
         log[row, 6] = reason
         log[row, 7] = net
-        log[row, 8] = strike[s] if kind[s] != 0 else math.nan
+        log[row, 8] = strike[s]
     tally[0] += 1.0
     if net > 0.0:
         tally[1] += 1.0

@@ -65,8 +65,8 @@ _CHUNK_SECONDS = 2.0
 FOLDS = 5
 
 _CUSTOM_DEFAULTS: dict[str, list] = {
-    "stop_loss": [0.03, 0.06],
-    "take_profit": [0.06, 0.12],
+    "stop_loss": None,  # the pack's risk level and twice it
+    "take_profit": None,
     "max_positions": [1, 3],
     "hold_days": None,  # the label horizon and twice it
     "entry_type": None,  # the pack's order type
@@ -118,7 +118,10 @@ def _axes(pack: Pack, spec: ModelSpec, request: SweepRequest) -> dict[str, list]
             if parameter in ("strike_selection", "dte_target") and option is None:
                 continue  # only option models choose strikes and expiries
             default = _CUSTOM_DEFAULTS[parameter]
-            if parameter == "hold_days":
+            if parameter in ("stop_loss", "take_profit"):
+                level = getattr(pack.policies.risk, parameter) or {"stop_loss": 0.03, "take_profit": 0.06}[parameter]
+                default = [level, 2 * level]
+            elif parameter == "hold_days":
                 per_day = _bars_per_day(spec)
                 default = [max(1, round(horizon / per_day)), max(1, round(2 * horizon / per_day))]
             elif parameter == "entry_type":
@@ -203,6 +206,8 @@ def config_row(names: Sequence[str], values: Sequence, pack: Pack, spec: ModelSp
     if isinstance(spec.instrument, OptionSettings):
         row["strike_score"] = strike_score(str(chosen.get("strike_selection", spec.instrument.default_strike)))
         row["expiry_sessions"] = int(chosen.get("dte_target", spec.instrument.default_dte))
+        if pack.options is not None and pack.options.slippage_bps is not None:
+            row["slippage"] = pack.options.slippage_bps / 10_000  # charged on the premium
     return np.array([row[name] for name in PARAMETERS], dtype=np.float64)
 
 

@@ -48,9 +48,8 @@ def backtest_loop(market: Market, config: np.ndarray) -> tuple[np.ndarray, list[
     def leave(s: int, t: int, price: float, reason: int) -> float:
         trade = positions[s]
         positions[s] = None
-        net = trade["direction"] * (price - trade["entry"]) / trade["entry"] - 2.0 * commission
-        shown = trade["kind"] or trade["direction"]
-        trades.append((trade["ticker"], shown, trade["entry_bar"], trade["entry"], t, price, reason, net, trade["strike"]))
+        net = trade["sign"] * (price - trade["entry"]) / trade["entry"] - 2.0 * commission
+        trades.append((trade["ticker"], trade["direction"], trade["entry_bar"], trade["entry"], t, price, reason, net, trade["strike"]))
         return trade["weight"] * (price - trade["last"]) - fee
 
     def price_of(trade: dict, spot: float, clock: float) -> float:
@@ -65,7 +64,7 @@ def backtest_loop(market: Market, config: np.ndarray) -> tuple[np.ndarray, list[
                 r += leave(s, t, trade["last"], EXIT_EXPIRY)
             elif trade and t >= trade["due"] and not math.isnan(open_[t, trade["ticker"]]):
                 quote = price_of(trade, float(open_[t, trade["ticker"]]), float(opened[t]))
-                r += leave(s, t, fill_price(quote, -trade["direction"], slippage), EXIT_TIME)
+                r += leave(s, t, fill_price(quote, -trade["sign"], slippage), EXIT_TIME)
         for i, d, reference, volatility in orders:
             if math.isnan(open_[t, i]):
                 continue
@@ -73,7 +72,9 @@ def backtest_loop(market: Market, config: np.ndarray) -> tuple[np.ndarray, list[
                                0.0 if options else slippage)
             if math.isnan(price) or None not in positions:
                 continue
-            trade = {"ticker": i, "entry_bar": t, "due": t + hold, "kind": 0, "strike": math.nan}
+            stop, target = exit_levels(d, price, c["stop_loss"], c["take_profit"])  # on the underlying
+            trade = {"ticker": i, "direction": d, "sign": d, "entry_bar": t, "due": t + hold, "kind": 0, "strike": math.nan,
+                     "stop": stop, "target": target}
             if options:
                 expiry = math.floor(opened[t]) + expiry_sessions + 1.0
                 years = (expiry - float(opened[t])) / per_year
@@ -81,12 +82,8 @@ def backtest_loop(market: Market, config: np.ndarray) -> tuple[np.ndarray, list[
                 price = option_price(d, price, strike, years, volatility)
                 if entry_type != ENTRY_TYPES["limit"]:
                     price = fill_price(price, 1, slippage)
-                trade |= {"kind": d, "strike": strike, "expiry": expiry, "volatility": volatility}
-                d = 1
-            stop, target = exit_levels(d, price, c["stop_loss"], c["take_profit"])
-            s = positions.index(None)
-            positions[s] = trade | {"direction": d, "entry": price, "stop": stop, "target": target,
-                                    "weight": size * d / price, "last": price}
+                trade |= {"kind": d, "sign": 1, "strike": strike, "expiry": expiry, "volatility": volatility}
+            positions[positions.index(None)] = trade | {"entry": price, "weight": size * trade["sign"] / price, "last": price}
             r -= fee
         orders = []
         if any(positions):
@@ -97,20 +94,19 @@ def backtest_loop(market: Market, config: np.ndarray) -> tuple[np.ndarray, list[
             i = trade["ticker"]
             if math.isnan(close[t, i]):
                 if t == bars - 1:
-                    r += leave(s, t, fill_price(trade["last"], -trade["direction"], slippage), EXIT_END)
+                    r += leave(s, t, fill_price(trade["last"], -trade["sign"], slippage), EXIT_END)
                 continue
-            up, down = (float(high[t, i]), float(low[t, i])) if trade["kind"] >= 0 else (float(low[t, i]), float(high[t, i]))
-            reason, level = exit_on_bar(trade["direction"], trade["stop"], trade["target"],
-                                        price_of(trade, float(open_[t, i]), float(opened[t])),
-                                        price_of(trade, up, float(closed[t])), price_of(trade, down, float(closed[t])),
-                                        trade["entry_bar"] < t)
+            reason, level = exit_on_bar(trade["direction"], trade["stop"], trade["target"], float(open_[t, i]),
+                                        float(high[t, i]), float(low[t, i]), trade["entry_bar"] < t)
             mark = price_of(trade, float(close[t, i]), float(closed[t]))
             if reason:
-                r += leave(s, t, fill_price(level, -trade["direction"], slippage), reason)
+                gap = level == open_[t, i]  # a gap through the level fills at the open, with the open's time left
+                level = price_of(trade, level, float(opened[t] if gap else closed[t]))
+                r += leave(s, t, fill_price(level, -trade["sign"], slippage), reason)
             elif trade["kind"] and (trade["expiry"] - float(closed[t])) / per_year <= 0.0:
                 r += leave(s, t, mark, EXIT_EXPIRY)
             elif t == bars - 1:
-                r += leave(s, t, fill_price(mark, -trade["direction"], slippage), EXIT_END)
+                r += leave(s, t, fill_price(mark, -trade["sign"], slippage), EXIT_END)
             else:
                 r += trade["weight"] * (mark - trade["last"])
                 trade["last"] = mark

@@ -109,12 +109,14 @@ def test_a_0dte_option_settles_at_its_intrinsic_value_and_stops_watch_the_premiu
     (trade,), _ = trades(rising, config)
     assert (trade.exit_bar, trade.reason) == (3, "expiry")
     assert trade.exit_price == pytest.approx(101.2 - trade.strike)  # intrinsic at the close, no spread
-    # The same call with a 50% stop on its premium: the underlying's dip in bar 2 halves the premium.
+    # The same call with a 1% stop: on the underlying, so the dip to 98.5 in bar 2 sells the call at its value at 99,
+    # with the bar's close's time left (a quarter session).
     falling = _market([100, 100, 100, 99, 99], [100, 100.1, 100, 99.2, 99], [100, 99.9, 98.5, 98.8, 99],
                       [100, 100, 99.2, 99, 99], [0.8, 0.5, 0.5, 0.5, 0.5], **kwargs)
-    (stopped,), _ = trades(falling, _config(hold_bars=99, strike_score=0.0, expiry_sessions=0, stop_loss=0.5))
+    (stopped,), _ = trades(falling, _config(hold_bars=99, strike_score=0.0, expiry_sessions=0, stop_loss=0.01))
     assert (stopped.exit_bar, stopped.reason) == (2, "stop_loss")
-    assert stopped.exit_price == pytest.approx(0.5 * stopped.entry_price)
+    assert stopped.exit_price == pytest.approx(_black_scholes(1, 99.0, stopped.strike, 0.25 / 252, 0.3))
+    assert stopped.entry_price == pytest.approx(_black_scholes(1, 100.0, stopped.strike, 0.75 / 252, 0.3))
 
 
 def test_options_need_a_volatility_to_trade():
@@ -165,8 +167,6 @@ def test_the_kernel_equals_the_plain_loop_exactly(seed, tickers, threshold, side
     market = _market(open_, high, low, close, probability, hours=rng.integers(9, 16, bars), opened=opened,
                      closed=opened + 0.1, volatility=volatility, sessions_per_year=252.0)
     rule, expiry = option or ("ATM", -1)
-    if option:
-        stops = (stops[0] * 10, stops[1] * 10)  # premiums move about ten times as much as the stock
     config = _config(threshold=threshold, side=side, top_pct=top_pct, stop_loss=stops[0], take_profit=stops[1],
                      hold_bars=hold, max_positions=slots, entry_type=entry, slippage=0.0005, commission=0.0002,
                      hours_mask=ALL_DAY if seed % 2 else (1 << 10) | (1 << 13), position_size=0.2,

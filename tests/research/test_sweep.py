@@ -45,12 +45,13 @@ def test_option_models_sweep_strikes_and_expiries_and_trade_premiums(swing):
     space, pack, _ = swing
     spec = create_model(pack, strategy="momentum_swing", instrument="options", settings={"underlying": "SPY"})
     space.add_model(spec, actor="test")
-    request = SweepRequest(model=spec.name, mode="custom", overrides={"stop_loss": [0.3], "take_profit": [0.6]})
+    request = SweepRequest(model=spec.name, mode="custom", overrides={"stop_loss": [0.05], "take_profit": [0.1]})
     names, combinations = sweep.grid(pack, spec, request)
     assert {c[names.index("strike_selection")] for c in combinations} == {"ATM", "OTM_5"}
     assert {c[names.index("dte_target")] for c in combinations} == {30, 60}
     row = dict(zip(PARAMETERS, sweep.config_row(names, combinations[-1], pack, spec, request, 1)))
     assert row["strike_score"] == strike_score("OTM_5") and row["expiry_sessions"] == 60
+    assert row["slippage"] == pack.options.slippage_bps / 10_000  # on the premium, not the stock's 5 bp
     market = sweep.prepare(space.home, pack, spec, request).market
     assert np.isfinite(market.volatility[30:]).all() and market.closed[-1] > market.opened[-1]
     listed, _ = trades(market, sweep.config_row(names, combinations[0], pack, spec, request, 1))
