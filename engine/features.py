@@ -23,7 +23,7 @@ from engine.bars import Bars
 from engine.errors import ConfigError
 from engine.indicators import INDICATORS, compute, make
 
-__all__ = ["Feature", "BAR_FIELDS", "TICK_FIELDS", "model_features", "needs_ticks", "feature_matrix", "FeatureVector"]
+__all__ = ["Feature", "BAR_FIELDS", "TICK_FIELDS", "model_features", "needs_ticks", "feature_matrix", "FeatureVector", "warmup_bars"]
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume", "session")
 """What a bar offers an indicator; ``session`` is the exchange session's day number."""
@@ -90,6 +90,11 @@ def feature_matrix(
         values = outputs[feature.indicator][feature.output]
         matrix[:, column] = values / bars.close if feature.per_close else values
     return matrix
+
+
+def warmup_bars(features: list[Feature], indicators: Mapping[str, Mapping[str, float]]) -> int:
+    """Updates the slowest of the features' indicators needs before every feature is defined."""
+    return max((make(name, indicators[name]).warmup for name in {f.indicator for f in features}), default=0)
 
 
 def _picker(fields: tuple[str, ...], inputs: tuple[str, ...]):

@@ -182,6 +182,12 @@ class PackFutures(_Strict, kw_only=True):
     roll_strategy: Literal["calendar", "volume", "oi"] = "volume"
 
 
+class PackTraining(_Strict, kw_only=True):
+    """How the pack's models are trained: axes of the hyperparameter grid that replace the defaults."""
+
+    grid: dict[Literal["n_estimators", "max_depth", "learning_rate"], list[Annotated[float, msgspec.Meta(gt=0)]]] = {}
+
+
 class Pack(_Strict, kw_only=True):
     """A versioned trading personality (the whole ``pack.yaml``)."""
 
@@ -202,6 +208,7 @@ class Pack(_Strict, kw_only=True):
     tags: Tags = {}
     options: PackOptions | None = None
     futures: PackFutures | None = None
+    training: PackTraining | None = None
     disclaimer: str | None = None
 
     @property

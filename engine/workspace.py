@@ -26,7 +26,7 @@ import msgspec
 from engine.errors import ConfigError, NotFoundError, SigmaError
 from engine.models import ModelSpec
 
-__all__ = ["Workspace", "AuditEntry", "SweepRecord", "MIGRATIONS", "default_home"]
+__all__ = ["Workspace", "AuditEntry", "SweepRecord", "TrainedRecord", "MIGRATIONS", "default_home"]
 
 Clock = Callable[[], datetime]
 
@@ -83,6 +83,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sweeps ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sweeps ADD COLUMN summary BLOB;
     """,
+    """
+    ALTER TABLE trained_models ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE registry_version (version INTEGER NOT NULL);
+    INSERT INTO registry_version VALUES (0);
+    """,
 )
 
 
@@ -120,6 +125,24 @@ class SweepRecord(msgspec.Struct, frozen=True):
     finished_at: str | None
 
 
+class TrainedRecord(msgspec.Struct, frozen=True):
+    """A trained model's row: where it came from, its artifact and manifest, whether it is published."""
+
+    id: str
+    model: str
+    sweep: str | None
+    rank: int
+    artifact_sha: str | None
+    manifest: dict[str, object]
+    created_at: str
+    published_at: str | None
+    published_by: str | None
+
+
+_TRAINED_COLUMNS = (
+    "t.id, t.model, t.sweep, t.rank, t.artifact_sha, t.manifest, t.created_at, p.published_at, p.published_by"
+    " FROM trained_models t LEFT JOIN publications p ON p.trained_model = t.id"
+)
 _SWEEP_COLUMNS = "id, model, status, done, total, pid, cancel_requested, config, tags, lineage, summary, created_at, finished_at"
 _encode = msgspec.json.Encoder().encode
 _decode_details = msgspec.json.Decoder(dict[str, object]).decode
@@ -245,6 +268,76 @@ class Workspace:
         query = f"SELECT {_SWEEP_COLUMNS} FROM sweeps" + (" WHERE model = ?" if model else "") + " ORDER BY created_at, id"
         return [_sweep_record(row) for row in self._db.execute(query, (model,) if model else ())]
 
+    def add_trained(self, trained_id: str, model: str, sweep: str, rank: int, artifact_sha: str, manifest: object, *, actor: str) -> None:
+        """Record a trained model whose artifact is stored, and audit it with its lineage."""
+        manifest_json = _encode(manifest)
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO trained_models (id, model, sweep, rank, artifact_sha, manifest, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (trained_id, model, sweep, rank, artifact_sha, manifest_json, self._now()),
+            )
+            lineage = msgspec.json.decode(manifest_json).get("lineage")
+            self.audit(actor, "model.train", trained_id, {"sweep": sweep, "rank": rank, "lineage": lineage})
+
+    def trained(self, trained_id: str) -> TrainedRecord:
+        row = self._db.execute(f"SELECT {_TRAINED_COLUMNS} WHERE t.id = ?", (trained_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no trained model {trained_id!r}; `sigma models trained` lists them")
+        return _trained_record(row)
+
+    def trained_models(self, *, published: bool | None = None) -> list[TrainedRecord]:
+        where = {None: "", True: " WHERE p.published_at IS NOT NULL", False: " WHERE p.published_at IS NULL"}[published]
+        return [_trained_record(row) for row in self._db.execute(f"SELECT {_TRAINED_COLUMNS}{where} ORDER BY t.created_at, t.id")]
+
+    def publish(self, trained_id: str, *, actor: str) -> int:
+        """Switch a trained model on for alerting; returns the new registry version the live flow polls."""
+        record = self.trained(trained_id)
+        if record.published_at is not None:
+            raise ConfigError("publish", f"{trained_id} is already published (since {record.published_at})")
+        with self._transaction():
+            self._db.execute("INSERT INTO publications (trained_model, published_at, published_by) VALUES (?, ?, ?)",
+                             (trained_id, self._now(), actor))
+            version = self._bump_registry()
+            self.audit(actor, "model.publish", trained_id, {"registry_version": version, "lineage": record.manifest.get("lineage")})
+        return version
+
+    def unpublish(self, trained_id: str, *, actor: str) -> int:
+        """Switch a published model off; returns the new registry version."""
+        record = self.trained(trained_id)
+        if record.published_at is None:
+            raise ConfigError("unpublish", f"{trained_id} is not published", f"`sigma publish {trained_id}` publishes it")
+        with self._transaction():
+            self._db.execute("DELETE FROM publications WHERE trained_model = ?", (trained_id,))
+            version = self._bump_registry()
+            self.audit(actor, "model.unpublish", trained_id, {"registry_version": version, "lineage": record.manifest.get("lineage")})
+        return version
+
+    def discard(self, trained_id: str, *, actor: str) -> int:
+        """Delete an unpublished trained model and its artifact; returns the bytes freed."""
+        record = self.trained(trained_id)
+        if record.published_at is not None:
+            raise ConfigError("discard", f"{trained_id} is published", f"unpublish it first: `sigma unpublish {trained_id}`")
+        freed = 0
+        with self._transaction():
+            self._db.execute("DELETE FROM trained_models WHERE id = ?", (trained_id,))
+            shared = self._db.execute("SELECT COUNT(*) FROM trained_models WHERE artifact_sha = ?", (record.artifact_sha,)).fetchone()[0]
+            self.audit(actor, "model.discard", trained_id, {"artifact_sha": record.artifact_sha, "lineage": record.manifest.get("lineage")})
+        if record.artifact_sha and not shared:
+            path = self._artifact_path(record.artifact_sha)
+            if path.exists():
+                freed = path.stat().st_size
+                path.unlink()
+        return freed
+
+    def registry_version(self) -> int:
+        """A number that changes whenever the published set does: the live flow polls it to pick changes up."""
+        return self._db.execute("SELECT version FROM registry_version").fetchone()[0]
+
+    def _bump_registry(self) -> int:
+        self._db.execute("UPDATE registry_version SET version = version + 1")
+        return self.registry_version()
+
     def put_artifact(self, content: bytes) -> str:
         """Store ``content`` under its SHA-256 and return the hash; storing it twice is harmless."""
         sha = hashlib.sha256(content).hexdigest()
@@ -277,6 +370,12 @@ class Workspace:
 
     def _transaction(self):
         return _Transaction(self._db)
+
+
+def _trained_record(row: tuple) -> TrainedRecord:
+    values = list(row)
+    values[5] = msgspec.json.decode(values[5])
+    return TrainedRecord(*values)
 
 
 def _sweep_record(row: tuple) -> SweepRecord:

@@ -1,0 +1,354 @@
+"""Training: chosen sweep rows become calibrated XGBoost models, exported to ONNX and registered.
+
+Each selected leaderboard row is trained on its own, in its own process:
+
+1. **Hyperparameters** from a grid (the pack's ``training.grid`` where it sets one,
+   else `GRID`) chosen by the out-of-fold log loss of purged walk-forward CV on the
+   development window (the sweep's folds, embargo and holdout). Forests that differ
+   only in ``n_estimators`` share one fit: the smaller is read off the larger with
+   ``iteration_range``, as XGBoost grows trees in the same order.
+2. **Calibration**, isotonic or sigmoid, chosen by out-of-fold Brier score
+   (`research.calibration`).
+3. **The final model** is fitted on the whole development window (purged before the
+   holdout), scored on the holdout, exported with its calibrator as one ONNX graph
+   and checked against the native model to 1e-5 (`research.export`).
+4. **Metrics**: AUC, log loss, Brier score, calibration error and curve out of fold
+   and on the holdout; the configuration's backtest on both; gain importance; sample
+   predictions. All are written into the manifest.
+
+A training writes a checkpoint after every grid point (its out-of-fold predictions
+and log loss), so a killed or cancelled training resumes where it stopped; the same
+seed gives the same model, byte for byte. The model trains on the model's own
+symbol; the sweep's universe only ranked it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import onnx
+import onnxmltools
+import onnxruntime
+import sklearn
+import xgboost
+
+from engine.calendar import calendar, session_days
+from engine.errors import ConfigError, SigmaError
+from engine.features import feature_matrix, model_features, needs_ticks, warmup_bars
+from engine.models import ModelSpec
+from engine.packs import Pack
+from engine.scoring import Manifest
+from engine.workspace import Workspace
+from research import calibration
+from research.backtest import METRICS, run
+from research.data import load_bars, load_ticks
+from research.export import to_onnx, verify
+from research.labels import label
+from research.leaderboard import load
+from research.sweep import build_market, config_row, reload
+from research.validation import walk_forward
+
+__all__ = ["GRID", "TrainRequest", "select", "train", "fit_configuration", "trained_id", "Cancelled", "NEAR_DUPLICATE"]
+
+GRID: dict[str, list[float]] = {"n_estimators": [100, 200], "max_depth": [3, 5, 7], "learning_rate": [0.01, 0.1]}
+NEAR_DUPLICATE = 0.10
+"""Two rows whose parameters differ in one axis by less than this (relative) are pointed out as near-duplicates."""
+_FIXED = {"subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 5, "tree_method": "hist"}
+
+
+class Cancelled(SigmaError):
+    """A training stopped on request; its checkpoints are kept for a resume."""
+
+
+class TrainRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One configuration to train: which sweep row, on which grid, with which seed."""
+
+    sweep: str
+    rank: int
+    grid: dict[str, list[float]] = msgspec.field(default_factory=lambda: dict(GRID))
+    seed: int = 0
+    threads: int = 1
+
+
+def trained_id(sweep_id: str, rank: int) -> str:
+    """The trained model's id: stable, so that training the same row again resumes it."""
+    return f"{sweep_id}-r{rank}"
+
+
+def select(space: Workspace, sweep_id: str, ranks: Sequence[int]) -> tuple[list[dict], list[str]]:
+    """The leaderboard rows at ``ranks`` and warnings about them; FAIL rows are refused with their reasons."""
+    table, meta = load(space, sweep_id)
+    rows = table.to_pylist()
+    chosen = []
+    for rank in ranks:
+        if not 1 <= rank <= len(rows):
+            raise ConfigError("rows", f"sweep {sweep_id} has no row {rank}", f"choose from 1 to {len(rows)}")
+        row = rows[rank - 1]
+        if row["gate"] == "FAIL":
+            raise ConfigError("rows", f"row {rank} failed its gates: {row['reasons']}", "train PASS or MARGINAL rows only")
+        chosen.append(row)
+    warnings = [f"{len(chosen)} rows selected: each trains its own model; more than 5 is rarely worth the review"] if len(chosen) > 5 else []
+    for a, b in itertools.combinations(chosen, 2):
+        why = _near_duplicate(a, b, meta["axes"])
+        if why:
+            warnings.append(f"rows {a['rank']} and {b['rank']} are near-duplicates ({why}); one of them is probably enough")
+    return chosen, warnings
+
+
+def _near_duplicate(a: dict, b: dict, axes: list[str]) -> str:
+    if (a["sharpe"], a["total_return"], a["trades"]) == (b["sharpe"], b["total_return"], b["trades"]):
+        return "their backtests are identical"
+    differing = [axis for axis in axes if a[axis] != b[axis]]
+    if len(differing) == 1:
+        x, y = a[differing[0]], b[differing[0]]
+        if isinstance(x, int | float) and isinstance(y, int | float) and abs(x - y) <= NEAR_DUPLICATE * max(abs(x), abs(y)):
+            return f"only {differing[0]} differs, {x} vs {y}"
+    return ""
+
+
+Reporter = Callable[[str, dict], None]
+
+
+def train(
+    space: Workspace, pack: Pack, spec: ModelSpec, sweep_id: str, ranks: Sequence[int], *, actor: str,
+    seed: int = 0, workers: int | None = None, report: Reporter | None = None,
+) -> list[str]:
+    """Train the rows at ``ranks`` in parallel processes and register each; returns the trained ids.
+
+    Ctrl-C asks every training to stop after its current fit and raises `Cancelled`;
+    running the same rows again resumes from their checkpoints.
+    """
+    rows, _ = select(space, sweep_id, ranks)
+    grid = GRID | (dict(pack.training.grid) if pack.training else {})
+    requests = [TrainRequest(sweep=sweep_id, rank=row["rank"], grid=grid, seed=seed) for row in rows]
+    workers = workers or min(len(requests), os.cpu_count() or 1)
+    requests = [msgspec.structs.replace(r, threads=max(1, (os.cpu_count() or 1) // workers)) for r in requests]
+    folders = {r.rank: space.home / "training" / trained_id(sweep_id, r.rank) for r in requests}
+    for request in requests:
+        folder = folders[request.rank]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "cancel").unlink(missing_ok=True)
+        space.audit(actor, "train.start", trained_id(sweep_id, request.rank), {"sweep": sweep_id, "rank": request.rank})
+    finished: list[str] = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(fit_configuration, space.home, pack, spec, r): r for r in requests}
+        try:
+            pending = set(futures)
+            while pending:
+                for future in [f for f in pending if f.done()]:
+                    pending.discard(future)
+                    finished.append(_register(space, spec, futures[future], future.result(), actor))
+                if report:
+                    for rank, folder in folders.items():
+                        report(trained_id(sweep_id, rank), _last_progress(folder))
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            for folder in folders.values():
+                (folder / "cancel").touch()
+            for future in as_completed(futures):
+                if future.exception() is None and trained_id(sweep_id, futures[future].rank) not in finished:
+                    finished.append(_register(space, spec, futures[future], future.result(), actor))
+            raise Cancelled(f"training cancelled; finished {len(finished)} of {len(requests)}: run the same command to resume") from None
+    return finished
+
+
+def cancel(space: Workspace, trained: str) -> None:
+    """Ask a running training to stop after its current fit (from any shell)."""
+    folder = space.home / "training" / trained
+    if not folder.exists():
+        raise ConfigError("training", f"no training {trained!r} in {space.home / 'training'}")
+    (folder / "cancel").touch()
+
+
+def _register(space: Workspace, spec: ModelSpec, request: TrainRequest, folder: str, actor: str) -> str:
+    path = Path(folder)
+    model = (path / "model.onnx").read_bytes()
+    manifest = msgspec.json.decode((path / "manifest.json").read_bytes(), type=Manifest)
+    sha = space.put_artifact(model)
+    if sha != manifest.lineage.artifact_sha:
+        raise SigmaError(f"{path / 'model.onnx'} changed after export (SHA-256 {sha}); train it again")
+    space.add_trained(manifest.trained_id, spec.name, request.sweep, request.rank, sha, manifest, actor=actor)
+    return manifest.trained_id
+
+
+def _last_progress(folder: Path) -> dict:
+    path = folder / "progress.jsonl"
+    if not path.exists():
+        return {"stage": "starting"}
+    lines = path.read_bytes().splitlines()
+    return json.loads(lines[-1]) if lines else {"stage": "starting"}
+
+
+def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainRequest) -> str:
+    """Train, calibrate, export, verify and measure one sweep row; returns its folder (model.onnx, manifest.json)."""
+    name = trained_id(request.sweep, request.rank)
+    folder = Path(home) / "training" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(folder)
+    with Workspace(home, clock=_utc_now) as space:
+        sweep_request, names, combinations, _ = reload(space, request.sweep, pack, spec)
+        table, meta = load(space, request.sweep)
+    row = table.slice(request.rank - 1, 1).to_pylist()[0]
+    policy_row = config_row(names, combinations[row["config"]], pack, spec, sweep_request, 1)
+    recipe = pack.strategies[spec.strategy].label
+    bars, dataset = load_bars(home, spec.instrument.symbol, spec.cadence)
+    cal = calendar(dataset.calendar)
+    features = model_features(spec.features, spec.indicators)
+    session, _ = session_days(bars.start, cal)
+    ticks = load_ticks(home, bars.ticker) if any(needs_ticks(f.indicator) for f in features) else None
+    matrix = feature_matrix(features, spec.indicators, bars, session, ticks).astype(np.float32)
+    outcomes = label(bars, recipe)
+    splits, holdout_start = walk_forward(len(bars), folds=sweep_request.folds, horizon=recipe.horizon_bars,
+                                         embargo=sweep_request.embargo, holdout=sweep_request.holdout)
+    gap = recipe.horizon_bars + 1 + sweep_request.embargo
+
+    # 1. The grid, by out-of-fold log loss; n_estimators values share the largest forest.
+    sizes = sorted(int(n) for n in request.grid["n_estimators"])
+    shapes = list(itertools.product(request.grid["max_depth"], request.grid["learning_rate"]))
+    total = len(shapes) + 2
+    scores: dict[tuple, float] = {}
+    predictions: dict[tuple, np.ndarray] = {}
+    for k, (depth, rate) in enumerate(shapes):
+        checkpoint = folder / f"grid-{k}.npz"
+        if checkpoint.exists():
+            saved = np.load(checkpoint)
+            out_of_fold = {size: saved[f"n{size}"] for size in sizes}
+            progress.write(k + 1, total, f"grid {k + 1}/{len(shapes)} from checkpoint", resumed=True)
+        else:
+            if (folder / "cancel").exists():
+                raise Cancelled(f"{name} cancelled after {k} of {len(shapes)} grid points")
+            out_of_fold = _out_of_fold(matrix, outcomes, splits, sizes, int(depth), float(rate), request)
+            partial = folder / f"grid-{k}.partial.npz"
+            np.savez(partial, **{f"n{size}": values for size, values in out_of_fold.items()})
+            partial.replace(checkpoint)  # atomic: a kill never leaves a half-written checkpoint
+            progress.write(k + 1, total, f"grid {k + 1}/{len(shapes)}: depth {depth}, rate {rate}")
+        for size, values in out_of_fold.items():
+            known = np.isfinite(values) & np.isfinite(outcomes)
+            scores[(size, depth, rate)] = calibration.quality(values[known], outcomes[known])["log_loss"]
+            predictions[(size, depth, rate)] = values
+    best = min(scores, key=lambda key: (scores[key], key))
+    hyperparameters = {"n_estimators": best[0], "max_depth": best[1], "learning_rate": best[2]}
+
+    # 2. Calibration on the best grid point's out-of-fold probabilities.
+    raw = predictions[best]
+    known = np.isfinite(raw) & np.isfinite(outcomes)
+    calibrator, calibration_scores = calibration.choose(raw[known].astype(np.float64), outcomes[known])
+    progress.write(len(shapes) + 1, total, f"calibration: {calibrator.method}")
+
+    # 3. The final model on the development window, the holdout, the export and its check.
+    classifier = _classifier(hyperparameters, request)
+    development = slice(0, max(0, holdout_start - gap))
+    usable = np.isfinite(outcomes[development]) & np.isfinite(matrix[development]).all(axis=1)
+    classifier.fit(matrix[development][usable], outcomes[development][usable].astype(int))
+    holdout = slice(holdout_start, len(bars))
+    warm = np.isfinite(matrix[holdout]).all(axis=1)
+    holdout_raw = np.full(holdout.stop - holdout.start, np.nan)
+    holdout_raw[warm] = classifier.predict_proba(matrix[holdout][warm])[:, 1]
+    holdout_probability = calibration.apply(calibrator, holdout_raw)
+    model = to_onnx(classifier, len(features), calibrator)
+    calibrated = np.where(known, calibration.apply(calibrator, np.nan_to_num(raw)), np.nan)
+
+    # 4. Metrics, the backtests, importance and samples.
+    labelled = np.isfinite(outcomes[holdout]) & warm
+    metrics: dict[str, object] = {
+        "grid_log_loss": {f"{n}/{d}/{r}": v for (n, d, r), v in sorted(scores.items())},
+        "calibration_brier": calibration_scores,
+        "out_of_fold": calibration.quality(calibrated[known], outcomes[known]),
+        "holdout": calibration.quality(holdout_probability[labelled], outcomes[holdout][labelled]) if labelled.any() else {},
+    }
+    stored = np.full(len(bars), np.nan)
+    stored[known] = calibrated[known]
+    stored[holdout] = np.where(warm, holdout_probability, np.nan)
+    prepared = build_market([(bars, None)], cal, spec, recipe, sweep_request, stored=stored[:, None])
+    for window, rows in (("backtest_out_of_fold", prepared.development), ("backtest_holdout", prepared.holdout)):
+        result, _ = run(prepared.market.window(rows), policy_row[None, :])
+        metrics[window] = dict(zip(METRICS, result[0].tolist()))
+    gains = classifier.get_booster().get_score(importance_type="gain")
+    metrics["importance"] = dict(sorted(((features[int(key[1:])].name, value) for key, value in gains.items()),
+                                        key=lambda item: -item[1]))  # fmt: skip
+    sample = np.flatnonzero(warm)[:5]
+    metrics["samples"] = [
+        {"bar": int(holdout.start + i), "features": matrix[holdout][i].tolist(), "probability": float(holdout_probability[i])}
+        for i in sample
+    ]
+    manifest = Manifest(
+        trained_id=name, model=spec.name, features=[f.name for f in features], warmup_bars=warmup_bars(features, spec.indicators),
+        indicators={k: dict(v) for k, v in spec.indicators.items()}, cadence=spec.cadence, strategy=spec.strategy,
+        instrument=msgspec.to_builtins(spec.instrument), policy={n: row[n] for n in meta["axes"]} | {"row": policy_row.tolist()},
+        hyperparameters=hyperparameters, calibration=calibrator, metrics=metrics,
+        data_range=(_iso(bars.start[0]), _iso(bars.end[-1])), versions=_versions(), sweep=request.sweep, rank=request.rank,
+        lineage=msgspec.structs.replace(spec.lineage, data_sha=dataset.data_sha, artifact_sha=hashlib.sha256(model).hexdigest()),
+    )  # fmt: skip
+    difference = verify(model, manifest, matrix[holdout][warm], holdout_probability[warm])
+    manifest = msgspec.structs.replace(manifest, metrics=metrics | {"onnx_max_difference": difference})
+    (folder / "model.onnx").write_bytes(model)
+    (folder / "manifest.json").write_bytes(msgspec.json.format(msgspec.json.encode(manifest), indent=2))
+    progress.write(total, total, "exported and verified")
+    return str(folder)
+
+
+def _classifier(hyperparameters: dict, request: TrainRequest) -> xgboost.XGBClassifier:
+    return xgboost.XGBClassifier(
+        n_estimators=int(hyperparameters["n_estimators"]), max_depth=int(hyperparameters["max_depth"]),
+        learning_rate=float(hyperparameters["learning_rate"]), random_state=request.seed, n_jobs=request.threads, **_FIXED,
+    )  # fmt: skip
+
+
+def _out_of_fold(matrix, outcomes, splits, sizes, depth, rate, request) -> dict[int, np.ndarray]:
+    """Out-of-fold probabilities per forest size, from one fit of the largest forest per fold."""
+    values = {size: np.full(len(outcomes), np.nan) for size in sizes}
+    for split in splits:
+        rows = slice(0, split.train_end)
+        usable = np.isfinite(outcomes[rows]) & np.isfinite(matrix[rows]).all(axis=1)
+        if usable.sum() < 50 or len(np.unique(outcomes[rows][usable])) < 2:
+            continue  # too little history to learn from yet
+        classifier = _classifier({"n_estimators": sizes[-1], "max_depth": depth, "learning_rate": rate}, request)
+        classifier.fit(matrix[rows][usable], outcomes[rows][usable].astype(int))
+        test = slice(split.test_start, split.test_end)
+        warm = np.isfinite(matrix[test]).all(axis=1)
+        for size in sizes:
+            block = np.full(test.stop - test.start, np.nan)
+            block[warm] = classifier.predict_proba(matrix[test][warm], iteration_range=(0, size))[:, 1]
+            values[size][test] = block
+    return values
+
+
+class _Progress:
+    """Progress lines (``progress.jsonl``) the parent process renders."""
+
+    __slots__ = ("_path", "_started")
+
+    def __init__(self, folder: Path) -> None:
+        self._path = folder / "progress.jsonl"
+        self._started = time.perf_counter()
+
+    def write(self, step: int, total: int, stage: str, resumed: bool = False) -> None:
+        line = {"step": step, "total": total, "stage": stage, "seconds": round(time.perf_counter() - self._started, 2), "resumed": resumed}
+        with self._path.open("a") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+
+def _versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "xgboost": xgboost.__version__, "onnx": onnx.__version__,
+            "onnxmltools": onnxmltools.__version__, "onnxruntime": onnxruntime.__version__, "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__}  # fmt: skip
+
+
+def _iso(ns: int) -> str:
+    return np.datetime64(int(ns), "ns").astype("datetime64[s]").astype(str) + "Z"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
