@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import data, indicators, models, packs, sweep
+from cli import data, indicators, models, packs, sweep, train
 from engine.errors import SigmaError
 
 __all__ = ["main"]
@@ -24,9 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     packs.register(commands)
     indicators.register(commands)
-    models.register(commands)
+    model_verbs = models.register(commands)
     data.register(commands)
     sweep.register(commands)
+    train.register(commands, model_verbs)
     return parser
 
 

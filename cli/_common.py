@@ -24,6 +24,12 @@ def catalog() -> Catalog:
     return Catalog([OFFICIAL, user] if user.is_dir() else [OFFICIAL])
 
 
+def pack_and_model(space: Workspace, name: str):
+    """(pack, model spec) of a model stored in the workspace."""
+    spec = space.model(name)
+    return catalog().get(f"{spec.pack}@{spec.pack_version}"), spec
+
+
 def actor() -> str:
     return getpass.getuser()
 

@@ -10,7 +10,8 @@ from engine.models import create_model
 from engine.packs import TAG_CATEGORIES
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add ``sigma models``; returns its verbs, which the training commands extend."""
     parser = commands.add_parser("models", help="create, list and show models")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -43,6 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     show.add_argument("name")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_show)
+    return verbs
 
 
 _SYMBOL_FIELD = {"stocks": "ticker", "options": "underlying", "futures": "contract"}

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli._common import actor, catalog, number, print_json, workspace
+from cli._common import actor, number, pack_and_model, print_json, workspace
 from engine.errors import ConfigError
 from research import leaderboard, sweep
 from research.backtest import trades
@@ -99,11 +99,6 @@ def _request(args: argparse.Namespace) -> sweep.SweepRequest:
                               commission_bps=args.commission_bps, seed=args.seed)
 
 
-def _model(space, name: str):
-    spec = space.model(name)
-    return catalog().get(f"{spec.pack}@{spec.pack_version}"), spec
-
-
 def _finish(space, sweep_id: str) -> int:
     record = space.sweep(sweep_id)
     if record.status != "finished":
@@ -118,7 +113,7 @@ def _finish(space, sweep_id: str) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     with workspace() as space:
-        pack, spec = _model(space, args.model)
+        pack, spec = pack_and_model(space, args.model)
         return _finish(space, sweep.start(space, pack, spec, _request(args), actor=actor(), report=_Bar()))
 
 
@@ -130,7 +125,7 @@ def _cancel(args: argparse.Namespace) -> None:
 
 def _resume(args: argparse.Namespace) -> int:
     with workspace() as space:
-        pack, spec = _model(space, space.sweep(args.id).model)
+        pack, spec = pack_and_model(space, space.sweep(args.id).model)
         return _finish(space, sweep.resume(space, pack, spec, args.id, actor=actor(), report=_Bar()))
 
 
@@ -168,7 +163,7 @@ def _results(args: argparse.Namespace) -> None:
 def _plot(args: argparse.Namespace) -> None:
     with workspace() as space:
         record = space.sweep(args.id)
-        pack, spec = _model(space, record.model)
+        pack, spec = pack_and_model(space, record.model)
         request, names, combinations, prepared = sweep.reload(space, args.id, pack, spec)
         table, _ = leaderboard.load(space, args.id)
         market = prepared.market.window(prepared.development)

@@ -60,7 +60,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     strategy: str
     instrument: dict[str, Any]
     policy: dict[str, Any]
-    """The execution parameters of the chosen sweep row (threshold, hours, stops, ...)."""
+    """The chosen sweep row: its axis values, and ``parameters``, the backtest's policy row by name."""
     hyperparameters: dict[str, float]
     calibration: Calibration
     metrics: dict[str, Any]

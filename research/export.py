@@ -37,6 +37,7 @@ def to_onnx(classifier, width: int, calibration: Calibration) -> bytes:
     """The ONNX bytes of an XGBoost classifier followed by its calibrator."""
     model = onnxmltools.convert_xgboost(classifier, initial_types=[(INPUT, FloatTensorType([None, width]))], target_opset=_OPSET)
     graph = model.graph
+    graph.name = "sigma"  # the converter names it with a random uuid: the same model must give the same bytes
     probabilities = next(output.name for output in graph.output if output.name != "label")
     constants: list[onnx.TensorProto] = []
 

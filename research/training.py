@@ -47,12 +47,13 @@ import xgboost
 from engine.calendar import calendar, session_days
 from engine.errors import ConfigError, SigmaError
 from engine.features import feature_matrix, model_features, needs_ticks, warmup_bars
+from engine.lineage import content_sha
 from engine.models import ModelSpec
 from engine.packs import Pack
 from engine.scoring import Manifest
 from engine.workspace import Workspace
 from research import calibration
-from research.backtest import METRICS, run
+from research.backtest import METRICS, PARAMETERS, run, trades
 from research.data import load_bars, load_ticks
 from research.export import to_onnx, verify
 from research.labels import label
@@ -172,8 +173,7 @@ def cancel(space: Workspace, trained: str) -> None:
     (folder / "cancel").touch()
 
 
-def _register(space: Workspace, spec: ModelSpec, request: TrainRequest, folder: str, actor: str) -> str:
-    path = Path(folder)
+def _register(space: Workspace, spec: ModelSpec, request: TrainRequest, path: Path, actor: str) -> str:
     model = (path / "model.onnx").read_bytes()
     manifest = msgspec.json.decode((path / "manifest.json").read_bytes(), type=Manifest)
     sha = space.put_artifact(model)
@@ -191,7 +191,7 @@ def _last_progress(folder: Path) -> dict:
     return json.loads(lines[-1]) if lines else {"stage": "starting"}
 
 
-def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainRequest) -> str:
+def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainRequest) -> Path:
     """Train, calibrate, export, verify and measure one sweep row; returns its folder (model.onnx, manifest.json)."""
     name = trained_id(request.sweep, request.rank)
     folder = Path(home) / "training" / name
@@ -221,7 +221,9 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     scores: dict[tuple, float] = {}
     predictions: dict[tuple, np.ndarray] = {}
     for k, (depth, rate) in enumerate(shapes):
-        checkpoint = folder / f"grid-{k}.npz"
+        # Named by everything that decides its numbers, so that a changed grid, seed or dataset never reuses it.
+        key = content_sha([sizes, depth, rate, request.seed, dataset.data_sha, spec.model_config_sha, msgspec.to_builtins(splits)])
+        checkpoint = folder / f"grid-{key[:16]}.npz"
         if checkpoint.exists():
             saved = np.load(checkpoint)
             out_of_fold = {size: saved[f"n{size}"] for size in sizes}
@@ -230,7 +232,7 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
             if (folder / "cancel").exists():
                 raise Cancelled(f"{name} cancelled after {k} of {len(shapes)} grid points")
             out_of_fold = _out_of_fold(matrix, outcomes, splits, sizes, int(depth), float(rate), request)
-            partial = folder / f"grid-{k}.partial.npz"
+            partial = folder / f"grid-{key[:16]}.partial.npz"
             np.savez(partial, **{f"n{size}": values for size, values in out_of_fold.items()})
             partial.replace(checkpoint)  # atomic: a kill never leaves a half-written checkpoint
             progress.write(k + 1, total, f"grid {k + 1}/{len(shapes)}: depth {depth}, rate {rate}")
@@ -239,7 +241,7 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
             scores[(size, depth, rate)] = calibration.quality(values[known], outcomes[known])["log_loss"]
             predictions[(size, depth, rate)] = values
     best = min(scores, key=lambda key: (scores[key], key))
-    hyperparameters = {"n_estimators": best[0], "max_depth": best[1], "learning_rate": best[2]}
+    hyperparameters = {"n_estimators": int(best[0]), "max_depth": int(best[1]), "learning_rate": float(best[2])}
 
     # 2. Calibration on the best grid point's out-of-fold probabilities.
     raw = predictions[best]
@@ -272,9 +274,12 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     stored[known] = calibrated[known]
     stored[holdout] = np.where(warm, holdout_probability, np.nan)
     prepared = build_market([(bars, None)], cal, spec, recipe, sweep_request, stored=stored[:, None])
-    for window, rows in (("backtest_out_of_fold", prepared.development), ("backtest_holdout", prepared.holdout)):
+    curves = {}
+    for window, rows in (("out_of_fold", prepared.development), ("holdout", prepared.holdout)):
         result, _ = run(prepared.market.window(rows), policy_row[None, :])
-        metrics[window] = dict(zip(METRICS, result[0].tolist()))
+        metrics[f"backtest_{window}"] = dict(zip(METRICS, result[0].tolist()))
+        curves[window] = np.cumprod(1.0 + trades(prepared.market.window(rows), policy_row)[1])
+    np.savez(folder / "equity.npz", **curves)
     gains = classifier.get_booster().get_score(importance_type="gain")
     metrics["importance"] = dict(sorted(((features[int(key[1:])].name, value) for key, value in gains.items()),
                                         key=lambda item: -item[1]))  # fmt: skip
@@ -286,7 +291,7 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     manifest = Manifest(
         trained_id=name, model=spec.name, features=[f.name for f in features], warmup_bars=warmup_bars(features, spec.indicators),
         indicators={k: dict(v) for k, v in spec.indicators.items()}, cadence=spec.cadence, strategy=spec.strategy,
-        instrument=msgspec.to_builtins(spec.instrument), policy={n: row[n] for n in meta["axes"]} | {"row": policy_row.tolist()},
+        instrument=msgspec.to_builtins(spec.instrument), policy={n: row[n] for n in meta["axes"]} | {"parameters": dict(zip(PARAMETERS, policy_row.tolist()))},
         hyperparameters=hyperparameters, calibration=calibrator, metrics=metrics,
         data_range=(_iso(bars.start[0]), _iso(bars.end[-1])), versions=_versions(), sweep=request.sweep, rank=request.rank,
         lineage=msgspec.structs.replace(spec.lineage, data_sha=dataset.data_sha, artifact_sha=hashlib.sha256(model).hexdigest()),
@@ -296,7 +301,7 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     (folder / "model.onnx").write_bytes(model)
     (folder / "manifest.json").write_bytes(msgspec.json.format(msgspec.json.encode(manifest), indent=2))
     progress.write(total, total, "exported and verified")
-    return str(folder)
+    return folder
 
 
 def _classifier(hyperparameters: dict, request: TrainRequest) -> xgboost.XGBClassifier:

@@ -1,0 +1,53 @@
+"""The per-ticker pipeline: bars in, a calibrated probability and a decision out.
+
+One object per (model, ticker) holds the incremental feature state and a `Scorer`
+bound to the model's manifest. The live flow calls it from a keyed step; research
+calls it in a plain loop to backtest an exported model exactly as it will run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.features import FeatureVector, model_features, warmup_bars
+from engine.policy import entry_direction, hour_allowed
+from engine.scoring import Scorer
+
+__all__ = ["Pipeline"]
+
+class Pipeline:
+    """Features, score and entry decision of one model on one ticker, one bar at a time."""
+
+    __slots__ = ("scorer", "features", "_row", "_threshold", "_hours", "_side")
+
+    def __init__(self, scorer: Scorer) -> None:
+        manifest = scorer.manifest
+        features = model_features(manifest.features, manifest.indicators)
+        scorer.check([f.name for f in features], np.float32, warmup_bars(features, manifest.indicators))
+        self.scorer = scorer
+        self.features = FeatureVector(features, manifest.indicators)
+        self._row = np.empty((1, len(features)), dtype=np.float32)
+        rule = manifest.policy["parameters"]
+        self._threshold = float(rule["threshold"])
+        self._hours = int(rule["hours_mask"])
+        self._side = int(rule["side"])
+
+    def update_tick(self, ts: float, price: float, size: float, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
+        """Feed one tick (for models with tick indicators)."""
+        self.features.update_tick(ts, price, size, bid, ask, bid_size, ask_size)
+
+    def update_bar(self, open: float, high: float, low: float, close: float, volume: float, session: float) -> float:  # noqa: A002
+        """Feed one closed bar; returns the model's calibrated probability, NaN until every feature is warm."""
+        values = self.features.update_bar(open, high, low, close, volume, session)
+        if not self.features.ready:
+            return math.nan
+        self._row[0] = values
+        return float(self.scorer.score(self._row)[0])
+
+    def decide(self, probability: float, hour: int) -> int:
+        """+1 buy, -1 sell, 0 stay out: the policy's entry rule at the bar's close in exchange-local ``hour``."""
+        if probability != probability or not hour_allowed(hour, self._hours):
+            return 0
+        return entry_direction(probability, self._threshold, self._side)

@@ -1,0 +1,124 @@
+"""Reviewing a trained model: its backtest as exported, and a report of what training measured.
+
+``backtest`` runs the stored ONNX artifact (verified by its SHA-256) through the
+engine's per-ticker `Pipeline`, bar by bar over any stored period, and backtests the
+probabilities it produced with the model's policy: what the artifact that goes live
+would have done, with no retraining. ``render`` and ``report`` show the metrics in
+the terminal and as a PNG (calibration curve, equity curves, feature importance).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import msgspec
+import numpy as np
+
+from engine.calendar import calendar, local_clock, session_days
+from engine.errors import ConfigError
+from engine.features import needs_ticks
+from engine.pipeline import Pipeline
+from engine.scoring import Manifest, Scorer
+from engine.workspace import Workspace
+from research.backtest import METRICS, PARAMETERS, run
+from research.data import load_bars, load_ticks
+from research.sweep import SweepRequest, build_market
+
+__all__ = ["load_scorer", "score_history", "backtest", "render", "report"]
+
+
+def load_scorer(space: Workspace, trained_id: str) -> Scorer:
+    """The trained model's scorer, from its artifact after the SHA-256 check."""
+    record = space.trained(trained_id)
+    manifest = msgspec.convert(record.manifest, Manifest)
+    return Scorer(space.read_artifact(record.artifact_sha), manifest)
+
+
+def score_history(home: Path, scorer: Scorer) -> tuple[object, np.ndarray]:
+    """(bars, probabilities): every stored bar of the model's symbol through a fresh `Pipeline`."""
+    manifest = scorer.manifest
+    symbol = manifest.instrument.get("ticker") or manifest.instrument.get("underlying") or manifest.instrument.get("contract")
+    bars, dataset = load_bars(home, symbol, manifest.cadence)
+    pipeline = Pipeline(scorer)
+    ticks = load_ticks(home, symbol) if any(needs_ticks(f.indicator) for f in pipeline.features.features) else None
+    session, _ = session_days(bars.start, calendar(dataset.calendar))
+    probabilities = np.full(len(bars), np.nan)
+    next_tick = 0
+    for t in range(len(bars)):
+        if ticks is not None:  # the ticks of the bar, before its close: as the live flow sees them
+            while next_tick < len(ticks["ts"]) and ticks["ts"][next_tick] < bars.end[t]:
+                pipeline.update_tick(*(float(ticks[name][next_tick]) for name in ("ts", "price", "size", "bid", "ask", "bid_size", "ask_size")))
+                next_tick += 1
+        probabilities[t] = pipeline.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session[t])
+    return bars, probabilities
+
+
+def backtest(space: Workspace, pack, spec, trained_id: str, start: date | None = None, end: date | None = None) -> dict[str, float]:
+    """The exported model's backtest over stored bars from ``start`` to ``end`` (inclusive), by its own policy."""
+    scorer = load_scorer(space, trained_id)
+    bars, probabilities = score_history(space.home, scorer)
+    _, dataset = load_bars(space.home, bars.ticker, spec.cadence)
+    cal = calendar(dataset.calendar)
+    request = msgspec.json.decode((space.sweeps_folder / scorer.manifest.sweep / "request.json").read_bytes(), type=SweepRequest)
+    prepared = build_market([(bars, None)], cal, spec, pack.strategies[spec.strategy].label, request, stored=probabilities[:, None])
+    day, _ = local_clock(bars.start, cal.timezone)
+    first = 0 if start is None else int(np.searchsorted(day, (start - date(1970, 1, 1)).days))
+    last = len(bars) if end is None else int(np.searchsorted(day, (end - date(1970, 1, 1)).days, side="right"))
+    if last - first < 2:
+        raise ConfigError("--from/--to", f"{last - first} stored bars fall in that period", "widen it; `sigma data list` shows the stored range")
+    row = np.array([scorer.manifest.policy["parameters"][name] for name in PARAMETERS])
+    result, _ = run(prepared.market.window(slice(first, last)), row[None, :])
+    return dict(zip(METRICS, result[0].tolist())) | {"bars": last - first, "scored": int(np.isfinite(probabilities[first:last]).sum())}
+
+
+def render(manifest: dict) -> str:
+    """The training metrics of a manifest as terminal text."""
+    metrics = manifest["metrics"]
+    lines = [f"{manifest['trained_id']}  ({manifest['model']}, sweep {manifest['sweep']} row {manifest['rank']})",
+             f"hyperparameters: {manifest['hyperparameters']}; calibration: {manifest['calibration']['method']}",
+             f"ONNX vs native: max difference {metrics['onnx_max_difference']:.1e}"]  # fmt: skip
+    for window in ("out_of_fold", "holdout"):
+        q = metrics[window]
+        if q:
+            lines.append(f"{window:<12} AUC {q['auc']:.3f}  log loss {q['log_loss']:.4f}  Brier {q['brier']:.4f}  "
+                         f"ECE {q['ece']:.3f}  ({q['rows']:,} rows)")  # fmt: skip
+        b = metrics[f"backtest_{window}"]
+        lines.append(f"{'':<12} backtest: Sharpe {b['sharpe']:.2f}  return {b['total_return']:.1%}  trades {b['trades']:.0f}  "
+                     f"max DD {b['max_drawdown']:.1%}")  # fmt: skip
+    lines.append("reliability (out of fold): " + "  ".join(
+        f"{row['predicted']:.2f}->{row['observed']:.2f} (n={row['count']})" for row in metrics["out_of_fold"]["reliability"]))
+    lines.append("importance (gain): " + ", ".join(f"{name} {value:.1f}" for name, value in list(metrics["importance"].items())[:8]))
+    return "\n".join(lines)
+
+
+def report(space: Workspace, trained_id: str) -> Path:
+    """Write ``review.png`` (calibration curve, equity curves, feature importance) into the training folder."""
+    manifest = space.trained(trained_id).manifest
+    folder = space.home / "training" / trained_id
+    metrics = manifest["metrics"]
+    figure, (calibration_axes, equity_axes, importance_axes) = plt.subplots(1, 3, figsize=(16, 4.5))
+    for window, style in (("out_of_fold", "o-"), ("holdout", "s--")):
+        table = metrics[window].get("reliability", []) if metrics[window] else []
+        calibration_axes.plot([r["predicted"] for r in table], [r["observed"] for r in table], style, label=window.replace("_", " "))
+    calibration_axes.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+    calibration_axes.set(title="calibration", xlabel="predicted probability", ylabel="observed frequency")
+    calibration_axes.legend()
+    curves = np.load(folder / "equity.npz")
+    for window in ("out_of_fold", "holdout"):
+        equity_axes.plot(curves[window], label=window.replace("_", " "))
+    equity_axes.set(title="equity (policy on calibrated probabilities)", xlabel="bar", ylabel="equity")
+    equity_axes.legend()
+    top = list(metrics["importance"].items())[:15][::-1]
+    importance_axes.barh([name for name, _ in top], [value for _, value in top])
+    importance_axes.set(title="feature importance (gain)")
+    figure.suptitle(trained_id)
+    figure.tight_layout()
+    path = folder / "review.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

@@ -1,0 +1,215 @@
+"""Training: selection rules, determinism, the ONNX check, checkpoints that survive a kill, the registry's life cycle."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import signal
+import time
+from datetime import UTC, datetime
+
+import msgspec
+import numpy as np
+import pytest
+import xgboost
+
+from engine.calendar import CALENDARS, session_days
+from engine.errors import ConfigError, NotFoundError, SigmaError
+from engine.features import feature_matrix, model_features
+from engine.models import create_model
+from engine.packs import load_pack
+from engine.scoring import Manifest
+from engine.workspace import Workspace
+from packs import OFFICIAL
+from research import review, sweep, training
+from research.data import load_bars, store_bars
+from research.export import ExportError, verify
+from research.leaderboard import load
+from research.synthetic import generate
+from research.training import TrainRequest, fit_configuration
+
+US = CALENDARS["us_equities"]
+SMALL = {"n_estimators": [20, 40], "max_depth": [2, 3], "learning_rate": [0.1]}
+
+
+def _clock() -> datetime:
+    return datetime(2026, 11, 21, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """(home, pack, model, sweep id, the ranks that passed their gates) on five years of synthetic daily SPY."""
+    home = tmp_path_factory.mktemp("training") / "home"
+    with Workspace(home, clock=_clock) as space:
+        bars, _ = generate(["SPY"], "1d", 1260, US, seed=3)["SPY"]
+        store_bars(home, bars, US, source="synthetic")
+        pack = load_pack(OFFICIAL / "swingsigma")
+        spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"})
+        space.add_model(spec, actor="test")
+        sweep_id = sweep.start(space, pack, spec, sweep.SweepRequest(model=spec.name), actor="test", announce=lambda line: None)
+        table, _ = load(space, sweep_id)
+    passing = [row["rank"] for row in table.to_pylist() if row["gate"] != "FAIL"]
+    assert len(passing) >= 2, "the fixture needs two rows that pass their gates"
+    return home, pack, spec, sweep_id, passing
+
+
+def _manifest(folder) -> Manifest:
+    return msgspec.json.decode((folder / "manifest.json").read_bytes(), type=Manifest)
+
+
+def test_selection_refuses_failed_rows_and_points_out_near_duplicates(swept):
+    home, _, _, sweep_id, passing = swept
+    with Workspace(home, clock=_clock) as space:
+        table, _ = load(space, sweep_id)
+        rows = table.to_pylist()
+        failed = [row["rank"] for row in rows if row["gate"] == "FAIL"]
+        if failed:
+            with pytest.raises(ConfigError, match=f"row {failed[0]} failed its gates"):
+                training.select(space, sweep_id, [failed[0]])
+        with pytest.raises(ConfigError, match="has no row 999"):
+            training.select(space, sweep_id, [999])
+        chosen, warnings = training.select(space, sweep_id, passing[:6] if len(passing) >= 6 else passing)
+        assert [row["rank"] for row in chosen] == (passing[:6] if len(passing) >= 6 else passing)
+        assert (len(chosen) > 5) == any("more than 5" in w for w in warnings)
+    a = {"rank": 1, "sharpe": 1.0, "total_return": 0.1, "trades": 10, "threshold": 0.6, "position_size_pct": 5.0}
+    twin = a | {"rank": 2, "threshold": 0.65}
+    near = a | {"rank": 3, "sharpe": 0.9, "position_size_pct": 5.25}
+    far = a | {"rank": 4, "sharpe": 0.8, "threshold": 0.7, "position_size_pct": 10.0}
+    axes = ["threshold", "position_size_pct"]
+    assert training._near_duplicate(a, twin, axes) == "their backtests are identical"
+    assert "only position_size_pct differs" in training._near_duplicate(a, near, axes)
+    assert training._near_duplicate(a, far, axes) == ""
+
+
+def test_a_configuration_trains_calibrates_exports_and_verifies_deterministically(swept, tmp_path):
+    home, pack, spec, sweep_id, passing = swept
+    request = TrainRequest(sweep=sweep_id, rank=passing[0], grid=SMALL, seed=5)
+    folder = fit_configuration(home, pack, spec, request)
+    manifest = _manifest(folder)
+    model = (folder / "model.onnx").read_bytes()
+    assert manifest.lineage.artifact_sha == hashlib.sha256(model).hexdigest()
+    assert manifest.metrics["onnx_max_difference"] <= 1e-5
+    assert manifest.calibration.method in ("isotonic", "sigmoid")
+    assert manifest.hyperparameters["n_estimators"] in (20, 40) and manifest.hyperparameters["max_depth"] in (2, 3)
+    assert set(manifest.metrics["grid_log_loss"]) == {"20/2/0.1", "20/3/0.1", "40/2/0.1", "40/3/0.1"}
+    for window in ("out_of_fold", "holdout"):
+        quality = manifest.metrics[window]
+        assert 0 <= quality["auc"] <= 1 and 0 <= quality["brier"] <= 1 and quality["reliability"]
+        assert "sharpe" in manifest.metrics[f"backtest_{window}"]
+    assert manifest.features == spec.features and set(manifest.metrics["importance"]) <= set(spec.features)
+    assert manifest.metrics["samples"] and manifest.versions["xgboost"] == xgboost.__version__
+    assert manifest.lineage.pack_sha == spec.lineage.pack_sha and manifest.lineage.data_sha
+    # The same seed gives the same model, byte for byte; the checkpoints are not reused across folders.
+    for path in folder.glob("grid-*.npz"):
+        path.unlink()
+    (folder / "progress.jsonl").unlink()
+    again = fit_configuration(home, pack, spec, request)
+    assert (again / "model.onnx").read_bytes() == model
+
+
+def test_the_export_check_fails_with_the_figure(swept):
+    home, pack, spec, sweep_id, passing = swept
+    folder = fit_configuration(home, pack, spec, TrainRequest(sweep=sweep_id, rank=passing[0], grid=SMALL))
+    manifest = _manifest(folder)
+    bars, _ = load_bars(home, "SPY", "1d")
+    session, _ = session_days(bars.start, US)
+    rows = feature_matrix(model_features(spec.features, spec.indicators), spec.indicators, bars, session)[-50:].astype(np.float32)
+    scored = review.Scorer((folder / "model.onnx").read_bytes(), manifest).score(rows)
+    assert verify((folder / "model.onnx").read_bytes(), manifest, rows, scored.astype(np.float64)) == 0.0
+    with pytest.raises(ExportError, match=r"differs from the native model by 1\.00e-03 \(tolerance 1e-05\) on 50"):
+        verify((folder / "model.onnx").read_bytes(), manifest, rows, scored + 1e-3)
+
+
+def test_forests_read_off_a_larger_one_equal_their_own_fit():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 4)).astype(np.float32)
+    y = (x[:, 0] + rng.standard_normal(600) > 0).astype(int)
+    settings = {"max_depth": 3, "learning_rate": 0.1, "random_state": 1, "n_jobs": 1, **training._FIXED}
+    large = xgboost.XGBClassifier(n_estimators=40, **settings).fit(x, y)
+    small = xgboost.XGBClassifier(n_estimators=20, **settings).fit(x, y)
+    assert np.array_equal(large.predict_proba(x, iteration_range=(0, 20)), small.predict_proba(x))
+
+
+def _fit_in_child(home, pack, spec, request):
+    fit_configuration(home, pack, spec, request)
+
+
+def test_a_killed_training_resumes_from_its_checkpoints(swept):
+    home, pack, spec, sweep_id, passing = swept
+    request = TrainRequest(sweep=sweep_id, rank=passing[1], grid={**SMALL, "max_depth": [2, 3, 4, 5]}, seed=2)
+    folder = home / "training" / training.trained_id(sweep_id, request.rank)
+    child = multiprocessing.get_context("spawn").Process(target=_fit_in_child, args=(home, pack, spec, request))
+    child.start()
+    deadline = time.monotonic() + 120
+    while not list(folder.glob("grid-*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    kept = {path.name for path in folder.glob("grid-*.npz") if "partial" not in path.name}
+    assert 1 <= len(kept) < 4 and not (folder / "model.onnx").exists()
+    fit_configuration(home, pack, spec, request)
+    lines = [msgspec.json.decode(line) for line in (folder / "progress.jsonl").read_bytes().splitlines()]
+    resumed = [line for line in lines if line["resumed"]]
+    assert len(resumed) == len(kept)  # the finished grid points were read back, not refitted
+    killed_then_resumed = (folder / "model.onnx").read_bytes()
+    for path in folder.glob("grid-*.npz"):
+        path.unlink()
+    assert (fit_configuration(home, pack, spec, request) / "model.onnx").read_bytes() == killed_then_resumed
+
+
+def test_a_cancelled_training_stops_and_keeps_its_checkpoints(swept):
+    home, pack, spec, sweep_id, passing = swept
+    request = TrainRequest(sweep=sweep_id, rank=passing[0], grid=SMALL, seed=9)
+    folder = home / "training" / training.trained_id(sweep_id, request.rank)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in folder.glob("grid-*.npz"):
+        path.unlink()
+    (folder / "cancel").touch()
+    with pytest.raises(training.Cancelled, match="cancelled after 0 of 2 grid points"):
+        fit_configuration(home, pack, spec, request)
+    (folder / "cancel").unlink()
+
+
+def test_parallel_training_registers_models_that_publish_unpublish_and_discard(swept):
+    home, pack, spec, sweep_id, passing = swept
+    with Workspace(home, clock=_clock) as space:
+        trained = training.train(space, pack, spec, sweep_id, passing[:2], actor="alice", workers=2)
+        assert sorted(trained) == sorted(training.trained_id(sweep_id, rank) for rank in passing[:2])
+        first = trained[0]
+        record = space.trained(first)
+        assert record.artifact_sha and record.published_at is None
+        scorer = review.load_scorer(space, first)
+        assert scorer.manifest.trained_id == first
+        version = space.registry_version()
+        assert space.publish(first, actor="alice") == version + 1
+        assert [r.id for r in space.trained_models(published=True)] == [first]
+        with pytest.raises(ConfigError, match="already published"):
+            space.publish(first, actor="alice")
+        with pytest.raises(ConfigError, match="unpublish it first"):
+            space.discard(first, actor="alice")
+        assert space.unpublish(first, actor="alice") == version + 2
+        second = trained[1]
+        path = home / "artifacts" / space.trained(second).artifact_sha[:2] / space.trained(second).artifact_sha
+        shared = space.trained(second).artifact_sha == record.artifact_sha
+        assert space.discard(second, actor="bob") == (0 if shared else path.stat().st_size)
+        with pytest.raises(NotFoundError):
+            space.trained(second)
+        actions = [(e.action, e.actor) for e in space.audit_log(first)]
+        assert ("model.train", "alice") in actions and ("model.publish", "alice") in actions and ("model.unpublish", "alice") in actions
+        assert space.audit_log(first)[-1].details["lineage"]["artifact_sha"] == record.artifact_sha
+        assert ("model.discard", "bob") in [(e.action, e.actor) for e in space.audit_log(second)]
+
+
+def test_a_tampered_artifact_is_refused(swept):
+    home, pack, spec, sweep_id, passing = swept
+    with Workspace(home, clock=_clock) as space:
+        trained = space.trained_models()[0]
+        path = home / "artifacts" / trained.artifact_sha[:2] / trained.artifact_sha
+        original = path.read_bytes()
+        path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        try:
+            with pytest.raises(SigmaError, match="failed its SHA-256 check"):
+                review.load_scorer(space, trained.id)
+        finally:
+            path.write_bytes(original)
