@@ -39,7 +39,10 @@ def fit(method: str, p: np.ndarray, y: np.ndarray) -> Calibration:
     if method == "isotonic":
         curve = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
         knots = _spaced(np.quantile(p, np.linspace(0.0, 1.0, 41)))
-        return Calibration(method="isotonic", x=knots.tolist(), y=curve.predict(knots).tolist())
+        values = curve.predict(knots)
+        if len(knots) == 2 and knots[1] - knots[0] < KNOT_SPACING:
+            values[:] = float(np.mean(y))  # the probabilities barely vary: a level, not a slope
+        return Calibration(method="isotonic", x=knots.tolist(), y=values.tolist())
     regression = LogisticRegression(C=1e6).fit(logit(p)[:, None], y)
     return Calibration(method="sigmoid", a=-float(regression.coef_[0, 0]), b=-float(regression.intercept_[0]))
 

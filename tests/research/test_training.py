@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import signal
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import msgspec
 import numpy as np
 import pytest
 import xgboost
 
+from cli import main
 from engine.calendar import CALENDARS, session_days
 from engine.errors import ConfigError, NotFoundError, SigmaError
 from engine.features import feature_matrix, model_features
 from engine.models import create_model
 from engine.packs import load_pack
-from engine.scoring import Manifest
+from engine.scoring import ContractError, Manifest
 from engine.workspace import Workspace
 from packs import OFFICIAL
 from research import review, sweep, training
@@ -52,6 +54,15 @@ def swept(tmp_path_factory):
     passing = [row["rank"] for row in table.to_pylist() if row["gate"] != "FAIL"]
     assert len(passing) >= 2, "the fixture needs two rows that pass their gates"
     return home, pack, spec, sweep_id, passing
+
+
+def _registered(space: Workspace, swept) -> str:
+    """A trained and registered model of the fixture (trained here when no test registered one yet)."""
+    home, pack, spec, sweep_id, passing = swept
+    if not space.trained_models():
+        request = TrainRequest(sweep=sweep_id, rank=passing[0], grid=SMALL)
+        training._register(space, spec, request, fit_configuration(home, pack, spec, request), "test")
+    return space.trained_models()[0].id
 
 
 def _manifest(folder) -> Manifest:
@@ -204,7 +215,7 @@ def test_parallel_training_registers_models_that_publish_unpublish_and_discard(s
 def test_a_tampered_artifact_is_refused(swept):
     home, pack, spec, sweep_id, passing = swept
     with Workspace(home, clock=_clock) as space:
-        trained = space.trained_models()[0]
+        trained = space.trained(_registered(space, swept))
         path = home / "artifacts" / trained.artifact_sha[:2] / trained.artifact_sha
         original = path.read_bytes()
         path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
@@ -213,3 +224,71 @@ def test_a_tampered_artifact_is_refused(swept):
                 review.load_scorer(space, trained.id)
         finally:
             path.write_bytes(original)
+
+
+def test_the_scorer_refuses_a_feature_layout_that_differs_from_its_manifest(swept):
+    home, pack, spec, sweep_id, passing = swept
+    folder = fit_configuration(home, pack, spec, TrainRequest(sweep=sweep_id, rank=passing[0], grid=SMALL))
+    manifest = _manifest(folder)
+    scorer = review.Scorer((folder / "model.onnx").read_bytes(), manifest)
+    names, warmup = list(manifest.features), manifest.warmup_bars
+    scorer.check(names, np.float32, warmup)
+    with pytest.raises(ContractError, match=r"feature names differ .* missing \['rsi'\], unexpected \['rsi_14'\]"):
+        scorer.check([n if n != "rsi" else "rsi_14" for n in names], np.float32, warmup)
+    swapped = [names[1], names[0], *names[2:]]
+    with pytest.raises(ContractError, match=f"feature order differs .* column 0 is {names[1]!r}, the model expects {names[0]!r}"):
+        scorer.check(swapped, np.float32, warmup)
+    with pytest.raises(ContractError, match="feature dtype float64 differs from the manifest's float32"):
+        scorer.check(names, np.float64, warmup)
+    with pytest.raises(ContractError, match=f"warm up after {warmup + 5} bars .* after {warmup}"):
+        scorer.check(names, np.float32, warmup + 5)
+    with pytest.raises(ContractError, match="float32 block"):
+        scorer.score(np.zeros((1, len(names)), dtype=np.float64))
+
+
+def test_the_pipeline_scores_bar_by_bar_what_the_batch_export_scores(swept):
+    home, pack, spec, sweep_id, passing = swept
+    with Workspace(home, clock=_clock) as space:
+        trained = _registered(space, swept)
+        scorer = review.load_scorer(space, trained)
+        bars, probabilities = review.score_history(home, scorer)
+        result = review.backtest(space, pack, spec, trained)
+        window = review.backtest(space, pack, spec, trained, date(2023, 1, 1), date(2023, 12, 31))
+    session, _ = session_days(bars.start, US)
+    matrix = feature_matrix(model_features(spec.features, spec.indicators), spec.indicators, bars, session).astype(np.float32)
+    warm = np.isfinite(matrix).all(axis=1)
+    assert np.array_equal(np.isfinite(probabilities), warm)
+    assert np.array_equal(probabilities[warm], scorer.score(matrix[warm]).astype(np.float64))  # one model, two drivers
+    assert result["scored"] == warm.sum() and result["bars"] == len(bars)
+    assert 240 <= window["bars"] <= 260 and window["trades"] <= result["trades"]
+
+
+def test_the_command_line_walks_a_row_from_train_to_publish(swept, monkeypatch, capsys):
+    home, _, _, sweep_id, passing = swept
+    monkeypatch.setenv("SIGMA_HOME", str(home))
+    rank = passing[-1]
+    trained = training.trained_id(sweep_id, rank)
+
+    def sigma(*argv):
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = sigma("train", sweep_id, "--rows", str(rank))
+    assert code == 0 and "ONNX vs native: max difference" in out and f"sigma publish {trained}" in out
+    assert "exported and verified" in err
+    code, out, _ = sigma("models", "review", trained)
+    assert code == 0 and "calibration:" in out and (home / "training" / trained / "review.png").stat().st_size > 10_000
+    code, out, _ = sigma("backtest", trained, "--from", "2023-01-01", "--to", "2023-06-30", "--json")
+    assert code == 0 and 120 <= json.loads(out)["bars"] <= 130
+    assert sigma("backtest", trained, "--from", "1999-01-01", "--to", "1999-02-01")[0] == 2
+    assert "registry version" in sigma("publish", trained)[1]
+    code, out, _ = sigma("models", "trained", "--json")
+    assert any(row["id"] == trained and row["published_at"] for row in json.loads(out))
+    code, _, err = sigma("discard", trained)
+    assert code == 2 and "unpublish it first" in err
+    assert sigma("unpublish", trained)[0] == 0
+    code, out, _ = sigma("discard", trained)
+    assert code == 0 and "freed" in out
+    code, _, err = sigma("train", sweep_id, "--rows", "x")
+    assert code == 2 and "--rows" in err
