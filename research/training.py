@@ -50,7 +50,7 @@ from engine.features import feature_matrix, model_features, needs_ticks, warmup_
 from engine.lineage import content_sha
 from engine.models import ModelSpec
 from engine.packs import Pack
-from engine.scoring import Manifest
+from engine.scoring import Calibration, Manifest
 from engine.workspace import Workspace
 from research import calibration
 from research.backtest import METRICS, PARAMETERS, run, trades
@@ -61,7 +61,7 @@ from research.leaderboard import load
 from research.sweep import build_market, config_row, reload
 from research.validation import walk_forward
 
-__all__ = ["GRID", "TrainRequest", "select", "train", "fit_configuration", "trained_id", "Cancelled", "NEAR_DUPLICATE"]
+__all__ = ["GRID", "TrainRequest", "select", "train", "fit", "Fit", "fit_configuration", "trained_id", "Cancelled", "NEAR_DUPLICATE"]
 
 GRID: dict[str, list[float]] = {"n_estimators": [100, 200], "max_depth": [3, 5, 7], "learning_rate": [0.01, 0.1]}
 NEAR_DUPLICATE = 0.10
@@ -191,6 +191,72 @@ def _last_progress(folder: Path) -> dict:
     return json.loads(lines[-1]) if lines else {"stage": "starting"}
 
 
+class Fit(msgspec.Struct, kw_only=True):
+    """What `fit` chose and produced: the final classifier, its settings, calibrator and raw probabilities."""
+
+    classifier: object
+    hyperparameters: dict[str, float]
+    calibrator: Calibration
+    calibration_scores: dict[str, float]
+    scores: dict[tuple, float]
+    """Out-of-fold log loss per (n_estimators, max_depth, learning_rate)."""
+    out_of_fold: np.ndarray
+    """The chosen grid point's raw out-of-fold probabilities (NaN outside the test folds)."""
+    holdout: np.ndarray
+    """The final model's raw holdout probabilities (NaN where a feature is not warm)."""
+
+
+def fit(matrix: np.ndarray, outcomes: np.ndarray, splits: list, holdout_start: int, gap: int, request: TrainRequest,
+        folder: Path, identity: list[str], progress: _Progress | None = None) -> Fit:
+    """Grid search by purged out-of-fold log loss, calibration by Brier score, and the final model on the development rows.
+
+    Each grid point is checkpointed in ``folder`` under a name derived from ``identity``
+    (what else decides its numbers, e.g. the data hash) and the point itself.
+    """
+    progress = progress or _Progress(folder)
+    sizes = sorted(int(n) for n in request.grid["n_estimators"])
+    shapes = list(itertools.product(request.grid["max_depth"], request.grid["learning_rate"]))
+    total = len(shapes) + 2
+    scores: dict[tuple, float] = {}
+    predictions: dict[tuple, np.ndarray] = {}
+    for k, (depth, rate) in enumerate(shapes):
+        # Named by everything that decides its numbers, so that a changed grid, seed or dataset never reuses it.
+        key = content_sha([sizes, depth, rate, request.seed, identity, msgspec.to_builtins(splits)])[:16]
+        checkpoint = folder / f"grid-{key}.npz"
+        if checkpoint.exists():
+            saved = np.load(checkpoint)
+            out_of_fold = {size: saved[f"n{size}"] for size in sizes}
+            progress.write(k + 1, total, f"grid {k + 1}/{len(shapes)} from checkpoint", resumed=True)
+        else:
+            if (folder / "cancel").exists():
+                raise Cancelled(f"{folder.name} cancelled after {k} of {len(shapes)} grid points")
+            out_of_fold = _out_of_fold(matrix, outcomes, splits, sizes, int(depth), float(rate), request)
+            partial = folder / f"grid-{key}.partial.npz"
+            np.savez(partial, **{f"n{size}": values for size, values in out_of_fold.items()})
+            partial.replace(checkpoint)  # atomic: a kill never leaves a half-written checkpoint
+            progress.write(k + 1, total, f"grid {k + 1}/{len(shapes)}: depth {depth}, rate {rate}")
+        for size, values in out_of_fold.items():
+            known = np.isfinite(values) & np.isfinite(outcomes)
+            scores[(size, depth, rate)] = calibration.quality(values[known], outcomes[known])["log_loss"]
+            predictions[(size, depth, rate)] = values
+    best = min(scores, key=lambda point: (scores[point], point))
+    hyperparameters = {"n_estimators": int(best[0]), "max_depth": int(best[1]), "learning_rate": float(best[2])}
+    raw = predictions[best]
+    known = np.isfinite(raw) & np.isfinite(outcomes)
+    calibrator, calibration_scores = calibration.choose(raw[known].astype(np.float64), outcomes[known])
+    progress.write(len(shapes) + 1, total, f"calibration: {calibrator.method}")
+    classifier = _classifier(hyperparameters, request)
+    development = slice(0, max(0, holdout_start - gap))
+    usable = np.isfinite(outcomes[development]) & np.isfinite(matrix[development]).all(axis=1)
+    classifier.fit(matrix[development][usable], outcomes[development][usable].astype(int))
+    holdout = matrix[holdout_start:]
+    warm = np.isfinite(holdout).all(axis=1)
+    holdout_raw = np.full(len(holdout), np.nan)
+    holdout_raw[warm] = classifier.predict_proba(holdout[warm])[:, 1]
+    return Fit(classifier=classifier, hyperparameters=hyperparameters, calibrator=calibrator,
+               calibration_scores=calibration_scores, scores=scores, out_of_fold=raw, holdout=holdout_raw)
+
+
 def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainRequest) -> Path:
     """Train, calibrate, export, verify and measure one sweep row; returns its folder (model.onnx, manifest.json)."""
     name = trained_id(request.sweep, request.rank)
@@ -214,50 +280,14 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
                                          embargo=sweep_request.embargo, holdout=sweep_request.holdout)
     gap = recipe.horizon_bars + 1 + sweep_request.embargo
 
-    # 1. The grid, by out-of-fold log loss; n_estimators values share the largest forest.
-    sizes = sorted(int(n) for n in request.grid["n_estimators"])
-    shapes = list(itertools.product(request.grid["max_depth"], request.grid["learning_rate"]))
-    total = len(shapes) + 2
-    scores: dict[tuple, float] = {}
-    predictions: dict[tuple, np.ndarray] = {}
-    for k, (depth, rate) in enumerate(shapes):
-        # Named by everything that decides its numbers, so that a changed grid, seed or dataset never reuses it.
-        key = content_sha([sizes, depth, rate, request.seed, dataset.data_sha, spec.model_config_sha, msgspec.to_builtins(splits)])
-        checkpoint = folder / f"grid-{key[:16]}.npz"
-        if checkpoint.exists():
-            saved = np.load(checkpoint)
-            out_of_fold = {size: saved[f"n{size}"] for size in sizes}
-            progress.write(k + 1, total, f"grid {k + 1}/{len(shapes)} from checkpoint", resumed=True)
-        else:
-            if (folder / "cancel").exists():
-                raise Cancelled(f"{name} cancelled after {k} of {len(shapes)} grid points")
-            out_of_fold = _out_of_fold(matrix, outcomes, splits, sizes, int(depth), float(rate), request)
-            partial = folder / f"grid-{key[:16]}.partial.npz"
-            np.savez(partial, **{f"n{size}": values for size, values in out_of_fold.items()})
-            partial.replace(checkpoint)  # atomic: a kill never leaves a half-written checkpoint
-            progress.write(k + 1, total, f"grid {k + 1}/{len(shapes)}: depth {depth}, rate {rate}")
-        for size, values in out_of_fold.items():
-            known = np.isfinite(values) & np.isfinite(outcomes)
-            scores[(size, depth, rate)] = calibration.quality(values[known], outcomes[known])["log_loss"]
-            predictions[(size, depth, rate)] = values
-    best = min(scores, key=lambda key: (scores[key], key))
-    hyperparameters = {"n_estimators": int(best[0]), "max_depth": int(best[1]), "learning_rate": float(best[2])}
-
-    # 2. Calibration on the best grid point's out-of-fold probabilities.
-    raw = predictions[best]
+    # 1-3. The grid, the calibration and the final model, checkpointed per grid point.
+    fitted = fit(matrix, outcomes, splits, holdout_start, gap, request, folder,
+                 identity=[dataset.data_sha, spec.model_config_sha], progress=progress)
+    classifier, hyperparameters, calibrator, scores = fitted.classifier, fitted.hyperparameters, fitted.calibrator, fitted.scores
+    calibration_scores, raw, holdout_raw = fitted.calibration_scores, fitted.out_of_fold, fitted.holdout
     known = np.isfinite(raw) & np.isfinite(outcomes)
-    calibrator, calibration_scores = calibration.choose(raw[known].astype(np.float64), outcomes[known])
-    progress.write(len(shapes) + 1, total, f"calibration: {calibrator.method}")
-
-    # 3. The final model on the development window, the holdout, the export and its check.
-    classifier = _classifier(hyperparameters, request)
-    development = slice(0, max(0, holdout_start - gap))
-    usable = np.isfinite(outcomes[development]) & np.isfinite(matrix[development]).all(axis=1)
-    classifier.fit(matrix[development][usable], outcomes[development][usable].astype(int))
     holdout = slice(holdout_start, len(bars))
-    warm = np.isfinite(matrix[holdout]).all(axis=1)
-    holdout_raw = np.full(holdout.stop - holdout.start, np.nan)
-    holdout_raw[warm] = classifier.predict_proba(matrix[holdout][warm])[:, 1]
+    warm = np.isfinite(holdout_raw)
     holdout_probability = calibration.apply(calibrator, holdout_raw)
     model = to_onnx(classifier, len(features), calibrator)
     calibrated = np.where(known, calibration.apply(calibrator, np.nan_to_num(raw)), np.nan)
@@ -300,7 +330,8 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     manifest = msgspec.structs.replace(manifest, metrics=metrics | {"onnx_max_difference": difference})
     (folder / "model.onnx").write_bytes(model)
     (folder / "manifest.json").write_bytes(msgspec.json.format(msgspec.json.encode(manifest), indent=2))
-    progress.write(total, total, "exported and verified")
+    steps = len(request.grid["max_depth"]) * len(request.grid["learning_rate"]) + 2  # the grid, calibration, export
+    progress.write(steps, steps, "exported and verified")
     return folder
 
 
