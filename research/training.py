@@ -61,7 +61,7 @@ from research.leaderboard import load
 from research.sweep import build_market, config_row, reload
 from research.validation import walk_forward
 
-__all__ = ["GRID", "TrainRequest", "select", "train", "fit", "Fit", "fit_configuration", "trained_id", "Cancelled", "NEAR_DUPLICATE"]
+__all__ = ["GRID", "TrainRequest", "select", "train", "cancel", "fit", "Fit", "fit_configuration", "trained_id", "Cancelled", "NEAR_DUPLICATE"]
 
 GRID: dict[str, list[float]] = {"n_estimators": [100, 200], "max_depth": [3, 5, 7], "learning_rate": [0.01, 0.1]}
 NEAR_DUPLICATE = 0.10
@@ -143,6 +143,7 @@ def train(
         (folder / "cancel").unlink(missing_ok=True)
         space.audit(actor, "train.start", trained_id(sweep_id, request.rank), {"sweep": sweep_id, "rank": request.rank})
     finished: list[str] = []
+    failed: list[str] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(fit_configuration, space.home, pack, spec, r): r for r in requests}
         try:
@@ -150,7 +151,12 @@ def train(
             while pending:
                 for future in [f for f in pending if f.done()]:
                     pending.discard(future)
-                    finished.append(_register(space, spec, futures[future], future.result(), actor))
+                    request = futures[future]
+                    try:
+                        finished.append(_register(space, spec, request, future.result(), actor))
+                    except SigmaError as error:  # one row's failure does not cost the others their work
+                        failed.append(f"row {request.rank}: {error}")
+                        space.audit(actor, "train.fail", trained_id(sweep_id, request.rank), {"error": str(error)})
                 if report:
                     for rank, folder in folders.items():
                         report(trained_id(sweep_id, rank), _last_progress(folder))
@@ -162,6 +168,9 @@ def train(
                 if future.exception() is None and trained_id(sweep_id, futures[future].rank) not in finished:
                     finished.append(_register(space, spec, futures[future], future.result(), actor))
             raise Cancelled(f"training cancelled; finished {len(finished)} of {len(requests)}: run the same command to resume") from None
+    if failed:
+        raise SigmaError(f"{len(failed)} of {len(requests)} trainings failed ({'; '.join(failed)}); "
+                         f"the others are registered: {', '.join(finished) or 'none'}")
     return finished
 
 
@@ -215,7 +224,7 @@ def fit(matrix: np.ndarray, outcomes: np.ndarray, splits: list, holdout_start: i
     """
     progress = progress or _Progress(folder)
     sizes = sorted(int(n) for n in request.grid["n_estimators"])
-    shapes = list(itertools.product(request.grid["max_depth"], request.grid["learning_rate"]))
+    shapes = [(int(depth), float(rate)) for depth, rate in itertools.product(request.grid["max_depth"], request.grid["learning_rate"])]
     total = len(shapes) + 2
     scores: dict[tuple, float] = {}
     predictions: dict[tuple, np.ndarray] = {}
@@ -230,7 +239,7 @@ def fit(matrix: np.ndarray, outcomes: np.ndarray, splits: list, holdout_start: i
         else:
             if (folder / "cancel").exists():
                 raise Cancelled(f"{folder.name} cancelled after {k} of {len(shapes)} grid points")
-            out_of_fold = _out_of_fold(matrix, outcomes, splits, sizes, int(depth), float(rate), request)
+            out_of_fold = _out_of_fold(matrix, outcomes, splits, sizes, depth, rate, request)
             partial = folder / f"grid-{key}.partial.npz"
             np.savez(partial, **{f"n{size}": values for size, values in out_of_fold.items()})
             partial.replace(checkpoint)  # atomic: a kill never leaves a half-written checkpoint

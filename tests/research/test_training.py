@@ -20,7 +20,7 @@ from engine.calendar import CALENDARS, session_days
 from engine.errors import ConfigError, NotFoundError, SigmaError
 from engine.features import feature_matrix, model_features
 from engine.models import create_model
-from engine.packs import load_pack
+from engine.packs import PackTraining, load_pack
 from engine.scoring import ContractError, Manifest
 from engine.workspace import Workspace
 from packs import OFFICIAL
@@ -185,8 +185,11 @@ def test_a_cancelled_training_stops_and_keeps_its_checkpoints(swept):
 def test_parallel_training_registers_models_that_publish_unpublish_and_discard(swept):
     home, pack, spec, sweep_id, passing = swept
     with Workspace(home, clock=_clock) as space:
-        trained = training.train(space, pack, spec, sweep_id, passing[:2], actor="alice", workers=2)
+        quick = msgspec.structs.replace(pack, training=PackTraining(grid={"n_estimators": [30], "max_depth": [2, 3]}))
+        trained = training.train(space, quick, spec, sweep_id, passing[:2], actor="alice", workers=2)
         assert sorted(trained) == sorted(training.trained_id(sweep_id, rank) for rank in passing[:2])
+        grid = space.trained(trained[0]).manifest["metrics"]["grid_log_loss"]
+        assert set(grid) == {"30/2/0.01", "30/2/0.1", "30/3/0.01", "30/3/0.1"}  # the pack's axes, the default rates
         first = trained[0]
         record = space.trained(first)
         assert record.artifact_sha and record.published_at is None
