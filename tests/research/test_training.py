@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import _thread
 import hashlib
 import json
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from datetime import UTC, date, datetime
 
@@ -295,3 +297,28 @@ def test_the_command_line_walks_a_row_from_train_to_publish(swept, monkeypatch, 
     assert code == 0 and "freed" in out
     code, _, err = sigma("train", sweep_id, "--rows", "x")
     assert code == 2 and "--rows" in err
+
+
+def test_ctrl_c_cancels_every_training_and_the_same_call_resumes(swept):
+    home, pack, spec, sweep_id, passing = swept
+    rank = passing[2] if len(passing) > 2 else passing[-1]
+    folder = home / "training" / training.trained_id(sweep_id, rank)
+    slow = msgspec.structs.replace(pack, training=PackTraining(grid={"n_estimators": [60], "max_depth": [2, 3, 4, 5, 6, 7, 8]}))
+
+    def interrupt_after_the_first_checkpoint():
+        deadline = time.monotonic() + 120
+        while not list(folder.glob("grid-*.npz")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _thread.interrupt_main()  # what Ctrl-C does to the parent
+
+    with Workspace(home, clock=_clock) as space:
+        watcher = threading.Thread(target=interrupt_after_the_first_checkpoint)
+        watcher.start()
+        with pytest.raises(training.Cancelled, match="finished 0 of 1"):
+            training.train(space, slow, spec, sweep_id, [rank], actor="test", workers=1)
+        watcher.join()
+        kept = len(list(folder.glob("grid-*.npz")))
+        assert 1 <= kept < 14 and not (folder / "model.onnx").exists()
+        assert training.train(space, slow, spec, sweep_id, [rank], actor="test", workers=1) == [training.trained_id(sweep_id, rank)]
+    lines = [msgspec.json.decode(line) for line in (folder / "progress.jsonl").read_bytes().splitlines()]
+    assert sum(line["resumed"] for line in lines) == kept
