@@ -23,7 +23,7 @@ from engine.errors import ConfigError, NotFoundError, SigmaError
 from engine.features import feature_matrix, model_features
 from engine.models import create_model
 from engine.packs import PackTraining, load_pack
-from engine.scoring import ContractError, Manifest
+from engine.scoring import ContractError, Manifest, Scorer
 from engine.workspace import Workspace
 from packs import OFFICIAL
 from research import review, sweep, training
@@ -128,7 +128,7 @@ def test_the_export_check_fails_with_the_figure(swept):
     bars, _ = load_bars(home, "SPY", "1d")
     session, _ = session_days(bars.start, US)
     rows = feature_matrix(model_features(spec.features, spec.indicators), spec.indicators, bars, session)[-50:].astype(np.float32)
-    scored = review.Scorer((folder / "model.onnx").read_bytes(), manifest).score(rows)
+    scored = Scorer((folder / "model.onnx").read_bytes(), manifest).score(rows)
     assert verify((folder / "model.onnx").read_bytes(), manifest, rows, scored.astype(np.float64)) == 0.0
     with pytest.raises(ExportError, match=r"differs from the native model by 1\.00e-03 \(tolerance 1e-05\) on 50"):
         verify((folder / "model.onnx").read_bytes(), manifest, rows, scored + 1e-3)
@@ -235,7 +235,7 @@ def test_the_scorer_refuses_a_feature_layout_that_differs_from_its_manifest(swep
     home, pack, spec, sweep_id, passing = swept
     folder = fit_configuration(home, pack, spec, TrainRequest(sweep=sweep_id, rank=passing[0], grid=SMALL))
     manifest = _manifest(folder)
-    scorer = review.Scorer((folder / "model.onnx").read_bytes(), manifest)
+    scorer = Scorer((folder / "model.onnx").read_bytes(), manifest)
     names, warmup = list(manifest.features), manifest.warmup_bars
     scorer.check(names, np.float32, warmup)
     with pytest.raises(ContractError, match=r"feature names differ .* missing \['rsi'\], unexpected \['rsi_14'\]"):
