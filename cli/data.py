@@ -11,7 +11,15 @@ import msgspec
 from cli._common import print_json, workspace
 from engine.calendar import CALENDARS, calendar
 from engine.errors import ConfigError
-from research.data import ImportOptions, check_dataset, datasets, import_bars, resample_dataset, store_bars, store_ticks
+from research.data import (
+    ImportOptions,
+    check_dataset,
+    datasets,
+    import_bars,
+    resample_dataset,
+    store_bars,
+    store_ticks,
+)
 from research.preview import preview
 from research.synthetic import generate
 

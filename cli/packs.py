@@ -8,9 +8,9 @@ from pathlib import Path
 import msgspec
 
 from cli._common import catalog, print_json
-from research.performance import pack_performance
 from engine.errors import ConfigError
 from engine.packs import TAG_CATEGORIES, Check, PackReport, decode_pack, lint
+from research.performance import pack_performance
 
 
 def register(commands: argparse._SubParsersAction) -> None:

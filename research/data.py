@@ -23,7 +23,15 @@ import pyarrow.parquet as pq
 
 from engine.bars import COLUMNS, Bars, resample
 from engine.cadence import parse_cadence
-from engine.calendar import EPOCH, NS_PER_DAY, NS_PER_MINUTE, Calendar, calendar, local_to_utc, session_days
+from engine.calendar import (
+    EPOCH,
+    NS_PER_DAY,
+    NS_PER_MINUTE,
+    Calendar,
+    calendar,
+    local_to_utc,
+    session_days,
+)
 from engine.errors import ConfigError, NotFoundError, SigmaError
 from engine.features import TICK_FIELDS
 from engine.lineage import content_sha

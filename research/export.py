@@ -41,14 +41,14 @@ def to_onnx(classifier, width: int, calibration: Calibration) -> bytes:
     probabilities = next(output.name for output in graph.output if output.name != "label")
     constants: list[onnx.TensorProto] = []
 
-    def constant(name: str, value) -> str:
-        constants.append(numpy_helper.from_array(np.asarray(value, dtype=np.float64), name))
+    def constant(name: str, value, dtype=np.float64) -> str:
+        constants.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
     # The calibrator computes in float64: a steep isotonic step would magnify float32 rounding past the tolerance.
     nodes = [
-        helper.make_node("Slice", [probabilities, _integers("one", [1], constants), _integers("two", [2], constants),
-                                   _integers("axis", [1], constants)], ["positive"]),
+        helper.make_node("Slice", [probabilities, constant("one", [1], np.int64), constant("two", [2], np.int64),
+                                   constant("axis", [1], np.int64)], ["positive"]),
         helper.make_node("Cast", ["positive"], ["raw"], to=TensorProto.DOUBLE),
     ]  # fmt: skip
     if calibration.method == "isotonic":
@@ -63,7 +63,7 @@ def to_onnx(classifier, width: int, calibration: Calibration) -> bytes:
             helper.make_node("Max", ["capped", constant("low", low)], ["clipped"]),
             helper.make_node("Sub", ["clipped", "low"], ["covered"]),
             helper.make_node("Mul", ["covered", constant("slope", slope)], ["rises"]),
-            helper.make_node("ReduceSum", ["rises", _integers("columns", [1], constants)], ["rise"], keepdims=1),
+            helper.make_node("ReduceSum", ["rises", constant("columns", [1], np.int64)], ["rise"], keepdims=1),
             helper.make_node("Add", ["rise", constant("start", [y[0] if len(y) else 0.0])], ["calibrated"]),
         ]
     else:
@@ -86,11 +86,6 @@ def to_onnx(classifier, width: int, calibration: Calibration) -> bytes:
         model.opset_import.append(helper.make_opsetid("", _OPSET))
     onnx.checker.check_model(model)
     return model.SerializeToString()
-
-
-def _integers(name: str, value: list[int], constants: list) -> str:
-    constants.append(numpy_helper.from_array(np.asarray(value, dtype=np.int64), name))
-    return name
 
 
 def verify(model: bytes, manifest: Manifest, rows: np.ndarray, native: np.ndarray) -> float:

@@ -23,7 +23,11 @@ from engine.errors import ConfigError, NotFoundError
 from engine.gates import evaluate, overall
 from engine.workspace import Workspace
 from research.backtest import BLOCKS, run
-from research.overfitting import block_sharpe, deflated_sharpe, probability_of_overfitting
+from research.overfitting import (
+    block_sharpe,
+    deflated_sharpe,
+    probability_of_overfitting,
+)
 
 __all__ = ["build", "read_parts", "gate", "load", "render", "write_csv", "save_recipe", "Recipe"]
 

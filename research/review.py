@@ -19,15 +19,17 @@ import matplotlib.pyplot as plt
 import msgspec
 import numpy as np
 
-from engine.calendar import calendar, local_clock, session_days
+from engine.bars import Bars
+from engine.calendar import Calendar, calendar, local_clock, session_days
 from engine.errors import ConfigError
 from engine.features import needs_ticks
+from engine.models import InstrumentSettings
 from engine.pipeline import Pipeline
 from engine.scoring import Manifest, Scorer
 from engine.workspace import Workspace
 from research.backtest import METRICS, PARAMETERS, run
 from research.data import load_bars, load_ticks
-from research.sweep import SweepRequest, build_market
+from research.sweep import build_market, stored_request
 
 __all__ = ["load_scorer", "score_history", "backtest", "render", "report"]
 
@@ -39,14 +41,16 @@ def load_scorer(space: Workspace, trained_id: str) -> Scorer:
     return Scorer(space.read_artifact(record.artifact_sha), manifest)
 
 
-def score_history(home: Path, scorer: Scorer) -> tuple[object, np.ndarray]:
-    """(bars, probabilities): every stored bar of the model's symbol through a fresh `Pipeline`."""
+def score_history(home: Path, scorer: Scorer) -> tuple[Bars, Calendar, np.ndarray]:
+    """(bars, their calendar, probabilities): every stored bar of the model's symbol through a fresh `Pipeline`."""
     manifest = scorer.manifest
-    symbol = manifest.instrument.get("ticker") or manifest.instrument.get("underlying") or manifest.instrument.get("contract")
+    symbol = msgspec.convert(manifest.instrument, InstrumentSettings).symbol
     bars, dataset = load_bars(home, symbol, manifest.cadence)
+    cal = calendar(dataset.calendar)
     pipeline = Pipeline(scorer)
+    # Feeding ticks costs a call per tick: only for models that have tick indicators.
     ticks = load_ticks(home, symbol) if any(needs_ticks(f.indicator) for f in pipeline.features.features) else None
-    session, _ = session_days(bars.start, calendar(dataset.calendar))
+    session, _ = session_days(bars.start, cal)
     probabilities = np.full(len(bars), np.nan)
     next_tick = 0
     for t in range(len(bars)):
@@ -55,16 +59,14 @@ def score_history(home: Path, scorer: Scorer) -> tuple[object, np.ndarray]:
                 pipeline.update_tick(*(float(ticks[name][next_tick]) for name in ("ts", "price", "size", "bid", "ask", "bid_size", "ask_size")))
                 next_tick += 1
         probabilities[t] = pipeline.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session[t])
-    return bars, probabilities
+    return bars, cal, probabilities
 
 
 def backtest(space: Workspace, pack, spec, trained_id: str, start: date | None = None, end: date | None = None) -> dict[str, float]:
     """The exported model's backtest over stored bars from ``start`` to ``end`` (inclusive), by its own policy."""
     scorer = load_scorer(space, trained_id)
-    bars, probabilities = score_history(space.home, scorer)
-    _, dataset = load_bars(space.home, bars.ticker, spec.cadence)
-    cal = calendar(dataset.calendar)
-    request = msgspec.json.decode((space.sweeps_folder / scorer.manifest.sweep / "request.json").read_bytes(), type=SweepRequest)
+    bars, cal, probabilities = score_history(space.home, scorer)
+    request = stored_request(space, scorer.manifest.sweep)
     prepared = build_market([(bars, None)], cal, spec, pack.strategies[spec.strategy].label, request, stored=probabilities[:, None])
     day, _ = local_clock(bars.start, cal.timezone)
     first = 0 if start is None else int(np.searchsorted(day, (start - date(1970, 1, 1)).days))

@@ -35,7 +35,14 @@ import pyarrow.parquet as pq
 
 from engine.bars import Bars
 from engine.cadence import parse_cadence
-from engine.calendar import Calendar, bars_per_year, calendar, local_clock, session_clock, session_days
+from engine.calendar import (
+    Calendar,
+    bars_per_year,
+    calendar,
+    local_clock,
+    session_clock,
+    session_days,
+)
 from engine.errors import ConfigError
 from engine.features import feature_matrix, model_features
 from engine.indicators.volatility import RealisedVolatility
@@ -53,7 +60,7 @@ from research.validation import Split, out_of_fold, walk_forward
 
 __all__ = [
     "SweepRequest", "grid", "config_row", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
-    "prepare", "build_market", "Prepared",
+    "prepare", "build_market", "Prepared", "stored_request",
 ]  # fmt: skip
 
 CAP = 1_000
@@ -327,12 +334,16 @@ def resume(space: Workspace, pack: Pack, spec: ModelSpec, sweep_id: str, *, acto
 
 def reload(space: Workspace, sweep_id: str, pack: Pack, spec: ModelSpec) -> tuple[SweepRequest, list[str], list[tuple], Prepared]:
     """A stored sweep's request, grid and inputs, with the probabilities it computed (no retraining)."""
-    folder = _sweep_folder(space, sweep_id)
-    request = msgspec.json.decode((folder / "request.json").read_bytes(), type=SweepRequest)
+    request = stored_request(space, sweep_id)
     names, combinations = grid(pack, spec, request)
-    stored = pq.read_table(folder / "probabilities.parquet").column("probability").to_numpy()
+    stored = pq.read_table(_sweep_folder(space, sweep_id) / "probabilities.parquet").column("probability").to_numpy()
     prepared = prepare(space.home, pack, spec, request, stored=stored.reshape(-1, len(request.universe) or 1))
     return request, names, combinations, prepared
+
+
+def stored_request(space: Workspace, sweep_id: str) -> SweepRequest:
+    """The request a sweep was started with."""
+    return msgspec.json.decode((_sweep_folder(space, sweep_id) / "request.json").read_bytes(), type=SweepRequest)
 
 
 def cancel(space: Workspace, sweep_id: str, *, actor: str) -> None:

@@ -20,7 +20,14 @@ import numpy as np
 
 from engine.bars import COLUMNS, Bars, aggregate, resample
 from engine.cadence import parse_cadence
-from engine.calendar import EPOCH, NS_PER_DAY, NS_PER_MINUTE, Calendar, local_to_utc, trading_days
+from engine.calendar import (
+    EPOCH,
+    NS_PER_DAY,
+    NS_PER_MINUTE,
+    Calendar,
+    local_to_utc,
+    trading_days,
+)
 
 __all__ = ["generate", "REGIMES"]
 

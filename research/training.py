@@ -46,7 +46,7 @@ import xgboost
 
 from engine.calendar import calendar, session_days
 from engine.errors import ConfigError, SigmaError
-from engine.features import feature_matrix, model_features, needs_ticks, warmup_bars
+from engine.features import feature_matrix, model_features, warmup_bars
 from engine.lineage import content_sha
 from engine.models import ModelSpec
 from engine.packs import Pack
@@ -282,8 +282,7 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     cal = calendar(dataset.calendar)
     features = model_features(spec.features, spec.indicators)
     session, _ = session_days(bars.start, cal)
-    ticks = load_ticks(home, bars.ticker) if any(needs_ticks(f.indicator) for f in features) else None
-    matrix = feature_matrix(features, spec.indicators, bars, session, ticks).astype(np.float32)
+    matrix = feature_matrix(features, spec.indicators, bars, session, load_ticks(home, bars.ticker)).astype(np.float32)
     outcomes = label(bars, recipe)
     splits, holdout_start = walk_forward(len(bars), folds=sweep_request.folds, horizon=recipe.horizon_bars,
                                          embargo=sweep_request.embargo, holdout=sweep_request.holdout)
@@ -299,7 +298,7 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     warm = np.isfinite(holdout_raw)
     holdout_probability = calibration.apply(calibrator, holdout_raw)
     model = to_onnx(classifier, len(features), calibrator)
-    calibrated = np.where(known, calibration.apply(calibrator, np.nan_to_num(raw)), np.nan)
+    calibrated = calibration.apply(calibrator, raw)  # NaN outside the test folds, as raw is
 
     # 4. Metrics, the backtests, importance and samples.
     labelled = np.isfinite(outcomes[holdout]) & warm
@@ -309,9 +308,8 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
         "out_of_fold": calibration.quality(calibrated[known], outcomes[known]),
         "holdout": calibration.quality(holdout_probability[labelled], outcomes[holdout][labelled]) if labelled.any() else {},
     }
-    stored = np.full(len(bars), np.nan)
-    stored[known] = calibrated[known]
-    stored[holdout] = np.where(warm, holdout_probability, np.nan)
+    stored = calibrated.copy()
+    stored[holdout] = holdout_probability
     prepared = build_market([(bars, None)], cal, spec, recipe, sweep_request, stored=stored[:, None])
     curves = {}
     for window, rows in (("out_of_fold", prepared.development), ("holdout", prepared.holdout)):

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import talib
+from scipy.stats import norm
 
 
 def _shifted(x: np.ndarray, by: int) -> np.ndarray:
@@ -122,3 +123,12 @@ REFERENCES = {
 """Reference outputs per registry name, in the indicator's output order."""
 
 TALIB_BACKED = {"sma", "ema", "wma", "rsi", "macd", "roc", "stochastic", "bollinger", "atr", "zscore", "donchian", "adx", "obv", "volume_surge"}
+
+
+def black_scholes(kind: int, spot: float, strike: float, years: float, volatility: float) -> float:
+    """A call's (``kind`` +1) or put's (-1) value at a zero rate, from the textbook formula and scipy's normal CDF."""
+    d1 = (math.log(spot / strike) + 0.5 * volatility**2 * years) / (volatility * math.sqrt(years))
+    d2 = d1 - volatility * math.sqrt(years)
+    if kind > 0:
+        return spot * norm.cdf(d1) - strike * norm.cdf(d2)
+    return strike * norm.cdf(-d2) - spot * norm.cdf(-d1)

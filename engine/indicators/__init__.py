@@ -1,7 +1,19 @@
 """Incremental technical indicators with compiled batch twins, and their registry."""
 
-from engine.indicators._base import BAR_TIMESCALES, TICK_TIMESCALES, TIMESCALES, Indicator, Parameter
-from engine.indicators.registry import INDICATORS, check_params, compute, indicator_class, make
+from engine.indicators._base import (
+    BAR_TIMESCALES,
+    TICK_TIMESCALES,
+    TIMESCALES,
+    Indicator,
+    Parameter,
+)
+from engine.indicators.registry import (
+    INDICATORS,
+    check_params,
+    compute,
+    indicator_class,
+    make,
+)
 
 __all__ = [
     "Indicator",

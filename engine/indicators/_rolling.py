@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from engine._jit import helper, kernel
 
 __all__ = ["RollingWindow", "RollingExtremes", "lap_sum"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine._jit import kernel
-from engine.indicators._rolling import lap_sum, ring_push
 
+from engine._jit import kernel
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
+from engine.indicators._rolling import lap_sum, ring_push
 
 __all__ = ["SimpleMovingAverage", "ExponentialMovingAverage", "WeightedMovingAverage"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine._jit import kernel
 
+from engine._jit import kernel
 from engine.indicators._base import TICK_TIMESCALES, Indicator, Parameter, as_input
 from engine.indicators._rolling import (
     RollingWindow,

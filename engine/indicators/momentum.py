@@ -10,15 +10,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine._jit import kernel
 
+from engine._jit import kernel
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
-from engine.indicators.averages import SimpleMovingAverage
 from engine.indicators._rolling import (
+    RollingExtremes,
     ring_push,
     rolling_extremes,
-    RollingExtremes,
 )
+from engine.indicators.averages import SimpleMovingAverage
 
 __all__ = ["RelativeStrengthIndex", "MovingAverageConvergenceDivergence", "RateOfChange", "Stochastic"]
 

@@ -8,7 +8,11 @@ import numpy as np
 
 from engine.errors import ConfigError, NotFoundError
 from engine.indicators._base import Indicator
-from engine.indicators.averages import ExponentialMovingAverage, SimpleMovingAverage, WeightedMovingAverage
+from engine.indicators.averages import (
+    ExponentialMovingAverage,
+    SimpleMovingAverage,
+    WeightedMovingAverage,
+)
 from engine.indicators.microstructure import (
     Microprice,
     OrderBookImbalance,
@@ -22,8 +26,18 @@ from engine.indicators.momentum import (
     Stochastic,
 )
 from engine.indicators.trend import AverageDirectionalIndex
-from engine.indicators.volatility import AverageTrueRange, BollingerBands, DonchianChannel, RealisedVolatility, ZScore
-from engine.indicators.volume import OnBalanceVolume, SessionVolumeWeightedAveragePrice, VolumeSurge
+from engine.indicators.volatility import (
+    AverageTrueRange,
+    BollingerBands,
+    DonchianChannel,
+    RealisedVolatility,
+    ZScore,
+)
+from engine.indicators.volume import (
+    OnBalanceVolume,
+    SessionVolumeWeightedAveragePrice,
+    VolumeSurge,
+)
 
 __all__ = ["INDICATORS", "indicator_class", "check_params", "make", "compute"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine._jit import kernel
 
+from engine._jit import kernel
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
 
 __all__ = ["AverageDirectionalIndex"]

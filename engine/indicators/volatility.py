@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine._jit import kernel
 
+from engine._jit import kernel
 from engine.indicators._base import Indicator, Parameter, as_input, converged_after
 from engine.indicators._rolling import (
-    rolling_extremes,
     RollingExtremes,
     RollingWindow,
+    rolling_extremes,
     window_full,
     window_mean,
     window_new,

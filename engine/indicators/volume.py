@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from engine._jit import kernel
 
+from engine._jit import kernel
 from engine.indicators._base import Indicator, Parameter, as_input
 from engine.indicators._rolling import (
-    ring_push,
     RollingWindow,
     lap_sum,
+    ring_push,
     window_full,
     window_mean,
     window_new,

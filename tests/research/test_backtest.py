@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import norm
 
 from engine.options import strike_score
 from engine.policy import ALL_DAY, ENTRY_TYPES, EXIT_REASONS, SIDES
 from research.backtest import METRICS, PARAMETERS, Market, run, trades
+from tests.reference import black_scholes
 from tests.reference_backtest import backtest_loop
 
 
@@ -74,12 +74,6 @@ def test_allowed_hours_and_short_side():
     assert trades(both, _config(threshold=0.7))[0] == []  # long-only ignores low probabilities
 
 
-def _black_scholes(kind, spot, strike, years, volatility):
-    d1 = (np.log(spot / strike) + 0.5 * volatility**2 * years) / (volatility * np.sqrt(years))
-    d2 = d1 - volatility * np.sqrt(years)
-    return spot * norm.cdf(d1) - strike * norm.cdf(d2) if kind > 0 else strike * norm.cdf(-d2) - spot * norm.cdf(-d1)
-
-
 def test_an_option_trade_is_priced_from_the_underlying_hand_computed():
     # Daily bars at 20% volatility. Signal at bar 0 -> buy the 30-session ATM (50-delta) call at bar 1's open 101,
     # premium + 1% slippage; the time stop sells it at bar 3's open 104, two sessions closer to expiry, - 1%.
@@ -88,8 +82,8 @@ def test_an_option_trade_is_priced_from_the_underlying_hand_computed():
     config = _config(slippage=0.01, hold_bars=2, strike_score=strike_score("ATM"), expiry_sessions=30)
     (trade,), _ = trades(market, config)
     strike = 101 * np.exp(0.5 * 0.2**2 * 31 / 252)  # the 50-delta strike sits just above the spot
-    entry = _black_scholes(1, 101, strike, 31 / 252, 0.2) * 1.01
-    exit_ = _black_scholes(1, 104, strike, 29 / 252, 0.2) * 0.99
+    entry = black_scholes(1, 101, strike, 31 / 252, 0.2) * 1.01
+    exit_ = black_scholes(1, 104, strike, 29 / 252, 0.2) * 0.99
     assert (trade.direction, trade.entry_bar, trade.exit_bar, trade.reason) == (1, 1, 3, "time")
     assert (trade.strike, trade.entry_price, trade.exit_price) == (pytest.approx(strike), pytest.approx(entry), pytest.approx(exit_))
     assert trade.net_return == pytest.approx(exit_ / entry - 1)  # about 3 points up on the stock is ~+50% on the call
@@ -115,8 +109,8 @@ def test_a_0dte_option_settles_at_its_intrinsic_value_and_stops_watch_the_premiu
                       [100, 100, 99.2, 99, 99], [0.8, 0.5, 0.5, 0.5, 0.5], **kwargs)
     (stopped,), _ = trades(falling, _config(hold_bars=99, strike_score=0.0, expiry_sessions=0, stop_loss=0.01))
     assert (stopped.exit_bar, stopped.reason) == (2, "stop_loss")
-    assert stopped.exit_price == pytest.approx(_black_scholes(1, 99.0, stopped.strike, 0.25 / 252, 0.3))
-    assert stopped.entry_price == pytest.approx(_black_scholes(1, 100.0, stopped.strike, 0.75 / 252, 0.3))
+    assert stopped.exit_price == pytest.approx(black_scholes(1, 99.0, stopped.strike, 0.25 / 252, 0.3))
+    assert stopped.entry_price == pytest.approx(black_scholes(1, 100.0, stopped.strike, 0.75 / 252, 0.3))
 
 
 def test_options_need_a_volatility_to_trade():

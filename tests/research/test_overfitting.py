@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from research.overfitting import block_sharpe, deflated_sharpe, probability_of_overfitting
+from research.overfitting import (
+    block_sharpe,
+    deflated_sharpe,
+    probability_of_overfitting,
+)
 
 
 def _blocks(returns: np.ndarray, count: int = 10) -> np.ndarray:

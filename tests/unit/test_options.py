@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 
 from engine.options import STRIKE_DELTAS, option_price, option_strike, strike_score
+from tests.reference import black_scholes
 
 spots = st.floats(5.0, 5_000.0)
 moneyness = st.floats(0.7, 1.3)
@@ -17,19 +18,11 @@ years = st.floats(1 / (252 * 390), 2.0)
 volatilities = st.floats(0.05, 1.5)
 
 
-def _black_scholes(kind: int, spot: float, strike: float, years: float, volatility: float) -> float:
-    d1 = (math.log(spot / strike) + 0.5 * volatility**2 * years) / (volatility * math.sqrt(years))
-    d2 = d1 - volatility * math.sqrt(years)
-    if kind > 0:
-        return spot * norm.cdf(d1) - strike * norm.cdf(d2)
-    return strike * norm.cdf(-d2) - spot * norm.cdf(-d1)
-
-
 @settings(deadline=None)  # the first call compiles
 @given(spot=spots, moneyness=moneyness, years=years, volatility=volatilities, kind=st.sampled_from([1, -1]))
 def test_prices_match_scipys_black_scholes(spot, moneyness, years, volatility, kind):
     strike = spot * moneyness
-    expected = max(_black_scholes(kind, spot, strike, years, volatility), 0.0)
+    expected = max(black_scholes(kind, spot, strike, years, volatility), 0.0)
     assert option_price(kind, spot, strike, years, volatility) == pytest.approx(expected, rel=1e-9, abs=1e-9 * spot)
 
 

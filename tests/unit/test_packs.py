@@ -5,7 +5,14 @@ import yaml
 
 from engine.errors import ConfigError, NotFoundError
 from engine.indicators import INDICATORS
-from engine.packs import BacktestSummary, Catalog, decode_pack, effective_tags, lint, load_pack
+from engine.packs import (
+    BacktestSummary,
+    Catalog,
+    decode_pack,
+    effective_tags,
+    lint,
+    load_pack,
+)
 from packs import OFFICIAL
 
 SWING = yaml.safe_load((OFFICIAL / "swingsigma" / "pack.yaml").read_text())
