@@ -11,9 +11,10 @@ the data-quality report lists as a warning, never as an error.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 import msgspec
 import numpy as np
@@ -25,7 +26,7 @@ from engine.errors import ConfigError
 
 __all__ = [
     "Calendar", "CALENDARS", "calendar", "local_clock", "local_to_utc", "session_days", "trading_days", "bars_per_year",
-    "session_clock",
+    "session_clock", "ExchangeClock",
 ]  # fmt: skip
 
 NS_PER_MINUTE = 60_000_000_000
@@ -143,6 +144,75 @@ def session_clock(start: np.ndarray, end: np.ndarray, cal: Calendar, intraday: b
     left_at_open = ((cal.close_minute - first_minute - 1) % 1440 + 1) / cal.session_minutes
     left_at_close = ((cal.close_minute - last_minute) % 1440) / cal.session_minutes
     return ordinal + 1.0 - np.clip(left_at_open, 0.0, 1.0), ordinal + 1.0 - np.clip(left_at_close, 0.0, 1.0)
+
+
+class ExchangeClock:
+    """One calendar's local time of single timestamps, for the streaming path.
+
+    The vectorised functions above cost a few microseconds of setup per call; a live
+    bar needs one time at a time. Time-zone offsets change only on whole hours
+    (daylight saving), so the offset of each UTC hour is looked up once and kept.
+    """
+
+    __slots__ = ("calendar", "_zone", "_offsets", "_holidays")
+
+    def __init__(self, cal: Calendar) -> None:
+        self.calendar = cal
+        self._zone = ZoneInfo(cal.timezone)
+        self._offsets: dict[int, int] = {}
+        self._holidays: dict[int, frozenset[int]] = {}
+
+    def _offset(self, ts: int) -> int:
+        hour = ts // 3_600_000_000_000
+        offset = self._offsets.get(hour)
+        if offset is None:
+            moment = datetime.fromtimestamp(hour * 3600, UTC).astimezone(self._zone)
+            offset = self._offsets[hour] = int(moment.utcoffset().total_seconds()) * 1_000_000_000
+        return offset
+
+    def local(self, ts: int) -> tuple[int, int]:
+        """(local day number, local minute of day) of a UTC nanosecond time."""
+        wall = ts + self._offset(ts)
+        return wall // NS_PER_DAY, (wall % NS_PER_DAY) // NS_PER_MINUTE
+
+    def session(self, ts: int) -> tuple[int, bool]:
+        """(session date as a day number, whether ``ts`` is inside that session's trading hours)."""
+        cal = self.calendar
+        day, minute = self.local(ts)
+        if cal.overnight:
+            evening = minute >= cal.open_minute
+            day += evening
+            inside = cal.open_minute == cal.close_minute or evening or minute < cal.close_minute
+        else:
+            inside = cal.open_minute <= minute < cal.close_minute
+        return day, inside and self.trades(day)
+
+    def trades(self, day: int) -> bool:
+        """True when the session dated ``day`` trades (a weekday of the calendar and no holiday)."""
+        if (day + 3) % 7 not in self.calendar.weekdays:
+            return False
+        if self.calendar.holidays != "nyse":
+            return True
+        year = (EPOCH + timedelta(days=day)).year
+        closed = self._holidays.get(year)
+        if closed is None:
+            closed = self._holidays[year] = frozenset(_nyse_year(year).tolist())
+        return day not in closed
+
+    def utc(self, day: int, minute: int) -> int:
+        """UTC nanoseconds of local ``minute`` on local ``day`` (a time skipped by daylight saving moves forward)."""
+        wall = day * NS_PER_DAY + minute * NS_PER_MINUTE
+        guess = wall - self._offset(wall)
+        return wall - self._offset(guess)
+
+    def session_bounds(self, day: int) -> tuple[int, int]:
+        """UTC (open, close) of the session dated ``day``; a session opening in the evening opens the day before."""
+        cal = self.calendar
+        if cal.open_minute == cal.close_minute:
+            opens = self.utc(day - 1 if cal.overnight and cal.open_minute else day, cal.open_minute)
+            return opens, opens + NS_PER_DAY
+        opens = self.utc(day - 1 if cal.overnight else day, cal.open_minute)
+        return opens, self.utc(day, cal.close_minute)
 
 
 # Unscheduled NYSE closures (weather, national mourning, 9/11) that rules cannot derive.
