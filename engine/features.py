@@ -111,15 +111,26 @@ class FeatureVector:
     def __init__(self, features: list[Feature], indicators: Mapping[str, Mapping[str, float]]) -> None:
         self.features = features
         self.values = np.full(len(features), np.nan)
-        used = {feature.indicator: make(feature.indicator, indicators[feature.indicator]) for feature in features}
-        # (update, picker): the picker takes an indicator's inputs out of the bar's or tick's fields.
+        # (update, picker) pairs: the picker takes an indicator's inputs out of the bar's or tick's fields.
+        self._wire({feature.indicator: make(feature.indicator, indicators[feature.indicator]) for feature in features})
+
+    def _wire(self, used: dict) -> None:
         self._bar_indicators = [
             (instance.update, _picker(BAR_FIELDS, instance.inputs)) for name, instance in used.items() if not needs_ticks(name)
         ]
         self._tick_indicators = [
             (instance.update, _picker(TICK_FIELDS, instance.inputs)) for name, instance in used.items() if needs_ticks(name)
         ]
-        self._taps = [(used[f.indicator], f.output, f.per_close) for f in features]
+        self._taps = [(used[f.indicator], f.output, f.per_close) for f in self.features]
+
+    def __getstate__(self) -> tuple:
+        # The indicators are the state; the update and output plumbing is rebuilt around them.
+        used = {feature.indicator: indicator for feature, (indicator, _, _) in zip(self.features, self._taps)}
+        return self.features, used, self.values
+
+    def __setstate__(self, state: tuple) -> None:
+        self.features, used, self.values = state
+        self._wire(used)
 
     @property
     def ready(self) -> bool:

@@ -17,6 +17,7 @@ from engine.scoring import Scorer
 
 __all__ = ["Pipeline"]
 
+
 class Pipeline:
     """Features, score and entry decision of one model on one ticker, one bar at a time."""
 
@@ -33,6 +34,18 @@ class Pipeline:
         self._threshold = float(rule["threshold"])
         self._hours = int(rule["hours_mask"])
         self._side = int(rule["side"])
+
+    def __getstate__(self) -> tuple:
+        # An ONNX session cannot be pickled: a snapshot keeps the features, and `bind` puts a scorer back.
+        return self.features, self._row, self._threshold, self._hours, self._side
+
+    def __setstate__(self, state: tuple) -> None:
+        self.scorer = None
+        self.features, self._row, self._threshold, self._hours, self._side = state
+
+    def bind(self, scorer: Scorer) -> None:
+        """Score with ``scorer`` (the same model, reloaded after a restore)."""
+        self.scorer = scorer
 
     def update_tick(self, ts: float, price: float, size: float, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
         """Feed one tick (for models with tick indicators)."""

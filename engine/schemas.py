@@ -59,9 +59,11 @@ class Tick(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     bid_size: NonNegative | None = None
     ask_size: NonNegative | None = None
     trade_id: str | None = None
+    implied_volatility: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    """Annualised implied volatility of the ticker's options, when the feed carries one (prices option alerts)."""
 
     def __post_init__(self) -> None:
-        _require_finite(self, ("price", "size", "bid", "ask", "bid_size", "ask_size"))
+        _require_finite(self, ("price", "size", "bid", "ask", "bid_size", "ask_size", "implied_volatility"))
         if self.price is None and (self.bid is None or self.ask is None):
             raise ValueError("a tick needs a trade `price` or both `bid` and `ask`")
 
@@ -87,9 +89,10 @@ class Bar(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
     volume: NonNegative = 0.0
     trades: Annotated[int, msgspec.Meta(ge=0)] = 0
     vwap: float | None = None
+    implied_volatility: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
     def __post_init__(self) -> None:
-        _require_finite(self, ("open", "high", "low", "close", "volume", "vwap"))
+        _require_finite(self, ("open", "high", "low", "close", "volume", "vwap", "implied_volatility"))
         if self.end <= self.start:
             raise ValueError(f"`end` ({self.end}) must be after `start` ({self.start})")
 
@@ -122,7 +125,15 @@ class _AlertBase(
     valid_until: datetime
     lineage: Lineage
     received_at: datetime
+    """When the data that closed the signal's bar reached the flow."""
     emitted_at: datetime
+    """When the flow handed the alert to the sink."""
+    intent: Literal["open", "close"] = "open"
+    """Opens a position, or closes the one an earlier alert of the model opened."""
+    reason: str = "entry"
+    """``entry``, or why a position closes: stop_loss, take_profit, time."""
+    resolution: str | None = None
+    """How the conflict rule decided, when several models signalled this ticker at this bar."""
 
     def __post_init__(self) -> None:
         _require_finite(self, ("entry_price", "stop_loss", "take_profit"))
@@ -143,6 +154,11 @@ class OptionAlert(_AlertBase, frozen=True, tag="option"):
     strike: Annotated[float, msgspec.Meta(gt=0)]
     expiration: date
     contracts: Annotated[int, msgspec.Meta(ge=0)]
+    premium: NonNegative | None = None
+    """Black-Scholes estimate of one option's price (per share) at the signal."""
+    volatility: NonNegative | None = None
+    volatility_source: Literal["implied", "realised"] | None = None
+    """Whether ``volatility`` came from the feed's implied volatility or, absent one, the underlying's realised one."""
 
 
 class FutureAlert(_AlertBase, frozen=True, tag="future"):
@@ -151,6 +167,8 @@ class FutureAlert(_AlertBase, frozen=True, tag="future"):
     contract: Annotated[str, msgspec.Meta(min_length=1)]
     contract_month: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
     contracts: Annotated[int, msgspec.Meta(ge=0)]
+    contract_code: str | None = None
+    """The exchange symbol, root + month code + year (ESH27)."""
 
 
 Alert = Union[StockAlert, OptionAlert, FutureAlert]

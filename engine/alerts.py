@@ -1,0 +1,222 @@
+"""Alerts: a policy signal dressed as the instrument a trader acts on, and the rule between models.
+
+- **Identity.** An alert's id is made of the model, the ticker, the bar's end and the
+  intent, so the same input always gives the same ids: the Redis sink writes an id
+  once, however often a replay or a resumed run emits it.
+- **Stocks** are bought or sold at the signal bar's close, with the stop and target
+  of the policy.
+- **Options**: an up signal buys a call, a down one a put; a close sells the contract. The expiration is the
+  first listed expiry on or after the model's DTE target (in sessions): the session
+  itself for 0DTE (index ETFs list daily expiries), Fridays up to 60 sessions out,
+  the monthly third Friday beyond; a holiday moves an expiry to the session before.
+  The strike carries the delta of the model's rule (`engine.options`), rounded to the
+  listed grid; the premium is Black-Scholes at the feed's implied volatility or,
+  absent one, the underlying's realised volatility, and the alert says which.
+- **Futures** name the contract month of the roll: the front contract until its roll
+  date (the Monday of its expiry week, when volume moves to the next), or the one
+  after for ``back``. The index and rate futures cycle quarterly, the rest monthly.
+- **Conflicts**: when several of a user's models signal an entry on one ticker at one
+  bar close, ``first-wins`` keeps the first model in the user's order,
+  ``highest-confidence`` the most confident, and ``ensemble`` the side with the larger
+  summed confidence, at its mean confidence. The alert records the decision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+import msgspec
+
+from engine.calendar import EPOCH, ExchangeClock, bars_per_year
+from engine.models import FutureSettings, InstrumentSettings, OptionSettings, StockSettings
+from engine.options import option_price, option_strike, strike_score
+from engine.schemas import Alert, FutureAlert, Lineage, OptionAlert, StockAlert
+from engine.signals import Signal
+
+__all__ = ["alert_id", "listed_expiry", "strike_increment", "on_grid", "contract_month", "build_alert", "resolve", "RULES"]
+
+RULES = ("first-wins", "highest-confidence", "ensemble")
+"""The conflict rules a user can choose."""
+Rule = Literal["first-wins", "highest-confidence", "ensemble"]
+
+_WEEKLY_LIMIT = 60  # sessions: beyond this target only the monthly expiries are listed
+_MONTH_CODES = "FGHJKMNQUVXZ"
+_QUARTERLY = frozenset({"ES", "MES", "NQ", "MNQ", "YM", "MYM", "RTY", "M2K", "ZN", "ZB", "ZF", "ZT", "6E", "6J", "6B", "6A", "6C"})
+
+
+def alert_id(model: str, ticker: str, bar_end: int, intent: str) -> str:
+    """The alert's identity: the same (model, ticker, bar end, intent) always gives the same id."""
+    when = datetime.fromtimestamp(bar_end // 1_000_000_000, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{model}:{ticker}:{when}:{intent}"
+
+
+def listed_expiry(clock: ExchangeClock, session: int, sessions: int) -> int:
+    """The day number of the listed expiry for a target ``sessions`` trading sessions after ``session``."""
+    day, left = session, sessions
+    while left > 0:
+        day += 1
+        left -= clock.trades(day)
+    if sessions == 0:
+        return day
+    if sessions <= _WEEKLY_LIMIT:
+        friday = day + (1 - (day + 3)) % 7  # day 1 (1970-01-02) was a Friday
+        return _trading_on_or_before(clock, friday)
+    third_friday = _third_friday(EPOCH + timedelta(days=day))
+    if third_friday < day:
+        moment = EPOCH + timedelta(days=day)
+        third_friday = _third_friday(date(moment.year + moment.month // 12, moment.month % 12 + 1, 1))
+    return _trading_on_or_before(clock, third_friday)
+
+
+def _third_friday(moment: date) -> int:
+    first = (date(moment.year, moment.month, 1) - EPOCH).days
+    return first + (1 - (first + 3)) % 7 + 14
+
+
+def _trading_on_or_before(clock: ExchangeClock, day: int) -> int:
+    while not clock.trades(day):
+        day -= 1
+    return day
+
+
+def strike_increment(spot: float) -> float:
+    """The listed strike spacing near ``spot``: 0.5 below $25, 1 below $200, 5 below $1,000, then 10."""
+    return 0.5 if spot < 25 else 1.0 if spot < 200 else 5.0 if spot < 1000 else 10.0
+
+
+def on_grid(strike: float, spot: float) -> float:
+    """``strike`` rounded to the nearest listed strike."""
+    step = strike_increment(spot)
+    return max(round(strike / step) * step, step)
+
+
+def contract_month(root: str, day: int, position: Literal["front", "back"]) -> date:
+    """First day of the contract month that ``position`` trades on session ``day`` for futures ``root``."""
+    step = 3 if root in _QUARTERLY else 1
+    moment = EPOCH + timedelta(days=day)
+    month = moment.year * 12 + moment.month - 1
+    month += (-month) % step  # the cycle's next contract month
+    expiry_week = _third_friday(date(month // 12, month % 12 + 1, 1)) - 4  # Monday of the third Friday's week
+    if day >= expiry_week:
+        month += step
+    if position == "back":
+        month += step
+    return date(month // 12, month % 12 + 1, 1)
+
+
+def build_alert(
+    signal: Signal,
+    settings: InstrumentSettings,
+    lineage: Lineage,
+    clock: ExchangeClock,
+    *,
+    multiplier: int = 100,
+    emitted_at: int,
+) -> Alert:
+    """The alert a trader acts on for ``signal``, as the model's instrument settings say."""
+    row = signal.scored
+    end = _utc(row.end)
+    common = {
+        "alert_id": alert_id(row.model, row.ticker, row.end, signal.intent),
+        "timestamp": end,
+        "model_id": row.model,
+        "action": "BUY" if signal.direction > 0 else "SELL",
+        "confidence": abs(row.probability - 0.5) * 2.0 if row.probability == row.probability else 0.0,
+        "stop_loss": _number(signal.stop),
+        "take_profit": _number(signal.target),
+        "urgency": "immediate" if row.end - row.start < 86_400_000_000_000 else "day",
+        "valid_until": _utc(row.end + (row.end - row.start)),
+        "lineage": lineage,
+        "received_at": _utc(row.received_at),
+        "emitted_at": _utc(emitted_at),
+        "intent": signal.intent,
+        "reason": signal.reason,
+    }
+    if isinstance(settings, StockSettings):
+        return StockAlert(ticker=row.ticker, quantity=settings.share_size, entry_price=row.close, **common)
+    if isinstance(settings, FutureSettings):
+        if settings.contract_month == "specific":
+            month = date.fromisoformat(f"{settings.specific_month}-01")
+        else:
+            month = contract_month(settings.contract, row.session, settings.contract_month)
+        code = f"{settings.contract}{_MONTH_CODES[month.month - 1]}{month.year % 100:02d}"
+        return FutureAlert(ticker=row.ticker, quantity=settings.contract_size, entry_price=row.close, contract=settings.contract,
+                           contract_month=f"{month:%Y-%m}", contracts=settings.contract_size, contract_code=code, **common)  # fmt: skip
+    return _option_alert(signal, settings, clock, multiplier, common)
+
+
+def _option_alert(signal: Signal, settings: OptionSettings, clock: ExchangeClock, multiplier: int, common: dict) -> OptionAlert:
+    row = signal.scored
+    kind = signal.direction if signal.intent == "open" else -signal.direction  # a close sells the contract it bought
+    expiry = listed_expiry(clock, row.session, settings.default_dte)
+    opens, closes = clock.session_bounds(row.session)
+    left_today = min(max((closes - row.end) / (closes - opens), 0.0), 1.0)
+    sessions = left_today + sum(clock.trades(day) for day in range(row.session + 1, expiry + 1))
+    years = sessions / bars_per_year(clock.calendar, "1d")
+    volatility = row.volatility
+    strike, premium = math.nan, None
+    if volatility == volatility and volatility > 0:
+        strike = on_grid(option_strike(kind, row.close, strike_score(settings.default_strike), years, volatility), row.close)
+        premium = option_price(kind, row.close, strike, years, volatility)
+    else:  # nothing to price with yet: the at-the-money strike, and no premium
+        strike = on_grid(row.close, row.close)
+    common["action"] = "BUY" if signal.intent == "open" else "SELL"  # options are bought to open, sold to close
+    return OptionAlert(
+        ticker=row.ticker,
+        quantity=settings.contract_size * multiplier,
+        entry_price=row.close,
+        underlying=row.ticker,
+        option_type="call" if kind > 0 else "put",
+        strike=strike,
+        expiration=EPOCH + timedelta(days=expiry),
+        contracts=settings.contract_size,
+        premium=premium,
+        volatility=volatility if premium is not None else None,
+        volatility_source=("implied" if row.implied else "realised") if premium is not None else None,
+        **common,
+    )
+
+
+def resolve(rule: Rule, alerts: Sequence[Alert], order: Sequence[str] = ()) -> tuple[list[Alert], str | None]:
+    """The entries ``rule`` keeps among ``alerts`` (one ticker, one bar close) and the decision in words.
+
+    ``order`` ranks models for first-wins (the user's order; unlisted models follow by id).
+    Closing alerts always pass: each closes a position its own model opened.
+    """
+    entries = [alert for alert in alerts if alert.intent == "open"]
+    kept = [alert for alert in alerts if alert.intent != "open"]
+    if len(entries) < 2:
+        return kept + entries, None
+    rank = {model: i for i, model in enumerate(order)}
+    entries.sort(key=lambda a: (rank.get(a.model_id, len(rank)), a.model_id))
+    names = ", ".join(f"{a.model_id} {a.action} {a.confidence:.2f}" for a in entries)
+    if rule == "first-wins":
+        chosen = entries[0]
+    elif rule == "highest-confidence":
+        chosen = max(entries, key=lambda a: a.confidence)  # the first in order among equals
+    else:
+        sides = {action: [a for a in entries if a.action == action] for action in ("BUY", "SELL")}
+        weight = {action: sum(a.confidence for a in group) for action, group in sides.items()}
+        action = "BUY" if weight["BUY"] >= weight["SELL"] else "SELL"
+        group = sides[action]
+        chosen = max(group, key=lambda a: a.confidence)
+        mean = sum(a.confidence for a in group) / len(group)
+        decision = f"ensemble of {names}: {action} with {len(group)} of {len(entries)}, mean confidence {mean:.2f}"
+        return kept + [_with(chosen, confidence=mean, resolution=decision)], decision
+    decision = f"{rule} among {names}: {chosen.model_id}"
+    return kept + [_with(chosen, resolution=decision)], decision
+
+
+def _with(alert: Alert, **changes: object) -> Alert:
+    return msgspec.structs.replace(alert, **changes)
+
+
+def _utc(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 1_000_000_000, UTC) + timedelta(microseconds=ns % 1_000_000_000 // 1000)
+
+
+def _number(value: float) -> float | None:
+    return value if value == value else None
