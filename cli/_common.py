@@ -11,7 +11,7 @@ import msgspec
 from engine.errors import ConfigError
 from engine.packs import Catalog
 from engine.workspace import Workspace, default_home
-from packs import OFFICIAL
+import packs
 
 
 def workspace() -> Workspace:
@@ -20,8 +20,7 @@ def workspace() -> Workspace:
 
 def catalog() -> Catalog:
     """Official packs, then the user's own from the workspace (without creating it)."""
-    user = default_home() / "packs"
-    return Catalog([OFFICIAL, user] if user.is_dir() else [OFFICIAL])
+    return packs.catalog(default_home())
 
 
 def pack_and_model(space: Workspace, name: str):

@@ -30,6 +30,13 @@ class Cadence(msgspec.Struct, frozen=True):
         """Bar length in minutes for intraday cadences; None for days and longer (sessions vary)."""
         return self.count * _MINUTES[self.unit] if self.unit in _MINUTES else None
 
+    @property
+    def bars_per_day(self) -> float:
+        """Bars in a trading day, on a regular US equity session (models carry no calendar of their own)."""
+        if self.minutes is not None:
+            return 390 / self.minutes
+        return {"d": 1 / self.count, "w": 1 / (5 * self.count), "mo": 1 / (21 * self.count)}[self.unit]
+
     def __str__(self) -> str:
         return f"{self.count}{self.unit}"
 

@@ -22,11 +22,17 @@ import math
 from statistics import NormalDist
 
 from engine._jit import helper
+from engine.cadence import parse_cadence
 
-__all__ = ["STRIKE_DELTAS", "strike_score", "option_strike", "option_price"]
+__all__ = ["STRIKE_DELTAS", "strike_score", "option_strike", "option_price", "volatility_window"]
 
 STRIKE_DELTAS = {"ITM_10": 0.60, "ITM_5": 0.55, "ATM": 0.50, "OTM_5": 0.45, "OTM_10": 0.40}
 """The absolute delta each strike rule buys."""
+
+
+def volatility_window(cadence: str) -> int:
+    """Bars of realised volatility that price an option: about a week (a month of daily bars), 20 to 2,000."""
+    return min(max(round(5 * parse_cadence(cadence).bars_per_day), 20), 2000)
 
 
 def strike_score(selection: str) -> float:

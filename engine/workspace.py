@@ -88,6 +88,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE registry_version (version INTEGER NOT NULL);
     INSERT INTO registry_version VALUES (0);
     """,
+    """
+    ALTER TABLE publications ADD COLUMN killed_at TEXT;
+    """,
 )
 
 
@@ -137,10 +140,12 @@ class TrainedRecord(msgspec.Struct, frozen=True):
     created_at: str
     published_at: str | None
     published_by: str | None
+    killed_at: str | None = None
+    """Set while the model's kill switch is on: published, but it opens no new position."""
 
 
 _TRAINED_COLUMNS = (
-    "t.id, t.model, t.sweep, t.rank, t.artifact_sha, t.manifest, t.created_at, p.published_at, p.published_by"
+    "t.id, t.model, t.sweep, t.rank, t.artifact_sha, t.manifest, t.created_at, p.published_at, p.published_by, p.killed_at"
     " FROM trained_models t LEFT JOIN publications p ON p.trained_model = t.id"
 )
 _SWEEP_COLUMNS = "id, model, status, done, total, pid, cancel_requested, config, tags, lineage, summary, created_at, finished_at"
@@ -311,6 +316,17 @@ class Workspace:
             self._db.execute("DELETE FROM publications WHERE trained_model = ?", (trained_id,))
             version = self._bump_registry()
             self.audit(actor, "model.unpublish", trained_id, {"registry_version": version, "lineage": record.manifest.get("lineage")})
+        return version
+
+    def kill(self, trained_id: str, on: bool, *, actor: str) -> int:
+        """Turn a published model's kill switch on (no new entries; exits still alert) or off; returns the registry version."""
+        record = self.trained(trained_id)
+        if record.published_at is None:
+            raise ConfigError("kill", f"{trained_id} is not published", "only a published model alerts")
+        with self._transaction():
+            self._db.execute("UPDATE publications SET killed_at = ? WHERE trained_model = ?", (self._now() if on else None, trained_id))
+            version = self._bump_registry()
+            self.audit(actor, "model.kill" if on else "model.revive", trained_id, {"registry_version": version})
         return version
 
     def discard(self, trained_id: str, *, actor: str) -> int:

@@ -48,7 +48,7 @@ from engine.features import feature_matrix, model_features
 from engine.indicators.volatility import RealisedVolatility
 from engine.lineage import content_sha
 from engine.models import ModelSpec, OptionSettings
-from engine.options import STRIKE_DELTAS, strike_score
+from engine.options import STRIKE_DELTAS, strike_score, volatility_window
 from engine.packs import Label, Pack
 from engine.policy import ENTRY_TYPES, SIDES, hours_mask
 from engine.workspace import Workspace
@@ -129,7 +129,7 @@ def _axes(pack: Pack, spec: ModelSpec, request: SweepRequest) -> dict[str, list]
                 level = getattr(pack.policies.risk, parameter) or {"stop_loss": 0.03, "take_profit": 0.06}[parameter]
                 default = [level, 2 * level]
             elif parameter == "hold_days":
-                per_day = _bars_per_day(spec)
+                per_day = parse_cadence(spec.cadence).bars_per_day
                 default = [max(1, round(horizon / per_day)), max(1, round(2 * horizon / per_day))]
             elif parameter == "entry_type":
                 default = [pack.policies.execution.order_type]
@@ -181,19 +181,12 @@ def _side(pack: Pack, spec: ModelSpec) -> int:
     return allowed
 
 
-def _bars_per_day(spec: ModelSpec) -> float:
-    cadence = parse_cadence(spec.cadence)
-    if cadence.minutes is not None:
-        return 390 / cadence.minutes  # a regular US equity session; models carry no calendar of their own
-    return {"d": 1 / cadence.count, "w": 1 / (5 * cadence.count), "mo": 1 / (21 * cadence.count)}[cadence.unit]
-
-
 def config_row(names: Sequence[str], values: Sequence, pack: Pack, spec: ModelSpec, request: SweepRequest, tickers: int) -> np.ndarray:
     """The kernel's configuration row (`PARAMETERS`) for one combination, defaults from pack and model."""
     chosen = dict(zip(names, values))
     risk = pack.policies.risk
     horizon = pack.strategies[spec.strategy].label.horizon_bars
-    hold = horizon if "hold_days" not in chosen else max(1, round(float(chosen["hold_days"]) * _bars_per_day(spec)))
+    hold = horizon if "hold_days" not in chosen else max(1, round(float(chosen["hold_days"]) * parse_cadence(spec.cadence).bars_per_day))
     row = {
         "threshold": float(chosen["threshold"]),
         "hours_mask": hours_mask(chosen.get("allowed_hours", [])),
@@ -251,8 +244,7 @@ def build_market(
     end = np.zeros(len(axis), dtype=np.int64)
     features = model_features(spec.features, spec.indicators)
     per_year = bars_per_year(cal, spec.cadence)
-    # Options are priced with about a week of realised volatility (a month of daily bars), known at each close.
-    window = int(np.clip(round(5 * _bars_per_day(spec)), 20, 2000))
+    window = volatility_window(spec.cadence)  # known at each close
     for j, (bars, ticks) in enumerate(universe):
         rows = np.searchsorted(axis, bars.start)
         for name in ("open", "high", "low", "close"):

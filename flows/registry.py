@@ -1,0 +1,126 @@
+"""The published models a flow serves, loaded once and refreshed when the registry changes.
+
+Each worker process keeps one `Registry`. It reads the workspace's published models,
+loads every ONNX artifact after its SHA-256 check, and resolves what the live steps
+need: the model's universe (the sweep's tickers), its calendar, its policy row and
+alerting limits, its instrument settings and lineage. ``refresh`` polls
+`Workspace.registry_version` at most every ``poll_seconds`` of wall time, so a model
+published, unpublished or killed while the flow runs is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from engine.calendar import ExchangeClock, calendar
+from engine.errors import NotFoundError
+from engine.features import model_features, needs_ticks
+from engine.models import FutureSettings, InstrumentSettings, OptionSettings
+from engine.scoring import Manifest, Scorer
+from engine.schemas import Lineage
+from engine.workspace import Workspace
+from packs import catalog
+from research.data import dataset
+from research.sweep import stored_request
+
+__all__ = ["ServingModel", "Registry"]
+
+_DEFAULT_CALENDAR = "us_equities"
+
+
+class ServingModel(msgspec.Struct, frozen=True, kw_only=True):
+    """A published model as the flow serves it."""
+
+    trained_id: str
+    manifest: Manifest
+    scorer: Scorer
+    settings: InstrumentSettings
+    lineage: Lineage
+    universe: tuple[str, ...]
+    cadence: str
+    clock: ExchangeClock
+    parameters: dict[str, float]
+    cooldown_minutes: int
+    max_trades_per_day: int
+    multiplier: int
+    ticks: bool
+    """True when a feature reads ticks (the pipeline then takes every tick)."""
+    killed: bool
+
+    @property
+    def negative_prices(self) -> bool:
+        return isinstance(self.settings, FutureSettings)
+
+
+class Registry:
+    """The published models of one workspace, by trained id and by ticker."""
+
+    def __init__(self, home: Path, *, poll_seconds: float = 2.0, only: tuple[str, ...] = ()) -> None:
+        self.home = Path(home)
+        self.poll_seconds = poll_seconds
+        self.only = only
+        """Serve only these trained ids (empty: every published model)."""
+        self.version = -1
+        self.models: dict[str, ServingModel] = {}
+        self.by_ticker: dict[str, list[ServingModel]] = {}
+        self._polled = 0.0
+        self._scorers: dict[str, Scorer] = {}  # by artifact SHA: a republished model is not loaded twice
+        self.refresh(force=True)
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Reload when the workspace's registry version moved; True when it did."""
+        now = time.monotonic()
+        if not force and now - self._polled < self.poll_seconds:
+            return False
+        self._polled = now
+        with Workspace(self.home, clock=lambda: datetime.now(UTC)) as space:
+            version = space.registry_version()
+            if version == self.version:
+                return False
+            records = [r for r in space.trained_models(published=True) if not self.only or r.id in self.only]
+            models = {record.id: self._serving(space, record) for record in records}
+        self.version, self.models = version, models
+        by_ticker: dict[str, list[ServingModel]] = {}
+        for model in models.values():
+            for ticker in model.universe:
+                by_ticker.setdefault(ticker, []).append(model)
+        self.by_ticker = by_ticker
+        return True
+
+    @property
+    def tickers(self) -> list[str]:
+        return sorted(self.by_ticker)
+
+    def _serving(self, space: Workspace, record) -> ServingModel:
+        manifest = msgspec.convert(record.manifest, Manifest)
+        scorer = self._scorers.get(record.artifact_sha)
+        if scorer is None:
+            scorer = self._scorers[record.artifact_sha] = Scorer(space.read_artifact(record.artifact_sha), manifest)
+        spec = space.model(record.model)
+        pack = catalog(self.home).get(f"{spec.pack}@{spec.pack_version}")
+        universe = tuple(stored_request(space, manifest.sweep).universe or [spec.instrument.symbol])
+        try:
+            cal = calendar(dataset(self.home, universe[0], manifest.cadence).calendar)
+        except NotFoundError:  # no stored history: the default equities calendar
+            cal = calendar(_DEFAULT_CALENDAR)
+        alerting = pack.policies.alerting
+        return ServingModel(
+            trained_id=record.id,
+            manifest=manifest,
+            scorer=scorer,
+            settings=spec.instrument,
+            lineage=msgspec.structs.replace(manifest.lineage, artifact_sha=record.artifact_sha),
+            universe=universe,
+            cadence=manifest.cadence,
+            clock=ExchangeClock(cal),
+            parameters={name: float(value) for name, value in manifest.policy["parameters"].items()},
+            cooldown_minutes=alerting.cooldown_minutes,
+            max_trades_per_day=alerting.max_trades_per_day,
+            multiplier=pack.options.multiplier if isinstance(spec.instrument, OptionSettings) and pack.options else 100,
+            ticks=any(needs_ticks(f.indicator) for f in model_features(manifest.features, manifest.indicators)),
+            killed=record.killed_at is not None,
+        )
