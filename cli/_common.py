@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import msgspec
 
+import packs
 from engine.errors import ConfigError
 from engine.packs import Catalog
 from engine.workspace import Workspace, default_home
-import packs
 
 
 def workspace() -> Workspace:

@@ -124,7 +124,7 @@ def build_alert(
         "timestamp": end,
         "model_id": row.model,
         "action": "BUY" if signal.direction > 0 else "SELL",
-        "confidence": abs(row.probability - 0.5) * 2.0 if row.probability == row.probability else 0.0,
+        "confidence": signal.confidence,
         "stop_loss": _number(signal.stop),
         "take_profit": _number(signal.target),
         "urgency": "immediate" if row.end - row.start < 86_400_000_000_000 else "day",

@@ -88,6 +88,19 @@ class BarBuilder:
         bar[_NOTIONAL] += price * size
         return ACCEPTED
 
+    def add_bar(self, start: int, end: int, open: float, high: float, low: float, close: float, volume: float) -> int:  # noqa: A002
+        """Put a finer bar (a 1-minute bar of a bar feed) in its bar, as its open, extremes, close and volume."""
+        status = self.add(start, open, 0.0)
+        if status != ACCEPTED:
+            return status
+        self.add(start, high, 0.0)
+        self.add(start, low, 0.0)
+        self.add(end - 1, close, volume)
+        for bar in self._open:
+            if bar[_START] <= start < bar[_END]:
+                bar[_TRADES] -= 3  # the three price-only points above are not trades
+        return ACCEPTED
+
     def advance(self, watermark: int) -> list[ClosedBar]:
         """Move event time to ``watermark`` (it never goes back) and return the bars that closed, oldest first."""
         if watermark <= self.watermark:

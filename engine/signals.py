@@ -25,7 +25,7 @@ import math
 
 import msgspec
 
-from engine.policy import entry_direction, entry_fill, exit_levels, exit_on_bar, hour_allowed, EXIT_REASONS, EXIT_TIME
+from engine.policy import EXIT_REASONS, EXIT_TIME, entry_direction, entry_fill, exit_levels, exit_on_bar, hour_allowed
 
 __all__ = ["Scored", "Signal", "Signals"]
 
@@ -68,6 +68,8 @@ class Signal(msgspec.Struct, frozen=True, array_like=True):
     """``entry`` or an exit reason (stop_loss, take_profit, time)."""
     stop: float
     target: float
+    confidence: float
+    """The probability behind the order's side: ``p`` for a one-sided model or a buy, ``1 - p`` for a two-sided sell."""
 
 
 class _Position(msgspec.Struct, array_like=True):
@@ -129,7 +131,7 @@ class Signals:
             self.positions[ticker] = _Position(direction, row.close)
             self.cooldowns[ticker, direction] = row.end + self.cooldown
             self.trades += 1
-            signals.append(Signal(row, direction, "open", "entry", stop, target))
+            signals.append(Signal(row, direction, "open", "entry", stop, target, self._confidence(row.probability, direction)))
         return signals
 
     def _exit(self, row: Scored) -> Signal | None:
@@ -152,4 +154,8 @@ class Signals:
         if reason == 0:
             return None
         del self.positions[row.ticker]
-        return Signal(row, -position.direction, "close", EXIT_REASONS[reason], position.stop, position.target)
+        confidence = self._confidence(row.probability, position.direction) if row.probability == row.probability else 0.0
+        return Signal(row, -position.direction, "close", EXIT_REASONS[reason], position.stop, position.target, confidence)
+
+    def _confidence(self, probability: float, direction: int) -> float:
+        return probability if self.parameters["side"] != 0 or direction > 0 else 1.0 - probability

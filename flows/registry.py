@@ -20,8 +20,8 @@ from engine.calendar import ExchangeClock, calendar
 from engine.errors import NotFoundError
 from engine.features import model_features, needs_ticks
 from engine.models import FutureSettings, InstrumentSettings, OptionSettings
-from engine.scoring import Manifest, Scorer
 from engine.schemas import Lineage
+from engine.scoring import Manifest, Scorer
 from engine.workspace import Workspace
 from packs import catalog
 from research.data import dataset

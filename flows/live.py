@@ -1,0 +1,114 @@
+"""The live dataflow: market data in, alerts out, keyed by ticker and by model.
+
+::
+
+    source ─► route (by ticker) ─► ticker step ─► policy step (by model) ─► conflict step (by ticker) ─► alert sink
+                 │ unknown ticker      │ refused ticks and bars                                          (Redis streams)
+                 └─────────────────────┴──────────────► dead-letter sink
+
+``flow(...)`` builds it; ``sigma run`` calls it, and so can Bytewax directly::
+
+    python -m bytewax.run "flows.live:flow(home='.sigma', redis_url='redis://localhost:6379/0')" -w 2
+
+The same flow replays files (``source='files'``), so a paper-trading replay runs
+exactly the code that alerts live.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from engine.alerts import RULES
+from engine.errors import ConfigError
+from engine.schemas import encode_json
+from flows.registry import Registry
+from flows.sinks import AlertSink, DeadLetterSink
+from flows.sources import FileSource, RedisStreamSource, StdinSource
+from flows.steps import ConflictStep, DeadLetter, PolicyStep, Quiet, Scored, TickerStep
+
+__all__ = ["flow", "TICKS"]
+
+TICKS = "{sigma}:ticks"
+"""The default market-data stream."""
+
+
+def flow(
+    home: str | Path | None = None,
+    redis_url: str | None = None,
+    *,
+    source: str = "redis",
+    streams: tuple[str, ...] | list[str] = (TICKS,),
+    files: tuple[str, ...] | list[str] = (),
+    kind: str = "ticks",
+    clock: str = "data",
+    group: str = "sigma",
+    start: str = "0",
+    batch: int = 500,
+    lateness_ms: int = 1000,
+    conflict: str = "highest-confidence",
+    order: tuple[str, ...] | list[str] = (),
+    models: tuple[str, ...] | list[str] = (),
+    poll_seconds: float = 2.0,
+) -> Dataflow:
+    """The dataflow that serves the published models of workspace ``home``, alerting to ``redis_url``.
+
+    ``source`` is ``redis`` (``streams``, read through consumer ``group`` from id ``start``),
+    ``files`` (Parquet, CSV or JSON lines of ``kind`` ticks or bars) or ``stdin`` (JSON lines).
+    ``clock`` is ``data`` (event time from the data: replays) or ``wall`` (live feeds).
+    ``conflict`` decides between models signalling one ticker at one bar close; ``order``
+    ranks models for ``first-wins``. ``models`` limits the flow to some trained ids.
+    """
+    home = Path(home or os.environ.get("SIGMA_HOME", ".sigma"))
+    redis_url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if conflict not in RULES:
+        raise ConfigError("conflict", f"unknown rule {conflict!r}", f"use one of: {', '.join(RULES)}")
+    if clock not in ("data", "wall"):
+        raise ConfigError("clock", f"unknown clock {clock!r}", "use data (replays) or wall (live feeds)")
+    if kind not in ("ticks", "bars"):
+        raise ConfigError("kind", f"unknown input kind {kind!r}", "use ticks or bars")
+    registry = Registry(home, poll_seconds=poll_seconds, only=tuple(models))
+    if not registry.models:
+        raise ConfigError("models", f"no published model in {home}", "train one and `sigma publish TRAINED_ID`")
+    lateness = lateness_ms * 1_000_000
+    order = tuple(order)
+
+    if source == "redis":
+        market = RedisStreamSource(redis_url, list(streams), group=group, start=start, batch=batch, clock=clock)  # type: ignore[arg-type]
+    elif source == "files":
+        if not files:
+            raise ConfigError("files", "a file replay needs at least one file", "pass --file PATH")
+        market = FileSource([Path(f) for f in files], kind, batch=batch)  # type: ignore[arg-type]
+    elif source == "stdin":
+        market = StdinSource(kind, clock)  # type: ignore[arg-type]
+    else:
+        raise ConfigError("source", f"unknown source {source!r}", "use redis, files or stdin")
+
+    def route(item: tuple) -> list[tuple[str, object]]:
+        kind, payload, received = item
+        if kind == "clock":
+            return [(ticker, item) for ticker in registry.by_ticker]
+        if payload.ticker not in registry.by_ticker:
+            letter = DeadLetter("unknown_ticker", payload.ticker, encode_json(payload), "no published model trades it", received)
+            return [("", letter)]
+        return [(payload.ticker, item)]
+
+    dataflow = Dataflow("sigma")
+    items = op.input("market", dataflow, market)
+    decoded = op.branch("decoded", items, lambda item: item[0] != "dead")
+    refused = op.map("refused", decoded.falses, lambda item: item[1])
+    routed = op.branch("known", op.flat_map("route", decoded.trues, route), lambda pair: pair[0] != "")
+    unknown = op.map("unknown", routed.falses, lambda pair: pair[1])
+    tickers = op.key_rm("ticker-out", op.stateful_batch("ticker", routed.trues, lambda resume: TickerStep(registry, lateness, resume)))
+    scored = op.branch("scored", tickers, lambda item: isinstance(item, (Scored, Quiet)))
+    by_model = op.key_on("by-model", scored.trues, lambda item: item.model)
+    decided = op.key_rm("policy-out", op.stateful_batch("policy", by_model, lambda resume: PolicyStep(registry, resume)))
+    by_ticker = op.key_on("by-ticker", decided, lambda item: item.ticker)
+    alerts = op.key_rm("conflict-out", op.stateful_batch("conflict", by_ticker, lambda resume: ConflictStep(conflict, order, resume)))
+    op.output("alerts", alerts, AlertSink(redis_url))
+    op.output("dead-letters", op.merge("refusals", refused, unknown, scored.falses), DeadLetterSink(redis_url))
+    return dataflow
+

@@ -1,0 +1,292 @@
+"""Where market data comes in: a Redis stream, Parquet/CSV/JSON-lines files, or stdin.
+
+Every source yields the same items, ``(kind, payload, received_at)``:
+
+- ``("tick", Tick, ns)`` and ``("bar", Bar, ns)``, decoded with msgspec;
+- ``("dead", DeadLetter, ns)`` for a message that does not decode (the flow never raises on one);
+- ``("clock", event_time, ns)``: the source's event-time watermark, so that a bar of
+  a ticker that has gone quiet still closes. With ``clock="data"`` (replays, and
+  streams of recorded data) it is the latest event time the source has seen; with
+  ``clock="wall"`` (live feeds) it is the wall clock, and a tick stamped more than
+  ``max_ahead`` in the future is refused rather than allowed to run the clock ahead.
+
+``received_at`` is the wall clock when the message arrived: alerts carry it, and the
+latency benchmark measures from it.
+
+Resumable sources (Redis streams, files) snapshot their position: the stream id, or
+the row, after the last item emitted; Bytewax hands it back on resume. The Redis
+source reads through a consumer group, so each engine deployment keeps its own
+place in a shared feed; a stream entry carries a ``tick`` or ``bar`` field (JSON),
+and an ``eof`` field ends a replayed stream.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import redis
+from bytewax.inputs import DynamicSource, FixedPartitionedSource, StatefulSourcePartition, StatelessSourcePartition
+
+from engine.errors import ConfigError, DecodeError
+from engine.schemas import Bar, Tick, decode_json
+from flows.steps import DeadLetter
+
+__all__ = ["Reader", "RedisStreamSource", "FileSource", "StdinSource", "Kind", "ClockMode"]
+
+Kind = Literal["ticks", "bars"]
+ClockMode = Literal["data", "wall"]
+_TYPES = {"tick": Tick, "bar": Bar}
+_SECOND = 1_000_000_000
+
+
+class Reader:
+    """Decodes raw messages into flow items and keeps one source partition's clock."""
+
+    def __init__(self, clock: ClockMode = "data", *, step: int = _SECOND, max_ahead: int = 5 * _SECOND) -> None:
+        self.mode = clock
+        self.step = step
+        self.max_ahead = max_ahead
+        self.latest = -1
+        self._next_clock = 0
+
+    def decode(self, kind: str, payload: bytes, received: int) -> tuple:
+        try:
+            item = decode_json(payload, _TYPES[kind])
+        except DecodeError as error:
+            return "dead", DeadLetter("malformed", _ticker_of(payload), payload, str(error), received), received
+        return self.accept(kind, item, received, payload)
+
+    def accept(self, kind: str, item: Tick | Bar, received: int, payload: bytes | None = None) -> tuple:
+        ts = item.ts if kind == "tick" else item.end - 1
+        if self.mode == "wall" and ts > received + self.max_ahead:
+            raw = payload if payload is not None else msgspec.json.encode(item)
+            detail = f"stamped {(ts - received) / 1e9:.1f} s ahead of the wall clock"
+            return "dead", DeadLetter("future_time", item.ticker, raw, detail, received), received
+        if ts > self.latest:
+            self.latest = ts
+        return kind, item, received
+
+    def clock(self, received: int) -> tuple | None:
+        """A clock item when the watermark has moved a step since the last one, else None."""
+        now = received if self.mode == "wall" else self.latest
+        if now < self._next_clock or now < 0:
+            return None
+        self._next_clock = now - now % self.step + self.step
+        return "clock", now, received
+
+
+def _ticker_of(payload: bytes) -> str:
+    try:
+        value = msgspec.json.decode(payload)
+        return str(value.get("ticker", ""))[:32] if isinstance(value, dict) else ""
+    except msgspec.DecodeError:
+        return ""
+
+
+# -- Redis stream ------------------------------------------------------------------
+
+
+class _StreamPartition(StatefulSourcePartition):
+    def __init__(self, url: str, key: str, group: str, consumer: str, start: str, resume: str | None, batch: int,
+                 reader: Reader, poll: float) -> None:  # fmt: skip
+        self.client = redis.Redis.from_url(url)
+        self.key, self.group, self.consumer, self.start = key, group, consumer, start
+        self.batch, self.reader, self.poll = batch, reader, poll
+        self.position = resume
+        self.done = False
+        self.awake: datetime | None = None
+        self.backoff = 0.0
+        self._join(resume)
+
+    def _join(self, resume: str | None) -> None:
+        try:
+            self.client.xgroup_create(self.key, self.group, id=self.start, mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        if resume is not None:  # a resumed run re-reads everything after the snapshot's position
+            self.client.xgroup_setid(self.key, self.group, id=resume)
+
+    def next_batch(self) -> list:
+        if self.done:
+            raise StopIteration
+        try:
+            reply = self.client.xreadgroup(self.group, self.consumer, {self.key: ">"}, count=self.batch)
+        except redis.ConnectionError as error:
+            self._wait(f"market-data Redis unreachable ({error})")
+            return []
+        except redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            # Redis restarted without persistence: stream and group are gone; rejoin and go on with what comes.
+            print(f"sigma: {self.key}: consumer group {self.group} vanished (Redis restarted?); recreated", file=sys.stderr)
+            self._join(None)
+            return []
+        self.backoff = 0.0
+        received = time.time_ns()
+        items: list = []
+        if reply:
+            entries = reply[0][1]
+            for entry_id, fields in entries:
+                if b"eof" in fields:
+                    self.done = True
+                    break
+                for name in (b"tick", b"bar"):
+                    payload = fields.get(name)
+                    if payload is not None:
+                        items.append(self.reader.decode(name.decode(), payload, received))
+                        break
+                else:
+                    items.append(("dead", DeadLetter("malformed", "", msgspec.json.encode({k.decode(): v.decode(errors="replace") for k, v in fields.items()}),
+                                                     "a stream entry needs a `tick` or `bar` field", received), received))  # fmt: skip
+                self.position = entry_id.decode()
+            if entries:
+                self.client.xack(self.key, self.group, *[entry_id for entry_id, _ in entries])
+        self.awake = None if reply else datetime.now(UTC) + timedelta(seconds=self.poll)
+        clock = self.reader.clock(received)
+        if clock is not None:
+            items.append(clock)
+        return items
+
+    def _wait(self, why: str) -> None:
+        self.backoff = min(max(self.backoff * 2, 0.05), 2.0)
+        print(f"sigma: {why}; retrying in {self.backoff:.2f} s", file=sys.stderr)
+        self.awake = datetime.now(UTC) + timedelta(seconds=self.backoff)
+
+    def next_awake(self) -> datetime | None:
+        return self.awake
+
+    def snapshot(self) -> str | None:
+        return self.position
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RedisStreamSource(FixedPartitionedSource):
+    """Ticks and bars from Redis streams (one partition per stream key), read through a consumer group."""
+
+    def __init__(self, url: str, keys: list[str], *, group: str = "sigma", start: str = "0", batch: int = 500,
+                 clock: ClockMode = "data", poll: float = 0.0005) -> None:  # fmt: skip
+        self.url, self.keys, self.group, self.start, self.batch, self.clock, self.poll = url, keys, group, start, batch, clock, poll
+
+    def list_parts(self) -> list[str]:
+        return list(self.keys)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
+        return _StreamPartition(self.url, for_part, self.group, f"{self.group}-{for_part}", self.start, resume_state,
+                                self.batch, Reader(self.clock), self.poll)  # fmt: skip
+
+
+# -- files -------------------------------------------------------------------------
+
+
+class _FilePartition(StatefulSourcePartition):
+    def __init__(self, path: Path, kind: Kind, resume: int | None, batch: int) -> None:
+        self.kind = "tick" if kind == "ticks" else "bar"
+        self.rows = _read_rows(path, _TYPES[self.kind])
+        self.position = resume or 0
+        self.batch = batch
+        self.reader = Reader("data")
+
+    def next_batch(self) -> list:
+        if self.position >= len(self.rows):
+            raise StopIteration
+        received = time.time_ns()
+        rows = self.rows[self.position : self.position + self.batch]
+        self.position += len(rows)
+        items = []
+        for row in rows:
+            if isinstance(row, bytes):
+                items.append(self.reader.decode(self.kind, row, received))
+                continue
+            try:
+                item = msgspec.convert(row, _TYPES[self.kind])
+            except (msgspec.ValidationError, ValueError) as error:
+                raw = msgspec.json.encode(row)
+                items.append(("dead", DeadLetter("malformed", str(row.get("ticker", ""))[:32], raw, str(error), received), received))
+                continue
+            items.append(self.reader.accept(self.kind, item, received))
+        clock = self.reader.clock(received)
+        if clock is not None:
+            items.append(clock)
+        return items
+
+    def snapshot(self) -> int:
+        return self.position
+
+
+def _read_rows(path: Path, kind: type) -> list:
+    """A file's rows: dicts of the schema's fields (Parquet, CSV), or raw lines (JSON lines)."""
+    if not path.exists():
+        raise ConfigError("input", f"{path} does not exist")
+    if path.suffix in (".jsonl", ".ndjson", ".json"):
+        return [line for line in path.read_bytes().splitlines() if line.strip()]
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+    elif path.suffix == ".csv":
+        table = pa_csv.read_csv(path)
+    else:
+        raise ConfigError("input", f"{path.name}: unknown file type", "use .parquet, .csv or .jsonl")
+    fields = set(kind.__struct_fields__)
+    table = table.select([name for name in table.column_names if name in fields])
+    for name in ("ts", "start", "end"):
+        if name in table.column_names and pa.types.is_timestamp(table.schema.field(name).type):
+            table = table.set_column(table.column_names.index(name), name, table.column(name).cast(pa.timestamp("ns")).cast(pa.int64()))
+    return [{key: value for key, value in row.items() if value is not None} for row in table.to_pylist()]
+
+
+class FileSource(FixedPartitionedSource):
+    """Ticks or bars from files, one partition per file: the same flow replays history."""
+
+    def __init__(self, paths: list[Path], kind: Kind = "ticks", *, batch: int = 1000) -> None:
+        self.paths, self.kind, self.batch = [Path(p) for p in paths], kind, batch
+
+    def list_parts(self) -> list[str]:
+        return [str(path) for path in self.paths]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
+        return _FilePartition(Path(for_part), self.kind, resume_state, self.batch)
+
+
+# -- stdin -------------------------------------------------------------------------
+
+
+class _StdinPartition(StatelessSourcePartition):
+    def __init__(self, kind: Kind, clock: ClockMode) -> None:
+        self.kind = "tick" if kind == "ticks" else "bar"
+        self.reader = Reader(clock)
+
+    def next_batch(self) -> list:
+        line = sys.stdin.buffer.readline()
+        if not line:
+            raise StopIteration
+        received = time.time_ns()
+        if not line.strip():
+            return []
+        items = [self.reader.decode(self.kind, line, received)]
+        clock = self.reader.clock(received)
+        return items + [clock] if clock is not None else items
+
+
+class StdinSource(DynamicSource):
+    """JSON lines of ticks or bars on standard input (read by the first worker; it cannot resume)."""
+
+    def __init__(self, kind: Kind = "ticks", clock: ClockMode = "data") -> None:
+        self.kind, self.clock = kind, clock
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSourcePartition:
+        return _StdinPartition(self.kind, self.clock) if worker_index == 0 else _Nothing()
+
+
+class _Nothing(StatelessSourcePartition):
+    def next_batch(self) -> list:
+        raise StopIteration

@@ -1,0 +1,423 @@
+"""The dataflow's three keyed steps: per ticker, per model, per ticker again.
+
+1. **Ticker** (keyed by ticker): screens each tick (`engine.screening`), builds the
+   bars of every cadence its models use (`engine.bar_builder`), feeds tick and bar
+   indicators and scores each closed bar with every published model subscribed to
+   the ticker (`engine.pipeline`). Its first tick warms the indicators from stored
+   history, so the first live bar already has complete features. A bad message
+   leaves as a `DeadLetter`; nothing raises.
+2. **Policy** (keyed by model): `engine.signals` turns each bar close of the model's
+   universe into entries and exits, and `engine.alerts` dresses them as alerts. A
+   universe of several tickers waits until every ticker has closed the bar (or
+   reported that it had none), so the cross-sectional ranking sees them all.
+3. **Conflict** (keyed by ticker): when several models signal the same ticker at the
+   same bar close, the user's rule decides (`engine.alerts.resolve`).
+
+All state is event-time state in the step, so Bytewax snapshots it with the input
+position and a resumed run re-emits the same alerts, with the same ids.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+import msgspec
+import numpy as np
+from bytewax.operators import StatefulBatchLogic
+
+from engine.alerts import build_alert, resolve
+from engine.bar_builder import LATE, BarBuilder, ClosedBar
+from engine.calendar import NS_PER_MINUTE, bars_per_year
+from engine.errors import NotFoundError
+from engine.indicators.volatility import RealisedVolatility
+from engine.options import volatility_window
+from engine.pipeline import Pipeline
+from engine.schemas import Alert, Bar, Tick, encode_json
+from engine.screening import LEVEL_SHIFT, TickScreen
+from engine.signals import Scored, Signals
+from flows.registry import Registry, ServingModel
+from research.data import load_bars
+
+__all__ = ["DeadLetter", "Quiet", "Decided", "TickerStep", "PolicyStep", "ConflictStep"]
+
+NS = 1_000_000_000
+
+
+class DeadLetter(msgspec.Struct, frozen=True, array_like=True):
+    """A message the flow refused: why, the raw payload, where it came from."""
+
+    reason: str
+    ticker: str
+    payload: bytes
+    detail: str
+    received_at: int
+
+
+class Quiet(msgspec.Struct, frozen=True, array_like=True):
+    """A ticker's word to one model that every bar ending at or before ``through`` has closed."""
+
+    model: str
+    ticker: str
+    through: int
+
+
+class Decided(msgspec.Struct, frozen=True, array_like=True):
+    """A model's alerts (possibly none) for one ticker's bar close; ``peers`` models decide on it."""
+
+    ticker: str
+    end: int
+    peers: int
+    alerts: list
+
+
+def _now() -> int:
+    return time.time_ns()
+
+
+class _Cadence:
+    """One cadence's bars and realised volatility on one ticker."""
+
+    __slots__ = ("builder", "volatility", "per_year")
+
+    def __init__(self, builder: BarBuilder, window: int, per_year: float) -> None:
+        self.builder = builder
+        self.volatility = RealisedVolatility(window)
+        self.per_year = per_year
+
+    def __getstate__(self) -> tuple:
+        return self.builder, self.volatility, self.per_year
+
+    def __setstate__(self, state: tuple) -> None:
+        self.builder, self.volatility, self.per_year = state
+
+
+class TickerState:
+    """Everything the flow keeps about one ticker: screen, bars per cadence, each model's features."""
+
+    def __init__(self, ticker: str, lateness: int) -> None:
+        self.ticker = ticker
+        self.lateness = lateness
+        self.screen: TickScreen | None = None
+        self.cadences: dict[str, _Cadence] = {}
+        self.pipelines: dict[str, Pipeline] = {}
+        self.version = -1
+        self.implied = math.nan
+        self.last_bar_start = -1  # of a bar feed: later bars must start after it
+        self.last_tick = -1
+        self.quiet_through = -1  # what the last `Quiet` told the models
+        self.counts: dict[str, int] = {}
+
+
+class TickerStep(StatefulBatchLogic):
+    """Keyed by ticker: ticks and bars in; `Scored`, `Quiet` and `DeadLetter` out."""
+
+    def __init__(self, registry: Registry, lateness: int, state: TickerState | None) -> None:
+        self.registry = registry
+        self.lateness = lateness
+        self.state = state
+
+    def snapshot(self) -> TickerState | None:
+        return self.state
+
+    def on_batch(self, values: list) -> tuple[Iterable, bool]:
+        out: list = []
+        registry = self.registry
+        registry.refresh()
+        for kind, item, received in values:
+            if self.state is None:
+                if kind == "clock":  # no tick of this ticker yet: nothing to close
+                    continue
+                self.state = TickerState(item.ticker, self.lateness)
+            if self.state.version != registry.version:
+                self._subscribe(item if kind == "clock" else item.ts if kind == "tick" else item.start)
+            if kind == "tick":
+                self._tick(item, received, out)
+            elif kind == "bar":
+                self._bar(item, received, out)
+            else:
+                self._advance(item, received, out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable, bool]:
+        out: list = []
+        if self.state is not None:
+            self._close([(cadence, bar) for cadence, c in self.state.cadences.items() for bar in c.builder.close_all()], _now(), out)
+        return out, StatefulBatchLogic.RETAIN
+
+    # -- subscriptions and warm-up -------------------------------------------------
+
+    def _subscribe(self, first: int) -> None:
+        """Match the published models: a new one is warmed from history before ``first``, a gone one dropped."""
+        state, registry = self.state, self.registry
+        models = {model.trained_id: model for model in registry.by_ticker.get(state.ticker, ())}
+        if state.screen is None:
+            state.screen = TickScreen(negative_prices=any(m.negative_prices for m in models.values()),
+                                      memory=max(self.lateness, 2 * NS))  # fmt: skip
+        for gone in set(state.pipelines) - set(models):
+            del state.pipelines[gone]
+        for trained_id, model in models.items():
+            if model.cadence not in state.cadences:
+                per_year = bars_per_year(model.clock.calendar, model.cadence)
+                state.cadences[model.cadence] = _Cadence(BarBuilder(model.cadence, model.clock, self.lateness),
+                                                         volatility_window(model.cadence), per_year)  # fmt: skip
+                self._warm_volatility(model, first)
+            if trained_id in state.pipelines:
+                state.pipelines[trained_id].bind(model.scorer)
+            else:
+                state.pipelines[trained_id] = self._warm(Pipeline(model.scorer), model, first)
+        state.version = registry.version
+
+    def _history(self, model: ServingModel, first: int):
+        try:
+            bars, _ = load_bars(self.registry.home, self.state.ticker, model.cadence)
+        except NotFoundError:
+            return None
+        cadence = self.state.cadences[model.cadence].builder
+        bounds = cadence.bounds(first)
+        cut = bounds[0] if bounds is not None else first
+        return bars.select(slice(0, int(np.searchsorted(bars.end, cut, side="right"))))
+
+    def _warm(self, pipeline: Pipeline, model: ServingModel, first: int) -> Pipeline:
+        bars = self._history(model, first)
+        if bars is not None:
+            features = pipeline.features
+            clock = model.clock
+            for t in range(len(bars)):
+                session, _ = clock.session(int(bars.start[t]))
+                features.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session)
+        return pipeline
+
+    def _warm_volatility(self, model: ServingModel, first: int) -> None:
+        bars = self._history(model, first)
+        if bars is not None:
+            volatility = self.state.cadences[model.cadence].volatility
+            for close in bars.close[-volatility.warmup:]:
+                volatility.update(float(close))
+
+    # -- input ---------------------------------------------------------------------
+
+    def _reject(self, reason: str, item, received: int, out: list, detail: str = "") -> None:
+        counts = self.state.counts
+        counts[reason] = counts.get(reason, 0) + 1
+        out.append(DeadLetter(reason, self.state.ticker, encode_json(item), detail, received))
+
+    def _tick(self, tick: Tick, received: int, out: list) -> None:
+        state = self.state
+        identity = tick.trade_id or (tick.ts, tick.price, tick.size, tick.bid, tick.ask, tick.bid_size, tick.ask_size)
+        verdict = state.screen.check(tick.ts, tick.price, tick.size, tick.bid, tick.ask, identity)
+        if verdict is not None and verdict != LEVEL_SHIFT:
+            self._reject(verdict, tick, received, out)
+            return
+        if any(tick.ts < c.builder.closed_until for c in state.cadences.values()):
+            self._reject("late", tick, received, out, "its bar has closed")
+            return
+        if verdict == LEVEL_SHIFT:  # a split or a gap: the indicators' history no longer describes this price
+            self._restart()
+        state.last_tick = max(state.last_tick, tick.ts)
+        if tick.implied_volatility is not None:
+            state.implied = tick.implied_volatility
+        if tick.price is not None:
+            for cadence in state.cadences.values():
+                cadence.builder.add(tick.ts, tick.price, tick.size)
+        nan = math.nan
+        fields = (tick.ts, nan if tick.price is None else tick.price, nan if tick.size is None else tick.size,
+                  nan if tick.bid is None else tick.bid, nan if tick.ask is None else tick.ask,
+                  nan if tick.bid_size is None else tick.bid_size, nan if tick.ask_size is None else tick.ask_size)  # fmt: skip
+        models = self.registry.models
+        for trained_id, pipeline in state.pipelines.items():
+            if models[trained_id].ticks:
+                pipeline.update_tick(*fields)
+        self._advance(tick.ts, received, out)
+
+    def _bar(self, bar: Bar, received: int, out: list) -> None:
+        state = self.state
+        if min(bar.open, bar.high, bar.low, bar.close) <= 0.0 and not state.screen.negative_prices:
+            self._reject("bad_price", bar, received, out)
+            return
+        if bar.start < state.last_bar_start:
+            self._reject("out_of_order_bar", bar, received, out, "a later bar came first")
+            return
+        if bar.start == state.last_bar_start:
+            self._reject("duplicate_bar", bar, received, out, "the first bar of an interval wins")
+            return
+        state.last_bar_start = bar.start
+        high = max(bar.high, bar.open, bar.close)
+        low = min(bar.low, bar.open, bar.close)
+        if high != bar.high or low != bar.low:  # repaired as research repairs stored bars: widened to the open and close
+            state.counts["ohlc_repaired"] = state.counts.get("ohlc_repaired", 0) + 1
+        if bar.implied_volatility is not None:
+            state.implied = bar.implied_volatility
+        for cadence in state.cadences.values():
+            if cadence.builder.add_bar(bar.start, bar.end, bar.open, high, low, bar.close, bar.volume) == LATE:
+                self._reject("late", bar, received, out, "its bar has closed")
+                return
+        state.last_tick = max(state.last_tick, bar.end - 1)
+        self._advance(bar.end - 1, received, out)
+
+    def _restart(self) -> None:
+        state = self.state
+        state.counts[LEVEL_SHIFT] = state.counts.get(LEVEL_SHIFT, 0) + 1
+        models = self.registry.models
+        for trained_id in state.pipelines:
+            state.pipelines[trained_id] = Pipeline(models[trained_id].scorer)
+        for cadence in state.cadences.values():
+            cadence.volatility = RealisedVolatility(cadence.volatility.period)
+
+    # -- bar close -----------------------------------------------------------------
+
+    def _advance(self, watermark: int, received: int, out: list) -> None:
+        state = self.state
+        closed = [(name, bar) for name, c in state.cadences.items() for bar in c.builder.advance(watermark)]
+        if closed:
+            self._close(closed, received, out)
+        through = watermark - self.lateness
+        if through // NS_PER_MINUTE > state.quiet_through // NS_PER_MINUTE:  # bars end on whole minutes at the finest
+            state.quiet_through = through
+            for model in self.registry.by_ticker.get(state.ticker, ()):
+                if len(model.universe) > 1:
+                    out.append(Quiet(model.trained_id, state.ticker, through))
+
+    def _close(self, closed: list[tuple[str, ClosedBar]], received: int, out: list) -> None:
+        state = self.state
+        models = self.registry.models
+        by_end: dict[int, list] = {}
+        for name, bar in sorted(closed, key=lambda c: c[1][1]):
+            cadence = state.cadences[name]
+            cadence.volatility.update(bar[5])
+            volatility = state.implied if state.implied == state.implied else cadence.volatility.value * math.sqrt(cadence.per_year)
+            for trained_id, pipeline in state.pipelines.items():
+                model = models[trained_id]
+                if model.cadence != name:
+                    continue
+                session, _ = model.clock.session(bar[0])
+                _, minute = model.clock.local(bar[0])
+                probability = pipeline.update_bar(bar[2], bar[3], bar[4], bar[5], bar[6], session)
+                by_end.setdefault(bar[1], []).append(
+                    (trained_id, bar, probability, minute // 60, session, volatility))
+        implied = state.implied == state.implied
+        for rows in by_end.values():
+            for trained_id, bar, probability, hour, session, volatility in rows:
+                out.append(Scored(trained_id, state.ticker, bar[0], bar[1], bar[2], bar[3], bar[4], bar[5], probability,
+                                  hour, session, volatility, implied, received, len(rows)))  # fmt: skip
+
+
+class PolicyState:
+    """One model's policy state and the bar closes of its universe still waiting for a ticker."""
+
+    def __init__(self, model: str, signals: Signals) -> None:
+        self.model = model
+        self.signals = signals
+        self.pending: dict[int, list[Scored]] = {}
+        self.progress: dict[str, int] = {}  # ticker -> every bar ending at or before this has reported
+
+
+class PolicyStep(StatefulBatchLogic):
+    """Keyed by model: `Scored` and `Quiet` in; `Decided` (one per scored bar) out."""
+
+    def __init__(self, registry: Registry, state: PolicyState | None) -> None:
+        self.registry = registry
+        self.state = state
+
+    def snapshot(self) -> PolicyState | None:
+        return self.state
+
+    def on_batch(self, values: list) -> tuple[Iterable, bool]:
+        out: list = []
+        for item in values:
+            model = self.registry.models.get(item.model)
+            if model is None:  # unpublished while its bars were in flight
+                continue
+            if self.state is None:
+                self.state = PolicyState(item.model, Signals(model.parameters, cooldown_minutes=model.cooldown_minutes,
+                                                             max_trades_per_day=model.max_trades_per_day))  # fmt: skip
+            state = self.state
+            state.signals.killed = model.killed
+            if len(model.universe) == 1:
+                if isinstance(item, Scored):
+                    self._decide(model, [item], out)
+                continue
+            if isinstance(item, Scored):
+                state.pending.setdefault(item.end, []).append(item)
+                state.progress[item.ticker] = max(state.progress.get(item.ticker, -1), item.end)
+            else:
+                state.progress[item.ticker] = max(state.progress.get(item.ticker, -1), item.through)
+            through = min(state.progress.get(ticker, -1) for ticker in model.universe)
+            for end in sorted(end for end in state.pending if end <= through):
+                self._decide(model, state.pending.pop(end), out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable, bool]:
+        out: list = []
+        if self.state is not None and self.state.pending:
+            model = self.registry.models.get(self.state.model)
+            for end in sorted(self.state.pending):
+                rows = self.state.pending.pop(end)
+                if model is not None:
+                    self._decide(model, rows, out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def _decide(self, model: ServingModel, rows: list[Scored], out: list) -> None:
+        rows.sort(key=lambda row: row.ticker)
+        signals = self.state.signals.close(rows, len(model.universe))
+        emitted = _now()
+        alerts: dict[str, list[Alert]] = {row.ticker: [] for row in rows}
+        for signal in signals:
+            alert = build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=emitted)
+            alerts[signal.scored.ticker].append(alert)
+        for row in rows:
+            out.append(Decided(row.ticker, row.end, row.peers, alerts[row.ticker]))
+
+
+class ConflictState:
+    """Bar closes of one ticker waiting for the other models, and the models whose entry lost a conflict."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, list[Decided]] = {}
+        self.overruled: set[str] = set()
+
+
+class ConflictStep(StatefulBatchLogic):
+    """Keyed by ticker: `Decided` in; the alerts that go to Redis out."""
+
+    def __init__(self, rule: str, order: tuple[str, ...], state: ConflictState | None) -> None:
+        self.rule = rule
+        self.order = order
+        self.state = state or ConflictState()
+
+    def snapshot(self) -> ConflictState:
+        return self.state
+
+    def on_batch(self, values: list[Decided]) -> tuple[Iterable, bool]:
+        out: list = []
+        pending = self.state.pending
+        for decided in values:
+            if decided.peers == 1 and not decided.alerts:
+                continue
+            group = pending.setdefault(decided.end, [])
+            group.append(decided)
+            if len(group) >= decided.peers:
+                self._release(pending.pop(decided.end), out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable, bool]:
+        out: list = []
+        for end in sorted(self.state.pending):
+            self._release(self.state.pending.pop(end), out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def _release(self, group: list[Decided], out: list) -> None:
+        overruled = self.state.overruled
+        alerts = []
+        for decided in group:
+            for alert in decided.alerts:
+                if alert.intent == "close" and alert.model_id in overruled:
+                    overruled.discard(alert.model_id)  # it closes a position the trader never opened
+                    continue
+                alerts.append(alert)
+        kept, _ = resolve(self.rule, alerts, self.order)  # type: ignore[arg-type]
+        chosen = {alert.alert_id for alert in kept}
+        overruled.update(alert.model_id for alert in alerts if alert.intent == "open" and alert.alert_id not in chosen)
+        out.extend(kept)
+

@@ -1,0 +1,144 @@
+"""Fixtures for the live flow: a private redis-server, and a workspace serving a trained model.
+
+The served workspace holds 12 synthetic sessions of one-minute bars for SPY and QQQ,
+a zerosigma options model swept over both and trained on them, published; the two
+sessions after them are kept out of the store as a tick file to replay.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import redis
+
+from engine.calendar import CALENDARS
+from engine.models import create_model
+from engine.packs import load_pack
+from engine.workspace import Workspace
+from packs import OFFICIAL
+from research import sweep, training
+from research.data import store_bars
+from research.synthetic import generate
+from research.training import TrainRequest, fit_configuration
+
+US = CALENDARS["us_equities"]
+TICKERS = ["SPY", "QQQ"]
+STORED_SESSIONS = 12
+REPLAYED_SESSIONS = 2
+SMALL = {"n_estimators": [30], "max_depth": [3], "learning_rate": [0.1]}
+
+
+def _clock() -> datetime:
+    return datetime(2026, 11, 21, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of the tests' own on a free loopback port, without persistence unless asked."""
+
+    def __init__(self, folder: Path, *, appendonly: bool = False) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.appendonly = appendonly
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (Debian: apt-get install redis-server); .ci/run installs it")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), "--save", "",
+                   "--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no", "--loglevel", "warning"]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        for _ in range(200):
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A fresh, empty redis-server for one test."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def write_ticks(path: Path, ticker_ticks: dict[str, dict[str, np.ndarray]]) -> Path:
+    """A Parquet tick file of several tickers in time order; NaN fields become nulls (absent)."""
+    tables = []
+    for ticker, ticks in ticker_ticks.items():
+        columns = {"ticker": pa.array([ticker] * len(ticks["ts"])), "ts": pa.array(ticks["ts"], pa.int64())}
+        for name in ("price", "size", "bid", "ask", "bid_size", "ask_size"):
+            values = np.asarray(ticks[name], dtype=np.float64)
+            columns[name] = pa.array(values, mask=np.isnan(values))
+        tables.append(pa.table(columns))
+    table = pa.concat_tables(tables)
+    table = table.take(pa.compute.sort_indices(table, [("ts", "ascending")]))
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """(home, replay tick file, trained id): a published zerosigma model over SPY and QQQ."""
+    root = tmp_path_factory.mktemp("served")
+    home = root / "home"
+    market = generate(TICKERS, "1m", STORED_SESSIONS + REPLAYED_SESSIONS, US, seed=11, start=date(2024, 3, 1), ticks=True)
+    replay = {}
+    with Workspace(home, clock=_clock) as space:
+        for ticker, (bars, ticks) in market.items():
+            cut = bars.start[390 * STORED_SESSIONS]  # the synthetic sessions are regular: 390 one-minute bars
+            store_bars(home, bars.select(bars.start < cut), US, source="synthetic")
+            keep = ticks["ts"] >= cut
+            replay[ticker] = {name: values[keep] for name, values in ticks.items()}
+        pack = load_pack(OFFICIAL / "zerosigma")
+        spec = create_model(pack, strategy="vwap_reversion", settings={"underlying": "SPY"})
+        space.add_model(spec, actor="test")
+        request = sweep.SweepRequest(model=spec.name, universe=TICKERS)
+        sweep_id = sweep.start(space, pack, spec, request, actor="test", announce=lambda line: None)
+        train = TrainRequest(sweep=sweep_id, rank=1, grid=SMALL)
+        trained_id = training._register(space, spec, train, fit_configuration(home, pack, spec, train), "test")
+        eager = _eager_copy(space, trained_id)
+        space.publish(eager, actor="test")
+    return home, write_ticks(root / "replay.parquet", replay), eager
+
+
+def _eager_copy(space: Workspace, trained_id: str) -> str:
+    """The trained model under a policy that trades often (any hour, a low threshold), so a short replay alerts."""
+    record = space.trained(trained_id)
+    manifest = dict(record.manifest)
+    parameters = dict(manifest["policy"]["parameters"])
+    parameters.update(threshold=0.36, hours_mask=float((1 << 24) - 1), top_pct=100.0, max_positions=2.0, hold_bars=5.0)
+    manifest["policy"] = {**manifest["policy"], "parameters": parameters}
+    manifest["trained_id"] = eager = f"{trained_id}-eager"
+    space.add_trained(eager, record.model, record.sweep, record.rank, record.artifact_sha, manifest, actor="test")
+    return eager
