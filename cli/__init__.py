@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import data, indicators, models, packs, sweep, train
+from cli import data, indicators, live, models, packs, sweep, train
 from engine.errors import SigmaError
 
 __all__ = ["main"]
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(commands)
     sweep.register(commands)
     train.register(commands, model_verbs)
+    live.register(commands)
     return parser
 
 

@@ -47,6 +47,10 @@ def register(commands: argparse._SubParsersAction, models: argparse._SubParsersA
         action = commands.add_parser(verb, help=text)
         action.add_argument("trained")
         action.set_defaults(handler=_act, verb=verb)
+    kill = commands.add_parser("kill", help="kill switch: a published model opens no new position (exits still alert)")
+    kill.add_argument("trained")
+    kill.add_argument("--off", action="store_true", help="turn the kill switch off again")
+    kill.set_defaults(handler=_kill)
 
 
 def _ranks(text: str) -> list[int]:
@@ -121,6 +125,13 @@ def _review(args: argparse.Namespace) -> None:
     with workspace() as space:
         print(review.render(space.trained(args.trained).manifest))
         print(f"report: {review.report(space, args.trained)}")
+
+
+def _kill(args: argparse.Namespace) -> None:
+    with workspace() as space:
+        version = space.kill(args.trained, not args.off, actor=actor())
+    state = "off" if args.off else "on"
+    print(f"kill switch {state} for {args.trained}; registry version {version} (the live flow picks it up at its next poll)")
 
 
 def _act(args: argparse.Namespace) -> None:

@@ -1,0 +1,221 @@
+"""``sigma run`` (the live dataflow) and ``sigma alerts tail`` (a consumer-group reader of the alert streams)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import msgspec
+import redis
+
+from engine.alerts import RULES
+from engine.errors import ConfigError
+from engine.schemas import Alert, decode_json
+from engine.workspace import default_home
+from flows.sinks import ALERTS, model_stream
+
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run the live dataflow: market data in, alerts of the published models out to Redis",
+        description="Reads ticks or bars (a Redis stream through a consumer group, files, or JSON lines on stdin), "
+        "builds bars, scores every published model and writes alerts to the Redis streams {sigma}:alerts and "
+        "{sigma}:alerts:<model>. Refused data goes to {sigma}:deadletter with its reason. With --recovery the flow "
+        "snapshots its state and resumes after a crash without losing or doubling an alert.",
+    )
+    run.add_argument("--redis-url", default=None, help=f"where alerts go (default: $REDIS_URL or {DEFAULT_REDIS})")
+    run.add_argument("--source", choices=("redis", "files", "stdin"), default="redis")
+    run.add_argument("--stream", action="append", help="market-data stream key (repeatable; default {sigma}:ticks)")
+    run.add_argument("--file", action="append", help="Parquet, CSV or JSON-lines file to replay (repeatable)")
+    run.add_argument("--kind", choices=("ticks", "bars"), default="ticks", help="what the files or stdin hold")
+    run.add_argument("--clock", choices=("data", "wall"), default="data",
+                     help="event time from the data (replays) or the wall clock (live feeds: closes bars of silent tickers)")
+    run.add_argument("--group", default="sigma", help="consumer group: one per engine deployment sharing a feed")
+    run.add_argument("--start", default="0", help="where a new consumer group starts: 0 (the whole stream) or $ (new data)")
+    run.add_argument("--batch", type=int, default=500, help="messages read per source call")
+    run.add_argument("--lateness-ms", type=int, default=1000, help="how long a bar waits for delayed ticks after its end")
+    run.add_argument("--conflict", choices=RULES, default="highest-confidence",
+                     help="how models signalling one ticker at one bar close are decided")
+    run.add_argument("--order", help="model order for first-wins, comma-separated trained ids")
+    run.add_argument("--model", action="append", help="serve only these trained ids (default: every published model)")
+    run.add_argument("--workers", "-w", type=int, default=1, help="worker threads in this process")
+    run.add_argument("--process-id", "-i", type=int, help="this process's index in a cluster")
+    run.add_argument("--addresses", "-a", help="host:port of every process of the cluster, ';'-separated")
+    run.add_argument("--recovery", type=Path, help="recovery store folder: snapshots state; a restart resumes from it")
+    run.add_argument("--partitions", type=int, default=4, help="partitions of a new recovery store (at least the most workers)")
+    run.add_argument("--snapshot-seconds", type=float, default=1.0, help="epoch length: how much a resume may replay")
+    run.set_defaults(handler=_run)
+
+    alerts = commands.add_parser("alerts", help="read the alert streams")
+    verbs = alerts.add_subparsers(dest="verb", required=True, metavar="VERB")
+    tail = verbs.add_parser(
+        "tail",
+        help="print alerts as JSON lines",
+        description="Without --group, prints the stream from the start (or only new alerts with --follow). With "
+        "--group, reads as a member of a consumer group: first its own unacknowledged alerts, then alerts idle "
+        "with a dead member (XAUTOCLAIM), then new ones, acknowledging each after printing it. An entry that "
+        "cannot be decoded is moved to {sigma}:alerts:poison after --max-deliveries tries.",
+    )
+    tail.add_argument("--redis-url", default=None)
+    tail.add_argument("--model", help="one model's stream (default: every model's)")
+    tail.add_argument("--group", help="consumer group to read as")
+    tail.add_argument("--consumer", default=f"tail-{os.getpid()}", help="this reader's name in the group")
+    tail.add_argument("--count", type=int, help="stop after this many alerts")
+    tail.add_argument("--follow", action="store_true", help="wait for new alerts instead of stopping at the end")
+    tail.add_argument("--min-idle-ms", type=int, default=60_000, help="claim a dead member's alerts after this idle time")
+    tail.add_argument("--max-deliveries", type=int, default=5)
+    tail.set_defaults(handler=_tail)
+
+
+def _redis_url(given: str | None) -> str:
+    return given or os.environ.get("REDIS_URL", DEFAULT_REDIS)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    from flows.live import TICKS, flow
+    from flows.recovery import prepare
+
+    dataflow = flow(
+        default_home(),
+        _redis_url(args.redis_url),
+        source=args.source,
+        streams=args.stream or [TICKS],
+        files=args.file or [],
+        kind=args.kind,
+        clock=args.clock,
+        group=args.group,
+        start=args.start,
+        batch=args.batch,
+        lateness_ms=args.lateness_ms,
+        conflict=args.conflict,
+        order=[m for m in (args.order or "").split(",") if m],
+        models=args.model or [],
+    )
+    recovery = None
+    if args.recovery is not None:
+        if args.partitions < args.workers:
+            raise ConfigError("--partitions", f"{args.partitions} partitions for {args.workers} workers", "use at least one per worker")
+        prepare(args.recovery, args.partitions)
+        recovery = RecoveryConfig(str(args.recovery), backup_interval=timedelta(0))
+    addresses = args.addresses.split(";") if args.addresses else None
+    cli_main(dataflow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
+             epoch_interval=timedelta(seconds=args.snapshot_seconds), recovery_config=recovery)  # fmt: skip
+
+
+def _tail(args: argparse.Namespace) -> None:
+    client = redis.Redis.from_url(_redis_url(args.redis_url))
+    stream = model_stream(args.model) if args.model else ALERTS
+    reader = _GroupReader(client, stream, args) if args.group else _PlainReader(client, stream, args)
+    printed = 0
+    while args.count is None or printed < args.count:
+        batch = reader.next()
+        if batch is None:
+            return
+        for alert in batch:
+            sys.stdout.write(msgspec.json.encode(alert).decode() + "\n")
+            printed += 1
+        sys.stdout.flush()
+
+
+class _PlainReader:
+    """XREAD from the start (or the end with --follow)."""
+
+    def __init__(self, client: redis.Redis, stream: str, args: argparse.Namespace) -> None:
+        self.client, self.stream, self.follow = client, stream, args.follow
+        self.position = "$" if args.follow else "0"
+
+    def next(self) -> list[Alert] | None:
+        reply = self.client.xread({self.stream: self.position}, count=100, block=1000 if self.follow else None)
+        if not reply:
+            return [] if self.follow else None
+        alerts = []
+        for entry_id, fields in reply[0][1]:
+            self.position = entry_id
+            try:
+                alerts.append(decode_json(fields[b"alert"], Alert))
+            except (KeyError, ValueError) as error:
+                print(f"sigma: skipping entry {entry_id.decode()}: {error}", file=sys.stderr)
+        return alerts
+
+
+class _GroupReader:
+    """XREADGROUP with acknowledgement, own pending first, claims from dead members, poison entries set aside."""
+
+    def __init__(self, client: redis.Redis, stream: str, args: argparse.Namespace) -> None:
+        self.client, self.stream, self.group, self.consumer = client, stream, args.group, args.consumer
+        self.follow, self.min_idle, self.max_deliveries = args.follow, args.min_idle_ms, args.max_deliveries
+        self.phase = "own"  # own pending entries, then claimed ones, then new ones
+        self._create()
+
+    def _create(self) -> None:
+        try:
+            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def next(self) -> list[Alert] | None:
+        try:
+            entries = self._entries()
+        except redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            print(f"sigma: group {self.group} is gone (Redis restarted?); recreated it: alerts may have been lost", file=sys.stderr)
+            self._create()
+            return []
+        if entries is None:
+            return None
+        alerts = []
+        for entry_id, fields in entries:
+            if fields is None:  # trimmed away (MAXLEN) while pending: nothing left to read
+                self.client.xack(self.stream, self.group, entry_id)
+                continue
+            try:
+                alerts.append(decode_json(fields[b"alert"], Alert))
+            except (KeyError, ValueError) as error:
+                self._poison(entry_id, fields, error)
+                continue
+            self.client.xack(self.stream, self.group, entry_id)
+        return alerts
+
+    def _entries(self) -> list | None:
+        if self.phase == "own":
+            reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=100)
+            entries = reply[0][1] if reply else []
+            if entries:
+                return entries
+            self.phase = "claim"
+        if self.phase == "claim":
+            cursor = "0-0"
+            claimed = []
+            while True:
+                cursor, entries, *_ = self.client.xautoclaim(self.stream, self.group, self.consumer, self.min_idle, cursor, count=100)
+                claimed.extend(entries)
+                if cursor in (b"0-0", "0-0"):
+                    break
+            self.phase = "new"
+            if claimed:
+                return claimed
+        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=100, block=1000 if self.follow else None)
+        if not reply or not reply[0][1]:
+            return [] if self.follow else None
+        return reply[0][1]
+
+    def _poison(self, entry_id: bytes, fields: dict, error: Exception) -> None:
+        pending = self.client.xpending_range(self.stream, self.group, entry_id, entry_id, 1)
+        deliveries = pending[0]["times_delivered"] if pending else self.max_deliveries
+        if deliveries < self.max_deliveries:
+            return  # left pending: it is delivered again when claimed
+        self.client.xadd(f"{ALERTS}:poison", {**fields, b"error": str(error), b"source_id": entry_id})
+        self.client.xack(self.stream, self.group, entry_id)
+        print(f"sigma: entry {entry_id.decode()} undecodable after {deliveries} deliveries; moved to {ALERTS}:poison",
+              file=sys.stderr)  # fmt: skip
