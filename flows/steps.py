@@ -117,6 +117,8 @@ class TickerStep(StatefulBatchLogic):
         self.registry = registry
         self.lateness = lateness
         self.state = state
+        if state is not None:  # restored from a snapshot: its pipelines need their scorers again
+            state.version = -1
 
     def snapshot(self) -> TickerState | None:
         return self.state

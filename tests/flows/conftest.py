@@ -31,6 +31,7 @@ from research.synthetic import generate
 from research.training import TrainRequest, fit_configuration
 
 US = CALENDARS["us_equities"]
+REPOSITORY = Path(__file__).resolve().parent.parent.parent
 TICKERS = ["SPY", "QQQ"]
 STORED_SESSIONS = 12
 REPLAYED_SESSIONS = 2

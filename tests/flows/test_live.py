@@ -1,0 +1,245 @@
+"""The live dataflow end to end, against a real redis-server: replays, bad data, workers, kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from bytewax.testing import run_main
+from engine.errors import ConfigError
+from engine.schemas import Tick
+from flows.live import TICKS, flow
+from flows.recovery import STAMP, prepare
+from flows.sinks import ALERTS, DEADLETTER, DEADLETTER_COUNTS, model_stream
+from tests.flows.conftest import REPOSITORY, free_port
+
+TIMES = ("received_at", "emitted_at")
+
+
+def alerts(server) -> list[dict]:
+    """The combined stream's alerts by id, without the wall-clock fields (they differ between runs).
+
+    Tickers are independent keys, so their alerts may interleave differently from run to run.
+    """
+    found = [{k: v for k, v in json.loads(fields[b"alert"]).items() if k not in TIMES} for _, fields in server.client().xrange(ALERTS)]
+    return sorted(found, key=lambda alert: alert["alert_id"])
+
+
+def ids(server) -> list[str]:
+    return [alert["alert_id"] for alert in alerts(server)]
+
+
+def replay_file(home: Path, server, path: Path, **options) -> None:
+    run_main(flow(home, server.url, source="files", files=[path], **options))
+
+
+def tick_rows(path: Path) -> list[dict]:
+    return [{k: v for k, v in row.items() if v is not None} for row in pq.read_table(path).to_pylist()]
+
+
+def push(server, rows: list, *, key: str = TICKS) -> None:
+    """Rows (dicts, or raw bytes) onto the tick stream, then the end-of-stream marker."""
+    client = server.client()
+    pipe = client.pipeline(transaction=False)
+    for row in rows:
+        pipe.xadd(key, {"tick": row if isinstance(row, bytes) else json.dumps(row)})
+    pipe.xadd(key, {"eof": 1})
+    pipe.execute()
+
+
+def replay_stream(home: Path, server, rows: list, **options) -> None:
+    push(server, rows)
+    run_main(flow(home, server.url, **options))
+
+
+def test_a_replay_alerts_each_id_once_on_the_model_and_combined_streams(served, redis_server):
+    home, replay, trained_id = served
+    replay_file(home, redis_server, replay)
+    first = alerts(redis_server)
+    assert len(first) >= 10, "the fixture's eager model should alert several times in two sessions"
+    assert len(set(ids(redis_server))) == len(first)
+    per_model = [json.loads(f[b"alert"])["alert_id"] for _, f in redis_server.client().xrange(model_stream(trained_id))]
+    assert sorted(per_model) == ids(redis_server)
+    assert {a["intent"] for a in first} == {"open", "close"}
+    option = first[0]
+    assert option["instrument"] == "option" and option["volatility_source"] == "realised" and option["premium"] > 0
+    assert option["strike"] == round(option["strike"]), "strikes sit on the $1 grid at these prices"
+    assert option["lineage"]["artifact_sha"] and option["lineage"]["pack_sha"]
+
+    replay_file(home, redis_server, replay)  # the same input again: nothing new is written
+    assert alerts(redis_server) == first
+
+
+def test_a_redis_stream_gives_the_alerts_of_the_file_replay(served, redis_server):
+    home, replay, _ = served
+    replay_file(home, redis_server, replay)
+    expected = alerts(redis_server)
+    redis_server.client().flushall()
+    replay_stream(home, redis_server, tick_rows(replay), batch=97)
+    assert alerts(redis_server) == expected
+
+
+def _bad_ticks(rows: list[dict]) -> list[tuple[int, object, str]]:
+    """(position to insert before, payload, expected reason): one of each bad input, spread through the replay."""
+    spy = [i for i, row in enumerate(rows) if row["ticker"] == "SPY"]
+    at = spy[len(spy) // 2]
+    good = rows[at]
+    stamp = good["ts"]
+    return [
+        (spy[100], b"{not json", "malformed"),
+        (spy[110], json.dumps({**good, "price": ""}).encode(), "malformed"),  # case 9: empty field
+        (spy[115], json.dumps({**good, "size": -5}).encode(), "malformed"),  # case 10: negative size fails the schema
+        (spy[120], json.dumps({k: v for k, v in good.items() if k != "ts"}).encode(), "malformed"),
+        (at, {**good, "ts": stamp + 1, "price": 0.0}, "bad_price"),  # case 7
+        (at, {**good, "ts": stamp + 2, "price": -1.0}, "bad_price"),  # case 8 (an equity)
+        (at, {**good, "ts": stamp + 3, "size": 0.0}, "bad_size"),  # case 10: a trade of no size
+        (at, {"ticker": "SPY", "ts": stamp + 4, "bid": good["ask"] + 0.05, "ask": good["ask"]}, "crossed_quote"),  # case 12
+        (at + 1, good, "duplicate"),  # case 1: the same tick twice
+        (at + 2, {**good, "ts": stamp + 5, "price": good["price"] * 5}, "outlier"),  # case 13: one bad print
+        (at + 3, {**good, "ts": stamp - 30 * 60 * 1_000_000_000}, "late"),  # case 4: its bar closed half an hour ago
+        (at + 4, {**good, "ticker": "ZZZZ"}, "unknown_ticker"),  # case 23
+    ]
+
+
+def test_bad_ticks_go_to_the_dead_letter_stream_and_change_no_alert(served, redis_server):
+    home, replay, _ = served
+    rows = tick_rows(replay)
+    replay_file(home, redis_server, replay)
+    expected = alerts(redis_server)
+    redis_server.client().flushall()
+
+    bad = _bad_ticks(rows)
+    mixed: list = []
+    inserts = sorted(bad, key=lambda b: b[0])
+    position = 0
+    for index, row in enumerate(rows):
+        while position < len(inserts) and inserts[position][0] == index:
+            mixed.append(inserts[position][1])
+            position += 1
+        mixed.append(row)
+    replay_stream(home, redis_server, mixed)
+
+    assert alerts(redis_server) == expected
+    client = redis_server.client()
+    letters = client.xrange(DEADLETTER)
+    reasons = sorted(fields[b"reason"].decode() for _, fields in letters)
+    assert reasons == sorted(reason for _, _, reason in bad)
+    raw = {fields[b"payload"] for _, fields in letters}
+    assert b"{not json" in raw, "the raw payload is kept"
+    counts = {key.decode(): int(value) for key, value in client.hgetall(DEADLETTER_COUNTS).items()}
+    assert counts["SPY:malformed"] == 3 and counts[":malformed"] == 1 and counts["ZZZZ:unknown_ticker"] == 1
+
+
+def test_ticks_out_of_order_within_the_lateness_make_the_sorted_bars(served, redis_server):
+    home, replay, _ = served
+    rows = tick_rows(replay)
+    replay_file(home, redis_server, replay)
+    expected = alerts(redis_server)
+    redis_server.client().flushall()
+    rng = np.random.default_rng(5)
+    # Case 3: each tick arrives up to 200 ms late (the lateness is 1 s); the order within that is shuffled.
+    arrival = np.array([row["ts"] for row in rows]) + rng.integers(0, 200_000_000, len(rows))
+    shuffled = [rows[i] for i in np.argsort(arrival, kind="stable")]
+    assert shuffled != rows
+    replay_stream(home, redis_server, shuffled)
+    assert alerts(redis_server) == expected
+
+
+def test_the_future_is_refused_on_the_wall_clock(served, redis_server):
+    home, replay, _ = served
+    row = tick_rows(replay)[0]
+    import time
+
+    future = {**row, "ts": time.time_ns() + 3600 * 1_000_000_000}  # case 22: an hour ahead of the wall clock
+    replay_stream(home, redis_server, [future], clock="wall")
+    [(_, letter)] = redis_server.client().xrange(DEADLETTER)
+    assert letter[b"reason"] == b"future_time"
+
+
+def _sigma(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPOSITORY, env={**os.environ, **(env or {})}, **kwargs)
+
+
+def test_two_workers_and_two_processes_give_the_alerts_of_one(served, redis_server, monkeypatch):
+    home, replay, _ = served
+    replay_file(home, redis_server, replay)
+    expected = alerts(redis_server)
+    env = {"SIGMA_HOME": str(home)}
+
+    redis_server.client().flushall()
+    assert _sigma("run", "--source", "files", "--file", str(replay), "--redis-url", redis_server.url, "-w", "2", env=env).wait(120) == 0
+    assert alerts(redis_server) == expected
+
+    redis_server.client().flushall()
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    cluster = [_sigma("run", "--source", "files", "--file", str(replay), "--redis-url", redis_server.url,
+                      "-i", str(i), "-a", addresses, env=env) for i in (0, 1)]  # fmt: skip
+    assert [process.wait(120) for process in cluster] == [0, 0]
+    assert alerts(redis_server) == expected
+
+
+KILLER = """
+import os, signal, sys
+from flows import sources
+after = int(os.environ["SIGMA_TEST_KILL_AFTER"])
+emitted = 0
+original = sources._StreamPartition.next_batch
+def next_batch(self):
+    global emitted
+    items = original(self)
+    emitted += len(items)
+    if emitted >= after:  # like Flink's failing source: die abruptly, mid-stream, on this attempt only
+        os.kill(os.getpid(), signal.SIGKILL)
+    return items
+sources._StreamPartition.next_batch = next_batch
+from cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_mid_stream_then_resume_gives_the_uninterrupted_alerts(served, redis_server, tmp_path):
+    home, replay, _ = served
+    rows = tick_rows(replay)
+    replay_file(home, redis_server, replay)
+    expected = alerts(redis_server)
+    client = redis_server.client()
+    client.flushall()
+    push(redis_server, rows)
+    store = tmp_path / "recovery"
+    arguments = ["run", "--redis-url", redis_server.url, "--recovery", str(store), "--snapshot-seconds", "0.05", "--batch", "50"]
+    env = {**os.environ, "SIGMA_HOME": str(home), "PYTHONPATH": str(REPOSITORY)}
+    for kill_after in (1500, 2500, 3000):  # items read in that attempt before the kill
+        attempt = subprocess.run([sys.executable, "-c", KILLER, *arguments], cwd=REPOSITORY,
+                                 env={**env, "SIGMA_TEST_KILL_AFTER": str(kill_after)}, timeout=120)  # fmt: skip
+        assert attempt.returncode == -signal.SIGKILL
+    assert subprocess.run([sys.executable, "-m", "cli", *arguments], cwd=REPOSITORY, env=env, timeout=120).returncode == 0
+    got = alerts(redis_server)
+    assert len(got) == len({a["alert_id"] for a in got}), "no alert was written twice"
+    assert got == expected
+
+
+def test_a_recovery_store_from_other_code_is_refused(tmp_path):
+    prepare(tmp_path / "store", 2)
+    prepare(tmp_path / "store", 2)  # the same code: accepted
+    stamp = tmp_path / "store" / STAMP
+    stamp.write_text(json.dumps({"code": "0" * 64, "partitions": 2}))
+    with pytest.raises(ConfigError, match="written by another version of Sigma"):
+        prepare(tmp_path / "store", 2)
+    stamp.unlink()
+    with pytest.raises(ConfigError, match="without a Sigma code stamp"):
+        prepare(tmp_path / "store", 2)
+
+
+def test_ticks_decode_with_msgspec_as_the_flow_reads_them(served):
+    _, replay, _ = served
+    row = tick_rows(replay)[0]
+    assert msgspec.json.decode(json.dumps(row), type=Tick).ts == row["ts"]
