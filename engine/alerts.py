@@ -62,7 +62,7 @@ def listed_expiry(clock: ExchangeClock, session: int, sessions: int) -> int:
     if sessions == 0:
         return day
     if sessions <= _WEEKLY_LIMIT:
-        friday = day + (1 - (day + 3)) % 7  # day 1 (1970-01-02) was a Friday
+        friday = day + (1 - day) % 7  # day 1 (1970-01-02) was a Friday
         return _trading_on_or_before(clock, friday)
     third_friday = _third_friday(EPOCH + timedelta(days=day))
     if third_friday < day:
@@ -73,7 +73,7 @@ def listed_expiry(clock: ExchangeClock, session: int, sessions: int) -> int:
 
 def _third_friday(moment: date) -> int:
     first = (date(moment.year, moment.month, 1) - EPOCH).days
-    return first + (1 - (first + 3)) % 7 + 14
+    return first + (1 - first) % 7 + 14
 
 
 def _trading_on_or_before(clock: ExchangeClock, day: int) -> int:
@@ -98,7 +98,7 @@ def contract_month(root: str, day: int, position: Literal["front", "back"]) -> d
     step = 3 if root in _QUARTERLY else 1
     moment = EPOCH + timedelta(days=day)
     month = moment.year * 12 + moment.month - 1
-    month += (-month) % step  # the cycle's next contract month
+    month += (2 - month) % step  # the cycle's next contract month: March, June, September, December (month 2 counting from 0)
     expiry_week = _third_friday(date(month // 12, month % 12 + 1, 1)) - 4  # Monday of the third Friday's week
     if day >= expiry_week:
         month += step

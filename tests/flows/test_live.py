@@ -13,8 +13,8 @@ import msgspec
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from bytewax.testing import run_main
+
 from engine.errors import ConfigError
 from engine.schemas import Tick
 from flows.live import TICKS, flow
@@ -201,6 +201,11 @@ def next_batch(self):
         os.kill(os.getpid(), signal.SIGKILL)
     return items
 sources._StreamPartition.next_batch = next_batch
+join = sources._StreamPartition._join
+def _join(self, resume):
+    print("resuming after", resume, flush=True)
+    join(self, resume)
+sources._StreamPartition._join = _join
 from cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -217,10 +222,15 @@ def test_sigkill_mid_stream_then_resume_gives_the_uninterrupted_alerts(served, r
     store = tmp_path / "recovery"
     arguments = ["run", "--redis-url", redis_server.url, "--recovery", str(store), "--snapshot-seconds", "0.05", "--batch", "50"]
     env = {**os.environ, "SIGMA_HOME": str(home), "PYTHONPATH": str(REPOSITORY)}
+    resumed = []
     for kill_after in (1500, 2500, 3000):  # items read in that attempt before the kill
-        attempt = subprocess.run([sys.executable, "-c", KILLER, *arguments], cwd=REPOSITORY,
+        attempt = subprocess.run([sys.executable, "-c", KILLER, *arguments], cwd=REPOSITORY, capture_output=True, text=True,
                                  env={**env, "SIGMA_TEST_KILL_AFTER": str(kill_after)}, timeout=120)  # fmt: skip
-        assert attempt.returncode == -signal.SIGKILL
+        assert attempt.returncode == -signal.SIGKILL, attempt.stderr
+        resumed.append(attempt.stdout.split()[-1])
+    assert resumed[0] == "None" and "None" not in resumed[1:], "the later attempts resume from a snapshot"
+    positions = [int(position.split("-")[0]) * 1_000_000 + int(position.split("-")[1]) for position in resumed[1:]]
+    assert positions == sorted(positions), "each resume starts later in the stream"
     assert subprocess.run([sys.executable, "-m", "cli", *arguments], cwd=REPOSITORY, env=env, timeout=120).returncode == 0
     got = alerts(redis_server)
     assert len(got) == len({a["alert_id"] for a in got}), "no alert was written twice"

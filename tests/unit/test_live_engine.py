@@ -1,0 +1,207 @@
+"""The live engine pieces: bar builder, tick screen, policy state, alerts and conflicts."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from datetime import UTC, date, datetime
+
+import msgspec
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.alerts import alert_id, build_alert, contract_month, listed_expiry, on_grid, resolve
+from engine.bar_builder import ACCEPTED, LATE, OUTSIDE, BarBuilder
+from engine.bars import aggregate, bucket_keys
+from engine.calendar import CALENDARS, EPOCH, NS_PER_MINUTE, ExchangeClock, local_clock, session_days
+from engine.models import FutureSettings, OptionSettings, StockSettings
+from engine.schemas import Lineage
+from engine.screening import LEVEL_SHIFT, TickScreen
+from engine.signals import Scored, Signals
+
+US = CALENDARS["us_equities"]
+CLOCK = ExchangeClock(US)
+SECOND = 1_000_000_000
+LINEAGE = Lineage(pack_sha="a" * 64, indicator_set_sha="b" * 64, model_config_sha="c" * 64, policy_sha="d" * 64)
+
+
+def _ns(year, month, day, hour, minute, second=0) -> int:
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()) * SECOND
+
+
+def test_the_exchange_clock_agrees_with_the_vectorised_calendar_across_daylight_saving():
+    times = np.arange(_ns(2014, 3, 7, 0, 0), _ns(2014, 3, 12, 0, 0), 7 * NS_PER_MINUTE + 13 * SECOND)
+    times = np.concatenate([times, np.arange(_ns(2013, 11, 1, 0, 0), _ns(2013, 11, 6, 0, 0), 11 * NS_PER_MINUTE)])
+    day, minute = local_clock(times, US.timezone)
+    session, inside = session_days(times, US)
+    for i, ts in enumerate(times.tolist()):
+        assert CLOCK.local(ts) == (day[i], minute[i])
+        assert CLOCK.session(ts) == (session[i], inside[i])
+    opens, closes = CLOCK.session_bounds((date(2014, 3, 10) - EPOCH).days)  # the first session after the spring change
+    assert (opens, closes) == (_ns(2014, 3, 10, 13, 30), _ns(2014, 3, 10, 20, 0))
+
+
+@st.composite
+def _trades(draw):
+    """A day of trades (ts, price, size) in time order, with quiet stretches (halts)."""
+    count = draw(st.integers(1, 300))
+    gaps = draw(st.lists(st.integers(1, 20 * 60 * SECOND), min_size=count, max_size=count))
+    ts = _ns(2024, 3, 19, 13, 30) + np.cumsum(gaps)
+    prices = draw(st.lists(st.floats(10, 20, allow_nan=False), min_size=count, max_size=count))
+    sizes = draw(st.lists(st.floats(1, 500, allow_nan=False), min_size=count, max_size=count))
+    return ts.tolist(), prices, sizes
+
+
+@settings(max_examples=60, deadline=None)
+@given(_trades(), st.sampled_from(["1m", "5m", "1h"]), st.integers(0, 3), st.randoms(use_true_random=False))
+def test_bars_from_ticks_equal_the_research_roll_up_whatever_the_arrival_order(trades, cadence, seconds_late, shuffle):
+    ts, prices, sizes = trades
+    lateness = seconds_late * SECOND
+    # Arrival order: each tick delayed by less than the lateness, so none may be refused.
+    arrival = sorted(range(len(ts)), key=lambda i: ts[i] + shuffle.randrange(lateness + 1))
+    builder = BarBuilder(cadence, CLOCK, lateness)
+    bars = []
+    for i in arrival:
+        assert builder.add(ts[i], prices[i], sizes[i]) == ACCEPTED
+        bars += builder.advance(ts[i])
+    bars += builder.close_all()
+    keys = bucket_keys(np.array(ts), cadence, US)
+    start, end, open_, high, low, close, volume = aggregate(keys, ts, ts, prices, prices, prices, prices, sizes)
+    assert [bar[2:6] for bar in bars] == list(zip(open_.tolist(), high.tolist(), low.tolist(), close.tolist()))
+    assert np.allclose([bar[6] for bar in bars], volume, rtol=1e-12), "volume: the same sum, maybe in another order"
+    assert all(bar[0] <= s <= e < bar[1] for bar, s, e in zip(bars, start.tolist(), end.tolist()))
+    assert len({bar[0] for bar in bars}) == len(bars), "no bucket is built twice, none across a halt"
+
+
+def test_a_bar_closes_by_the_clock_and_a_tick_for_it_is_then_late():
+    builder = BarBuilder("1m", CLOCK, 2 * SECOND)
+    t = _ns(2024, 3, 19, 14, 0, 10)
+    assert builder.add(t, 10.0, 1.0) == ACCEPTED
+    assert builder.advance(t + 50 * SECOND) == []  # inside the minute
+    assert builder.advance(t + 51 * SECOND) == []  # past the end, within the lateness
+    [bar] = builder.advance(t + 52 * SECOND)  # a clock, not a tick, closes it
+    assert bar[:2] == (_ns(2024, 3, 19, 14, 0), _ns(2024, 3, 19, 14, 1))
+    assert builder.add(t + 20 * SECOND, 10.5, 1.0) == LATE
+    restored = pickle.loads(pickle.dumps(builder))
+    assert restored.closed_until == builder.closed_until and restored.add(t + 20 * SECOND, 10.5, 1.0) == LATE
+
+
+def test_a_daily_bar_spans_the_session_and_ignores_extended_hours():
+    builder = BarBuilder("1d", CLOCK, SECOND)
+    assert builder.add(_ns(2024, 3, 19, 12, 0), 10.0, 1.0) == OUTSIDE  # 08:00 New York: pre-market
+    assert builder.add(_ns(2024, 3, 19, 15, 0), 10.0, 1.0) == ACCEPTED
+    assert builder.bounds(_ns(2024, 3, 19, 15, 0)) == (_ns(2024, 3, 19, 13, 30), _ns(2024, 3, 19, 20, 0))
+    weekly = BarBuilder("1w", CLOCK, SECOND)
+    assert weekly.bounds(_ns(2024, 3, 20, 15, 0)) == (_ns(2024, 3, 18, 13, 30), _ns(2024, 3, 22, 20, 0))
+
+
+def test_the_screen_refuses_bad_ticks_and_adopts_a_confirmed_new_level():
+    screen = TickScreen()
+    t = _ns(2024, 3, 19, 14, 0)
+    assert screen.check(t, 0.0, 1.0, None, None, 1) == "bad_price"
+    assert screen.check(t, -1.0, 1.0, None, None, 2) == "bad_price"
+    assert TickScreen(negative_prices=True).check(t, -1.0, 1.0, None, None, 2) is None  # a spread may trade below zero
+    assert screen.check(t, 10.0, 0.0, None, None, 3) == "bad_size"
+    assert screen.check(t, None, None, 10.1, 10.0, 4) == "crossed_quote"
+    assert screen.check(t, None, None, 10.0, 10.0, 5) is None  # locked: allowed
+    for i in range(30):
+        assert screen.check(t + i, 10.0 + 0.01 * (i % 3), 5.0, None, None, ("trade", i)) is None
+    assert screen.check(t + 5, 10.01, 5.0, None, None, ("trade", 5)) == "duplicate"
+    assert screen.check(t + 31, 10.01, 5.0, None, None, ("trade", 31)) is None, "same time, other trade: kept"
+    assert screen.check(t + 40, 100.0, 5.0, None, None, "spike") == "outlier"
+    assert screen.check(t + 41, 10.02, 5.0, None, None, "after") is None
+    # A split: the price moves 7:1 and stays there; after three agreeing prints it is the new level.
+    verdicts = [screen.check(t + 50 + i, 1.43, 5.0, None, None, ("split", i)) for i in range(4)]
+    assert verdicts == ["outlier", "outlier", LEVEL_SHIFT, None]
+
+
+def _row(ticker="SPY", end_minute=31, probability=0.7, close=100.0, high=None, low=None, session=19801, hour=10) -> Scored:
+    end = _ns(2024, 3, 19, 13, end_minute)
+    return Scored("m", ticker, end - NS_PER_MINUTE, end, close, high or close, low or close, close, probability, hour, session,
+                  0.2, False, end, 1)  # fmt: skip
+
+
+PARAMETERS = {"threshold": 0.6, "hours_mask": float((1 << 24) - 1), "side": 0.0, "top_pct": 100.0, "position_size": 0.1,
+              "stop_loss": 0.01, "take_profit": 0.02, "hold_bars": 3.0, "max_positions": 5.0, "entry_type": 0.0,
+              "slippage": 0.0, "commission": 0.0, "strike_score": 0.0, "expiry_sessions": -1.0}  # fmt: skip
+
+
+def test_the_policy_enters_exits_and_keeps_cooldowns_and_daily_limits():
+    signals = Signals(PARAMETERS, cooldown_minutes=10, max_trades_per_day=2)
+    [entry] = signals.close([_row(probability=0.7)], 1)
+    assert (entry.intent, entry.direction, entry.confidence) == ("open", 1, 0.7)
+    assert signals.close([_row(end_minute=32, probability=0.9)], 1) == [], "in a position: no second entry"
+    [exit_] = signals.close([_row(end_minute=33, probability=0.5, close=103.0, high=103.0)], 1)  # the target (2%) is hit
+    assert (exit_.intent, exit_.reason, exit_.direction) == ("close", "take_profit", -1)
+    assert signals.close([_row(end_minute=34, probability=0.9)], 1) == [], "the buy side cools down for 10 minutes"
+    [short] = signals.close([_row(end_minute=35, probability=0.2)], 1)  # the other side is free
+    assert (short.direction, short.confidence) == (-1, 0.8)
+    for minute in (36, 37, 38):
+        done = signals.close([_row(end_minute=minute, probability=0.5)], 1)
+    assert [s.reason for s in done] == ["time"], "held three bars"
+    assert signals.close([_row(end_minute=50, probability=0.9)], 1) == [], "two trades this session already"
+    assert len(signals.close([_row(end_minute=51, probability=0.9, session=19802)], 1)) == 1, "a new session date resets the count"
+    restored = pickle.loads(pickle.dumps(signals))
+    assert restored.positions.keys() == signals.positions.keys() and restored.trades == 1
+
+
+def test_the_policy_ranks_the_universe_and_the_kill_switch_stops_entries_only():
+    signals = Signals({**PARAMETERS, "top_pct": 50.0}, cooldown_minutes=0, max_trades_per_day=10)
+    rows = [_row("AAA", probability=0.65), _row("BBB", probability=0.9), _row("CCC", probability=0.62), _row("DDD", probability=0.5)]
+    [best, second] = signals.close(rows, 4)
+    assert {best.scored.ticker, second.scored.ticker} == {"BBB", "AAA"}, "ceil(50% of 4) = 2, the most confident"
+    signals.killed = True
+    assert signals.close([_row("CCC", end_minute=32, probability=0.95), _row("BBB", end_minute=32)], 4) == []  # BBB fills at 100
+    exits = signals.close([_row("BBB", end_minute=33, close=90.0, low=90.0)], 4)
+    assert [s.reason for s in exits] == ["stop_loss"], "a killed model still says when to get out"
+
+
+def test_listed_expiries_strikes_and_contract_months():
+    tuesday = (date(2024, 3, 19) - EPOCH).days
+    assert EPOCH.fromordinal(EPOCH.toordinal() + listed_expiry(CLOCK, tuesday, 0)) == date(2024, 3, 19)
+    assert EPOCH.fromordinal(EPOCH.toordinal() + listed_expiry(CLOCK, tuesday, 1)) == date(2024, 3, 22)  # the Friday
+    good_friday = (date(2024, 3, 25) - EPOCH).days  # the week of Good Friday 2024-03-29: Thursday expiry
+    assert EPOCH.fromordinal(EPOCH.toordinal() + listed_expiry(CLOCK, good_friday, 2)) == date(2024, 3, 28)
+    assert EPOCH.fromordinal(EPOCH.toordinal() + listed_expiry(CLOCK, tuesday, 80)) == date(2024, 7, 19)  # third Friday
+    assert (on_grid(412.37, 412.0), on_grid(23.26, 23.0), on_grid(1234.0, 1230.0)) == (410.0, 23.5, 1230.0)
+    assert contract_month("ES", (date(2024, 3, 1) - EPOCH).days, "front") == date(2024, 3, 1)
+    assert contract_month("ES", (date(2024, 3, 11) - EPOCH).days, "front") == date(2024, 6, 1), "rolled in expiry week"
+    assert contract_month("ES", (date(2024, 3, 1) - EPOCH).days, "back") == date(2024, 6, 1)
+    assert contract_month("CL", (date(2024, 3, 1) - EPOCH).days, "front") == date(2024, 3, 1)
+
+
+def _signal(probability=0.7, direction=1, intent="open", ticker="SPY"):
+    from engine.signals import Signal
+
+    return Signal(_row(ticker, probability=probability), direction, intent, "entry", 99.0, 102.0, probability)
+
+
+def test_alerts_carry_the_instrument_and_their_id_comes_from_model_and_bar():
+    signal = _signal()
+    stock = build_alert(signal, StockSettings(ticker="SPY"), LINEAGE, CLOCK, emitted_at=signal.scored.end + 5)
+    assert stock.alert_id == alert_id("m", "SPY", signal.scored.end, "open") == "m:SPY:20240319T133100Z:open"
+    assert (stock.action, stock.quantity, stock.entry_price, stock.stop_loss) == ("BUY", 100, 100.0, 99.0)
+    option = build_alert(signal, OptionSettings(underlying="SPY", default_dte=0, default_strike="OTM_5"), LINEAGE, CLOCK,
+                         emitted_at=signal.scored.end)  # fmt: skip
+    assert (option.option_type, option.expiration, option.volatility_source) == ("call", date(2024, 3, 19), "realised")
+    assert option.strike >= 100.0 and option.strike == round(option.strike) and 0 < option.premium < 2  # 45 delta: at or above the spot
+    put = build_alert(_signal(probability=0.8, direction=-1), OptionSettings(underlying="SPY"), LINEAGE, CLOCK, emitted_at=0)
+    assert (put.option_type, put.action) == ("put", "BUY"), "a down signal buys a put"
+    future = build_alert(signal, FutureSettings(contract="ES"), LINEAGE, CLOCK, emitted_at=0)
+    assert (future.contract_month, future.contract_code) == ("2024-06", "ESM24")  # 2024-03-19 is past the March roll
+    assert msgspec.json.decode(msgspec.json.encode(future)) ["contract_code"] == "ESM24"
+
+
+def test_conflicts_are_decided_by_the_rule_and_the_decision_is_recorded():
+    a = build_alert(_signal(0.7), StockSettings(ticker="SPY"), LINEAGE, CLOCK, emitted_at=0)
+    b = msgspec.structs.replace(a, model_id="n", alert_id="n:1", confidence=0.9)
+    c = msgspec.structs.replace(a, model_id="o", alert_id="o:1", confidence=0.65, action="SELL")
+    closing = msgspec.structs.replace(a, model_id="p", alert_id="p:1", intent="close")
+    kept, decision = resolve("first-wins", [b, a, closing], order=["m", "n"])
+    assert [x.alert_id for x in kept] == ["p:1", a.alert_id] and "first-wins" in kept[1].resolution
+    kept, _ = resolve("highest-confidence", [a, b, c])
+    assert [x.model_id for x in kept] == ["n"]
+    kept, decision = resolve("ensemble", [a, b, c])
+    assert kept[0].action == "BUY" and math.isclose(kept[0].confidence, 0.8) and "2 of 3" in decision
+    assert resolve("ensemble", [a]) == ([a], None)
