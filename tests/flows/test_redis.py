@@ -1,0 +1,86 @@
+"""Redis faults and readers: the sink outlives an outage, the group reader recovers work, the registry follows publishing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.schemas import Lineage, StockAlert
+from engine.workspace import Workspace
+from flows.registry import Registry
+from flows.sinks import ALERTS, AlertSink, SinkOverflow, model_stream
+from tests.flows.conftest import REPOSITORY, RedisServer
+
+LINEAGE = Lineage(pack_sha="a" * 64, indicator_set_sha="b" * 64, model_config_sha="c" * 64, policy_sha="d" * 64)
+NOW = datetime(2024, 3, 19, 14, 31, tzinfo=UTC)
+
+
+def _alert(number: int, model: str = "m") -> StockAlert:
+    return StockAlert(alert_id=f"{model}:SPY:{number}:open", timestamp=NOW, model_id=model, action="BUY", ticker="SPY",
+                      quantity=100, confidence=0.7, entry_price=100.0, valid_until=NOW, lineage=LINEAGE, received_at=NOW,
+                      emitted_at=NOW)  # fmt: skip
+
+
+def test_the_sink_buffers_through_an_outage_writes_once_after_it_and_fails_loudly_past_its_bound(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    writer = AlertSink(server.url, buffer=5).build("alerts", 0, 1)
+    writer.write_batch([_alert(1), _alert(1)])  # a re-emitted alert (a resume) is written once
+    assert server.client().xlen(ALERTS) == 1 and server.client().xlen(model_stream("m")) == 1
+    server.stop()  # case 31: Redis goes away
+    writer.write_batch([_alert(2), _alert(3)])  # buffered, the flow goes on
+    assert len(writer.pending) == 2
+    restarted = RedisServer(tmp_path / "redis")
+    restarted.port, restarted.url = server.port, server.url
+    restarted.start()  # case 29: back without persistence, the streams are gone
+    writer.retry_at = 0.0
+    writer.write_batch([_alert(4)])
+    assert [json.loads(f[b"alert"])["alert_id"] for _, f in restarted.client().xrange(ALERTS)] == ["m:SPY:2:open", "m:SPY:3:open",
+                                                                                                   "m:SPY:4:open"]  # fmt: skip
+    restarted.stop()
+    writer.retry_at = 0.0
+    with pytest.raises(SinkOverflow, match="stopping the flow rather than dropping them"):
+        writer.write_batch([_alert(n) for n in range(10, 16)])
+
+
+def _tail(server: RedisServer, *args: str) -> list[dict]:
+    result = subprocess.run([sys.executable, "-m", "cli", "alerts", "tail", "--redis-url", server.url, *args],
+                            cwd=REPOSITORY, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_the_group_reader_claims_a_dead_members_alerts_and_sets_poison_aside(redis_server):
+    client = redis_server.client()
+    writer = AlertSink(redis_server.url).build("alerts", 0, 1)
+    writer.write_batch([_alert(n) for n in range(12)])
+    client.xadd(ALERTS, {"alert_id": "broken", "alert": b"{not an alert"})  # case 33: a poison entry
+    client.xgroup_create(ALERTS, "desk", id="0")
+    client.xreadgroup("desk", "dead-member", {ALERTS: ">"}, count=10)  # case 32: it dies holding 10 unacknowledged alerts
+    got = _tail(redis_server, "--group", "desk", "--consumer", "peer", "--min-idle-ms", "0", "--max-deliveries", "1")
+    assert sorted(alert["alert_id"] for alert in got) == sorted(f"m:SPY:{n}:open" for n in range(12)), "every alert, once"
+    assert client.xpending(ALERTS, "desk")["pending"] == 0, "all acknowledged"
+    [(_, poison)] = client.xrange(f"{ALERTS}:poison")
+    assert poison[b"alert"] == b"{not an alert"
+    assert len(_tail(redis_server)) == 12, "without a group: the whole stream (the poison entry skipped)"
+
+
+def test_the_registry_follows_publish_unpublish_and_the_kill_switch(served):
+    home, _, trained_id = served
+    registry = Registry(home, poll_seconds=0.0)
+    assert trained_id in registry.models and registry.tickers == ["QQQ", "SPY"] and not registry.models[trained_id].killed
+    with Workspace(home, clock=lambda: NOW) as space:
+        base = trained_id.removesuffix("-eager")
+        space.publish(base, actor="test")
+        assert registry.refresh() and set(registry.models) == {trained_id, base}
+        assert registry.models[base].scorer is not None and registry.models[base].universe == ("SPY", "QQQ")
+        space.kill(base, True, actor="test")
+        registry.refresh()
+        assert registry.models[base].killed
+        space.unpublish(base, actor="test")
+        registry.refresh()
+        assert set(registry.models) == {trained_id}
+    assert not registry.refresh(), "nothing changed: nothing reloaded"
