@@ -52,6 +52,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--snapshot-seconds", type=float, default=1.0, help="epoch length: how much a resume may replay")
     run.set_defaults(handler=_run)
 
+    health = commands.add_parser(
+        "health",
+        help="Redis connectivity, models served, each ticker's last data, bar continuity and dead letters",
+        description="Exit status 0 when healthy, 1 when not. With --serve PORT, answers GET /healthz with the same "
+        "report as JSON (200 healthy, 503 not) until interrupted.",
+    )
+    health.add_argument("--redis-url", default=None)
+    health.add_argument("--stale-seconds", type=float, default=120.0, help="a ticker without a bar for this long is stale")
+    health.add_argument("--json", action="store_true")
+    health.add_argument("--serve", type=int, metavar="PORT", help="serve GET /healthz on this port")
+    health.set_defaults(handler=_health)
+
     alerts = commands.add_parser("alerts", help="read the alert streams")
     verbs = alerts.add_subparsers(dest="verb", required=True, metavar="VERB")
     tail = verbs.add_parser(
@@ -109,6 +121,19 @@ def _run(args: argparse.Namespace) -> None:
     addresses = args.addresses.split(";") if args.addresses else None
     cli_main(dataflow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
              epoch_interval=timedelta(seconds=args.snapshot_seconds), recovery_config=recovery)  # fmt: skip
+
+
+def _health(args: argparse.Namespace) -> int:
+    from flows.health import render, report, serve
+
+    url = _redis_url(args.redis_url)
+    if args.serve is not None:
+        print(f"serving http://0.0.0.0:{args.serve}/healthz (Ctrl-C stops)")
+        serve(default_home(), url, args.serve, args.stale_seconds)
+        return 0
+    health = report(default_home(), url, stale_seconds=args.stale_seconds)
+    print(msgspec.json.format(msgspec.json.encode(health)).decode() if args.json else render(health))
+    return 0 if health.healthy else 1
 
 
 def _tail(args: argparse.Namespace) -> None:

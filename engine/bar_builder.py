@@ -124,6 +124,10 @@ class BarBuilder:
         """End of the oldest open bar (when the clock must next look), None when none is open."""
         return self._open[0][_END] if self._open else None
 
+    def session_of(self, ts: int) -> tuple[int, bool]:
+        """(session date, inside its hours) of ``ts`` on this builder's calendar."""
+        return self._clock.session(ts)
+
     def bounds(self, ts: int) -> tuple[int, int] | None:
         """UTC [start, end) of the bar ``ts`` falls in; None when a session bar does not span it."""
         clock = self._clock

@@ -5,6 +5,8 @@
     source ─► route (by ticker) ─► ticker step ─► policy step (by model) ─► conflict step (by ticker) ─► alert sink
                  │ unknown ticker      │ refused ticks and bars                                          (Redis streams)
                  └─────────────────────┴──────────────► dead-letter sink
+                                       │ ticker status after each bar close
+                                       └──────────────► health sink
 
 ``flow(...)`` builds it; ``sigma run`` calls it, and so can Bytewax directly::
 
@@ -26,9 +28,9 @@ from engine.alerts import RULES
 from engine.errors import ConfigError
 from engine.schemas import encode_json
 from flows.registry import Registry
-from flows.sinks import AlertSink, DeadLetterSink
+from flows.sinks import AlertSink, DeadLetterSink, HealthSink
 from flows.sources import FileSource, RedisStreamSource, StdinSource
-from flows.steps import ConflictStep, DeadLetter, PolicyStep, Quiet, Scored, TickerStep
+from flows.steps import ConflictStep, DeadLetter, PolicyStep, Quiet, Scored, Status, TickerStep
 
 __all__ = ["flow", "TICKS"]
 
@@ -109,6 +111,8 @@ def flow(
     by_ticker = op.key_on("by-ticker", decided, lambda item: item.ticker)
     alerts = op.key_rm("conflict-out", op.stateful_batch("conflict", by_ticker, lambda resume: ConflictStep(conflict, order, resume)))
     op.output("alerts", alerts, AlertSink(redis_url))
-    op.output("dead-letters", op.merge("refusals", refused, unknown, scored.falses), DeadLetterSink(redis_url))
+    reports = op.branch("reports", scored.falses, lambda item: isinstance(item, Status))
+    op.output("health", reports.trues, HealthSink(redis_url))
+    op.output("dead-letters", op.merge("refusals", refused, unknown, reports.falses), DeadLetterSink(redis_url))
     return dataflow
 

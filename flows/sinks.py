@@ -9,6 +9,8 @@ a Redis Cluster too:
 - ``{sigma}:alert-ids:<id>``: a marker set with the first write. Bytewax delivers
   at least once around a resume, so the script adds an alert only when it can set
   the marker (``SET NX``): a replay or a resumed run never writes a second copy.
+- ``{sigma}:health`` each ticker's latest `Status` (JSON), and ``{sigma}:health:heartbeat``
+  the wall clock of the flow's latest write: what ``sigma health`` reads.
 - ``{sigma}:deadletter`` refused messages (reason, ticker, raw payload, detail) and
   ``{sigma}:deadletter:counts`` a count per ``ticker:reason``.
 
@@ -27,14 +29,16 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from engine.schemas import Alert, encode_json
-from flows.steps import DeadLetter
+from flows.steps import DeadLetter, Status
 
-__all__ = ["AlertSink", "DeadLetterSink", "ALERTS", "DEADLETTER", "model_stream", "SinkOverflow"]
+__all__ = ["AlertSink", "DeadLetterSink", "HealthSink", "ALERTS", "DEADLETTER", "HEALTH", "model_stream", "SinkOverflow"]
 
 PREFIX = "{sigma}"
 ALERTS = f"{PREFIX}:alerts"
 DEADLETTER = f"{PREFIX}:deadletter"
 DEADLETTER_COUNTS = f"{PREFIX}:deadletter:counts"
+HEALTH = f"{PREFIX}:health"
+HEARTBEAT = f"{PREFIX}:health:heartbeat"
 
 
 def model_stream(model: str) -> str:
@@ -136,6 +140,21 @@ class _DeadLetterWriter(_Writer):
         return len(results) // 2
 
 
+class _HealthWriter(_Writer):
+    def _queue(self, pipe, status: Status) -> None:
+        pipe.hset(HEALTH, status.ticker, encode_json(status))
+
+    def flush(self) -> None:
+        latest = {status.ticker: status for status in self.pending}  # only each ticker's newest matters
+        self.pending = deque(latest.values())
+        super().flush()
+        if not self.pending:
+            try:
+                self.client.set(HEARTBEAT, time.time_ns())
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass  # the next batch retries; health then shows the flow as quiet, which it is to Redis
+
+
 class AlertSink(DynamicSink):
     """Alerts to the combined and per-model streams, each alert id once."""
 
@@ -154,3 +173,13 @@ class DeadLetterSink(DynamicSink):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterWriter:
         return _DeadLetterWriter(self.url, self.buffer, self.maxlen)
+
+
+class HealthSink(DynamicSink):
+    """Each ticker's latest status, and the flow's heartbeat."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _HealthWriter:
+        return _HealthWriter(self.url, 100_000)

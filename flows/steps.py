@@ -40,7 +40,7 @@ from engine.signals import Scored, Signals
 from flows.registry import Registry, ServingModel
 from research.data import load_bars
 
-__all__ = ["DeadLetter", "Quiet", "Decided", "TickerStep", "PolicyStep", "ConflictStep"]
+__all__ = ["DeadLetter", "Quiet", "Decided", "Status", "TickerStep", "PolicyStep", "ConflictStep"]
 
 NS = 1_000_000_000
 
@@ -70,6 +70,21 @@ class Decided(msgspec.Struct, frozen=True, array_like=True):
     end: int
     peers: int
     alerts: list
+
+
+class Status(msgspec.Struct, frozen=True):
+    """A ticker's health after a bar close: how fresh its data is, whether its bars are continuous, what was refused."""
+
+    ticker: str
+    last_tick: int
+    """Event time of the latest accepted tick (or bar)."""
+    received_at: int
+    """Wall clock when the data that closed the latest bar arrived."""
+    last_bar_end: int
+    bars: int
+    gaps: int
+    """Bars that did not start where the previous bar of their cadence ended, within one session (a halt, a hole)."""
+    refused: dict[str, int]
 
 
 def _now() -> int:
@@ -107,6 +122,9 @@ class TickerState:
         self.last_bar_start = -1  # of a bar feed: later bars must start after it
         self.last_tick = -1
         self.quiet_through = -1  # what the last `Quiet` told the models
+        self.bars = 0
+        self.gaps = 0
+        self.previous: dict[str, tuple[int, int]] = {}  # cadence -> (end, session) of its last bar
         self.counts: dict[str, int] = {}
 
 
@@ -287,6 +305,11 @@ class TickerStep(StatefulBatchLogic):
         by_end: dict[int, list] = {}
         for name, bar in sorted(closed, key=lambda c: c[1][1]):
             cadence = state.cadences[name]
+            session, _ = cadence.builder.session_of(bar[0])
+            end, last_session = state.previous.get(name, (bar[0], session))
+            state.gaps += end != bar[0] and last_session == session
+            state.previous[name] = (bar[1], session)
+            state.bars += 1
             cadence.volatility.update(bar[5])
             volatility = state.implied if state.implied == state.implied else cadence.volatility.value * math.sqrt(cadence.per_year)
             for trained_id, pipeline in state.pipelines.items():
@@ -303,6 +326,8 @@ class TickerStep(StatefulBatchLogic):
             for trained_id, bar, probability, hour, session, volatility in rows:
                 out.append(Scored(trained_id, state.ticker, bar[0], bar[1], bar[2], bar[3], bar[4], bar[5], probability,
                                   hour, session, volatility, implied, received, len(rows)))  # fmt: skip
+        out.append(Status(state.ticker, state.last_tick, received, max(bar[1] for _, bar in closed), state.bars, state.gaps,
+                          dict(state.counts)))  # fmt: skip
 
 
 class PolicyState:

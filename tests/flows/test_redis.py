@@ -84,3 +84,22 @@ def test_the_registry_follows_publish_unpublish_and_the_kill_switch(served):
         registry.refresh()
         assert set(registry.models) == {trained_id}
     assert not registry.refresh(), "nothing changed: nothing reloaded"
+
+
+def test_health_reports_redis_models_tickers_and_dead_letters(served, redis_server, monkeypatch):
+    from bytewax.testing import run_main
+
+    from flows.health import report
+    from flows.live import flow
+
+    home, replay, trained_id = served
+    run_main(flow(home, redis_server.url, source="files", files=[replay]))
+    health = report(home, redis_server.url, stale_seconds=1e12)
+    assert health.healthy and health.redis == "ok" and health.heartbeat_age_s is not None
+    assert [m["trained_id"] for m in health.models] == [trained_id]
+    assert [t["ticker"] for t in health.tickers] == ["QQQ", "SPY"] and all(t["bars"] > 300 for t in health.tickers)
+    stale = report(home, redis_server.url, stale_seconds=0.0)
+    assert not stale.healthy and any("no bar for" in problem for problem in stale.problems)
+    redis_server.stop()
+    down = report(home, redis_server.url)
+    assert not down.healthy and down.redis.startswith("unreachable")
