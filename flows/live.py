@@ -28,9 +28,23 @@ from engine.alerts import RULES
 from engine.errors import ConfigError
 from engine.schemas import encode_json
 from flows.registry import Registry
-from flows.sinks import AlertSink, DeadLetterSink, HealthSink
+from flows.sinks import (
+    AlertFileSink,
+    AlertSink,
+    DeadLetterFileSink,
+    DeadLetterSink,
+    HealthSink,
+)
 from flows.sources import FileSource, RedisStreamSource, StdinSource
-from flows.steps import ConflictStep, DeadLetter, PolicyStep, Quiet, Scored, Status, TickerStep
+from flows.steps import (
+    ConflictStep,
+    DeadLetter,
+    PolicyStep,
+    Quiet,
+    Scored,
+    Status,
+    TickerStep,
+)
 
 __all__ = ["flow", "TICKS"]
 
@@ -55,6 +69,7 @@ def flow(
     order: tuple[str, ...] | list[str] = (),
     models: tuple[str, ...] | list[str] = (),
     poll_seconds: float = 2.0,
+    alert_file: str | Path | None = None,
 ) -> Dataflow:
     """The dataflow that serves the published models of workspace ``home``, alerting to ``redis_url``.
 
@@ -63,6 +78,8 @@ def flow(
     ``clock`` is ``data`` (event time from the data: replays) or ``wall`` (live feeds).
     ``conflict`` decides between models signalling one ticker at one bar close; ``order``
     ranks models for ``first-wins``. ``models`` limits the flow to some trained ids.
+    ``alert_file`` writes alerts (and refused messages beside them) to local JSON-lines
+    files instead of Redis, for a machine without one.
     """
     home = Path(home or os.environ.get("SIGMA_HOME", ".sigma"))
     redis_url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -110,9 +127,15 @@ def flow(
     decided = op.key_rm("policy-out", op.stateful_batch("policy", by_model, lambda resume: PolicyStep(registry, resume)))
     by_ticker = op.key_on("by-ticker", decided, lambda item: item.ticker)
     alerts = op.key_rm("conflict-out", op.stateful_batch("conflict", by_ticker, lambda resume: ConflictStep(conflict, order, resume)))
-    op.output("alerts", alerts, AlertSink(redis_url))
     reports = op.branch("reports", scored.falses, lambda item: isinstance(item, Status))
+    refusals = op.merge("refusals", refused, unknown, reports.falses)
+    if alert_file is not None:
+        alert_file = Path(alert_file)
+        op.output("alerts", alerts, AlertFileSink(alert_file))
+        op.output("dead-letters", refusals, DeadLetterFileSink(alert_file.with_suffix(".deadletter.jsonl")))
+        return dataflow
+    op.output("alerts", alerts, AlertSink(redis_url))
     op.output("health", reports.trues, HealthSink(redis_url))
-    op.output("dead-letters", op.merge("refusals", refused, unknown, reports.falses), DeadLetterSink(redis_url))
+    op.output("dead-letters", refusals, DeadLetterSink(redis_url))
     return dataflow
 

@@ -24,14 +24,16 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from pathlib import Path
 
+import msgspec
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from engine.schemas import Alert, encode_json
 from flows.steps import DeadLetter, Status
 
-__all__ = ["AlertSink", "DeadLetterSink", "HealthSink", "ALERTS", "DEADLETTER", "HEALTH", "model_stream", "SinkOverflow"]
+__all__ = ["AlertSink", "DeadLetterSink", "HealthSink", "AlertFileSink", "DeadLetterFileSink", "ALERTS", "DEADLETTER", "HEALTH", "model_stream", "SinkOverflow"]
 
 PREFIX = "{sigma}"
 ALERTS = f"{PREFIX}:alerts"
@@ -183,3 +185,47 @@ class HealthSink(DynamicSink):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _HealthWriter:
         return _HealthWriter(self.url, 100_000)
+
+
+class _LineWriter(StatelessSinkPartition):
+    def __init__(self, path: Path, unique: bool) -> None:
+        self.path = path
+        self.seen = set()
+        if unique and path.exists():
+            self.seen = {msgspec.json.decode(line)["alert_id"] for line in path.read_bytes().splitlines() if line.strip()}
+        self.unique = unique
+        self.file = path.open("ab")
+
+    def write_batch(self, items: list) -> None:
+        lines = []
+        for item in items:
+            if self.unique:
+                if item.alert_id in self.seen:
+                    continue
+                self.seen.add(item.alert_id)
+            lines.append(encode_json(item) + b"\n")
+        self.file.write(b"".join(lines))  # one append per batch: lines of several workers never interleave
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class AlertFileSink(DynamicSink):
+    """Alerts as JSON lines in a local file, each alert id once: where alerts go when no Redis is at hand."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _LineWriter:
+        return _LineWriter(self.path, unique=True)
+
+
+class DeadLetterFileSink(DynamicSink):
+    """Refused messages as JSON lines in a local file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _LineWriter:
+        return _LineWriter(self.path, unique=False)

@@ -31,6 +31,7 @@ from engine.alerts import build_alert, resolve
 from engine.bar_builder import LATE, BarBuilder, ClosedBar
 from engine.calendar import NS_PER_MINUTE, bars_per_year
 from engine.errors import NotFoundError
+from engine.features import TICK_FIELDS
 from engine.indicators.volatility import RealisedVolatility
 from engine.options import volatility_window
 from engine.pipeline import Pipeline
@@ -38,7 +39,7 @@ from engine.schemas import Alert, Bar, Tick, encode_json
 from engine.screening import LEVEL_SHIFT, TickScreen
 from engine.signals import Scored, Signals
 from flows.registry import Registry, ServingModel
-from research.data import load_bars
+from research.data import load_bars, load_ticks
 
 __all__ = ["DeadLetter", "Quiet", "Decided", "Status", "TickerStep", "PolicyStep", "ConflictStep"]
 
@@ -201,12 +202,20 @@ class TickerStep(StatefulBatchLogic):
 
     def _warm(self, pipeline: Pipeline, model: ServingModel, first: int) -> Pipeline:
         bars = self._history(model, first)
-        if bars is not None:
-            features = pipeline.features
-            clock = model.clock
-            for t in range(len(bars)):
-                session, _ = clock.session(int(bars.start[t]))
-                features.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session)
+        if bars is None:
+            return pipeline
+        features = pipeline.features
+        ticks = load_ticks(self.registry.home, self.state.ticker) if model.ticks else None
+        columns = [ticks[name] for name in TICK_FIELDS] if ticks is not None else []
+        taken = 0
+        for t in range(len(bars)):
+            if ticks is not None:  # a bar's ticks before its close, as the live flow feeds them
+                until = int(np.searchsorted(columns[0], bars.end[t], side="left"))
+                for i in range(taken, until):
+                    features.update_tick(*(float(column[i]) for column in columns))
+                taken = max(taken, until)
+            session, _ = model.clock.session(int(bars.start[t]))
+            features.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session)
         return pipeline
 
     def _warm_volatility(self, model: ServingModel, first: int) -> None:

@@ -11,10 +11,24 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.alerts import alert_id, build_alert, contract_month, listed_expiry, on_grid, resolve
+from engine.alerts import (
+    alert_id,
+    build_alert,
+    contract_month,
+    listed_expiry,
+    on_grid,
+    resolve,
+)
 from engine.bar_builder import ACCEPTED, LATE, OUTSIDE, BarBuilder
 from engine.bars import aggregate, bucket_keys
-from engine.calendar import CALENDARS, EPOCH, NS_PER_MINUTE, ExchangeClock, local_clock, session_days
+from engine.calendar import (
+    CALENDARS,
+    EPOCH,
+    NS_PER_MINUTE,
+    ExchangeClock,
+    local_clock,
+    session_days,
+)
 from engine.models import FutureSettings, OptionSettings, StockSettings
 from engine.schemas import Lineage
 from engine.screening import LEVEL_SHIFT, TickScreen
