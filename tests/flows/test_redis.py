@@ -103,3 +103,19 @@ def test_health_reports_redis_models_tickers_and_dead_letters(served, redis_serv
     redis_server.stop()
     down = report(home, redis_server.url)
     assert not down.healthy and down.redis.startswith("unreachable")
+
+
+def test_the_demo_runs_the_whole_pipeline_into_redis_or_a_file(tmp_path, redis_server):
+    env = {**__import__("os").environ, "SIGMA_HOME": str(tmp_path / "home"), "REDIS_URL": redis_server.url}
+    done = subprocess.run([sys.executable, "-m", "cli", "demo"], cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    count = redis_server.client().xlen(ALERTS)
+    assert count > 0 and f"{count} alerts" in done.stdout and "sigma alerts tail" in done.stdout
+
+    bare = tmp_path / "bin"  # a PATH without redis-server, and no REDIS_URL: alerts go to a file
+    bare.mkdir()
+    env = {"PATH": str(bare), "SIGMA_HOME": str(tmp_path / "other"), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "cli", "demo"], cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    alerts = (tmp_path / "other" / "alerts.jsonl").read_text().splitlines()
+    assert "local stream file" in done.stdout and len(alerts) == count, "the same alerts as through Redis"
