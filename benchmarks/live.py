@@ -26,6 +26,7 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import bytewax.operators as op
 import msgspec
 import numpy as np
 import redis
@@ -33,14 +34,13 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
-import bytewax.operators as op
 
 from engine.calendar import CALENDARS
 from engine.models import create_model
 from engine.packs import load_pack
 from engine.workspace import Workspace
 from flows import live, sinks
-from flows.registry import Registry, ServingModel
+from flows.registry import Registry
 from packs import OFFICIAL
 from research import sweep, training
 from research.data import store_bars
@@ -78,7 +78,7 @@ class _Universe(Registry):
             return False
         super().refresh(force=True)
         [model] = self.models.values()
-        parameters = {**model.parameters, "threshold": 0.0, "side": 0.0, "top_pct": 100.0, "max_positions": 1.0, "hold_bars": 1.0}
+        parameters = {**model.parameters, "threshold": 0.0, "side": 0.0, "hours_mask": float((1 << 24) - 1), "top_pct": 100.0, "max_positions": 1.0, "hold_bars": 1.0}
         self.models = {
             f"m{ticker}": msgspec.structs.replace(model, trained_id=f"m{ticker}", universe=(ticker,), parameters=parameters,
                                                   cooldown_minutes=0, max_trades_per_day=100_000)  # fmt: skip

@@ -31,7 +31,12 @@ from typing import Literal
 import msgspec
 
 from engine.calendar import EPOCH, ExchangeClock, bars_per_year
-from engine.models import FutureSettings, InstrumentSettings, OptionSettings, StockSettings
+from engine.models import (
+    FutureSettings,
+    InstrumentSettings,
+    OptionSettings,
+    StockSettings,
+)
 from engine.options import option_price, option_strike, strike_score
 from engine.schemas import Alert, FutureAlert, Lineage, OptionAlert, StockAlert
 from engine.signals import Signal

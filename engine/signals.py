@@ -25,7 +25,15 @@ import math
 
 import msgspec
 
-from engine.policy import EXIT_REASONS, EXIT_TIME, entry_direction, entry_fill, exit_levels, exit_on_bar, hour_allowed
+from engine.policy import (
+    EXIT_REASONS,
+    EXIT_TIME,
+    entry_direction,
+    entry_fill,
+    exit_levels,
+    exit_on_bar,
+    hour_allowed,
+)
 
 __all__ = ["Scored", "Signal", "Signals"]
 
