@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from cli._common import actor, workspace
+from cli._common import actor, catalog, workspace
 from engine.calendar import CALENDARS
 from engine.models import create_model
 from research import sweep, training
@@ -57,8 +57,6 @@ def _demo(args: argparse.Namespace) -> int:
         for ticker, (bars, _) in market.items():
             store_bars(home, bars.select(slice(0, HISTORY_SESSIONS)), cal, source=f"synthetic seed {args.seed}")
             live[ticker] = bars.select(slice(HISTORY_SESSIONS, None))
-        from cli._common import catalog
-
         pack = catalog().get("swingsigma")
         spec = create_model(pack, strategy="momentum_swing", instrument="stocks", settings={"ticker": "SPY"}, variant="demo",
                             taken=space.model_names())  # fmt: skip

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from engine.features import FeatureVector, model_features, warmup_bars
+from engine.features import TICK_FIELDS, FeatureVector, model_features, warmup_bars
 from engine.policy import entry_direction, hour_allowed
 from engine.scoring import Scorer
 
@@ -58,6 +58,27 @@ class Pipeline:
             return math.nan
         self._row[0] = values
         return float(self.scorer.score(self._row)[0])
+
+    def replay(self, bars, session: np.ndarray, ticks: dict[str, np.ndarray] | None = None, *, score: bool = True) -> np.ndarray:
+        """Feed a stored history (`engine.bars.Bars`, its session numbers, its tick table) as the live flow sees it.
+
+        Each bar's ticks come before its close. Returns each bar's probability, or,
+        with ``score`` off (warming a live pipeline up), only updates the features.
+        """
+        probabilities = np.full(len(bars), np.nan)
+        columns = [ticks[name] for name in TICK_FIELDS] if ticks is not None else []
+        taken = 0
+        for t in range(len(bars)):
+            if columns:
+                until = int(np.searchsorted(columns[0], bars.end[t], side="left"))
+                for i in range(taken, until):
+                    self.features.update_tick(*(float(column[i]) for column in columns))
+                taken = max(taken, until)
+            if score:
+                probabilities[t] = self.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session[t])
+            else:
+                self.features.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session[t])
+        return probabilities
 
     def decide(self, probability: float, hour: int) -> int:
         """+1 buy, -1 sell, 0 stay out: the policy's entry rule at the bar's close in exchange-local ``hour``."""

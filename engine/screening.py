@@ -20,11 +20,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["TickScreen", "REASONS", "LEVEL_SHIFT", "OUTLIER_MOVES", "CONFIRM"]
-
-REASONS = ("malformed", "bad_price", "bad_size", "crossed_quote", "duplicate", "outlier", "late", "unknown_ticker",
-           "future_time", "out_of_order_bar", "duplicate_bar")  # fmt: skip
-"""Every reason a message can be dead-lettered for, as the counters and the dead-letter stream name them."""
+__all__ = ["TickScreen", "LEVEL_SHIFT", "OUTLIER_MOVES", "CONFIRM"]
 
 LEVEL_SHIFT = "level_shift"
 OUTLIER_MOVES = 12.0

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.metadata import version
 from pathlib import Path
 
-import bytewax
 from bytewax.recovery import init_db_dir
 
 from engine.errors import ConfigError
@@ -27,7 +27,7 @@ _STATE_SOURCES = ("engine", "flows")  # where the classes of pickled step state 
 
 def code_version() -> str:
     """A hash of the engine and flow sources and the Bytewax version: what a recovery store depends on."""
-    digest = hashlib.sha256(f"bytewax {bytewax.__version__}\n".encode() if hasattr(bytewax, "__version__") else b"")
+    digest = hashlib.sha256(f"bytewax {version('bytewax')}\n".encode())
     for folder in _STATE_SOURCES:
         for path in sorted((_ROOT / folder).rglob("*.py")):
             digest.update(str(path.relative_to(_ROOT)).encode())

@@ -29,9 +29,8 @@ from bytewax.operators import StatefulBatchLogic
 
 from engine.alerts import build_alert, resolve
 from engine.bar_builder import LATE, BarBuilder, ClosedBar
-from engine.calendar import NS_PER_MINUTE, bars_per_year
+from engine.calendar import NS_PER_MINUTE, bars_per_year, session_days
 from engine.errors import NotFoundError
-from engine.features import TICK_FIELDS
 from engine.indicators.volatility import RealisedVolatility
 from engine.options import volatility_window
 from engine.pipeline import Pipeline
@@ -136,6 +135,7 @@ class TickerStep(StatefulBatchLogic):
         self.registry = registry
         self.lateness = lateness
         self.state = state
+        self._tick_pipelines: list[Pipeline] = []  # the pipelines that read ticks, found once per subscription
         if state is not None:  # restored from a snapshot: its pipelines need their scorers again
             state.version = -1
 
@@ -189,6 +189,7 @@ class TickerStep(StatefulBatchLogic):
             else:
                 state.pipelines[trained_id] = self._warm(Pipeline(model.scorer), model, first)
         state.version = registry.version
+        self._tick_pipelines = [state.pipelines[trained_id] for trained_id, model in models.items() if model.ticks]
 
     def _history(self, model: ServingModel, first: int):
         try:
@@ -202,20 +203,10 @@ class TickerStep(StatefulBatchLogic):
 
     def _warm(self, pipeline: Pipeline, model: ServingModel, first: int) -> Pipeline:
         bars = self._history(model, first)
-        if bars is None:
-            return pipeline
-        features = pipeline.features
-        ticks = load_ticks(self.registry.home, self.state.ticker) if model.ticks else None
-        columns = [ticks[name] for name in TICK_FIELDS] if ticks is not None else []
-        taken = 0
-        for t in range(len(bars)):
-            if ticks is not None:  # a bar's ticks before its close, as the live flow feeds them
-                until = int(np.searchsorted(columns[0], bars.end[t], side="left"))
-                for i in range(taken, until):
-                    features.update_tick(*(float(column[i]) for column in columns))
-                taken = max(taken, until)
-            session, _ = model.clock.session(int(bars.start[t]))
-            features.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session)
+        if bars is not None:
+            ticks = load_ticks(self.registry.home, self.state.ticker) if model.ticks else None
+            session, _ = session_days(bars.start, model.clock.calendar)
+            pipeline.replay(bars, session, ticks, score=False)
         return pipeline
 
     def _warm_volatility(self, model: ServingModel, first: int) -> None:
@@ -250,13 +241,12 @@ class TickerStep(StatefulBatchLogic):
         if tick.price is not None:
             for cadence in state.cadences.values():
                 cadence.builder.add(tick.ts, tick.price, tick.size)
-        nan = math.nan
-        fields = (tick.ts, nan if tick.price is None else tick.price, nan if tick.size is None else tick.size,
-                  nan if tick.bid is None else tick.bid, nan if tick.ask is None else tick.ask,
-                  nan if tick.bid_size is None else tick.bid_size, nan if tick.ask_size is None else tick.ask_size)  # fmt: skip
-        models = self.registry.models
-        for trained_id, pipeline in state.pipelines.items():
-            if models[trained_id].ticks:
+        if self._tick_pipelines:
+            nan = math.nan
+            fields = (tick.ts, nan if tick.price is None else tick.price, nan if tick.size is None else tick.size,
+                      nan if tick.bid is None else tick.bid, nan if tick.ask is None else tick.ask,
+                      nan if tick.bid_size is None else tick.bid_size, nan if tick.ask_size is None else tick.ask_size)  # fmt: skip
+            for pipeline in self._tick_pipelines:
                 pipeline.update_tick(*fields)
         self._advance(tick.ts, received, out)
 
@@ -291,6 +281,7 @@ class TickerStep(StatefulBatchLogic):
         models = self.registry.models
         for trained_id in state.pipelines:
             state.pipelines[trained_id] = Pipeline(models[trained_id].scorer)
+        self._tick_pipelines = [state.pipelines[trained_id] for trained_id in state.pipelines if models[trained_id].ticks]
         for cadence in state.cadences.values():
             cadence.volatility = RealisedVolatility(cadence.volatility.period)
 

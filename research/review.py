@@ -51,14 +51,7 @@ def score_history(home: Path, scorer: Scorer) -> tuple[Bars, Calendar, np.ndarra
     # Feeding ticks costs a call per tick: only for models that have tick indicators.
     ticks = load_ticks(home, symbol) if any(needs_ticks(f.indicator) for f in pipeline.features.features) else None
     session, _ = session_days(bars.start, cal)
-    probabilities = np.full(len(bars), np.nan)
-    next_tick = 0
-    for t in range(len(bars)):
-        if ticks is not None:  # the ticks of the bar, before its close: as the live flow sees them
-            while next_tick < len(ticks["ts"]) and ticks["ts"][next_tick] < bars.end[t]:
-                pipeline.update_tick(*(float(ticks[name][next_tick]) for name in ("ts", "price", "size", "bid", "ask", "bid_size", "ask_size")))
-                next_tick += 1
-        probabilities[t] = pipeline.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session[t])
+    probabilities = pipeline.replay(bars, session, ticks)
     return bars, cal, probabilities
 
 
