@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -156,11 +157,9 @@ def build_alert(
 def _option_alert(signal: Signal, settings: OptionSettings, clock: ExchangeClock, multiplier: int, common: dict) -> OptionAlert:
     row = signal.scored
     kind = signal.direction if signal.intent == "open" else -signal.direction  # a close sells the contract it bought
-    expiry = listed_expiry(clock, row.session, settings.default_dte)
-    opens, closes = clock.session_bounds(row.session)
+    expiry, opens, closes, later, per_year = _expiry_schedule(clock, row.session, settings.default_dte)
     left_today = min(max((closes - row.end) / (closes - opens), 0.0), 1.0)
-    sessions = left_today + sum(clock.trades(day) for day in range(row.session + 1, expiry + 1))
-    years = sessions / bars_per_year(clock.calendar, "1d")
+    years = (left_today + later) / per_year
     volatility = row.volatility
     strike, premium = math.nan, None
     if volatility == volatility and volatility > 0:
@@ -183,6 +182,15 @@ def _option_alert(signal: Signal, settings: OptionSettings, clock: ExchangeClock
         volatility_source=("implied" if row.implied else "realised") if premium is not None else None,
         **common,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _expiry_schedule(clock: ExchangeClock, session: int, sessions: int) -> tuple[int, int, int, int, float]:
+    """(expiry, session open, session close, whole sessions after this one until expiry, sessions a year): one per session date."""
+    expiry = listed_expiry(clock, session, sessions)
+    opens, closes = clock.session_bounds(session)
+    later = sum(clock.trades(day) for day in range(session + 1, expiry + 1))
+    return expiry, opens, closes, later, bars_per_year(clock.calendar, "1d")
 
 
 def resolve(rule: Rule, alerts: Sequence[Alert], order: Sequence[str] = ()) -> tuple[list[Alert], str | None]:

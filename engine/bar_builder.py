@@ -29,6 +29,8 @@ ACCEPTED, LATE, OUTSIDE = 0, 1, 2
 ClosedBar = tuple[int, int, float, float, float, float, float, int, float]
 """(start, end, open, high, low, close, volume, trades, vwap) of a bar the watermark closed."""
 
+_NONE: list[ClosedBar] = []  # what `advance` returns when nothing closed; callers only read it
+
 # An open bar: [start, end, open_ts, open, high, low, close_ts, close, volume, trades, notional]
 _START, _END, _OPEN_TS, _OPEN, _HIGH, _LOW, _CLOSE_TS, _CLOSE, _VOLUME, _TRADES, _NOTIONAL = range(11)
 
@@ -104,10 +106,12 @@ class BarBuilder:
     def advance(self, watermark: int) -> list[ClosedBar]:
         """Move event time to ``watermark`` (it never goes back) and return the bars that closed, oldest first."""
         if watermark <= self.watermark:
-            return []
+            return _NONE
         self.watermark = watermark
-        closed = []
         bars = self._open
+        if not bars or bars[0][_END] + self.lateness > watermark:
+            return _NONE  # the common case, on every tick: no allocation
+        closed = []
         while bars and bars[0][_END] + self.lateness <= watermark:
             bar = bars.pop(0)
             self.closed_until = bar[_END]

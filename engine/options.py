@@ -18,6 +18,7 @@ so a backtest and an alert price the same contract the same way.
 
 from __future__ import annotations
 
+import functools
 import math
 from statistics import NormalDist
 
@@ -35,6 +36,7 @@ def volatility_window(cadence: str) -> int:
     return min(max(round(5 * parse_cadence(cadence).bars_per_day), 20), 2000)
 
 
+@functools.cache
 def strike_score(selection: str) -> float:
     """The standard-normal score of a strike rule's delta, the form `option_strike` takes."""
     return NormalDist().inv_cdf(STRIKE_DELTAS[selection])

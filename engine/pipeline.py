@@ -53,11 +53,19 @@ class Pipeline:
 
     def update_bar(self, open: float, high: float, low: float, close: float, volume: float, session: float) -> float:  # noqa: A002
         """Feed one closed bar; returns the model's calibrated probability, NaN until every feature is warm."""
+        row = self.update_features(open, high, low, close, volume, session)
+        return math.nan if row is None else float(self.scorer.score(row)[0])
+
+    def update_features(self, open: float, high: float, low: float, close: float, volume: float, session: float) -> np.ndarray | None:  # noqa: A002
+        """Feed one closed bar; returns its feature row (1 x features, float32, reused by the next bar), None until warm.
+
+        The live flow scores the rows of many tickers' bar closes in one ONNX call.
+        """
         values = self.features.update_bar(open, high, low, close, volume, session)
         if not self.features.ready:
-            return math.nan
+            return None
         self._row[0] = values
-        return float(self.scorer.score(self._row)[0])
+        return self._row
 
     def replay(self, bars, session: np.ndarray, ticks: dict[str, np.ndarray] | None = None, *, score: bool = True) -> np.ndarray:
         """Feed a stored history (`engine.bars.Bars`, its session numbers, its tick table) as the live flow sees it.

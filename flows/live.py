@@ -2,8 +2,8 @@
 
 ::
 
-    source ─► route (by ticker) ─► ticker step ─► policy step (by model) ─► conflict step (by ticker) ─► alert sink
-                 │ unknown ticker      │ refused ticks and bars                                          (Redis streams)
+    source ─► route (by ticker) ─► ticker step ─► score (batch) ─► policy step (by model) ─► conflict step (by ticker) ─► alert sink
+                 │ unknown ticker      │ refused ticks and bars                                                          (Redis streams)
                  └─────────────────────┴──────────────► dead-letter sink
                                        │ ticker status after each bar close
                                        └──────────────► health sink
@@ -37,13 +37,15 @@ from flows.sinks import (
 )
 from flows.sources import FileSource, RedisStreamSource, StdinSource
 from flows.steps import (
+    Closed,
     ConflictStep,
     DeadLetter,
     PolicyStep,
     Quiet,
-    Scored,
     Status,
     TickerStep,
+    compile_helpers,
+    score,
 )
 
 __all__ = ["flow", "TICKS"]
@@ -92,17 +94,18 @@ def flow(
     registry = Registry(home, poll_seconds=poll_seconds, only=tuple(models))
     if not registry.models:
         raise ConfigError("models", f"no published model in {home}", "train one and `sigma publish TRAINED_ID`")
+    compile_helpers()
     lateness = lateness_ms * 1_000_000
     order = tuple(order)
 
     if source == "redis":
-        market = RedisStreamSource(redis_url, list(streams), group=group, start=start, batch=batch, clock=clock)  # type: ignore[arg-type]
+        market = RedisStreamSource(redis_url, list(streams), group=group, start=start, batch=batch, clock=clock, lateness=lateness)  # type: ignore[arg-type]
     elif source == "files":
         if not files:
             raise ConfigError("files", "a file replay needs at least one file", "pass --file PATH")
-        market = FileSource([Path(f) for f in files], kind, batch=batch)  # type: ignore[arg-type]
+        market = FileSource([Path(f) for f in files], kind, batch=batch, lateness=lateness)  # type: ignore[arg-type]
     elif source == "stdin":
-        market = StdinSource(kind, clock)  # type: ignore[arg-type]
+        market = StdinSource(kind, clock, lateness)  # type: ignore[arg-type]
     else:
         raise ConfigError("source", f"unknown source {source!r}", "use redis, files or stdin")
 
@@ -122,12 +125,13 @@ def flow(
     routed = op.branch("known", op.flat_map("route", decoded.trues, route), lambda pair: pair[0] != "")
     unknown = op.map("unknown", routed.falses, lambda pair: pair[1])
     tickers = op.key_rm("ticker-out", op.stateful_batch("ticker", routed.trues, lambda resume: TickerStep(registry, lateness, resume)))
-    scored = op.branch("scored", tickers, lambda item: isinstance(item, (Scored, Quiet)))
-    by_model = op.key_on("by-model", scored.trues, lambda item: item.model)
+    closes = op.branch("closes", tickers, lambda item: isinstance(item, (Closed, Quiet)))
+    scored = op.flat_map_batch("score", closes.trues, lambda batch: score(registry, batch))
+    by_model = op.key_on("by-model", scored, lambda item: item.model)
     decided = op.key_rm("policy-out", op.stateful_batch("policy", by_model, lambda resume: PolicyStep(registry, resume)))
     by_ticker = op.key_on("by-ticker", decided, lambda item: item.ticker)
     alerts = op.key_rm("conflict-out", op.stateful_batch("conflict", by_ticker, lambda resume: ConflictStep(conflict, order, resume)))
-    reports = op.branch("reports", scored.falses, lambda item: isinstance(item, Status))
+    reports = op.branch("reports", closes.falses, lambda item: isinstance(item, Status))
     refusals = op.merge("refusals", refused, unknown, reports.falses)
     if alert_file is not None:
         alert_file = Path(alert_file)

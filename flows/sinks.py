@@ -53,13 +53,19 @@ class SinkOverflow(RuntimeError):
 
 
 _ADD_ONCE = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'alert_id', ARGV[1], 'alert', ARGV[2])
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'alert_id', ARGV[1], 'alert', ARGV[2])
-    return 1
+-- KEYS: the combined stream, then (id marker, model stream) per alert; ARGV: maxlen, ttl, then (id, alert JSON) per alert
+local added = 0
+for i = 2, #KEYS, 2 do
+    local id, alert = ARGV[i + 1], ARGV[i + 2]
+    if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[2]) then
+        redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'alert_id', id, 'alert', alert)
+        redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', ARGV[1], '*', 'alert_id', id, 'alert', alert)
+        added = added + 1
+    end
 end
-return 0
+return added
 """
+_SCRIPT_ALERTS = 200  # alerts per script call: bounds how long one call holds Redis
 
 
 class _Writer(StatelessSinkPartition):
@@ -71,8 +77,6 @@ class _Writer(StatelessSinkPartition):
         self.pending: deque = deque()
         self.retry_at = 0.0
         self.backoff = 0.0
-        self.written = 0
-        """Items that reached Redis (duplicates refused by the id marker not counted)."""
 
     def write_batch(self, items: list) -> None:
         self.pending.extend(items)
@@ -86,21 +90,17 @@ class _Writer(StatelessSinkPartition):
     def flush(self) -> None:
         try:
             pipe = self.client.pipeline(transaction=False)
-            for item in self.pending:
-                self._queue(pipe, item)
-            results = pipe.execute()
+            self._queue(pipe, list(self.pending))
+            pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as error:
             self.backoff = min(max(self.backoff * 2, 0.05), 2.0)
             self.retry_at = time.monotonic() + self.backoff
             print(f"sigma: Redis unreachable ({error}); {len(self.pending):,} items buffered, retrying in {self.backoff:.2f} s",
                   file=sys.stderr)  # fmt: skip
             return
-        self.written += self._count(results)
         self.pending.clear()
         self.backoff = 0.0
 
-    def _count(self, results: list) -> int:
-        return len(results)
 
     def close(self) -> None:
         deadline = time.monotonic() + 30
@@ -119,12 +119,13 @@ class _AlertWriter(_Writer):
         self.script = self.client.register_script(_ADD_ONCE)
         self.maxlen, self.ttl = maxlen, ttl
 
-    def _queue(self, pipe, alert: Alert) -> None:
-        keys = [f"{PREFIX}:alert-ids:{alert.alert_id}", ALERTS, model_stream(alert.model_id)]
-        self.script(keys=keys, args=[alert.alert_id, encode_json(alert), self.ttl, self.maxlen], client=pipe)
-
-    def _count(self, results: list) -> int:
-        return sum(results)
+    def _queue(self, pipe, alerts: list[Alert]) -> None:
+        for first in range(0, len(alerts), _SCRIPT_ALERTS):
+            keys, args = [ALERTS], [self.maxlen, self.ttl]
+            for alert in alerts[first : first + _SCRIPT_ALERTS]:
+                keys += (f"{PREFIX}:alert-ids:{alert.alert_id}", model_stream(alert.model_id))
+                args += (alert.alert_id, encode_json(alert))
+            self.script(keys=keys, args=args, client=pipe)
 
 
 class _DeadLetterWriter(_Writer):
@@ -132,29 +133,19 @@ class _DeadLetterWriter(_Writer):
         super().__init__(url, buffer)
         self.maxlen = maxlen
 
-    def _queue(self, pipe, letter: DeadLetter) -> None:
-        fields = {"reason": letter.reason, "ticker": letter.ticker, "payload": letter.payload, "detail": letter.detail,
-                  "received_at": letter.received_at}  # fmt: skip
-        pipe.xadd(DEADLETTER, fields, maxlen=self.maxlen, approximate=True)
-        pipe.hincrby(DEADLETTER_COUNTS, f"{letter.ticker}:{letter.reason}", 1)
-
-    def _count(self, results: list) -> int:
-        return len(results) // 2
+    def _queue(self, pipe, letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            fields = {"reason": letter.reason, "ticker": letter.ticker, "payload": letter.payload, "detail": letter.detail,
+                      "received_at": letter.received_at}  # fmt: skip
+            pipe.xadd(DEADLETTER, fields, maxlen=self.maxlen, approximate=True)
+            pipe.hincrby(DEADLETTER_COUNTS, f"{letter.ticker}:{letter.reason}", 1)
 
 
 class _HealthWriter(_Writer):
-    def _queue(self, pipe, status: Status) -> None:
-        pipe.hset(HEALTH, status.ticker, encode_json(status))
-
-    def flush(self) -> None:
-        latest = {status.ticker: status for status in self.pending}  # only each ticker's newest matters
-        self.pending = deque(latest.values())
-        super().flush()
-        if not self.pending:
-            try:
-                self.client.set(HEARTBEAT, time.time_ns())
-            except (redis.ConnectionError, redis.TimeoutError):
-                pass  # the next batch retries; health then shows the flow as quiet, which it is to Redis
+    def _queue(self, pipe, statuses: list[Status]) -> None:
+        latest = {status.ticker: encode_json(status) for status in statuses}  # only each ticker's newest matters
+        pipe.hset(HEALTH, mapping=latest)
+        pipe.set(HEARTBEAT, time.time_ns())
 
 
 class AlertSink(DynamicSink):

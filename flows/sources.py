@@ -9,6 +9,9 @@ Every source yields the same items, ``(kind, payload, received_at)``:
   streams of recorded data) it is the latest event time the source has seen; with
   ``clock="wall"`` (live feeds) it is the wall clock, and a tick stamped more than
   ``max_ahead`` in the future is refused rather than allowed to run the clock ahead.
+  Bars end on whole minutes, so the clock speaks once a minute, ``lateness`` after
+  the minute: every ticker hears it, and a clock that spoke more often would cost
+  each of them a visit for nothing.
 
 ``received_at`` is the wall clock when the message arrived: alerts carry it, and the
 latency benchmark measures from it.
@@ -40,6 +43,7 @@ from bytewax.inputs import (
     StatelessSourcePartition,
 )
 
+from engine.calendar import NS_PER_MINUTE
 from engine.errors import ConfigError, DecodeError
 from engine.schemas import Bar, Tick, decode_json
 from flows.steps import DeadLetter
@@ -49,15 +53,16 @@ __all__ = ["Reader", "RedisStreamSource", "FileSource", "StdinSource", "Kind", "
 Kind = Literal["ticks", "bars"]
 ClockMode = Literal["data", "wall"]
 _TYPES = {"tick": Tick, "bar": Bar}
+_FIELDS = {b"tick": "tick", b"bar": "bar"}
 _SECOND = 1_000_000_000
 
 
 class Reader:
     """Decodes raw messages into flow items and keeps one source partition's clock."""
 
-    def __init__(self, clock: ClockMode = "data", *, step: int = _SECOND, max_ahead: int = 5 * _SECOND) -> None:
+    def __init__(self, clock: ClockMode = "data", *, lateness: int = _SECOND, max_ahead: int = 5 * _SECOND) -> None:
         self.mode = clock
-        self.step = step
+        self.lateness = lateness
         self.max_ahead = max_ahead
         self.latest = -1
         self._next_clock = 0
@@ -80,11 +85,12 @@ class Reader:
         return kind, item, received
 
     def clock(self, received: int) -> tuple | None:
-        """A clock item when the watermark has moved a step since the last one, else None."""
+        """A clock item when the watermark has passed a minute's end plus the lateness since the last one, else None."""
         now = received if self.mode == "wall" else self.latest
         if now < self._next_clock or now < 0:
             return None
-        self._next_clock = now - now % self.step + self.step
+        minute = now - self.lateness
+        self._next_clock = minute - minute % NS_PER_MINUTE + NS_PER_MINUTE + self.lateness
         return "clock", now, received
 
 
@@ -103,6 +109,9 @@ class _StreamPartition(StatefulSourcePartition):
     def __init__(self, url: str, key: str, group: str, consumer: str, start: str, resume: str | None, batch: int,
                  reader: Reader, poll: float) -> None:  # fmt: skip
         self.client = redis.Redis.from_url(url)
+        # Entries as Redis sends them (id, [field, value, ...]): building a dict per tick costs more than decoding it.
+        # No acknowledgements either (NOACK): a resume rewinds the group to the snapshot's position, not to a pending list.
+        self.client.set_response_callback("XREADGROUP", lambda response, **options: response)
         self.key, self.group, self.consumer, self.start = key, group, consumer, start
         self.batch, self.reader, self.poll = batch, reader, poll
         self.position = resume
@@ -124,7 +133,7 @@ class _StreamPartition(StatefulSourcePartition):
         if self.done:
             raise StopIteration
         try:
-            reply = self.client.xreadgroup(self.group, self.consumer, {self.key: ">"}, count=self.batch)
+            reply = self.client.xreadgroup(self.group, self.consumer, {self.key: ">"}, count=self.batch, noack=True)
         except redis.ConnectionError as error:
             self._wait(f"market-data Redis unreachable ({error})")
             return []
@@ -139,22 +148,28 @@ class _StreamPartition(StatefulSourcePartition):
         received = time.time_ns()
         items: list = []
         if reply:
-            entries = reply[0][1]
+            entries = reply[self.key.encode()] if isinstance(reply, dict) else reply[0][1]  # RESP3 or RESP2
+            decode = self.reader.decode
+            last = None
             for entry_id, fields in entries:
-                if b"eof" in fields:
-                    self.done = True
-                    break
-                for name in (b"tick", b"bar"):
-                    payload = fields.get(name)
-                    if payload is not None:
-                        items.append(self.reader.decode(name.decode(), payload, received))
-                        break
+                kind = _FIELDS.get(fields[0]) if len(fields) == 2 else None
+                if kind is not None:
+                    items.append(decode(kind, fields[1], received))
                 else:
-                    items.append(("dead", DeadLetter("malformed", "", msgspec.json.encode({k.decode(): v.decode(errors="replace") for k, v in fields.items()}),
-                                                     "a stream entry needs a `tick` or `bar` field", received), received))  # fmt: skip
-                self.position = entry_id.decode()
-            if entries:
-                self.client.xack(self.key, self.group, *[entry_id for entry_id, _ in entries])
+                    named = dict(zip(fields[::2], fields[1::2]))
+                    if b"eof" in named:
+                        self.done = True
+                        break
+                    found = [(kind, named[field]) for field, kind in _FIELDS.items() if field in named]
+                    if found:
+                        items.append(decode(*found[0], received))
+                    else:
+                        entry = msgspec.json.encode({k.decode(errors="replace"): v.decode(errors="replace") for k, v in named.items()})
+                        items.append(("dead", DeadLetter("malformed", "", entry, "a stream entry needs a `tick` or `bar` field", received),
+                                      received))  # fmt: skip
+                last = entry_id
+            if last is not None:
+                self.position = last.decode()
         self.awake = None if reply else datetime.now(UTC) + timedelta(seconds=self.poll)
         clock = self.reader.clock(received)
         if clock is not None:
@@ -180,27 +195,28 @@ class RedisStreamSource(FixedPartitionedSource):
     """Ticks and bars from Redis streams (one partition per stream key), read through a consumer group."""
 
     def __init__(self, url: str, keys: list[str], *, group: str = "sigma", start: str = "0", batch: int = 500,
-                 clock: ClockMode = "data", poll: float = 0.0005) -> None:  # fmt: skip
-        self.url, self.keys, self.group, self.start, self.batch, self.clock, self.poll = url, keys, group, start, batch, clock, poll
+                 clock: ClockMode = "data", lateness: int = _SECOND, poll: float = 0.0005) -> None:  # fmt: skip
+        self.url, self.keys, self.group, self.start, self.batch, self.poll = url, keys, group, start, batch, poll
+        self.clock, self.lateness = clock, lateness
 
     def list_parts(self) -> list[str]:
         return list(self.keys)
 
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
         return _StreamPartition(self.url, for_part, self.group, f"{self.group}-{for_part}", self.start, resume_state,
-                                self.batch, Reader(self.clock), self.poll)  # fmt: skip
+                                self.batch, Reader(self.clock, lateness=self.lateness), self.poll)  # fmt: skip
 
 
 # -- files -------------------------------------------------------------------------
 
 
 class _FilePartition(StatefulSourcePartition):
-    def __init__(self, path: Path, kind: Kind, resume: int | None, batch: int) -> None:
+    def __init__(self, path: Path, kind: Kind, resume: int | None, batch: int, lateness: int) -> None:
         self.kind = "tick" if kind == "ticks" else "bar"
         self.rows = _read_rows(path, _TYPES[self.kind])
         self.position = resume or 0
         self.batch = batch
-        self.reader = Reader("data")
+        self.reader = Reader("data", lateness=lateness)
 
     def next_batch(self) -> list:
         if self.position >= len(self.rows):
@@ -252,23 +268,23 @@ def _read_rows(path: Path, kind: type) -> list:
 class FileSource(FixedPartitionedSource):
     """Ticks or bars from files, one partition per file: the same flow replays history."""
 
-    def __init__(self, paths: list[Path], kind: Kind = "ticks", *, batch: int = 1000) -> None:
-        self.paths, self.kind, self.batch = [Path(p) for p in paths], kind, batch
+    def __init__(self, paths: list[Path], kind: Kind = "ticks", *, batch: int = 1000, lateness: int = _SECOND) -> None:
+        self.paths, self.kind, self.batch, self.lateness = [Path(p) for p in paths], kind, batch, lateness
 
     def list_parts(self) -> list[str]:
         return [str(path) for path in self.paths]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
-        return _FilePartition(Path(for_part), self.kind, resume_state, self.batch)
+        return _FilePartition(Path(for_part), self.kind, resume_state, self.batch, self.lateness)
 
 
 # -- stdin -------------------------------------------------------------------------
 
 
 class _StdinPartition(StatelessSourcePartition):
-    def __init__(self, kind: Kind, clock: ClockMode) -> None:
+    def __init__(self, kind: Kind, clock: ClockMode, lateness: int) -> None:
         self.kind = "tick" if kind == "ticks" else "bar"
-        self.reader = Reader(clock)
+        self.reader = Reader(clock, lateness=lateness)
 
     def next_batch(self) -> list:
         line = sys.stdin.buffer.readline()
@@ -285,11 +301,11 @@ class _StdinPartition(StatelessSourcePartition):
 class StdinSource(DynamicSource):
     """JSON lines of ticks or bars on standard input (read by the first worker; it cannot resume)."""
 
-    def __init__(self, kind: Kind = "ticks", clock: ClockMode = "data") -> None:
-        self.kind, self.clock = kind, clock
+    def __init__(self, kind: Kind = "ticks", clock: ClockMode = "data", lateness: int = _SECOND) -> None:
+        self.kind, self.clock, self.lateness = kind, clock, lateness
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSourcePartition:
-        return _StdinPartition(self.kind, self.clock) if worker_index == 0 else _Nothing()
+        return _StdinPartition(self.kind, self.clock, self.lateness) if worker_index == 0 else _Nothing()
 
 
 class _Nothing(StatelessSourcePartition):

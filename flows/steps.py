@@ -6,6 +6,8 @@
    the ticker (`engine.pipeline`). Its first tick warms the indicators from stored
    history, so the first live bar already has complete features. A bad message
    leaves as a `DeadLetter`; nothing raises.
+   Each closed bar leaves as a `Closed` row of features; the **score** step then
+   scores a whole batch's rows with one ONNX call per model artifact.
 2. **Policy** (keyed by model): `engine.signals` turns each bar close of the model's
    universe into entries and exits, and `engine.alerts` dresses them as alerts. A
    universe of several tickers waits until every ticker has closed the bar (or
@@ -19,6 +21,7 @@ position and a resumed run re-emits the same alerts, with the same ids.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import Iterable
@@ -32,15 +35,16 @@ from engine.bar_builder import LATE, BarBuilder, ClosedBar
 from engine.calendar import NS_PER_MINUTE, bars_per_year, session_days
 from engine.errors import NotFoundError
 from engine.indicators.volatility import RealisedVolatility
-from engine.options import volatility_window
+from engine.options import option_price, option_strike, volatility_window
 from engine.pipeline import Pipeline
+from engine.policy import entry_direction, entry_fill, exit_levels, exit_on_bar, hour_allowed
 from engine.schemas import Alert, Bar, Tick, encode_json
 from engine.screening import LEVEL_SHIFT, TickScreen
 from engine.signals import Scored, Signals
 from flows.registry import Registry, ServingModel
 from research.data import load_bars, load_ticks
 
-__all__ = ["DeadLetter", "Quiet", "Decided", "Status", "TickerStep", "PolicyStep", "ConflictStep"]
+__all__ = ["DeadLetter", "Quiet", "Closed", "Decided", "Status", "TickerStep", "score", "PolicyStep", "ConflictStep"]
 
 NS = 1_000_000_000
 
@@ -91,6 +95,17 @@ def _now() -> int:
     return time.time_ns()
 
 
+def compile_helpers() -> None:
+    """Load the policy's and the option pricer's compiled helpers now, so that the first bar close does not wait for numba."""
+    entry_direction(0.6, 0.55, 1)
+    hour_allowed(10, 1)
+    entry_fill(0, 1, 100.0, 100.0, 101.0, 99.0, 0.0)
+    exit_levels(1, 100.0, 0.01, 0.02)
+    exit_on_bar(1, 99.0, 102.0, 100.0, 101.0, 99.0, True)
+    option_strike(1, 100.0, 0.5, 0.1, 0.2)
+    option_price(1, 100.0, 100.0, 0.1, 0.2)
+
+
 class _Cadence:
     """One cadence's bars and realised volatility on one ticker."""
 
@@ -121,6 +136,7 @@ class TickerState:
         self.implied = math.nan
         self.last_bar_start = -1  # of a bar feed: later bars must start after it
         self.last_tick = -1
+        self.closed_until = -1  # the latest end of a closed bar, any cadence: a tick before it is late
         self.quiet_through = -1  # what the last `Quiet` told the models
         self.bars = 0
         self.gaps = 0
@@ -189,6 +205,9 @@ class TickerStep(StatefulBatchLogic):
             else:
                 state.pipelines[trained_id] = self._warm(Pipeline(model.scorer), model, first)
         state.version = registry.version
+        # The warmed state lives as long as the flow: spare it from every full collection, which would otherwise
+        # walk all tickers' indicators in the middle of a bar close.
+        gc.freeze()
         self._tick_pipelines = [state.pipelines[trained_id] for trained_id, model in models.items() if model.ticks]
 
     def _history(self, model: ServingModel, first: int):
@@ -230,7 +249,7 @@ class TickerStep(StatefulBatchLogic):
         if verdict is not None and verdict != LEVEL_SHIFT:
             self._reject(verdict, tick, received, out)
             return
-        if any(tick.ts < c.builder.closed_until for c in state.cadences.values()):
+        if tick.ts < state.closed_until:
             self._reject("late", tick, received, out, "its bar has closed")
             return
         if verdict == LEVEL_SHIFT:  # a split or a gap: the indicators' history no longer describes this price
@@ -289,8 +308,13 @@ class TickerStep(StatefulBatchLogic):
 
     def _advance(self, watermark: int, received: int, out: list) -> None:
         state = self.state
-        closed = [(name, bar) for name, c in state.cadences.items() for bar in c.builder.advance(watermark)]
+        closed = None
+        for name, cadence in state.cadences.items():
+            for bar in cadence.builder.advance(watermark):
+                closed = closed or []
+                closed.append((name, bar))
         if closed:
+            state.closed_until = max(cadence.builder.closed_until for cadence in state.cadences.values())
             self._close(closed, received, out)
         through = watermark - self.lateness
         if through // NS_PER_MINUTE > state.quiet_through // NS_PER_MINUTE:  # bars end on whole minutes at the finest
@@ -318,16 +342,52 @@ class TickerStep(StatefulBatchLogic):
                     continue
                 session, _ = model.clock.session(bar[0])
                 _, minute = model.clock.local(bar[0])
-                probability = pipeline.update_bar(bar[2], bar[3], bar[4], bar[5], bar[6], session)
-                by_end.setdefault(bar[1], []).append(
-                    (trained_id, bar, probability, minute // 60, session, volatility))
+                row = pipeline.update_features(bar[2], bar[3], bar[4], bar[5], bar[6], session)
+                by_end.setdefault(bar[1], []).append((trained_id, bar, None if row is None else row.copy(), minute // 60, session, volatility))
         implied = state.implied == state.implied
+        nan = math.nan
         for rows in by_end.values():
-            for trained_id, bar, probability, hour, session, volatility in rows:
-                out.append(Scored(trained_id, state.ticker, bar[0], bar[1], bar[2], bar[3], bar[4], bar[5], probability,
-                                  hour, session, volatility, implied, received, len(rows)))  # fmt: skip
+            for trained_id, bar, features, hour, session, volatility in rows:
+                scored = Scored(trained_id, state.ticker, bar[0], bar[1], bar[2], bar[3], bar[4], bar[5], nan, hour, session,
+                                volatility, implied, received, len(rows))  # fmt: skip
+                out.append(Closed(scored, features))
         out.append(Status(state.ticker, state.last_tick, received, max(bar[1] for _, bar in closed), state.bars, state.gaps,
                           dict(state.counts)))  # fmt: skip
+
+
+class Closed(msgspec.Struct, frozen=True, array_like=True):
+    """A bar close as one model sees it, before scoring: ``scored`` with a NaN probability, and the model's feature row."""
+
+    scored: Scored
+    features: object
+    """The (1 x features) float32 row, or None while the features warm up (the probability stays NaN)."""
+
+
+def score(registry: Registry, items: list) -> list:
+    """Score a batch's bar closes, every row of one model artifact in one ONNX call; `Quiet` markers keep their place.
+
+    A burst of bar closes (every ticker's minute ends at once) then costs one call per
+    artifact, not one per (model, ticker).
+    """
+    probabilities = [math.nan] * len(items)
+    blocks: dict[int, tuple] = {}
+    for i, item in enumerate(items):
+        if type(item) is Closed and item.features is not None:
+            model = registry.models.get(item.scored.model)
+            if model is not None:
+                block = blocks.setdefault(id(model.scorer), (model.scorer, [], []))
+                block[1].append(i)
+                block[2].append(item.features)
+    for scorer, where, rows in blocks.values():
+        for i, probability in zip(where, scorer.score(np.concatenate(rows)).tolist()):
+            probabilities[i] = probability
+    out = []
+    for item, probability in zip(items, probabilities):
+        if type(item) is not Closed:
+            out.append(item)
+        else:  # NaN while warming up, or when the model was unpublished in flight (the policy step then drops it)
+            out.append(item.scored if probability != probability else msgspec.structs.replace(item.scored, probability=probability))
+    return out
 
 
 class PolicyState:
