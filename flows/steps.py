@@ -179,8 +179,9 @@ class TickerStep(StatefulBatchLogic):
 
     def on_eof(self) -> tuple[Iterable, bool]:
         out: list = []
-        if self.state is not None:
-            self._close([(cadence, bar) for cadence, c in self.state.cadences.items() for bar in c.builder.close_all()], _now(), out)
+        closed = [(cadence, bar) for cadence, c in self.state.cadences.items() for bar in c.builder.close_all()] if self.state else []
+        if closed:
+            self._close(closed, _now(), out)
         return out, StatefulBatchLogic.RETAIN
 
     # -- subscriptions and warm-up -------------------------------------------------

@@ -1,0 +1,239 @@
+"""RELIABILITY.md §4.1 cases sent through a running flow: bar feeds, halts, conflicts, publishing mid-run, /healthz."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+from bytewax.testing import run_main
+
+from engine.workspace import Workspace
+from flows.live import TICKS, flow
+from flows.sinks import DEADLETTER, HEALTH
+from flows.steps import Status
+from research.data import load_bars
+from tests.flows.conftest import free_port
+from tests.flows.test_live import _sigma, alerts, push, tick_rows
+
+MINUTE = 60_000_000_000
+NOW = datetime(2024, 3, 19, 14, 31, tzinfo=UTC)
+
+
+def _own_home(served, tmp_path: Path) -> Path:
+    """A copy of the served workspace that a test may publish into."""
+    home = tmp_path / "home"
+    shutil.copytree(served[0], home)
+    return home
+
+
+def _bar_rows(home: Path, count: int) -> list[dict]:
+    """The last ``count`` stored one-minute bars of SPY and QQQ as a bar feed, in event-time order."""
+    rows = []
+    for ticker in ("SPY", "QQQ"):
+        bars, _ = load_bars(home, ticker, "1m")
+        for i in range(len(bars) - count, len(bars)):
+            rows.append({"ticker": ticker, "start": int(bars.start[i]), "end": int(bars.end[i]), "open": float(bars.open[i]),
+                         "high": float(bars.high[i]), "low": float(bars.low[i]), "close": float(bars.close[i]),
+                         "volume": float(bars.volume[i])})  # fmt: skip
+    return sorted(rows, key=lambda row: (row["end"], row["ticker"]))
+
+
+def _replay_bars(home: Path, server, rows: list[dict], path: Path) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run_main(flow(home, server.url, source="files", files=[path], kind="bars"))
+
+
+def _health(server) -> dict[str, Status]:
+    return {ticker.decode(): msgspec.json.decode(value, type=Status) for ticker, value in server.client().hgetall(HEALTH).items()}
+
+
+def _dead_letters(server) -> list[tuple[str, dict]]:
+    return [(fields[b"reason"].decode(), json.loads(fields[b"payload"])) for _, fields in server.client().xrange(DEADLETTER)]
+
+
+def test_a_bar_feed_drops_reordered_and_revised_bars_and_repairs_ohlc(served, redis_server, tmp_path):
+    """Cases 5, 6 and 11: a bar before the last one and a second version of a bar are refused, first wins; OHLC is repaired."""
+    home = served[0]
+    rows = _bar_rows(home, 390)
+    _replay_bars(home, redis_server, rows, tmp_path / "clean.jsonl")
+    expected = alerts(redis_server)
+    assert len(expected) >= 4, "the eager model alerts within a session of bars"
+    clean = _health(redis_server)
+
+    redis_server.client().flushall()
+    spy = [i for i, row in enumerate(rows) if row["ticker"] == "SPY"]
+    stale = dict(rows[spy[100]])  # case 5: an old bar arrives again after later ones
+    revised = {**rows[spy[200]], "close": rows[spy[200]]["close"] * 1.01, "volume": 1e9}  # case 6: same interval, new values
+    faulty = list(rows)
+    faulty.insert(spy[200] + 1, revised)
+    faulty.insert(spy[150], stale)
+    _replay_bars(home, redis_server, faulty, tmp_path / "faulty.jsonl")
+    assert alerts(redis_server) == expected, "the refused bars changed no decision"
+    letters = _dead_letters(redis_server)
+    assert [(reason, payload["start"]) for reason, payload in letters] == [
+        ("out_of_order_bar", stale["start"]), ("duplicate_bar", revised["start"])]  # fmt: skip
+    assert letters[1][1]["volume"] == 1e9, "the dead letter keeps the refused revision as it came"
+    health = _health(redis_server)
+    assert health["SPY"].bars == clean["SPY"].bars, "no bar counted twice"
+    assert health["SPY"].refused == {"out_of_order_bar": 1, "duplicate_bar": 1}
+
+    redis_server.client().flushall()
+    broken = [dict(row) for row in rows]
+    bad = broken[spy[300]]
+    bad["high"] = min(bad["open"], bad["close"]) - 0.01  # case 11: a high below the body, as in Yahoo's SPY 2015-03-05
+    _replay_bars(home, redis_server, broken, tmp_path / "broken.jsonl")
+    health = _health(redis_server)
+    assert health["SPY"].refused == {"ohlc_repaired": 1} and health["SPY"].bars == clean["SPY"].bars, "repaired and kept, counted"
+    assert not _dead_letters(redis_server)
+
+
+def _run_stream(home: Path, server, **options) -> threading.Thread:
+    thread = threading.Thread(target=lambda: run_main(flow(home, server.url, **options)), daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait(condition, seconds: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_halted_ticker_closes_its_bar_by_the_clock_fabricates_nothing_and_resumes(served, redis_server):
+    """Cases 16 and 17: SPY falls silent for 20 minutes mid-session while QQQ trades on."""
+    home, replay, _ = served
+    rows = tick_rows(replay)
+    first = rows[0]["ts"] - rows[0]["ts"] % MINUTE
+    halt, resume = first + 60 * MINUTE, first + 80 * MINUTE
+    before = [row for row in rows if row["ts"] < halt]
+    silent = [row for row in rows if halt <= row["ts"] < resume and row["ticker"] == "QQQ"]
+    after = [row for row in rows if row["ts"] >= resume]
+    client = redis_server.client()
+    pipe = client.pipeline(transaction=False)
+    for row in before + silent:
+        pipe.xadd(TICKS, {"tick": json.dumps(row)})
+    pipe.execute()
+    thread = _run_stream(home, redis_server, lateness_ms=0)
+    last_spy = max(row["ts"] for row in before if row["ticker"] == "SPY")
+    spy_bar_end = last_spy - last_spy % MINUTE + MINUTE
+    # Only QQQ's time moves on, yet SPY's last bar before the halt closes: the source's clock closed it.
+    _wait(lambda: "SPY" in _health(redis_server) and _health(redis_server)["SPY"].last_bar_end == spy_bar_end, what="the clock")
+    _wait(lambda: _health(redis_server)["QQQ"].last_bar_end >= resume - MINUTE, what="QQQ through the halt")
+    spy = _health(redis_server)["SPY"]
+    assert spy.last_bar_end == spy_bar_end and spy.last_tick == last_spy, "no SPY bar fabricated during the halt"
+    halted_alerts = [a for a in alerts(redis_server) if a["ticker"] == "SPY" and a["timestamp"] > _iso(spy_bar_end)]
+    assert not halted_alerts, "no alert on a silent ticker"
+    push(redis_server, after)  # SPY trades again, then the end of the stream
+    thread.join(120)
+    assert not thread.is_alive()
+    spy = _health(redis_server)["SPY"]
+    minutes = sorted({row["ts"] // MINUTE for row in before + after if row["ticker"] == "SPY"})
+    day = 1440
+    breaks = sum(b - a > 1 and a // day == b // day for a, b in zip(minutes, minutes[1:]))
+    assert (spy.bars, spy.gaps) == (len(minutes), breaks), "a bar for each minute that traded, the halt among the gaps"
+    assert halt // MINUTE - 1 in minutes and resume // MINUTE in minutes, "the halt is a gap of its own"
+    assert any(a["ticker"] == "SPY" and a["timestamp"] > _iso(resume) for a in alerts(redis_server)), "SPY alerts again"
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _publish_copy(home: Path, trained_id: str, suffix: str, **parameters: float) -> str:
+    with Workspace(home, clock=lambda: NOW) as space:
+        record = space.trained(trained_id)
+        manifest = dict(record.manifest)
+        manifest["policy"] = {**manifest["policy"], "parameters": {**manifest["policy"]["parameters"], **parameters}}
+        manifest["trained_id"] = copy = f"{trained_id}-{suffix}"
+        space.add_trained(copy, record.model, record.sweep, record.rank, record.artifact_sha, manifest, actor="test")
+        space.publish(copy, actor="test")
+    return copy
+
+
+def test_two_models_signalling_one_ticker_at_once_are_resolved_by_the_rule(served, redis_server, tmp_path):
+    home = _own_home(served, tmp_path)
+    first, replay = served[2], served[1]
+    second = _publish_copy(home, first, "twin", threshold=0.35)
+    order = [second, first]
+    run_main(flow(home, redis_server.url, source="files", files=[replay], conflict="first-wins", order=order))
+    found = alerts(redis_server)
+    entries: dict[tuple[str, str], list[dict]] = {}
+    for alert in found:
+        if alert["intent"] == "open":
+            entries.setdefault((alert["ticker"], alert["timestamp"]), []).append(alert)
+    assert entries and all(len(group) == 1 for group in entries.values()), "one entry per ticker and bar close"
+    contested = [group[0] for group in entries.values() if group[0]["resolution"]]
+    assert contested, "the two models signalled together at least once"
+    for alert in contested:
+        assert alert["model_id"] == second and alert["resolution"].startswith("first-wins among ")
+        assert first in alert["resolution"]
+    closes = [a for a in found if a["intent"] == "close"]
+    opened = {(a["model_id"], a["ticker"]) for a in found if a["intent"] == "open"}
+    assert all((a["model_id"], a["ticker"]) in opened for a in closes), "no close of a position the trader never opened"
+
+
+def test_a_model_published_while_the_flow_runs_alerts_without_a_restart(served, redis_server, tmp_path):
+    home = _own_home(served, tmp_path)
+    trained_id, replay = served[2], served[1]
+    rows = tick_rows(replay)
+    middle = rows[len(rows) // 2]["ts"]
+    client = redis_server.client()
+    pipe = client.pipeline(transaction=False)
+    for row in rows:
+        if row["ts"] < middle:
+            pipe.xadd(TICKS, {"tick": json.dumps(row)})
+    pipe.execute()
+    thread = _run_stream(home, redis_server, poll_seconds=0.05)
+    _wait(lambda: client.xlen(DEADLETTER) == 0 and len(alerts(redis_server)) >= 4, what="the first model's alerts")
+    newcomer = _publish_copy(home, trained_id, "late", threshold=0.35)
+    with Workspace(home, clock=lambda: NOW) as space:
+        space.kill(trained_id, True, actor="test")
+    time.sleep(0.3)  # the registry polls every 0.05 s of wall time, on the next batch
+    push(redis_server, [row for row in rows if row["ts"] >= middle])
+    thread.join(120)
+    assert not thread.is_alive()
+    found = alerts(redis_server)
+    late = [a for a in found if a["model_id"] == newcomer]
+    assert late and all(a["timestamp"] >= _iso(middle - MINUTE) for a in late), "the new model alerts on what came after it"
+    killed = [a for a in found if a["model_id"] == trained_id and a["timestamp"] > _iso(middle + MINUTE)]
+    assert all(a["intent"] == "close" for a in killed), "a killed model only closes positions"
+
+
+def test_healthz_answers_over_http(served, redis_server):
+    home, replay, _ = served
+    run_main(flow(home, redis_server.url, source="files", files=[replay]))
+    port = free_port()
+    server = _sigma("health", "--serve", str(port), "--stale-seconds", "1e12", "--redis-url", redis_server.url,
+                    env={"SIGMA_HOME": str(home)})  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        _wait(lambda: _get(url) is not None, 30, "the health server")
+        status, body = _get(url)
+        assert status == 200 and body["healthy"] and body["redis"] == "ok"
+        assert [t["ticker"] for t in body["tickers"]] == ["QQQ", "SPY"]
+        redis_server.stop()
+        status, body = _get(url)
+        assert status == 503 and body["redis"].startswith("unreachable")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _get(url: str) -> tuple[int, dict] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except OSError:
+        return None
+
