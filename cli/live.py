@@ -201,7 +201,7 @@ class _GroupReader:
             return None
         alerts = []
         for entry_id, fields in entries:
-            if fields is None:  # trimmed away (MAXLEN) while pending: nothing left to read
+            if not fields:  # trimmed away (MAXLEN) while pending: Redis answers the id with no fields (or nil)
                 self.client.xack(self.stream, self.group, entry_id)
                 continue
             try:

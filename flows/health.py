@@ -11,7 +11,7 @@ import msgspec
 import redis
 
 from engine.workspace import Workspace
-from flows.sinks import DEADLETTER_COUNTS, HEALTH, HEARTBEAT
+from flows.sinks import ALERTS, DEADLETTER_COUNTS, HEALTH, HEARTBEAT, MAXLEN
 from flows.steps import Status
 
 __all__ = ["report", "render", "serve", "Report"]
@@ -26,11 +26,18 @@ class Report(msgspec.Struct):
     heartbeat_age_s: float | None
     tickers: list[dict]
     dead_letters: dict[str, int]
+    consumers: list[dict]
+    """Each consumer group of the combined alert stream: how far behind it is, and what it holds unacknowledged."""
     problems: list[str]
 
 
-def report(home: Path, url: str, *, stale_seconds: float = 120.0) -> Report:
-    """Check Redis and read what the flow last wrote there; ``stale_seconds`` without data marks a ticker stale."""
+def report(home: Path, url: str, *, stale_seconds: float = 120.0, maxlen: int = MAXLEN) -> Report:
+    """Check Redis and read what the flow last wrote there; ``stale_seconds`` without data marks a ticker stale.
+
+    A consumer group more than half of ``maxlen`` (the alert stream's trim length)
+    behind is a problem before it is a loss: past ``maxlen`` the oldest alerts it has
+    not read are trimmed away.
+    """
     problems: list[str] = []
     with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
         models = [{"trained_id": r.id, "model": r.model, "published_at": r.published_at, "killed": r.killed_at is not None}
@@ -44,9 +51,17 @@ def report(home: Path, url: str, *, stale_seconds: float = 120.0) -> Report:
         statuses = [msgspec.json.decode(value, type=Status) for value in client.hgetall(HEALTH).values()]
         counts = {key.decode(): int(value) for key, value in client.hgetall(DEADLETTER_COUNTS).items()}
         beat = client.get(HEARTBEAT)
+        groups = client.xinfo_groups(ALERTS) if client.exists(ALERTS) else []
     except (redis.ConnectionError, redis.TimeoutError) as error:
-        connection, statuses, counts, beat = f"unreachable: {error}", [], {}, None
+        connection, statuses, counts, beat, groups = f"unreachable: {error}", [], {}, None, []
         problems.append(f"Redis at {url} is unreachable")
+    consumers = []
+    for group in groups:
+        name, lag = _text(group["name"]), group.get("lag")
+        consumers.append({"group": name, "lag": lag, "pending": group["pending"]})
+        if lag is not None and lag > maxlen // 2:
+            problems.append(f"consumer group {name} is {lag:,} alerts behind; {ALERTS} keeps about {maxlen:,}: "
+                            "past that its oldest unread alerts are trimmed away")  # fmt: skip
     now = time.time_ns()
     tickers = []
     for status in sorted(statuses, key=lambda s: s.ticker):
@@ -57,7 +72,11 @@ def report(home: Path, url: str, *, stale_seconds: float = 120.0) -> Report:
                         "last_tick": _iso(status.last_tick), "bars": status.bars, "gaps": status.gaps,
                         "refused": sum(status.refused.values())})  # fmt: skip
     heartbeat = None if beat is None else round((now - int(beat)) / 1e9, 3)
-    return Report(not problems, connection, models, heartbeat, tickers, counts, problems)
+    return Report(not problems, connection, models, heartbeat, tickers, counts, consumers, problems)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def render(health: Report) -> str:
@@ -67,6 +86,7 @@ def render(health: Report) -> str:
     for t in health.tickers:
         lines.append(f"{t['ticker']:<8} data {t['last_data_age_s']:>10,.1f} s ago  last bar {t['last_bar_end']}  bars {t['bars']:,}  "
                      f"gaps {t['gaps']}  refused {t['refused']}")  # fmt: skip
+    lines += [f"consumer group {c['group']}: {c['lag']} behind, {c['pending']} pending" for c in health.consumers]
     if health.dead_letters:
         lines.append("dead letters: " + ", ".join(f"{key} {count}" for key, count in sorted(health.dead_letters.items())))
     lines += [f"problem: {problem}" for problem in health.problems]

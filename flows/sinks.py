@@ -41,6 +41,8 @@ DEADLETTER = f"{PREFIX}:deadletter"
 DEADLETTER_COUNTS = f"{PREFIX}:deadletter:counts"
 HEALTH = f"{PREFIX}:health"
 HEARTBEAT = f"{PREFIX}:health:heartbeat"
+MAXLEN = 100_000
+"""About how many entries each alert and dead-letter stream keeps (MAXLEN ~)."""
 
 
 def model_stream(model: str) -> str:
@@ -151,7 +153,7 @@ class _HealthWriter(_Writer):
 class AlertSink(DynamicSink):
     """Alerts to the combined and per-model streams, each alert id once."""
 
-    def __init__(self, url: str, *, maxlen: int = 100_000, ttl_days: int = 7, buffer: int = 10_000) -> None:
+    def __init__(self, url: str, *, maxlen: int = MAXLEN, ttl_days: int = 7, buffer: int = 10_000) -> None:
         self.url, self.maxlen, self.ttl, self.buffer = url, maxlen, ttl_days * 86_400, buffer
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _AlertWriter:
@@ -161,7 +163,7 @@ class AlertSink(DynamicSink):
 class DeadLetterSink(DynamicSink):
     """Refused messages to the dead-letter stream, with a count per ticker and reason."""
 
-    def __init__(self, url: str, *, maxlen: int = 100_000, buffer: int = 100_000) -> None:
+    def __init__(self, url: str, *, maxlen: int = MAXLEN, buffer: int = 100_000) -> None:
         self.url, self.maxlen, self.buffer = url, maxlen, buffer
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterWriter:

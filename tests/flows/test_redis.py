@@ -119,3 +119,25 @@ def test_the_demo_runs_the_whole_pipeline_into_redis_or_a_file(tmp_path, redis_s
     assert done.returncode == 0, done.stderr
     alerts = (tmp_path / "other" / "alerts.jsonl").read_text().splitlines()
     assert "local stream file" in done.stdout and len(alerts) == count, "the same alerts as through Redis"
+
+
+def test_a_slow_consumer_raises_the_lag_alarm_before_the_trim_and_trimmed_pending_alerts_are_settled(served, redis_server):
+    """Case 34: the lag alarm comes at half the trim length; pending alerts trimmed away are acknowledged, not lost in the PEL."""
+    from flows.health import report
+
+    home = served[0]
+    client = redis_server.client()
+    writer = AlertSink(redis_server.url, maxlen=1_000).build("alerts", 0, 1)
+    writer.write_batch([_alert(n) for n in range(2)])
+    client.xgroup_create(ALERTS, "slow", id="0")
+    client.xreadgroup("slow", "gone", {ALERTS: ">"}, count=2)  # it took two alerts and never acknowledged them
+    writer.write_batch([_alert(n) for n in range(2, 80)])
+    calm = report(home, redis_server.url, stale_seconds=1e12, maxlen=200)
+    assert calm.consumers == [{"group": "slow", "lag": 78, "pending": 2}] and not calm.problems
+    alarmed = report(home, redis_server.url, stale_seconds=1e12, maxlen=100)
+    assert alarmed.problems == [f"consumer group slow is 78 alerts behind; {ALERTS} keeps about 100: "
+                                "past that its oldest unread alerts are trimmed away"]  # fmt: skip
+    client.xtrim(ALERTS, maxlen=10, approximate=False)  # the trim a backlog above MAXLEN brings: the two pending entries are gone
+    got = _tail(redis_server, "--group", "slow", "--consumer", "gone")
+    assert [alert["alert_id"] for alert in got] == [f"m:SPY:{n}:open" for n in range(70, 80)], "what the stream still holds"
+    assert client.xpending(ALERTS, "slow")["pending"] == 0, "the trimmed pending entries were acknowledged"
