@@ -237,3 +237,20 @@ def _get(url: str) -> tuple[int, dict] | None:
     except OSError:
         return None
 
+
+
+def test_inputs_far_beyond_the_training_range_score_within_bounds_and_the_same_every_run(served, redis_server, tmp_path):
+    """Case 35: SPY's prices jump tenfold mid-feed; the trees' scores stay probabilities, reproducible bit for bit."""
+    home = served[0]
+    rows = _bar_rows(home, 390)
+    spy = [row for row in rows if row["ticker"] == "SPY"]
+    for row in spy[200:]:
+        row.update({name: row[name] * 10 for name in ("open", "high", "low", "close")})
+    _replay_bars(home, redis_server, rows, tmp_path / "jump.jsonl")
+    first = alerts(redis_server)
+    jump = _iso(spy[200]["end"])
+    assert any(a["ticker"] == "SPY" and a["timestamp"] > jump for a in first), "the model still scores SPY after the jump"
+    assert all(0.0 <= a["confidence"] <= 1.0 for a in first)
+    redis_server.client().flushall()
+    _replay_bars(home, redis_server, rows, tmp_path / "again.jsonl")
+    assert alerts(redis_server) == first, "the same input, the same scores to the last bit"
