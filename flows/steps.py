@@ -415,7 +415,9 @@ class PolicyStep(StatefulBatchLogic):
         out: list = []
         for item in values:
             model = self.registry.models.get(item.model)
-            if model is None:  # unpublished while its bars were in flight
+            if model is None:  # unpublished while its bars were in flight: it decides nothing, and its peers must not wait
+                if isinstance(item, Scored):
+                    out.append(Decided(item.ticker, item.end, item.peers, []))
                 continue
             if self.state is None:
                 self.state = PolicyState(item.model, Signals(model.parameters, cooldown_minutes=model.cooldown_minutes,

@@ -219,3 +219,17 @@ def test_conflicts_are_decided_by_the_rule_and_the_decision_is_recorded():
     kept, decision = resolve("ensemble", [a, b, c])
     assert kept[0].action == "BUY" and math.isclose(kept[0].confidence, 0.8) and "2 of 3" in decision
     assert resolve("ensemble", [a]) == ([a], None)
+
+
+def test_a_model_unpublished_in_flight_lets_its_peers_through_the_conflict_step():
+    from types import SimpleNamespace
+
+    from flows.steps import ConflictStep, Decided, PolicyStep
+
+    row = Scored("gone", "SPY", 0, 60, 1.0, 1.0, 1.0, 1.0, 0.9, 10, 19801, 0.2, False, 0, 2)
+    decided, _ = PolicyStep(SimpleNamespace(models={}), None).on_batch([row])
+    assert decided == [Decided("SPY", 60, 2, [])]
+    conflicts = ConflictStep("first-wins", (), None)
+    kept = [build_alert(_signal(0.7), StockSettings(ticker="SPY"), LINEAGE, CLOCK, emitted_at=0)]  # the model that stayed
+    out, _ = conflicts.on_batch([Decided("SPY", 60, 2, kept), *decided])
+    assert out == kept and not conflicts.state.pending, "the group is released, not left waiting for the gone model"
