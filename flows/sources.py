@@ -53,7 +53,7 @@ __all__ = ["Reader", "RedisStreamSource", "FileSource", "StdinSource", "Kind", "
 Kind = Literal["ticks", "bars"]
 ClockMode = Literal["data", "wall"]
 _TYPES = {"tick": Tick, "bar": Bar}
-_FIELDS = {b"tick": "tick", b"bar": "bar"}
+_FIELDS = {name.encode(): name for name in _TYPES}  # a stream entry's field -> the kind of its payload
 _SECOND = 1_000_000_000
 
 

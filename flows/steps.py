@@ -309,10 +309,9 @@ class TickerStep(StatefulBatchLogic):
 
     def _advance(self, watermark: int, received: int, out: list) -> None:
         state = self.state
-        closed = None
+        closed: list = []
         for name, cadence in state.cadences.items():
             for bar in cadence.builder.advance(watermark):
-                closed = closed or []
                 closed.append((name, bar))
         if closed:
             state.closed_until = max(cadence.builder.closed_until for cadence in state.cadences.values())

@@ -128,18 +128,18 @@ def served(tmp_path_factory):
         sweep_id = sweep.start(space, pack, spec, request, actor="test", announce=lambda line: None)
         train = TrainRequest(sweep=sweep_id, rank=1, grid=SMALL)
         trained_id = training._register(space, spec, train, fit_configuration(home, pack, spec, train), "test")
-        eager = _eager_copy(space, trained_id)
+        # A policy that trades often (any hour, a low threshold), so that a short replay alerts.
+        eager = policy_copy(space, trained_id, "eager", threshold=0.36, hours_mask=float((1 << 24) - 1), top_pct=100.0,
+                            max_positions=2.0, hold_bars=5.0)  # fmt: skip
         space.publish(eager, actor="test")
     return home, write_ticks(root / "replay.parquet", replay), eager
 
 
-def _eager_copy(space: Workspace, trained_id: str) -> str:
-    """The trained model under a policy that trades often (any hour, a low threshold), so a short replay alerts."""
+def policy_copy(space: Workspace, trained_id: str, suffix: str, **parameters: float) -> str:
+    """A trained model registered again as ``<trained_id>-<suffix>``, the same artifact under changed policy parameters."""
     record = space.trained(trained_id)
     manifest = dict(record.manifest)
-    parameters = dict(manifest["policy"]["parameters"])
-    parameters.update(threshold=0.36, hours_mask=float((1 << 24) - 1), top_pct=100.0, max_positions=2.0, hold_bars=5.0)
-    manifest["policy"] = {**manifest["policy"], "parameters": parameters}
-    manifest["trained_id"] = eager = f"{trained_id}-eager"
-    space.add_trained(eager, record.model, record.sweep, record.rank, record.artifact_sha, manifest, actor="test")
-    return eager
+    manifest["policy"] = {**manifest["policy"], "parameters": {**manifest["policy"]["parameters"], **parameters}}
+    manifest["trained_id"] = copy = f"{trained_id}-{suffix}"
+    space.add_trained(copy, record.model, record.sweep, record.rank, record.artifact_sha, manifest, actor="test")
+    return copy

@@ -19,7 +19,7 @@ from flows.live import TICKS, flow
 from flows.sinks import DEADLETTER, HEALTH
 from flows.steps import Status
 from research.data import load_bars
-from tests.flows.conftest import free_port
+from tests.flows.conftest import free_port, policy_copy
 from tests.flows.test_live import _sigma, alerts, push, tick_rows
 
 MINUTE = 60_000_000_000
@@ -150,11 +150,7 @@ def _iso(ns: int) -> str:
 
 def _publish_copy(home: Path, trained_id: str, suffix: str, **parameters: float) -> str:
     with Workspace(home, clock=lambda: NOW) as space:
-        record = space.trained(trained_id)
-        manifest = dict(record.manifest)
-        manifest["policy"] = {**manifest["policy"], "parameters": {**manifest["policy"]["parameters"], **parameters}}
-        manifest["trained_id"] = copy = f"{trained_id}-{suffix}"
-        space.add_trained(copy, record.model, record.sweep, record.rank, record.artifact_sha, manifest, actor="test")
+        copy = policy_copy(space, trained_id, suffix, **parameters)
         space.publish(copy, actor="test")
     return copy
 
