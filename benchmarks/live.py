@@ -2,12 +2,15 @@
 
 500 tickers, one published model per ticker (a zerosigma one-minute model scoring
 with ONNX Runtime), ticks on a Redis stream of a private redis-server. A producer
-writes ticks at a fixed rate, event time running 60 times faster than the wall
-clock so that bars close every second; each ticker's policy trades on every bar
-(an exit and an entry: 1,000 alerts at each minute's end), the worst case. Latency
-is from the wall-clock receipt of the data that closed the bar (``received_at``:
-the closing tick, or the clock item) to the return of the alert's XADD. Then the
-maximum: a pre-filled stream read as fast as the flow goes.
+process writes ticks at a fixed rate, round-robin over the tickers, event time
+running 60 times faster than the wall clock so that bars close every second. Two
+alert densities: one ticker in ten has a model that trades on every bar (an exit and
+an entry: 100 alerts at each minute's end), then every ticker's does (1,000 alerts,
+the worst case); the other models trade at no hour. Latency is from the wall-clock
+receipt of the data that closed the bar (``received_at``: the closing tick, or the
+clock item) to the return of the alert's XADD; beside it, to the policy's decision,
+for every bar close whether it alerts or not. Then the maximum: a pre-filled stream
+read as fast as the flow goes.
 
 Every ticker is warmed (its stored history replayed into its indicators, once per
 flow start, about 7 ms a ticker) by a first tick before anything is measured: the
@@ -25,6 +28,7 @@ there, so at low rates a batch is a few ticks).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import statistics
 import tempfile
 import threading
@@ -48,7 +52,7 @@ from engine.packs import load_pack
 from engine.schemas import Alert
 from engine.signals import Scored, Signal
 from engine.workspace import Workspace
-from flows import live, sinks, sources
+from flows import live, sinks, sources, steps
 from flows.registry import Registry
 from packs import OFFICIAL
 from research import sweep, training
@@ -81,24 +85,29 @@ def _trained(home: Path) -> str:
 
 
 class _Universe(Registry):
-    """The published model, served as 500 models, one per ticker, each trading every bar."""
+    """The published model, served as 500 models, one per ticker; one in ``trading`` trades every bar, the rest never."""
+
+    trading = 1
 
     def refresh(self, *, force: bool = False) -> bool:
         if self.version != -1:
             return False
         super().refresh(force=True)
         [model] = self.models.values()
-        parameters = {**model.parameters, "threshold": 0.0, "side": 0.0, "hours_mask": float((1 << 24) - 1), "top_pct": 100.0, "max_positions": 1.0, "hold_bars": 1.0}
+        every_bar = {**model.parameters, "threshold": 0.0, "side": 0.0, "hours_mask": float((1 << 24) - 1), "top_pct": 100.0,
+                     "max_positions": 1.0, "hold_bars": 1.0}  # fmt: skip
+        never = {**every_bar, "hours_mask": 0.0}
         self.models = {
-            f"m{ticker}": msgspec.structs.replace(model, trained_id=f"m{ticker}", universe=(ticker,), parameters=parameters,
-                                                  cooldown_minutes=0, max_trades_per_day=100_000)  # fmt: skip
-            for ticker in TICKERS
+            f"m{ticker}": msgspec.structs.replace(model, trained_id=f"m{ticker}", universe=(ticker,), cooldown_minutes=0,
+                                                  parameters=never if i % self.trading else every_bar, max_trades_per_day=100_000)  # fmt: skip
+            for i, ticker in enumerate(TICKERS)
         }
         self.by_ticker = {model.universe[0]: [model] for model in self.models.values()}
         return True
 
 
-_latencies: list[int] = []
+_latencies: list[int] = []  # receipt -> XADD, per alert
+_decisions: list[int] = []  # receipt -> the policy's decision, per bar close
 _measured: dict[str, int] = {}  # wall-clock receipt of the first tick at or after "from" (event time)
 
 
@@ -107,6 +116,7 @@ class _TimedReader(sources.Reader):
         if "at" not in _measured and kind == "tick" and item.ts >= _measured.get("from", 0):
             _measured["at"] = received
             _latencies.clear()
+            _decisions.clear()
         return super().accept(kind, item, received, payload)
 
 
@@ -117,6 +127,13 @@ class _TimedWriter(sinks._AlertWriter):
         if not self.pending:
             done = time.time_ns()
             _latencies.extend(done - at for at in received)
+
+
+class _TimedPolicy(steps.PolicyStep):
+    def _decide(self, model, rows: list, out: list) -> None:
+        super()._decide(model, rows, out)
+        done = time.time_ns()
+        _decisions.extend(done - row.received_at for row in rows)
 
 
 def _received_ns(alert) -> int:
@@ -141,14 +158,19 @@ def _warm(client: redis.Redis, event: int) -> None:
         time.sleep(0.05)
 
 
-def _produce(client: redis.Redis, rate: int, seconds: float, start_ns: int, stop: threading.Event) -> int:
-    """Write ``rate`` ticks a second for ``seconds``, round-robin over the tickers; event time runs SPEEDUP x."""
+def _produce(url: str, rate: int, seconds: float, start_ns: int, sent_out) -> None:
+    """Write ``rate`` ticks a second for ``seconds``, round-robin over the tickers; event time runs SPEEDUP x.
+
+    It runs in a process of its own, as a feed handler does: in the flow's process it
+    would hold the GIL while the flow waits, and the figures would be the producer's.
+    """
+    client = redis.Redis.from_url(url)
     rng = np.random.default_rng(1)
     prices = PRICES.copy()
     sent = 0
     began = time.perf_counter()
     step = 0.002
-    while time.perf_counter() - began < seconds and not stop.is_set():
+    while time.perf_counter() - began < seconds:
         due = int((time.perf_counter() - began) * rate)
         pipe = client.pipeline(transaction=False)
         while sent < due:
@@ -160,18 +182,29 @@ def _produce(client: redis.Redis, rate: int, seconds: float, start_ns: int, stop
         pipe.execute()
         time.sleep(step)
     client.xadd(live.TICKS, {"eof": 1})
-    return sent
+    sent_out.put(sent)
+
+
+def _produced(url: str, rate: int, seconds: float, start_ns: int) -> int:
+    """Run the producer in its own process; the ticks it wrote."""
+    context = multiprocessing.get_context("spawn")
+    sent = context.Queue()
+    producer = context.Process(target=_produce, args=(url, rate, seconds, start_ns, sent))
+    producer.start()
+    count = sent.get()
+    producer.join()
+    return count
 
 
 def _run_flow(home: Path, url: str) -> None:
     run_main(live.flow(home, url, lateness_ms=0, group=f"bench-{time.time_ns()}"))
 
 
-def _percentiles(values: list[int]) -> str:
+def _percentiles(values: list[int], what: str = "alerts") -> str:
     if not values:
-        return "no alerts"
+        return f"no {what}"
     p50, p99 = np.percentile(values, [50, 99]) / 1e6
-    return f"p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  max {max(values) / 1e6:7.2f} ms  ({len(values):,} alerts)"
+    return f"p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  max {max(values) / 1e6:7.2f} ms  ({len(values):,} {what})"
 
 
 def _sample_alert(model) -> Alert:
@@ -267,6 +300,7 @@ def main() -> None:
     _trained(home)
     server = RedisServer(folder / "redis").start()
     live.Registry = _Universe  # 500 one-ticker models from the one artifact
+    live.PolicyStep = _TimedPolicy
     sinks._AlertWriter = _TimedWriter
     sources.Reader = _TimedReader
     try:
@@ -274,16 +308,20 @@ def main() -> None:
         _floors(server.url, model.scorer, _sample_alert(model))
         client = server.client()
         start_ns = int(datetime(2024, 3, 19, 13, 30, tzinfo=UTC).timestamp()) * 1_000_000_000
-        for rate, seconds in ((1_000, 12.0), (20_000, 12.0)):
-            client.flushall()
-            stop = threading.Event()
-            flow_thread = threading.Thread(target=_run_flow, args=(home, server.url))
-            flow_thread.start()
-            _warm(client, start_ns - 60_000_000_000)
-            _latencies.clear()
-            sent = _produce(client, rate, seconds, start_ns, stop)
-            flow_thread.join()
-            print(f"{rate:>7,} ticks/s x {seconds:.0f} s ({sent:,} ticks, 500 tickers): receipt -> XADD {_percentiles(_latencies)}")
+        for trading, density in ((10, "one ticker in ten trades every bar"), (1, "every ticker trades every bar (worst case)")):
+            _Universe.trading = trading
+            print(f"{density}:")
+            for rate, seconds in ((1_000, 12.0), (20_000, 12.0)):
+                client.flushall()
+                flow_thread = threading.Thread(target=_run_flow, args=(home, server.url))
+                flow_thread.start()
+                _warm(client, start_ns - 60_000_000_000)
+                _latencies.clear()
+                _decisions.clear()
+                sent = _produced(server.url, rate, seconds, start_ns)
+                flow_thread.join()
+                print(f"  {rate:>6,} ticks/s x {seconds:.0f} s ({sent:,} ticks): receipt -> XADD      {_percentiles(_latencies)}")
+                print(f"  {'':>30}  receipt -> decision  {_percentiles(_decisions, 'bar closes')}")
         client.flushall()
         _latencies.clear()
         total = 400_000
@@ -299,6 +337,7 @@ def main() -> None:
         pipe.execute()
         _measured.clear()
         _measured["from"] = start_ns
+        _Universe.trading = 1
         _run_flow(home, server.url)
         seconds = (time.time_ns() - _measured["at"]) / 1e9
         print(f"maximum: {total:,} pre-filled ticks in {seconds:.2f} s after the warm-up = {total / seconds:,.0f} ticks/s sustained "

@@ -40,6 +40,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--start", default="0", help="where a new consumer group starts: 0 (the whole stream) or $ (new data)")
     run.add_argument("--batch", type=int, default=500, help="messages read per source call")
     run.add_argument("--lateness-ms", type=int, default=1000, help="how long a bar waits for delayed ticks after its end")
+    run.add_argument("--idle-ms", type=int, default=2000,
+                     help="how much longer the clock waits before closing the bar of a ticker with no further tick")
     run.add_argument("--conflict", choices=RULES, default="highest-confidence",
                      help="how models signalling one ticker at one bar close are decided")
     run.add_argument("--order", help="model order for first-wins, comma-separated trained ids")
@@ -108,6 +110,7 @@ def _run(args: argparse.Namespace) -> None:
         start=args.start,
         batch=args.batch,
         lateness_ms=args.lateness_ms,
+        idle_ms=args.idle_ms,
         conflict=args.conflict,
         order=[m for m in (args.order or "").split(",") if m],
         models=args.model or [],

@@ -55,8 +55,13 @@ _QUARTERLY = frozenset({"ES", "MES", "NQ", "MNQ", "YM", "MYM", "RTY", "M2K", "ZN
 
 def alert_id(model: str, ticker: str, bar_end: int, intent: str) -> str:
     """The alert's identity: the same (model, ticker, bar end, intent) always gives the same id."""
-    when = datetime.fromtimestamp(bar_end // 1_000_000_000, UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{model}:{ticker}:{when}:{intent}"
+    return f"{model}:{ticker}:{_stamp(bar_end // 1_000_000_000)}:{intent}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _stamp(seconds: int) -> str:
+    # Every ticker's bar of a minute ends at the same second: a burst of alerts formats it once.
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def listed_expiry(clock: ExchangeClock, session: int, sessions: int) -> int:
@@ -227,8 +232,11 @@ def _with(alert: Alert, **changes: object) -> Alert:
     return msgspec.structs.replace(alert, **changes)
 
 
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _utc(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // 1_000_000_000, UTC) + timedelta(microseconds=ns % 1_000_000_000 // 1000)
+    return _EPOCH_UTC + timedelta(microseconds=ns // 1000)
 
 
 def _number(value: float) -> float | None:

@@ -38,7 +38,7 @@ _START, _END, _OPEN_TS, _OPEN, _HIGH, _LOW, _CLOSE_TS, _CLOSE, _VOLUME, _TRADES,
 class BarBuilder:
     """Bars of one ticker at one cadence from its trades, with allowed ``lateness`` (nanoseconds)."""
 
-    __slots__ = ("cadence", "lateness", "watermark", "closed_until", "_clock", "_minutes", "_unit", "_count", "_open")
+    __slots__ = ("cadence", "lateness", "watermark", "closed_until", "clock", "_minutes", "_unit", "_count", "_open")
 
     def __init__(self, cadence: str, clock: ExchangeClock, lateness: int) -> None:
         parsed = parse_cadence(cadence)
@@ -48,14 +48,15 @@ class BarBuilder:
         """Event time up to which every tick has been seen (the latest tick, or the clock)."""
         self.closed_until = -1
         """End of the last closed bar: a tick before it is late."""
-        self._clock = clock
+        self.clock = clock
+        """The exchange's local time: bar bounds and sessions follow its calendar."""
         self._minutes = parsed.minutes
         self._unit = parsed.unit
         self._count = parsed.count
         self._open: list[list] = []  # open bars, oldest first; one or two unless the lateness spans several
 
     def __getstate__(self) -> tuple:
-        return (self.cadence, self.lateness, self.watermark, self.closed_until, self._clock.calendar, self._open)
+        return (self.cadence, self.lateness, self.watermark, self.closed_until, self.clock.calendar, self._open)
 
     def __setstate__(self, state: tuple) -> None:
         cadence, lateness, watermark, closed_until, cal, bars = state
@@ -128,13 +129,9 @@ class BarBuilder:
         """End of the oldest open bar (when the clock must next look), None when none is open."""
         return self._open[0][_END] if self._open else None
 
-    def session_of(self, ts: int) -> tuple[int, bool]:
-        """(session date, inside its hours) of ``ts`` on this builder's calendar."""
-        return self._clock.session(ts)
-
     def bounds(self, ts: int) -> tuple[int, int] | None:
         """UTC [start, end) of the bar ``ts`` falls in; None when a session bar does not span it."""
-        clock = self._clock
+        clock = self.clock
         if self._minutes is not None:
             minutes = self._minutes
             _, minute = clock.local(ts)

@@ -106,11 +106,13 @@ def _picker(fields: tuple[str, ...], inputs: tuple[str, ...]):
 class FeatureVector:
     """The model's features, one bar at a time: feed ticks and bars, read ``values`` after each bar."""
 
-    __slots__ = ("features", "values", "_bar_indicators", "_tick_indicators", "_taps")
+    __slots__ = ("features", "values", "ready", "_bar_indicators", "_tick_indicators", "_taps")
 
     def __init__(self, features: list[Feature], indicators: Mapping[str, Mapping[str, float]]) -> None:
         self.features = features
         self.values = np.full(len(features), np.nan)
+        self.ready = not len(features)
+        """True once every feature is defined (all indicators are warm)."""
         # (update, picker) pairs: the picker takes an indicator's inputs out of the bar's or tick's fields.
         self._wire({feature.indicator: make(feature.indicator, indicators[feature.indicator]) for feature in features})
 
@@ -130,12 +132,8 @@ class FeatureVector:
 
     def __setstate__(self, state: tuple) -> None:
         self.features, used, self.values = state
+        self.ready = not np.isnan(self.values).any()
         self._wire(used)
-
-    @property
-    def ready(self) -> bool:
-        """True once every feature is defined (all indicators are warm)."""
-        return not np.isnan(self.values).any()
 
     def update_tick(self, ts: float, price: float, size: float, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
         """Feed one tick to the tick indicators (NaN for the fields it does not carry)."""
@@ -149,7 +147,12 @@ class FeatureVector:
         for update, pick in self._bar_indicators:
             update(*pick(fields))
         values = self.values
+        ready = True
         for column, (indicator, output, per_close) in enumerate(self._taps):
             value = getattr(indicator, output)
-            values[column] = value / close if per_close else value
+            if per_close:
+                value /= close
+            ready = ready and value == value
+            values[column] = value
+        self.ready = ready
         return values

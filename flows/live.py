@@ -67,6 +67,7 @@ def flow(
     start: str = "0",
     batch: int = 500,
     lateness_ms: int = 1000,
+    idle_ms: int = 2000,
     conflict: str = "highest-confidence",
     order: tuple[str, ...] | list[str] = (),
     models: tuple[str, ...] | list[str] = (),
@@ -78,6 +79,9 @@ def flow(
     ``source`` is ``redis`` (``streams``, read through consumer ``group`` from id ``start``),
     ``files`` (Parquet, CSV or JSON lines of ``kind`` ticks or bars) or ``stdin`` (JSON lines).
     ``clock`` is ``data`` (event time from the data: replays) or ``wall`` (live feeds).
+    ``lateness_ms`` is how long a bar waits for delayed ticks after its end; the clock
+    closes the bar of a ticker that stays silent ``idle_ms`` longer (an active ticker
+    closes its own with its next tick).
     ``conflict`` decides between models signalling one ticker at one bar close; ``order``
     ranks models for ``first-wins``. ``models`` limits the flow to some trained ids.
     ``alert_file`` writes alerts (and refused messages beside them) to local JSON-lines
@@ -89,23 +93,27 @@ def flow(
         raise ConfigError("conflict", f"unknown rule {conflict!r}", f"use one of: {', '.join(RULES)}")
     if clock not in ("data", "wall"):
         raise ConfigError("clock", f"unknown clock {clock!r}", "use data (replays) or wall (live feeds)")
+    for name, value in (("lateness_ms", lateness_ms), ("idle_ms", idle_ms)):
+        if value < 0:
+            raise ConfigError(name, f"{value} is negative", "use 0 or more milliseconds")
     if kind not in ("ticks", "bars"):
         raise ConfigError("kind", f"unknown input kind {kind!r}", "use ticks or bars")
     registry = Registry(home, poll_seconds=poll_seconds, only=tuple(models))
     if not registry.models:
         raise ConfigError("models", f"no published model in {home}", "train one and `sigma publish TRAINED_ID`")
     compile_helpers()
-    lateness = lateness_ms * 1_000_000
+    lateness, idle = lateness_ms * 1_000_000, idle_ms * 1_000_000
     order = tuple(order)
 
     if source == "redis":
-        market = RedisStreamSource(redis_url, list(streams), group=group, start=start, batch=batch, clock=clock, lateness=lateness)  # type: ignore[arg-type]
+        market = RedisStreamSource(redis_url, list(streams), group=group, start=start, batch=batch, clock=clock, lateness=lateness,  # type: ignore[arg-type]
+                                   idle=idle)
     elif source == "files":
         if not files:
             raise ConfigError("files", "a file replay needs at least one file", "pass --file PATH")
-        market = FileSource([Path(f) for f in files], kind, batch=batch, lateness=lateness)  # type: ignore[arg-type]
+        market = FileSource([Path(f) for f in files], kind, batch=batch, lateness=lateness, idle=idle)  # type: ignore[arg-type]
     elif source == "stdin":
-        market = StdinSource(kind, clock, lateness)  # type: ignore[arg-type]
+        market = StdinSource(kind, clock, lateness, idle)  # type: ignore[arg-type]
     else:
         raise ConfigError("source", f"unknown source {source!r}", "use redis, files or stdin")
 

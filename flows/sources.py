@@ -13,6 +13,13 @@ Every source yields the same items, ``(kind, payload, received_at)``:
   the minute: every ticker hears it, and a clock that spoke more often would cost
   each of them a visit for nothing.
 
+  The clock runs ``idle`` behind the source's time. A ticker that trades closes its
+  bar with its own first tick past the end plus the lateness; the clock closes only
+  the bars of tickers that stayed silent ``idle`` longer. A clock level with the
+  source would close every ticker's bar the moment the first ticker crossed the
+  minute: one burst of every bar close, in which each ticker's alert waits for all
+  the others' features.
+
 ``received_at`` is the wall clock when the message arrived: alerts carry it, and the
 latency benchmark measures from it.
 
@@ -60,9 +67,10 @@ _SECOND = 1_000_000_000
 class Reader:
     """Decodes raw messages into flow items and keeps one source partition's clock."""
 
-    def __init__(self, clock: ClockMode = "data", *, lateness: int = _SECOND, max_ahead: int = 5 * _SECOND) -> None:
+    def __init__(self, clock: ClockMode = "data", *, lateness: int = _SECOND, idle: int = 0, max_ahead: int = 5 * _SECOND) -> None:
         self.mode = clock
         self.lateness = lateness
+        self.idle = idle
         self.max_ahead = max_ahead
         self.latest = -1
         self._next_clock = 0
@@ -85,8 +93,8 @@ class Reader:
         return kind, item, received
 
     def clock(self, received: int) -> tuple | None:
-        """A clock item when the watermark has passed a minute's end plus the lateness since the last one, else None."""
-        now = received if self.mode == "wall" else self.latest
+        """A clock item when the watermark (``idle`` behind the source) has passed a minute's end plus the lateness since the last one."""
+        now = (received if self.mode == "wall" else self.latest) - self.idle
         if now < self._next_clock or now < 0:
             return None
         minute = now - self.lateness
@@ -195,28 +203,28 @@ class RedisStreamSource(FixedPartitionedSource):
     """Ticks and bars from Redis streams (one partition per stream key), read through a consumer group."""
 
     def __init__(self, url: str, keys: list[str], *, group: str = "sigma", start: str = "0", batch: int = 500,
-                 clock: ClockMode = "data", lateness: int = _SECOND, poll: float = 0.0005) -> None:  # fmt: skip
+                 clock: ClockMode = "data", lateness: int = _SECOND, idle: int = 0, poll: float = 0.0005) -> None:  # fmt: skip
         self.url, self.keys, self.group, self.start, self.batch, self.poll = url, keys, group, start, batch, poll
-        self.clock, self.lateness = clock, lateness
+        self.clock, self.lateness, self.idle = clock, lateness, idle
 
     def list_parts(self) -> list[str]:
         return list(self.keys)
 
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
         return _StreamPartition(self.url, for_part, self.group, f"{self.group}-{for_part}", self.start, resume_state,
-                                self.batch, Reader(self.clock, lateness=self.lateness), self.poll)  # fmt: skip
+                                self.batch, Reader(self.clock, lateness=self.lateness, idle=self.idle), self.poll)  # fmt: skip
 
 
 # -- files -------------------------------------------------------------------------
 
 
 class _FilePartition(StatefulSourcePartition):
-    def __init__(self, path: Path, kind: Kind, resume: int | None, batch: int, lateness: int) -> None:
+    def __init__(self, path: Path, kind: Kind, resume: int | None, batch: int, reader: Reader) -> None:
         self.kind = "tick" if kind == "ticks" else "bar"
         self.rows = _read_rows(path, _TYPES[self.kind])
         self.position = resume or 0
         self.batch = batch
-        self.reader = Reader("data", lateness=lateness)
+        self.reader = reader
 
     def next_batch(self) -> list:
         if self.position >= len(self.rows):
@@ -268,23 +276,23 @@ def _read_rows(path: Path, kind: type) -> list:
 class FileSource(FixedPartitionedSource):
     """Ticks or bars from files, one partition per file: the same flow replays history."""
 
-    def __init__(self, paths: list[Path], kind: Kind = "ticks", *, batch: int = 1000, lateness: int = _SECOND) -> None:
-        self.paths, self.kind, self.batch, self.lateness = [Path(p) for p in paths], kind, batch, lateness
+    def __init__(self, paths: list[Path], kind: Kind = "ticks", *, batch: int = 1000, lateness: int = _SECOND, idle: int = 0) -> None:
+        self.paths, self.kind, self.batch, self.lateness, self.idle = [Path(p) for p in paths], kind, batch, lateness, idle
 
     def list_parts(self) -> list[str]:
         return [str(path) for path in self.paths]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
-        return _FilePartition(Path(for_part), self.kind, resume_state, self.batch, self.lateness)
+        return _FilePartition(Path(for_part), self.kind, resume_state, self.batch, Reader("data", lateness=self.lateness, idle=self.idle))
 
 
 # -- stdin -------------------------------------------------------------------------
 
 
 class _StdinPartition(StatelessSourcePartition):
-    def __init__(self, kind: Kind, clock: ClockMode, lateness: int) -> None:
+    def __init__(self, kind: Kind, reader: Reader) -> None:
         self.kind = "tick" if kind == "ticks" else "bar"
-        self.reader = Reader(clock, lateness=lateness)
+        self.reader = reader
 
     def next_batch(self) -> list:
         line = sys.stdin.buffer.readline()
@@ -301,11 +309,11 @@ class _StdinPartition(StatelessSourcePartition):
 class StdinSource(DynamicSource):
     """JSON lines of ticks or bars on standard input (read by the first worker; it cannot resume)."""
 
-    def __init__(self, kind: Kind = "ticks", clock: ClockMode = "data", lateness: int = _SECOND) -> None:
-        self.kind, self.clock, self.lateness = kind, clock, lateness
+    def __init__(self, kind: Kind = "ticks", clock: ClockMode = "data", lateness: int = _SECOND, idle: int = 0) -> None:
+        self.kind, self.clock, self.lateness, self.idle = kind, clock, lateness, idle
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSourcePartition:
-        return _StdinPartition(self.kind, self.clock, self.lateness) if worker_index == 0 else _Nothing()
+        return _StdinPartition(self.kind, Reader(self.clock, lateness=self.lateness, idle=self.idle)) if worker_index == 0 else _Nothing()
 
 
 class _Nothing(StatelessSourcePartition):

@@ -326,10 +326,14 @@ class TickerStep(StatefulBatchLogic):
     def _close(self, closed: list[tuple[str, ClosedBar]], received: int, out: list) -> None:
         state = self.state
         models = self.registry.models
-        by_end: dict[int, list] = {}
-        for name, bar in sorted(closed, key=lambda c: c[1][1]):
+        if len(closed) > 1:
+            closed.sort(key=lambda c: c[1][1])
+        rows = []
+        for name, bar in closed:
             cadence = state.cadences[name]
-            session, _ = cadence.builder.session_of(bar[0])
+            clock = cadence.builder.clock  # the models of one cadence share its calendar: their bars came from it
+            session, _ = clock.session(bar[0])
+            _, minute = clock.local(bar[0])
             end, last_session = state.previous.get(name, (bar[0], session))
             state.gaps += end != bar[0] and last_session == session
             state.previous[name] = (bar[1], session)
@@ -337,22 +341,17 @@ class TickerStep(StatefulBatchLogic):
             cadence.volatility.update(bar[5])
             volatility = state.implied if state.implied == state.implied else cadence.volatility.value * math.sqrt(cadence.per_year)
             for trained_id, pipeline in state.pipelines.items():
-                model = models[trained_id]
-                if model.cadence != name:
-                    continue
-                session, _ = model.clock.session(bar[0])
-                _, minute = model.clock.local(bar[0])
-                row = pipeline.update_features(bar[2], bar[3], bar[4], bar[5], bar[6], session)
-                by_end.setdefault(bar[1], []).append((trained_id, bar, None if row is None else row.copy(), minute // 60, session, volatility))
+                if models[trained_id].cadence == name:
+                    row = pipeline.update_features(bar[2], bar[3], bar[4], bar[5], bar[6], session)
+                    rows.append((trained_id, bar, None if row is None else row.copy(), minute // 60, session, volatility))
         implied = state.implied == state.implied
         nan = math.nan
-        for rows in by_end.values():
-            for trained_id, bar, features, hour, session, volatility in rows:
-                scored = Scored(trained_id, state.ticker, bar[0], bar[1], bar[2], bar[3], bar[4], bar[5], nan, hour, session,
-                                volatility, implied, received, len(rows))  # fmt: skip
-                out.append(Closed(scored, features))
-        out.append(Status(state.ticker, state.last_tick, received, max(bar[1] for _, bar in closed), state.bars, state.gaps,
-                          dict(state.counts)))  # fmt: skip
+        for trained_id, bar, features, hour, session, volatility in rows:
+            peers = sum(1 for row in rows if row[1][1] == bar[1]) if len(rows) > 1 else 1  # models deciding on this bar close
+            scored = Scored(trained_id, state.ticker, bar[0], bar[1], bar[2], bar[3], bar[4], bar[5], nan, hour, session,
+                            volatility, implied, received, peers)  # fmt: skip
+            out.append(Closed(scored, features))
+        out.append(Status(state.ticker, state.last_tick, received, closed[-1][1][1], state.bars, state.gaps, dict(state.counts)))
 
 
 class Closed(msgspec.Struct, frozen=True, array_like=True):

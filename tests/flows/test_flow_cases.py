@@ -22,7 +22,8 @@ from research.data import load_bars
 from tests.flows.conftest import free_port, policy_copy
 from tests.flows.test_live import _sigma, alerts, push, tick_rows
 
-MINUTE = 60_000_000_000
+SECOND = 1_000_000_000
+MINUTE = 60 * SECOND
 NOW = datetime(2024, 3, 19, 14, 31, tzinfo=UTC)
 
 
@@ -144,6 +145,40 @@ def test_a_halted_ticker_closes_its_bar_by_the_clock_fabricates_nothing_and_resu
     assert any(a["ticker"] == "SPY" and a["timestamp"] > _iso(resume) for a in alerts(redis_server)), "SPY alerts again"
 
 
+def test_a_trading_ticker_closes_its_own_bar_and_the_clock_closes_a_silent_ones_idle_later(served, redis_server):
+    """A minute's end is not one burst: QQQ's next tick closes QQQ's bar; SPY's waits for SPY, or for the clock ``idle`` later."""
+    home, replay, _ = served
+    rows = tick_rows(replay)
+    traded: dict[int, set[str]] = {}
+    for row in rows:
+        traded.setdefault(row["ts"] // MINUTE, set()).add(row["ticker"])
+    first = min(m for m, tickers in traded.items() if tickers == {"SPY", "QQQ"}) * MINUTE  # a minute both trade in
+    minute = [row for row in rows if row["ts"] < first + MINUTE]
+    last_qqq = [row for row in minute if row["ticker"] == "QQQ"][-1]
+
+    def qqq(at: int) -> dict:
+        return {**{k: v for k, v in last_qqq.items() if k != "trade_id"}, "ts": at}
+
+    client = redis_server.client()
+    pipe = client.pipeline(transaction=False)
+    for row in minute + [qqq(first + MINUTE + SECOND)]:  # QQQ trades on; SPY stays silent
+        pipe.xadd(TICKS, {"tick": json.dumps(row)})
+    pipe.execute()
+    thread = _run_stream(home, redis_server, lateness_ms=0, idle_ms=5000)
+    _wait(lambda: _bar_end(redis_server, "QQQ") == first + MINUTE, what="QQQ's own tick to close its bar")
+    assert _bar_end(redis_server, "SPY") < first + MINUTE, "SPY's bar waits: it was silent for less than the idle time"
+    client.xadd(TICKS, {"tick": json.dumps(qqq(first + MINUTE + 6 * SECOND))})  # the source's time passes SPY's end + idle
+    _wait(lambda: _bar_end(redis_server, "SPY") == first + MINUTE, what="the clock to close SPY's bar")
+    push(redis_server, [])
+    thread.join(120)
+    assert not thread.is_alive()
+
+
+def _bar_end(server, ticker: str) -> int:
+    status = _health(server).get(ticker)
+    return -1 if status is None else status.last_bar_end
+
+
 def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
 
@@ -187,8 +222,9 @@ def test_a_model_published_while_the_flow_runs_alerts_without_a_restart(served, 
     for row in rows:
         if row["ts"] < middle:
             pipe.xadd(TICKS, {"tick": json.dumps(row)})
-    pipe.execute()
+    last = pipe.execute()[-1]
     thread = _run_stream(home, redis_server, poll_seconds=0.05)
+    _wait(lambda: any(group["last-delivered-id"] == last for group in client.xinfo_groups(TICKS)), what="the first half read")
     _wait(lambda: client.xlen(DEADLETTER) == 0 and len(alerts(redis_server)) >= 4, what="the first model's alerts")
     newcomer = _publish_copy(home, trained_id, "late", threshold=0.35)
     with Workspace(home, clock=lambda: NOW) as space:

@@ -30,9 +30,10 @@ from engine.calendar import (
     session_days,
 )
 from engine.models import FutureSettings, OptionSettings, StockSettings
-from engine.schemas import Lineage
+from engine.schemas import Lineage, Tick
 from engine.screening import LEVEL_SHIFT, TickScreen
 from engine.signals import Scored, Signals
+from flows.sources import Reader
 
 US = CALENDARS["us_equities"]
 CLOCK = ExchangeClock(US)
@@ -233,3 +234,27 @@ def test_a_model_unpublished_in_flight_lets_its_peers_through_the_conflict_step(
     kept = [build_alert(_signal(0.7), StockSettings(ticker="SPY"), LINEAGE, CLOCK, emitted_at=0)]  # the model that stayed
     out, _ = conflicts.on_batch([Decided("SPY", 60, 2, kept), *decided])
     assert out == kept and not conflicts.state.pending, "the group is released, not left waiting for the gone model"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    times=st.lists(st.integers(0, 600 * SECOND), min_size=1, max_size=100),
+    lateness=st.sampled_from([0, 2 * SECOND]),
+    idle=st.sampled_from([0, 5 * SECOND]),
+)
+def test_the_source_clock_speaks_once_a_minute_idle_behind_the_source(times, lateness, idle):
+    reader = Reader("data", lateness=lateness, idle=idle)
+    base = _ns(2024, 3, 19, 14, 0)
+    latest, last = -1, None
+    for at in times:
+        latest = max(latest, base + at)
+        reader.accept("tick", Tick(ticker="SPY", ts=base + at, price=10.0, size=1.0), 0)
+        item = reader.clock(0)
+        if item is not None:
+            watermark = item[1]
+            assert watermark == latest - idle, "the clock runs idle behind the source's time"
+            assert last is None or (watermark - lateness) // NS_PER_MINUTE > (last - lateness) // NS_PER_MINUTE, "once a minute"
+            last = watermark
+        assert last is not None and (last - lateness) // NS_PER_MINUTE == (latest - idle - lateness) // NS_PER_MINUTE, (
+            "every minute that ended lateness + idle before the source's time has been announced"
+        )
