@@ -2,8 +2,11 @@
 
 500 tickers, one published model per ticker (a zerosigma one-minute model scoring
 with ONNX Runtime), ticks on a Redis stream of a private redis-server. A producer
-process writes ticks at a fixed rate, round-robin over the tickers, event time
-running 60 times faster than the wall clock so that bars close every second. Two
+process writes ticks at a fixed rate, round-robin over the tickers. Each ticker
+trades every 1.5 s of event time, as a liquid name does, so event time runs faster
+than the wall clock (3 times at 1,000 ticks/s, 60 times at 20,000) and a run spans
+several minute ends: at each, every ticker's bar closes with its own next tick (the
+flow's clock would close it only after 2 s of silence). Two
 alert densities: one ticker in ten has a model that trades on every bar (an exit and
 an entry: 100 alerts at each minute's end), then every ticker's does (1,000 alerts,
 the worst case); the other models trade at no hour. Latency is from the wall-clock
@@ -61,7 +64,7 @@ from research.synthetic import generate
 from tests.flows.conftest import RedisServer
 
 TICKERS = [f"T{i:03d}" for i in range(500)]
-SPEEDUP = 60  # event seconds per wall second
+TRADES_EVERY = 1.5  # event seconds between one ticker's ticks: a liquid name; event time runs rate x 1.5 / 500 times the wall clock
 PRICES = np.random.default_rng(1).uniform(50, 150, len(TICKERS))  # each ticker's opening price
 US = CALENDARS["us_equities"]
 
@@ -109,6 +112,7 @@ class _Universe(Registry):
 _latencies: list[int] = []  # receipt -> XADD, per alert
 _decisions: list[int] = []  # receipt -> the policy's decision, per bar close
 _measured: dict[str, int] = {}  # wall-clock receipt of the first tick at or after "from" (event time)
+_recording = threading.Event()  # off once the producer is done: the closes of the stream's end are no live bar closes
 
 
 class _TimedReader(sources.Reader):
@@ -124,7 +128,7 @@ class _TimedWriter(sinks._AlertWriter):
     def flush(self) -> None:
         received = [_received_ns(alert) for alert in self.pending]
         super().flush()
-        if not self.pending:
+        if not self.pending and _recording.is_set():
             done = time.time_ns()
             _latencies.extend(done - at for at in received)
 
@@ -133,7 +137,8 @@ class _TimedPolicy(steps.PolicyStep):
     def _decide(self, model, rows: list, out: list) -> None:
         super()._decide(model, rows, out)
         done = time.time_ns()
-        _decisions.extend(done - row.received_at for row in rows)
+        if _recording.is_set():
+            _decisions.extend(done - row.received_at for row in rows)
 
 
 def _received_ns(alert) -> int:
@@ -150,21 +155,26 @@ def _warm(client: redis.Redis, event: int) -> None:
     for ticker, price in zip(TICKERS, PRICES):
         pipe.xadd(live.TICKS, _tick(ticker, event, price))
     pipe.execute()
-    fence = client.xadd(live.TICKS, _tick(TICKERS[0], event, PRICES[0]))
-    while True:  # the source reads again only once the ticker step has taken its last batch
+    _read_through(client, client.xadd(live.TICKS, _tick(TICKERS[0], event, PRICES[0])))
+
+
+def _read_through(client: redis.Redis, entry: bytes) -> None:
+    """Wait until the flow has read the stream through ``entry`` (it reads again only once its steps took the last batch)."""
+    while True:
         groups = client.xinfo_groups(live.TICKS)
-        if groups and groups[0]["last-delivered-id"] == fence:
+        if groups and groups[0]["last-delivered-id"] == entry:
             return
         time.sleep(0.05)
 
 
 def _produce(url: str, rate: int, seconds: float, start_ns: int, sent_out) -> None:
-    """Write ``rate`` ticks a second for ``seconds``, round-robin over the tickers; event time runs SPEEDUP x.
+    """Write ``rate`` ticks a second for ``seconds``, round-robin over the tickers, each trading every TRADES_EVERY event seconds.
 
     It runs in a process of its own, as a feed handler does: in the flow's process it
     would hold the GIL while the flow waits, and the figures would be the producer's.
     """
     client = redis.Redis.from_url(url)
+    speedup = rate * TRADES_EVERY / len(TICKERS)
     rng = np.random.default_rng(1)
     prices = PRICES.copy()
     sent = 0
@@ -176,12 +186,11 @@ def _produce(url: str, rate: int, seconds: float, start_ns: int, sent_out) -> No
         while sent < due:
             i = sent % len(TICKERS)
             prices[i] *= 1 + rng.normal(0, 0.0005)
-            event = start_ns + int((time.perf_counter() - began) * SPEEDUP * 1e9)
+            event = start_ns + int((time.perf_counter() - began) * speedup * 1e9)
             pipe.xadd(live.TICKS, _tick(TICKERS[i], event, prices[i]))
             sent += 1
         pipe.execute()
         time.sleep(step)
-    client.xadd(live.TICKS, {"eof": 1})
     sent_out.put(sent)
 
 
@@ -307,18 +316,23 @@ def main() -> None:
         model = next(iter(_Universe(home).models.values()))
         _floors(server.url, model.scorer, _sample_alert(model))
         client = server.client()
-        start_ns = int(datetime(2024, 3, 19, 13, 30, tzinfo=UTC).timestamp()) * 1_000_000_000
+        start_ns = int(datetime(2024, 3, 19, 13, 29, 50, tzinfo=UTC).timestamp()) * 1_000_000_000
         for trading, density in ((10, "one ticker in ten trades every bar"), (1, "every ticker trades every bar (worst case)")):
             _Universe.trading = trading
             print(f"{density}:")
-            for rate, seconds in ((1_000, 12.0), (20_000, 12.0)):
+            for rate, seconds in ((1_000, 45.0), (20_000, 12.0)):  # three and twelve minutes of event time
                 client.flushall()
                 flow_thread = threading.Thread(target=_run_flow, args=(home, server.url))
                 flow_thread.start()
-                _warm(client, start_ns - 60_000_000_000)
+                _warm(client, start_ns - 1_000_000_000)  # in the first measured bar: no ticker is silent when it starts
                 _latencies.clear()
                 _decisions.clear()
+                _recording.set()
                 sent = _produced(server.url, rate, seconds, start_ns)
+                _read_through(client, client.xinfo_stream(live.TICKS)["last-generated-id"])
+                time.sleep(0.5)  # the last batch through the steps
+                _recording.clear()
+                client.xadd(live.TICKS, {"eof": 1})
                 flow_thread.join()
                 print(f"  {rate:>6,} ticks/s x {seconds:.0f} s ({sent:,} ticks): receipt -> XADD      {_percentiles(_latencies)}")
                 print(f"  {'':>30}  receipt -> decision  {_percentiles(_decisions, 'bar closes')}")
@@ -338,6 +352,7 @@ def main() -> None:
         _measured.clear()
         _measured["from"] = start_ns
         _Universe.trading = 1
+        _recording.set()
         _run_flow(home, server.url)
         seconds = (time.time_ns() - _measured["at"]) / 1e9
         print(f"maximum: {total:,} pre-filled ticks in {seconds:.2f} s after the warm-up = {total / seconds:,.0f} ticks/s sustained "
