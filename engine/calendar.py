@@ -32,6 +32,7 @@ __all__ = [
 NS_PER_MINUTE = 60_000_000_000
 NS_PER_DAY = 1440 * NS_PER_MINUTE
 EPOCH = date(1970, 1, 1)
+_MINUTES_KEPT = 4096  # minutes an `ExchangeClock` remembers: a few days of one-minute bars
 
 
 class Calendar(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,16 +152,20 @@ class ExchangeClock:
 
     The vectorised functions above cost a few microseconds of setup per call; a live
     bar needs one time at a time. Time-zone offsets change only on whole hours
-    (daylight saving), so the offset of each UTC hour is looked up once and kept.
+    (daylight saving), so the offset of each UTC hour is looked up once and kept;
+    the answers for a minute are kept too, because every ticker's bar asks about the
+    same few minutes.
     """
 
-    __slots__ = ("calendar", "_zone", "_offsets", "_holidays")
+    __slots__ = ("calendar", "_zone", "_offsets", "_holidays", "_locals", "_sessions")
 
     def __init__(self, cal: Calendar) -> None:
         self.calendar = cal
         self._zone = ZoneInfo(cal.timezone)
         self._offsets: dict[int, int] = {}
         self._holidays: dict[int, frozenset[int]] = {}
+        self._locals: dict[int, tuple[int, int]] = {}  # UTC minute -> local (day, minute of day)
+        self._sessions: dict[int, tuple[int, bool]] = {}  # UTC minute -> (session, inside)
 
     def _offset(self, ts: int) -> int:
         hour = ts // 3_600_000_000_000
@@ -172,11 +177,26 @@ class ExchangeClock:
 
     def local(self, ts: int) -> tuple[int, int]:
         """(local day number, local minute of day) of a UTC nanosecond time."""
-        wall = ts + self._offset(ts)
-        return wall // NS_PER_DAY, (wall % NS_PER_DAY) // NS_PER_MINUTE
+        key = ts // NS_PER_MINUTE
+        known = self._locals.get(key)
+        if known is None:
+            if len(self._locals) >= _MINUTES_KEPT:
+                self._locals.clear()
+            wall = ts + self._offset(ts)
+            known = self._locals[key] = (wall // NS_PER_DAY, (wall % NS_PER_DAY) // NS_PER_MINUTE)
+        return known
 
     def session(self, ts: int) -> tuple[int, bool]:
         """(session date as a day number, whether ``ts`` is inside that session's trading hours)."""
+        key = ts // NS_PER_MINUTE
+        known = self._sessions.get(key)
+        if known is None:
+            if len(self._sessions) >= _MINUTES_KEPT:
+                self._sessions.clear()
+            known = self._sessions[key] = self._session(ts)
+        return known
+
+    def _session(self, ts: int) -> tuple[int, bool]:
         cal = self.calendar
         day, minute = self.local(ts)
         if cal.overnight:

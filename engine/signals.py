@@ -113,21 +113,24 @@ class Signals:
 
     def close(self, rows: list[Scored], universe: int) -> list[Signal]:
         """The exits and entries at one bar close of the universe (``rows``: the tickers that had a bar)."""
-        signals = [signal for row in rows if (signal := self._exit(row)) is not None]
+        signals = [signal for row in rows if (signal := self._exit(row)) is not None] if self.positions else []
         if self.killed:
             return signals
         p = self.parameters
-        session = max(row.session for row in rows)
+        session = max([row.session for row in rows])
         if session != self.session:
             self.session, self.trades = session, 0
         candidates = []
+        hours, threshold, side = int(p["hours_mask"]), p["threshold"], int(p["side"])
         for row in rows:
-            if row.probability != row.probability or not hour_allowed(row.hour, int(p["hours_mask"])):
+            if row.probability != row.probability or not hour_allowed(row.hour, hours):
                 continue
-            direction = entry_direction(row.probability, p["threshold"], int(p["side"]))
+            direction = entry_direction(row.probability, threshold, side)
             if direction == 0 or row.ticker in self.positions or self.cooldowns.get((row.ticker, direction), -1) > row.end:
                 continue
             candidates.append((-abs(row.probability - 0.5), row.ticker, direction, row))
+        if not candidates:  # most bar closes: nothing to rank
+            return signals
         candidates.sort(key=lambda c: (c[0], c[1]))
         room = min(
             math.ceil(p["top_pct"] / 100.0 * universe - 1e-9),

@@ -447,15 +447,17 @@ class PolicyStep(StatefulBatchLogic):
         return out, StatefulBatchLogic.RETAIN
 
     def _decide(self, model: ServingModel, rows: list[Scored], out: list) -> None:
-        rows.sort(key=lambda row: row.ticker)
+        if len(rows) > 1:
+            rows.sort(key=lambda row: row.ticker)
         signals = self.state.signals.close(rows, len(model.universe))
-        emitted = _now()
-        alerts: dict[str, list[Alert]] = {row.ticker: [] for row in rows}
-        for signal in signals:
-            alert = build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=emitted)
-            alerts[signal.scored.ticker].append(alert)
+        alerts: dict[str, list[Alert]] = {}
+        if signals:
+            emitted = _now()
+            for signal in signals:
+                alert = build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=emitted)
+                alerts.setdefault(signal.scored.ticker, []).append(alert)
         for row in rows:
-            out.append(Decided(row.ticker, row.end, row.peers, alerts[row.ticker]))
+            out.append(Decided(row.ticker, row.end, row.peers, alerts.get(row.ticker, [])))
 
 
 class ConflictState:
