@@ -56,12 +56,12 @@ from engine.schemas import Alert
 from engine.signals import Scored, Signal
 from engine.workspace import Workspace
 from flows import live, sinks, sources, steps
+from flows.redis_server import RedisServer
 from flows.registry import Registry
 from packs import OFFICIAL
 from research import sweep, training
 from research.data import store_bars
 from research.synthetic import generate
-from tests.flows.conftest import RedisServer
 
 TICKERS = [f"T{i:03d}" for i in range(500)]
 TRADES_EVERY = 1.5  # event seconds between one ticker's ticks: a liquid name; event time runs rate x 1.5 / 500 times the wall clock

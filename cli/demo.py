@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
-import subprocess
 import time
 from datetime import date
 from pathlib import Path
@@ -17,6 +14,7 @@ import redis
 from cli._common import actor, catalog, workspace
 from engine.calendar import CALENDARS
 from engine.models import create_model
+from flows.redis_server import RedisServer
 from research import sweep, training
 from research.data import store_bars
 from research.leaderboard import load
@@ -73,7 +71,7 @@ def _demo(args: argparse.Namespace) -> int:
         space.publish(trained_id, actor=actor())
         _step(f"published {trained_id}")
 
-    url, server = _redis(args.redis_url)
+    url, server = _redis(args.redis_url, home)
     count = _replay(home, url, live)
     if server is not None:
         print(f"the private redis-server (pid {server.pid}) keeps running for a look; stop it with: kill {server.pid}")
@@ -89,28 +87,17 @@ def _train_anyway(space, pack, spec, sweep_id: str, rank: int) -> list[str]:
     return [training._register(space, spec, request, training.fit_configuration(space.home, pack, spec, request), actor())]
 
 
-def _redis(given: str | None) -> tuple[str | None, subprocess.Popen | None]:
+def _redis(given: str | None, home: Path) -> tuple[str | None, RedisServer | None]:
     url = given or os.environ.get("REDIS_URL")
     if url:
         return url, None
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if not RedisServer.installed():
         return None, None
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(250):
-        try:
-            client.ping()
-            return url, server
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    server.kill()
-    return None, None
+    try:
+        server = RedisServer(home / "redis").start()
+    except RuntimeError:
+        return None, None
+    return server.url, server
 
 
 def _bars_in_time_order(live: dict) -> list[dict]:

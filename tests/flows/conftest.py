@@ -7,10 +7,6 @@ sessions after them are kept out of the store as a tick file to replay.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -18,12 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import redis
 
 from engine.calendar import CALENDARS
 from engine.models import create_model
 from engine.packs import load_pack
 from engine.workspace import Workspace
+from flows.redis_server import RedisServer
 from packs import OFFICIAL
 from research import sweep, training
 from research.data import store_bars
@@ -40,49 +36,6 @@ SMALL = {"n_estimators": [30], "max_depth": [3], "learning_rate": [0.1]}
 
 def _clock() -> datetime:
     return datetime(2026, 11, 21, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of the tests' own on a free loopback port, without persistence unless asked."""
-
-    def __init__(self, folder: Path, *, appendonly: bool = False) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.appendonly = appendonly
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (Debian: apt-get install redis-server); .ci/run installs it")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), "--save", "",
-                   "--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no", "--loglevel", "warning"]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        for _ in range(200):
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url)
 
 
 @pytest.fixture

@@ -19,8 +19,9 @@ from engine.errors import ConfigError
 from engine.schemas import Tick
 from flows.live import TICKS, flow
 from flows.recovery import STAMP, prepare
+from flows.redis_server import free_port
 from flows.sinks import ALERTS, DEADLETTER, DEADLETTER_COUNTS, model_stream
-from tests.flows.conftest import REPOSITORY, free_port
+from tests.flows.conftest import REPOSITORY
 
 TIMES = ("received_at", "emitted_at")
 

@@ -11,9 +11,10 @@ import pytest
 
 from engine.schemas import Lineage, StockAlert
 from engine.workspace import Workspace
+from flows.redis_server import RedisServer
 from flows.registry import Registry
 from flows.sinks import ALERTS, AlertSink, SinkOverflow, model_stream
-from tests.flows.conftest import REPOSITORY, RedisServer
+from tests.flows.conftest import REPOSITORY
 
 LINEAGE = Lineage(pack_sha="a" * 64, indicator_set_sha="b" * 64, model_config_sha="c" * 64, policy_sha="d" * 64)
 NOW = datetime(2024, 3, 19, 14, 31, tzinfo=UTC)
