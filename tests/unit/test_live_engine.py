@@ -11,6 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine import calendar
 from engine.alerts import (
     alert_id,
     build_alert,
@@ -55,6 +56,30 @@ def test_the_exchange_clock_agrees_with_the_vectorised_calendar_across_daylight_
         assert CLOCK.session(ts) == (session[i], inside[i])
     opens, closes = CLOCK.session_bounds((date(2014, 3, 10) - EPOCH).days)  # the first session after the spring change
     assert (opens, closes) == (_ns(2014, 3, 10, 13, 30), _ns(2014, 3, 10, 20, 0))
+
+
+_EDGES = [_ns(2014, 3, day, hour, minute) for day in (7, 10, 11) for hour, minute in ((13, 30), (14, 30), (20, 0), (21, 0), (4, 0), (5, 0))]
+"""Opens, closes and local midnights (EST and EDT) around the spring change of 2014."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_EDGES), st.integers(-90 * 60, 90 * 60)), min_size=1, max_size=60), st.integers(0, 59))
+def test_the_minutes_an_exchange_clock_remembers_answer_as_if_computed_afresh(times, second):
+    # Times in any order around opens, closes and midnights, across the spring daylight-saving change, each asked
+    # twice within its minute (a burst of bar closes asks about one minute); a memory of a few minutes, so that it
+    # fills and starts again within an example.
+    kept, calendar._MINUTES_KEPT = calendar._MINUTES_KEPT, 8
+    try:
+        clock = ExchangeClock(US)
+        times = [edge + offset * SECOND for edge, offset in times]
+        times = [ts for t in times for ts in (t, t - t % NS_PER_MINUTE + second * SECOND)]
+        day, minute = local_clock(np.array(times), US.timezone)
+        session, inside = session_days(np.array(times), US)
+        for i, ts in enumerate(times):
+            assert clock.session(ts) == (session[i], inside[i])
+            assert clock.local(ts) == (day[i], minute[i])
+    finally:
+        calendar._MINUTES_KEPT = kept
 
 
 @st.composite
