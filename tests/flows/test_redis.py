@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
 
 import pytest
+import redis
 
 from engine.schemas import Lineage, StockAlert
 from engine.workspace import Workspace
@@ -107,11 +111,23 @@ def test_health_reports_redis_models_tickers_and_dead_letters(served, redis_serv
 
 
 def test_the_demo_runs_the_whole_pipeline_into_redis_or_a_file(tmp_path, redis_server):
-    env = {**__import__("os").environ, "SIGMA_HOME": str(tmp_path / "home"), "REDIS_URL": redis_server.url}
+    env = {**os.environ, "SIGMA_HOME": str(tmp_path / "home"), "REDIS_URL": redis_server.url}
     done = subprocess.run([sys.executable, "-m", "cli", "demo"], cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     count = redis_server.client().xlen(ALERTS)
     assert count > 0 and f"{count} alerts" in done.stdout and "sigma alerts tail" in done.stdout
+
+    # No REDIS_URL but a redis-server on the PATH: the demo starts a private one and leaves it running for a look.
+    env = {**env, "SIGMA_HOME": str(tmp_path / "private")}
+    del env["REDIS_URL"]
+    done = subprocess.run([sys.executable, "-m", "cli", "demo"], cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    pid = int(re.search(r"private redis-server \(pid (\d+)\)", done.stdout).group(1))
+    try:
+        url = re.search(r"--redis-url (redis://\S+)", done.stdout).group(1)
+        assert redis.Redis.from_url(url).xlen(ALERTS) == count, "the same alerts as through the given Redis"
+    finally:
+        os.kill(pid, signal.SIGKILL)
 
     bare = tmp_path / "bin"  # a PATH without redis-server, and no REDIS_URL: alerts go to a file
     bare.mkdir()
