@@ -30,7 +30,6 @@ there, so at low rates a batch is a few ticks).
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import statistics
 import tempfile
@@ -146,7 +145,8 @@ def _received_ns(alert) -> int:
 
 
 def _tick(ticker: str, event: int, price: float) -> dict:
-    return {"tick": json.dumps({"ticker": ticker, "ts": event, "price": round(price, 2), "size": 100.0})}
+    """A stream entry of one trade, its JSON formatted by hand: the producer writes 20,000 a second."""
+    return {"tick": f'{{"ticker":"{ticker}","ts":{event},"price":{price:.2f},"size":100.0}}'}
 
 
 def _warm(client: redis.Redis, event: int) -> None:
@@ -175,8 +175,8 @@ def _produce(url: str, rate: int, seconds: float, start_ns: int, sent_out) -> No
     """
     client = redis.Redis.from_url(url)
     speedup = rate * TRADES_EVERY / len(TICKERS)
-    # Each tick's price walk drawn up front, and the entry written as raw XADD arguments: the producer shares the
-    # machine's two cores with the flow and Redis, and every microsecond it spends is one the flow may wait for.
+    # Each tick's price walk drawn up front: the producer shares the machine's two cores with the flow and Redis,
+    # and every microsecond it spends is one the flow may wait for.
     moves = iter(np.random.default_rng(1).normal(0, 0.0005, int(rate * seconds * 1.1) + 1).tolist())
     prices = PRICES.tolist()
     sent = 0
@@ -190,7 +190,7 @@ def _produce(url: str, rate: int, seconds: float, start_ns: int, sent_out) -> No
         while sent < due:
             i = sent % len(TICKERS)
             prices[i] *= 1 + next(moves)
-            pipe.execute_command("XADD", live.TICKS, "*", "tick", f'{{"ticker":"{TICKERS[i]}","ts":{event},"price":{prices[i]:.2f},"size":100.0}}')
+            pipe.execute_command("XADD", live.TICKS, "*", *_tick(TICKERS[i], event, prices[i]).popitem())
             sent += 1
         pipe.execute()
         time.sleep(step)

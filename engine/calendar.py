@@ -157,15 +157,14 @@ class ExchangeClock:
     same few minutes.
     """
 
-    __slots__ = ("calendar", "_zone", "_offsets", "_holidays", "_locals", "_sessions")
+    __slots__ = ("calendar", "_zone", "_offsets", "_holidays", "_minutes")
 
     def __init__(self, cal: Calendar) -> None:
         self.calendar = cal
         self._zone = ZoneInfo(cal.timezone)
         self._offsets: dict[int, int] = {}
         self._holidays: dict[int, frozenset[int]] = {}
-        self._locals: dict[int, tuple[int, int]] = {}  # UTC minute -> local (day, minute of day)
-        self._sessions: dict[int, tuple[int, bool]] = {}  # UTC minute -> (session, inside)
+        self._minutes: dict[int, tuple[tuple[int, int], tuple[int, bool]]] = {}  # UTC minute -> (local, session)
 
     def _offset(self, ts: int) -> int:
         hour = ts // 3_600_000_000_000
@@ -177,28 +176,25 @@ class ExchangeClock:
 
     def local(self, ts: int) -> tuple[int, int]:
         """(local day number, local minute of day) of a UTC nanosecond time."""
-        key = ts // NS_PER_MINUTE
-        known = self._locals.get(key)
-        if known is None:
-            if len(self._locals) >= _MINUTES_KEPT:
-                self._locals.clear()
-            wall = ts + self._offset(ts)
-            known = self._locals[key] = (wall // NS_PER_DAY, (wall % NS_PER_DAY) // NS_PER_MINUTE)
-        return known
+        return self._minute(ts)[0]
 
     def session(self, ts: int) -> tuple[int, bool]:
         """(session date as a day number, whether ``ts`` is inside that session's trading hours)."""
+        return self._minute(ts)[1]
+
+    def _minute(self, ts: int) -> tuple[tuple[int, int], tuple[int, bool]]:
         key = ts // NS_PER_MINUTE
-        known = self._sessions.get(key)
+        known = self._minutes.get(key)
         if known is None:
-            if len(self._sessions) >= _MINUTES_KEPT:
-                self._sessions.clear()
-            known = self._sessions[key] = self._session(ts)
+            if len(self._minutes) >= _MINUTES_KEPT:
+                self._minutes.clear()
+            wall = ts + self._offset(ts)
+            local = (wall // NS_PER_DAY, (wall % NS_PER_DAY) // NS_PER_MINUTE)
+            known = self._minutes[key] = (local, self._session(*local))
         return known
 
-    def _session(self, ts: int) -> tuple[int, bool]:
+    def _session(self, day: int, minute: int) -> tuple[int, bool]:
         cal = self.calendar
-        day, minute = self.local(ts)
         if cal.overnight:
             evening = minute >= cal.open_minute
             day += evening

@@ -447,8 +447,7 @@ class PolicyStep(StatefulBatchLogic):
         return out, StatefulBatchLogic.RETAIN
 
     def _decide(self, model: ServingModel, rows: list[Scored], out: list) -> None:
-        if len(rows) > 1:
-            rows.sort(key=lambda row: row.ticker)
+        rows.sort(key=lambda row: row.ticker)
         signals = self.state.signals.close(rows, len(model.universe))
         alerts: dict[str, list[Alert]] = {}
         if signals:
