@@ -152,7 +152,7 @@ def _tick(ticker: str, event: int, price: float) -> dict:
 def _warm(client: redis.Redis, event: int) -> None:
     """One tick per ticker, then wait until the flow has read past a fence: every ticker has warmed its indicators."""
     pipe = client.pipeline(transaction=False)
-    for ticker, price in zip(TICKERS, PRICES):
+    for ticker, price in zip(TICKERS, PRICES, strict=True):
         pipe.xadd(live.TICKS, _tick(ticker, event, price))
     pipe.execute()
     _read_through(client, client.xadd(live.TICKS, _tick(TICKERS[0], event, PRICES[0])))
@@ -216,7 +216,7 @@ def _maximum(client: redis.Redis, home: Path, url: str, start_ns: int, total: in
     """The flow's throughput over a pre-filled stream of ``total`` ticks, read ``runs`` times (a fresh consumer group each)."""
     client.flushall()
     pipe = client.pipeline(transaction=False)
-    for ticker, price in zip(TICKERS, PRICES):
+    for ticker, price in zip(TICKERS, PRICES, strict=True):
         pipe.xadd(live.TICKS, _tick(ticker, start_ns - 60_000_000_000, price))
     for n in range(total):
         event = start_ns + n * (60_000_000_000 // 20_000)  # 20,000 ticks per event minute: a bar a minute per ticker
