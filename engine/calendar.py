@@ -49,7 +49,13 @@ class Calendar(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def overnight(self) -> bool:
-        return self.open_minute >= self.close_minute
+        """True when a session opens the evening before its date; a round-the-clock session from midnight opens on it."""
+        return self.open_minute >= self.close_minute and self.open_minute != 0
+
+    @property
+    def round_the_clock(self) -> bool:
+        """True when a session lasts the whole day (FX, crypto)."""
+        return self.open_minute == self.close_minute
 
     @property
     def session_minutes(self) -> int:
@@ -96,9 +102,11 @@ def session_days(ts: np.ndarray, cal: Calendar) -> tuple[np.ndarray, np.ndarray]
     if cal.overnight:
         evening = minute >= cal.open_minute
         day = day + evening
-        inside = evening | (minute < cal.close_minute) if cal.open_minute != cal.close_minute else np.ones(len(ts), bool)
+        inside = evening | (minute < cal.close_minute)
     else:
         inside = (minute >= cal.open_minute) & (minute < cal.close_minute)
+    if cal.round_the_clock:
+        inside = np.ones(len(ts), bool)
     weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
     trading = np.isin(weekday, cal.weekdays)
     if cal.holidays == "nyse" and len(day):
@@ -198,9 +206,9 @@ class ExchangeClock:
         if cal.overnight:
             evening = minute >= cal.open_minute
             day += evening
-            inside = cal.open_minute == cal.close_minute or evening or minute < cal.close_minute
+            inside = cal.round_the_clock or evening or minute < cal.close_minute
         else:
-            inside = cal.open_minute <= minute < cal.close_minute
+            inside = cal.round_the_clock or cal.open_minute <= minute < cal.close_minute
         return day, inside and self.trades(day)
 
     def trades(self, day: int) -> bool:
@@ -224,11 +232,8 @@ class ExchangeClock:
     def session_bounds(self, day: int) -> tuple[int, int]:
         """UTC (open, close) of the session dated ``day``; a session opening in the evening opens the day before."""
         cal = self.calendar
-        if cal.open_minute == cal.close_minute:
-            opens = self.utc(day - 1 if cal.overnight and cal.open_minute else day, cal.open_minute)
-            return opens, opens + NS_PER_DAY
         opens = self.utc(day - 1 if cal.overnight else day, cal.open_minute)
-        return opens, self.utc(day, cal.close_minute)
+        return opens, (opens + NS_PER_DAY if cal.round_the_clock else self.utc(day, cal.close_minute))
 
 
 # Unscheduled NYSE closures (weather, national mourning, 9/11) that rules cannot derive.

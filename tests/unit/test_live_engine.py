@@ -108,10 +108,31 @@ def test_bars_from_ticks_equal_the_research_roll_up_whatever_the_arrival_order(t
     bars += builder.close_all()
     keys = bucket_keys(np.array(ts), cadence, US)
     start, end, open_, high, low, close, volume = aggregate(keys, ts, ts, prices, prices, prices, prices, sizes)
-    assert [bar[2:6] for bar in bars] == list(zip(open_.tolist(), high.tolist(), low.tolist(), close.tolist()))
+    assert [bar[2:6] for bar in bars] == list(zip(open_.tolist(), high.tolist(), low.tolist(), close.tolist(), strict=True))
     assert np.allclose([bar[6] for bar in bars], volume, rtol=1e-12), "volume: the same sum, maybe in another order"
-    assert all(bar[0] <= s <= e < bar[1] for bar, s, e in zip(bars, start.tolist(), end.tolist()))
+    assert all(bar[0] <= s <= e < bar[1] for bar, s, e in zip(bars, start.tolist(), end.tolist(), strict=True))
     assert len({bar[0] for bar in bars}) == len(bars), "no bucket is built twice, none across a halt"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(CALENDARS)), st.sampled_from(["1m", "5m", "1h", "1d", "1w", "1mo"]),
+       st.integers(_ns(2013, 1, 1, 0, 0), _ns(2025, 1, 1, 0, 0)))  # fmt: skip
+def test_a_tick_falls_inside_the_bar_it_is_put_in_on_every_calendar(name, cadence, ts):
+    # A round-the-clock session from midnight (crypto) once dated its times a day late: a tick on January 31st
+    # went into a daily bar of February 1st and a monthly bar of February.
+    cal = CALENDARS[name]
+    bounds = BarBuilder(cadence, ExchangeClock(cal), 0).bounds(ts)
+    session, inside = session_days(np.array([ts]), cal)
+    if bounds is None:
+        assert cadence in ("1d", "1w", "1mo") and not inside[0], "only a session bar refuses a time, and only outside sessions"
+        return
+    start, end = bounds
+    assert start <= ts < end
+    if inside[0]:  # the bar is the research resampler's bucket of the tick, from its first nanosecond to its last
+        keys = bucket_keys(np.array([ts, start, end - 1]), cadence, cal)
+        assert keys[0] == keys[1] == keys[2]
+    if cal.round_the_clock and cal.timezone == "UTC":
+        assert session[0] == ts // calendar.NS_PER_DAY, "a midnight-to-midnight session is dated by its own day"
 
 
 def test_a_bar_closes_by_the_clock_and_a_tick_for_it_is_then_late():
