@@ -17,9 +17,10 @@ from engine.errors import ConfigError
 from engine.indicators import check_params
 from engine.lineage import content_sha
 from engine.packs import Pack, Tags, effective_tags, time_problem
+from engine.policy import SIDES
 from engine.schemas import Lineage
 
-__all__ = ["ModelSpec", "StockSettings", "OptionSettings", "FutureSettings", "InstrumentSettings", "create_model"]
+__all__ = ["trade_side", "ModelSpec", "StockSettings", "OptionSettings", "FutureSettings", "InstrumentSettings", "create_model"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -146,6 +147,7 @@ def create_model(
         supported = ", ".join(pack.supported_instruments)
         raise ConfigError("instrument", f"{pack.ref} does not trade {kind}", f"choose one of: {supported}")
     instrument_settings = _instrument_settings(pack, kind, settings or {})
+    trade_side(recipe.label.direction, instrument_settings, strategy)
 
     profile = risk_profile or pack.personality.risk_appetite
     if profile not in pack.gates:
@@ -187,6 +189,32 @@ def create_model(
         model_config_sha=content_sha(what),
         policy_sha=content_sha(policy),
     )
+
+
+_NARROWING = {StockSettings: "position_type", OptionSettings: "option_type"}
+_NARROWED = {"long": 1, "short": -1, "call": 1, "put": -1, "both": 0}
+
+
+def trade_side(direction: str, instrument: InstrumentSettings, strategy: str = "the strategy") -> int:
+    """The side the policy trades (`SIDES`): the label's ``direction``, narrowed by the instrument's own setting.
+
+    A stock's ``position_type`` and an option's ``option_type`` say which directions the
+    trader takes; a strategy whose label predicts the other one is refused, not traded
+    against the setting.
+    """
+    side = SIDES[direction]
+    field = _NARROWING.get(type(instrument))
+    if field is None:  # futures: long and short alike
+        return side
+    setting = getattr(instrument, field)
+    allowed = _NARROWED[setting]
+    if allowed == 0:
+        return side
+    if side not in (0, allowed):
+        kind = "positions" if field == "position_type" else "s"
+        raise ConfigError(f"instrument.{field}", f"{setting}{kind} cannot trade {strategy}'s {direction} signals",
+                          f"create the model with {field} both, or choose a {setting} strategy")  # fmt: skip
+    return allowed
 
 
 def _instrument_settings(pack: Pack, kind: str, given: Mapping[str, object]) -> InstrumentSettings:

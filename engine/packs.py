@@ -120,6 +120,8 @@ class Execution(_Strict, kw_only=True):
     order_type: Literal["market", "limit", "stop"] = "market"
     slippage_bps: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     size_by_conf: bool = True
+    """Size each entry by its confidence: nothing at 0.5, the whole `position_size_pct` at `conf_cap` and above."""
+    conf_cap: Annotated[float, msgspec.Meta(gt=0.5, le=1.0)] = 0.75
 
 
 class Risk(_Strict, kw_only=True):

@@ -21,6 +21,10 @@ The rules, in the order a bar meets them:
   bar is unknown; the stop is taken first, the pessimistic reading.
 - **Time stop**: a trade still open ``hold_bars`` bars after its entry leaves at
   that bar's open.
+- **Sizing**: an entry commits ``position_size`` of equity; with ``size_by_confidence``
+  the share grows linearly with the order's confidence, from nothing at 0.5 to the
+  whole of it at ``confidence_cap`` and above. Entries stop where the open trades
+  would commit more than ``max_exposure``.
 - **Options**: an option model buys a call on an up signal and a put on a down
   one (`engine.options` picks the strike and prices it). Slippage then applies to
   the premium. Stop-loss and take-profit stay on the underlying, so that they mean
@@ -31,10 +35,18 @@ The rules, in the order a bar meets them:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Annotated
+
+import msgspec
+import numpy as np
 
 from engine._jit import helper
+from engine.errors import ConfigError
 
 __all__ = [
+    "EXIT_NONE",
+    "Policy",
+    "PARAMETERS",
     "SIDES",
     "EXIT_STOP",
     "EXIT_TAKE",
@@ -51,6 +63,7 @@ __all__ = [
     "entry_fill",
     "exit_levels",
     "exit_on_bar",
+    "position_size",
 ]
 
 SIDES = {"long": 1, "short": -1, "both": 0}
@@ -60,6 +73,73 @@ EXIT_NONE, EXIT_STOP, EXIT_TAKE, EXIT_TIME, EXIT_END, EXIT_EXPIRY = 0, 1, 2, 3, 
 EXIT_REASONS = {EXIT_STOP: "stop_loss", EXIT_TAKE: "take_profit", EXIT_TIME: "time", EXIT_END: "end_of_data", EXIT_EXPIRY: "expiry"}
 ALL_DAY = (1 << 24) - 1
 ENTRY_TYPES = {"market": 0, "limit": 1, "stop": 2}
+
+
+class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything that decides a model's trades at a bar close: one value from the sweep grid to the live step.
+
+    The compiled kernel (`engine.book`) reads it as a row of floats in field order
+    (`PARAMETERS`); ``row`` and ``from_row`` convert, so a manifest, a sweep row and the
+    live step hold the same numbers.
+    """
+
+    threshold: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    hours_mask: Annotated[int, msgspec.Meta(ge=1, le=ALL_DAY)]
+    """The allowed exchange-local hours as a 24-bit set (`hours_mask`)."""
+    side: Annotated[int, msgspec.Meta(ge=-1, le=1)]
+    """+1 long only, -1 short only, 0 both (`SIDES`)."""
+    top_pct: Annotated[float, msgspec.Meta(gt=0.0, le=100.0)]
+    position_size: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
+    """The share of equity an entry commits."""
+    size_by_confidence: bool
+    confidence_cap: Annotated[float, msgspec.Meta(gt=0.5, le=1.0)]
+    max_exposure: Annotated[float, msgspec.Meta(gt=0.0, le=10.0)]
+    """The most equity the open trades may commit together."""
+    stop_loss: Annotated[float, msgspec.Meta(ge=0.0)]
+    """A fraction of the entry; 0 is off."""
+    take_profit: Annotated[float, msgspec.Meta(ge=0.0)]
+    hold_bars: Annotated[int, msgspec.Meta(ge=1)]
+    max_positions: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+    entry_type: Annotated[int, msgspec.Meta(ge=0, le=2)]
+    """`ENTRY_TYPES`: market, limit or stop."""
+    slippage: Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)]
+    commission: Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)]
+    strike_score: float
+    """An option model's strike rule (`engine.options.strike_score`)."""
+    expiry_sessions: Annotated[int, msgspec.Meta(ge=-1)]
+    """An option model's sessions to expiry; -1 trades the underlying itself."""
+    cooldown_minutes: Annotated[int, msgspec.Meta(ge=0)]
+    """Event-time minutes after an entry before the same (ticker, side) may enter again."""
+    max_trades_per_day: Annotated[int, msgspec.Meta(ge=1)]
+    """Entries per session date, over the whole universe."""
+
+    def row(self) -> np.ndarray:
+        """The kernel's configuration row."""
+        return np.array([float(getattr(self, name)) for name in PARAMETERS], dtype=np.float64)
+
+    @classmethod
+    def from_row(cls, row) -> Policy:
+        """The policy of a kernel row (a sweep's configuration)."""
+        return cls.from_parameters(dict(zip(PARAMETERS, np.asarray(row).tolist(), strict=True)))
+
+    @classmethod
+    def from_parameters(cls, parameters: dict, where: str = "policy.parameters") -> Policy:
+        """The policy of a manifest's parameters by name; `ConfigError` naming the field when one is missing or out of range."""
+        missing = [name for name in PARAMETERS if name not in parameters]
+        if missing:
+            raise ConfigError(where, f"missing {', '.join(missing)} (written before the one policy kernel)",
+                              "train the model again (`sigma train SWEEP --rows N`)")  # fmt: skip
+        values = dict(parameters)
+        if isinstance(values["size_by_confidence"], float):  # a kernel row's 0.0 or 1.0
+            values["size_by_confidence"] = values["size_by_confidence"] != 0.0
+        try:
+            return msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as error:
+            raise ConfigError(where, str(error), "correct the value or train the model again") from None
+
+
+PARAMETERS = Policy.__struct_fields__
+"""The kernel's configuration columns, in order."""
 
 
 def hours_mask(hours: Iterable[int]) -> int:
@@ -118,6 +198,14 @@ def entry_fill(
     if (direction > 0 and high >= reference) or (direction < 0 and low <= reference):
         return fill_price(reference, direction, slippage)
     return float("nan")
+
+
+@helper
+def position_size(size: float, by_confidence: bool, cap: float, confidence: float) -> float:
+    """The share of equity an entry commits: ``size``, or with ``by_confidence`` its share from 0.5 (none) to ``cap`` (all)."""
+    if not by_confidence:
+        return size
+    return size * min(max((confidence - 0.5) / (cap - 0.5), 0.0), 1.0)
 
 
 @helper

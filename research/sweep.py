@@ -47,10 +47,10 @@ from engine.errors import ConfigError
 from engine.features import feature_matrix, model_features
 from engine.indicators.volatility import RealisedVolatility
 from engine.lineage import content_sha
-from engine.models import ModelSpec, OptionSettings
+from engine.models import ModelSpec, OptionSettings, trade_side
 from engine.options import STRIKE_DELTAS, strike_score, volatility_window
 from engine.packs import Label, Pack
-from engine.policy import ENTRY_TYPES, SIDES, hours_mask
+from engine.policy import ENTRY_TYPES, Policy, hours_mask
 from engine.workspace import Workspace
 from research.backtest import METRICS, PARAMETERS, Market, run
 from research.data import dataset, load_bars, load_ticks
@@ -81,9 +81,6 @@ _CUSTOM_DEFAULTS: dict[str, list] = {
     "dte_target": None,  # the model's days to expiry and a longer one
 }
 _NEIGHBOUR = {"ITM_10": "ITM_5", "ITM_5": "ATM", "ATM": "OTM_5", "OTM_5": "ATM", "OTM_10": "OTM_5"}
-_OPTION_SIDES = {"call": 1, "put": -1, "both": 0}
-
-
 class SweepRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a user asks a sweep for; stored with the sweep so that it can be resumed."""
 
@@ -168,23 +165,19 @@ def grid(pack: Pack, spec: ModelSpec, request: SweepRequest) -> tuple[list[str],
 
 
 def _side(pack: Pack, spec: ModelSpec) -> int:
-    """The directions the model trades: its strategy's label, narrowed by an option model's calls or puts."""
-    side = SIDES[pack.strategies[spec.strategy].label.direction]
-    if not isinstance(spec.instrument, OptionSettings) or spec.instrument.option_type == "both":
-        return side
-    allowed = _OPTION_SIDES[spec.instrument.option_type]
-    if side not in (0, allowed):
-        raise ConfigError(
-            "instrument.option_type", f"{spec.instrument.option_type}s cannot trade {spec.strategy}'s "
-            f"{pack.strategies[spec.strategy].label.direction} signals", "create the model with option_type both",
-        )
-    return allowed
+    """The directions the model trades: its strategy's label, narrowed by the instrument's position or option type."""
+    return trade_side(pack.strategies[spec.strategy].label.direction, spec.instrument, spec.strategy)
 
 
 def config_row(names: Sequence[str], values: Sequence, pack: Pack, spec: ModelSpec, request: SweepRequest, tickers: int) -> np.ndarray:
     """The kernel's configuration row (`PARAMETERS`) for one combination, defaults from pack and model."""
+    return configuration(names, values, pack, spec, request, tickers).row()
+
+
+def configuration(names: Sequence[str], values: Sequence, pack: Pack, spec: ModelSpec, request: SweepRequest, tickers: int) -> Policy:
+    """The policy of one combination of the grid: the combination's values, the rest from pack and model."""
     chosen = dict(zip(names, values))
-    risk = pack.policies.risk
+    risk, execution, alerting = pack.policies.risk, pack.policies.execution, pack.policies.alerting
     horizon = pack.strategies[spec.strategy].label.horizon_bars
     hold = horizon if "hold_days" not in chosen else max(1, round(float(chosen["hold_days"]) * parse_cadence(spec.cadence).bars_per_day))
     row = {
@@ -193,22 +186,27 @@ def config_row(names: Sequence[str], values: Sequence, pack: Pack, spec: ModelSp
         "side": _side(pack, spec),  # the model predicts whether its strategy's trade pays: the label's direction
         "top_pct": float(chosen.get("top_pct", 100.0)),
         "position_size": float(chosen.get("position_size_pct", risk.position_size_pct)) / 100,
+        "size_by_confidence": execution.size_by_conf,
+        "confidence_cap": execution.conf_cap,
+        "max_exposure": risk.max_exposure,
         "stop_loss": float(chosen.get("stop_loss", risk.stop_loss or 0.0)),
         "take_profit": float(chosen.get("take_profit", risk.take_profit or 0.0)),
         "hold_bars": hold,
         "max_positions": int(chosen.get("max_positions", tickers)),
-        "entry_type": ENTRY_TYPES[str(chosen.get("entry_type", pack.policies.execution.order_type))],
-        "slippage": pack.policies.execution.slippage_bps / 10_000,
+        "entry_type": ENTRY_TYPES[str(chosen.get("entry_type", execution.order_type))],
+        "slippage": execution.slippage_bps / 10_000,
         "commission": request.commission_bps / 10_000,
         "strike_score": 0.0,
         "expiry_sessions": -1,
+        "cooldown_minutes": alerting.cooldown_minutes,
+        "max_trades_per_day": alerting.max_trades_per_day,
     }
     if isinstance(spec.instrument, OptionSettings):
         row["strike_score"] = strike_score(str(chosen.get("strike_selection", spec.instrument.default_strike)))
         row["expiry_sessions"] = int(chosen.get("dte_target", spec.instrument.default_dte))
         if pack.options is not None and pack.options.slippage_bps is not None:
             row["slippage"] = pack.options.slippage_bps / 10_000  # charged on the premium
-    return np.array([row[name] for name in PARAMETERS], dtype=np.float64)
+    return Policy.from_parameters(row, where="sweep")
 
 
 class Prepared:
@@ -266,7 +264,8 @@ def build_market(
     opened, closed = session_clock(axis, end, cal, intraday=parse_cadence(spec.cadence).minutes is not None)
     market = Market([bars.ticker for bars, _ in universe], axis, minute // 60, columns["open"], columns["high"],
                     columns["low"], columns["close"], columns["probability"], per_year, opened=opened, closed=closed,
-                    sessions_per_year=bars_per_year(cal, "1d"), volatility=columns["volatility"])
+                    sessions_per_year=bars_per_year(cal, "1d"), volatility=columns["volatility"], end=end,
+                    session=session_days(axis, cal)[0])
     return Prepared(market, slice(splits[0].test_start, holdout_start), slice(holdout_start, len(axis)))
 
 

@@ -23,9 +23,9 @@ def _market(open_, high, low, close, probability, hours=None, periods=252.0, **c
 
 def _config(**given):
     values = {"threshold": 0.6, "hours_mask": ALL_DAY, "side": SIDES["long"], "top_pct": 100.0, "position_size": 1.0,
-              "stop_loss": 0.0, "take_profit": 0.0, "hold_bars": 2, "max_positions": 1,
+              "size_by_confidence": 0.0, "confidence_cap": 1.0, "max_exposure": 10.0, "stop_loss": 0.0, "take_profit": 0.0, "hold_bars": 2, "max_positions": 1,
               "entry_type": ENTRY_TYPES["market"], "slippage": 0.0, "commission": 0.0, "strike_score": 0.0,
-              "expiry_sessions": -1} | given  # fmt: skip
+              "expiry_sessions": -1, "cooldown_minutes": 0, "max_trades_per_day": 1_000_000} | given  # fmt: skip
     return np.array([values[name] for name in PARAMETERS], dtype=float)
 
 
