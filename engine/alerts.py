@@ -3,8 +3,8 @@
 - **Identity.** An alert's id is made of the model, the ticker, the bar's end and the
   intent, so the same input always gives the same ids: the Redis sink writes an id
   once, however often a replay or a resumed run emits it.
-- **Stocks** are bought or sold at the signal bar's close, with the stop and target
-  of the policy.
+- **Stocks** are bought or sold at the signal bar's close (an exit at the level it
+  reached), with the size, stop and target of the policy.
 - **Options**: an up signal buys a call, a down one a put; a close sells the contract. The expiration is the
   first listed expiry on or after the model's DTE target (in sessions): the session
   itself for 0DTE (index ETFs list daily expiries), Fridays up to 60 sessions out,
@@ -136,6 +136,7 @@ def build_alert(
         "model_id": row.model,
         "action": "BUY" if signal.direction > 0 else "SELL",
         "confidence": signal.confidence,
+        "position_size": signal.size,
         "stop_loss": _number(signal.stop),
         "take_profit": _number(signal.target),
         "urgency": "immediate" if row.end - row.start < 86_400_000_000_000 else "day",
@@ -147,14 +148,14 @@ def build_alert(
         "reason": signal.reason,
     }
     if isinstance(settings, StockSettings):
-        return StockAlert(ticker=row.ticker, quantity=settings.share_size, entry_price=row.close, **common)
+        return StockAlert(ticker=row.ticker, quantity=settings.share_size, entry_price=signal.price, **common)
     if isinstance(settings, FutureSettings):
         if settings.contract_month == "specific":
             month = date.fromisoformat(f"{settings.specific_month}-01")
         else:
             month = contract_month(settings.contract, row.session, settings.contract_month)
         code = f"{settings.contract}{_MONTH_CODES[month.month - 1]}{month.year % 100:02d}"
-        return FutureAlert(ticker=row.ticker, quantity=settings.contract_size, entry_price=row.close, contract=settings.contract,
+        return FutureAlert(ticker=row.ticker, quantity=settings.contract_size, entry_price=signal.price, contract=settings.contract,
                            contract_month=f"{month:%Y-%m}", contracts=settings.contract_size, contract_code=code, **common)  # fmt: skip
     return _option_alert(signal, settings, clock, multiplier, common)
 
@@ -176,7 +177,7 @@ def _option_alert(signal: Signal, settings: OptionSettings, clock: ExchangeClock
     return OptionAlert(
         ticker=row.ticker,
         quantity=settings.contract_size * multiplier,
-        entry_price=row.close,
+        entry_price=signal.price,
         underlying=row.ticker,
         option_type="call" if kind > 0 else "put",
         strike=strike,

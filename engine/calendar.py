@@ -165,7 +165,7 @@ class ExchangeClock:
     same few minutes.
     """
 
-    __slots__ = ("calendar", "_zone", "_offsets", "_holidays", "_minutes")
+    __slots__ = ("calendar", "_zone", "_offsets", "_holidays", "_minutes", "_ordinals")
 
     def __init__(self, cal: Calendar) -> None:
         self.calendar = cal
@@ -173,6 +173,7 @@ class ExchangeClock:
         self._offsets: dict[int, int] = {}
         self._holidays: dict[int, frozenset[int]] = {}
         self._minutes: dict[int, tuple[tuple[int, int], tuple[int, bool]]] = {}  # UTC minute -> (local, session)
+        self._ordinals: dict[int, int] = {}  # session date -> trading sessions before it since 1970
 
     def _offset(self, ts: int) -> int:
         hour = ts // 3_600_000_000_000
@@ -228,6 +229,15 @@ class ExchangeClock:
         wall = day * NS_PER_DAY + minute * NS_PER_MINUTE
         guess = wall - self._offset(wall)
         return wall - self._offset(guess)
+
+    def session_clock(self, start: int, end: int, intraday: bool) -> tuple[float, float]:
+        """`session_clock` of one bar, counted from 1970 rather than from a history's first bar (differences are the same)."""
+        opened, closed = session_clock(np.array([start]), np.array([end]), self.calendar, intraday)
+        day = int(session_days(np.array([start]), self.calendar)[0][0])
+        base = self._ordinals.get(day)
+        if base is None:
+            base = self._ordinals[day] = len(trading_days(self.calendar, 0, day - 1))
+        return base + float(opened[0]), base + float(closed[0])
 
     def session_bounds(self, day: int) -> tuple[int, int]:
         """UTC (open, close) of the session dated ``day``; a session opening in the evening opens the day before."""

@@ -1,4 +1,4 @@
-"""The per-ticker pipeline: bars in, a calibrated probability and a decision out.
+"""The per-ticker pipeline: bars (and ticks) in, a feature row and a calibrated probability out.
 
 One object per (model, ticker) holds the incremental feature state and a `Scorer`
 bound to the model's manifest. The live flow calls it from a keyed step; research
@@ -12,16 +12,15 @@ import math
 import numpy as np
 
 from engine.features import TICK_FIELDS, FeatureVector, model_features, warmup_bars
-from engine.policy import entry_direction, hour_allowed
 from engine.scoring import Scorer
 
 __all__ = ["Pipeline"]
 
 
 class Pipeline:
-    """Features, score and entry decision of one model on one ticker, one bar at a time."""
+    """Features and score of one model on one ticker, one bar at a time (the policy decides in `engine.signals`)."""
 
-    __slots__ = ("scorer", "features", "_row", "_threshold", "_hours", "_side")
+    __slots__ = ("scorer", "features", "_row")
 
     def __init__(self, scorer: Scorer) -> None:
         manifest = scorer.manifest
@@ -30,18 +29,14 @@ class Pipeline:
         self.scorer = scorer
         self.features = FeatureVector(features, manifest.indicators)
         self._row = np.empty((1, len(features)), dtype=np.float32)
-        rule = manifest.policy["parameters"]
-        self._threshold = float(rule["threshold"])
-        self._hours = int(rule["hours_mask"])
-        self._side = int(rule["side"])
 
     def __getstate__(self) -> tuple:
         # An ONNX session cannot be pickled: a snapshot keeps the features, and `bind` puts a scorer back.
-        return self.features, self._row, self._threshold, self._hours, self._side
+        return self.features, self._row
 
     def __setstate__(self, state: tuple) -> None:
         self.scorer = None
-        self.features, self._row, self._threshold, self._hours, self._side = state
+        self.features, self._row = state
 
     def bind(self, scorer: Scorer) -> None:
         """Score with ``scorer`` (the same model, reloaded after a restore)."""
@@ -87,9 +82,3 @@ class Pipeline:
             else:
                 self.features.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session[t])
         return probabilities
-
-    def decide(self, probability: float, hour: int) -> int:
-        """+1 buy, -1 sell, 0 stay out: the policy's entry rule at the bar's close in exchange-local ``hour``."""
-        if probability != probability or not hour_allowed(hour, self._hours):
-            return 0
-        return entry_direction(probability, self._threshold, self._side)

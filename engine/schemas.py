@@ -118,6 +118,8 @@ class _AlertBase(
     ticker: Ticker
     quantity: NonNegative
     confidence: Probability
+    position_size: Annotated[float, msgspec.Meta(ge=0.0)] | None = None
+    """The share of equity the policy commits to the trade (`engine.policy.position_size`)."""
     entry_price: float
     stop_loss: float | None = None
     take_profit: float | None = None

@@ -1,22 +1,19 @@
 """Signals: one model's live policy over its universe, from scored bars to entries and exits.
 
-The backtest kernel applies the same rules (`engine.policy`) to whole histories; this
-is their live form, one bar close at a time, with the state a trader's desk keeps:
+The policy is `engine.book`'s kernel, the one the sweep and the backtest run; this is
+its live driver. At each bar close of the universe it lays the tickers' scored bars
+out in universe order (NaN for a ticker without a bar), runs one `engine.book.step`
+and turns the step's events into `Signal`s:
 
-- **Exits first.** A trade entered at a bar's close fills at the next bar's open by
-  its entry type (a limit or stop order that does not fill is cancelled). From then
-  on each bar is checked against the stop-loss and take-profit, and a trade held
-  ``hold_bars`` bars is closed by time. Exits are signalled whatever else happens,
-  the kill switch included: a trader must hear that a position should be closed.
-- **Entries** at the close, in allowed hours, when the probability passes the
-  threshold; the universe's candidates are ranked by confidence ``|p - 0.5|`` and
-  the best ``ceil(top_pct% x N)`` fill the free slots of ``max_positions``. A ticker
-  in a position, a (ticker, side) in its cooldown, a model past its trades for the
-  session date, or a killed model gives no entry.
+- **Exits** are signalled whatever else happens, the kill switch included: a trader
+  must hear that a position should be closed. A stop or target reached inside the
+  bar is signalled at its close, at the level; a time stop at the close before the
+  open it leaves at.
+- **Entries** at the close, for the next bar's open, with the size, stop and target
+  the policy gave them.
 
 Cooldowns and counts run on event time and session dates, never the wall clock, so
-a replay at any speed and a resumed run take the same decisions. The whole state is
-plain values, so the dataflow can snapshot it.
+a replay at any speed and a resumed run take the same decisions.
 """
 
 from __future__ import annotations
@@ -24,16 +21,10 @@ from __future__ import annotations
 import math
 
 import msgspec
+import numpy as np
 
-from engine.policy import (
-    EXIT_REASONS,
-    EXIT_TIME,
-    entry_direction,
-    entry_fill,
-    exit_levels,
-    exit_on_bar,
-    hour_allowed,
-)
+from engine.book import CLOSE, EVENT_COLUMNS, Book, live_step
+from engine.policy import EXIT_REASONS, Policy
 
 __all__ = ["Scored", "Signal", "Signals"]
 
@@ -52,9 +43,12 @@ class Scored(msgspec.Struct, frozen=True, array_like=True):
     probability: float
     """Calibrated probability; NaN while the features warm up."""
     hour: int
-    """Exchange-local hour of the bar's start, as the sweep reads it."""
+    """Exchange-local hour of the bar's end, as the sweep reads it."""
     session: int
     """The bar's session date (day number)."""
+    opened: float
+    closed: float
+    """The session clock (`engine.calendar.session_clock`) at the bar's open and close: what an option decays on."""
     volatility: float
     """Annualised volatility known at the close (implied when the feed gives one, else realised); NaN if unknown."""
     implied: bool
@@ -73,100 +67,73 @@ class Signal(msgspec.Struct, frozen=True, array_like=True):
     intent: str
     """``open`` or ``close``."""
     reason: str
-    """``entry`` or an exit reason (stop_loss, take_profit, time)."""
+    """``entry`` or an exit reason (stop_loss, take_profit, time, expiry)."""
+    price: float
+    """The underlying's price: the close an entry is decided at, the level a stop or target leaves at."""
+    size: float
+    """The share of equity the trade commits."""
     stop: float
     target: float
     confidence: float
     """The probability behind the order's side: ``p`` for a one-sided model or a buy, ``1 - p`` for a two-sided sell."""
 
 
-class _Position(msgspec.Struct, array_like=True):
-    direction: int
-    reference: float  # the signal bar's close: the limit or stop price
-    entry: float = math.nan  # NaN until the next bar fills it
-    stop: float = math.nan
-    target: float = math.nan
-    held: int = 0
-
-
 class Signals:
-    """The policy state of one model over its universe: positions, cooldowns, trades per session."""
+    """The live policy state of one model over its universe: the kernel's book, and the last bar seen of each ticker."""
 
-    __slots__ = ("parameters", "cooldown", "max_trades", "positions", "cooldowns", "session", "trades", "killed")
+    __slots__ = ("policy", "universe", "book", "latest", "_config", "_index", "_events", "_per_year")
 
-    def __init__(self, parameters: dict[str, float], *, cooldown_minutes: int, max_trades_per_day: int) -> None:
-        self.parameters = {name: float(value) for name, value in parameters.items()}
-        self.cooldown = cooldown_minutes * 60_000_000_000
-        self.max_trades = max_trades_per_day
-        self.positions: dict[str, _Position] = {}
-        self.cooldowns: dict[tuple[str, int], int] = {}  # (ticker, side) -> event time it ends
-        self.session = -1
-        self.trades = 0
-        self.killed = False
+    def __init__(self, policy: Policy, universe: tuple[str, ...], sessions_per_year: float) -> None:
+        self.policy = policy
+        self.universe = universe
+        self.book = Book(policy.max_positions, len(universe))
+        self.latest: dict[str, Scored] = {}  # an exit of a ticker with no bar at this close is dated by its last one
+        self._config = policy.row()
+        self._index = {ticker: i for i, ticker in enumerate(universe)}
+        self._events = np.zeros((2 * policy.max_positions + 1, EVENT_COLUMNS))  # at most an exit and an entry a slot
+        self._per_year = sessions_per_year
 
     def __getstate__(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return self.policy, self.universe, self.book, self.latest, self._per_year
 
     def __setstate__(self, state: tuple) -> None:
-        for name, value in zip(self.__slots__, state):
-            setattr(self, name, value)
+        policy, universe, book, latest, per_year = state
+        self.__init__(policy, universe, per_year)
+        self.book, self.latest = book, latest
 
-    def close(self, rows: list[Scored], universe: int) -> list[Signal]:
+    @property
+    def killed(self) -> bool:
+        return self.book.killed
+
+    @killed.setter
+    def killed(self, on: bool) -> None:
+        self.book.killed = on
+
+    def close(self, rows: list[Scored]) -> list[Signal]:
         """The exits and entries at one bar close of the universe (``rows``: the tickers that had a bar)."""
-        signals = [signal for row in rows if (signal := self._exit(row)) is not None] if self.positions else []
-        if self.killed:
-            return signals
-        p = self.parameters
-        session = max([row.session for row in rows])
-        if session != self.session:
-            self.session, self.trades = session, 0
-        candidates = []
-        hours, threshold, side = int(p["hours_mask"]), p["threshold"], int(p["side"])
+        n = len(self.universe)
+        nan = math.nan
+        columns = np.full((6, n), nan)  # open, high, low, close, probability, volatility
+        index = self._index
         for row in rows:
-            if row.probability != row.probability or not hour_allowed(row.hour, hours):
-                continue
-            direction = entry_direction(row.probability, threshold, side)
-            if direction == 0 or row.ticker in self.positions or self.cooldowns.get((row.ticker, direction), -1) > row.end:
-                continue
-            candidates.append((-abs(row.probability - 0.5), row.ticker, direction, row))
-        if not candidates:  # most bar closes: nothing to rank
-            return signals
-        candidates.sort(key=lambda c: (c[0], c[1]))
-        room = min(
-            math.ceil(p["top_pct"] / 100.0 * universe - 1e-9),
-            int(p["max_positions"]) - len(self.positions),
-            self.max_trades - self.trades,
-        )
-        for _, ticker, direction, row in candidates[: max(room, 0)]:
-            stop, target = exit_levels(direction, row.close, p["stop_loss"], p["take_profit"])
-            self.positions[ticker] = _Position(direction, row.close)
-            self.cooldowns[ticker, direction] = row.end + self.cooldown
-            self.trades += 1
-            signals.append(Signal(row, direction, "open", "entry", stop, target, self._confidence(row.probability, direction)))
+            i = index[row.ticker]
+            columns[0, i], columns[1, i], columns[2, i], columns[3, i] = row.open, row.high, row.low, row.close
+            columns[4, i], columns[5, i] = row.probability, row.volatility
+            self.latest[row.ticker] = row
+        first = rows[0]
+        written = live_step(*self.book.arrays(), self._config, columns[0], columns[1], columns[2], columns[3], columns[4],
+                            first.hour, first.session, first.end, first.opened, first.closed, self._per_year, columns[5],
+                            self._events)  # fmt: skip
+        signals = []
+        for kind, ticker, direction, price, reason, stop, target, size, confidence in self._events[:written].tolist():
+            name = self.universe[int(ticker)]
+            row = self.latest[name]
+            if row.end != first.end:  # an exit on a bar the ticker did not have: dated by this close
+                row = msgspec.structs.replace(row, start=first.start, end=first.end, hour=first.hour, session=first.session,
+                                              received_at=first.received_at)  # fmt: skip
+            if kind == CLOSE:
+                signals.append(Signal(row, int(direction), "close", EXIT_REASONS[int(reason)], price if price == price else row.close,
+                                      size, stop, target, confidence))  # fmt: skip
+            else:
+                signals.append(Signal(row, int(direction), "open", "entry", price, size, stop, target, confidence))
         return signals
-
-    def _exit(self, row: Scored) -> Signal | None:
-        position = self.positions.get(row.ticker)
-        if position is None:
-            return None
-        p = self.parameters
-        first = position.entry != position.entry
-        if first:  # the bar after the signal: the order fills at its open, or is cancelled
-            fill = entry_fill(int(p["entry_type"]), position.direction, position.reference, row.open, row.high, row.low, p["slippage"])
-            if fill != fill:
-                del self.positions[row.ticker]
-                return None
-            position.entry = fill
-            position.stop, position.target = exit_levels(position.direction, fill, p["stop_loss"], p["take_profit"])
-        position.held += 1
-        reason, _ = exit_on_bar(position.direction, position.stop, position.target, row.open, row.high, row.low, not first)
-        if reason == 0 and p["hold_bars"] > 0 and position.held >= p["hold_bars"]:
-            reason = EXIT_TIME
-        if reason == 0:
-            return None
-        del self.positions[row.ticker]
-        confidence = self._confidence(row.probability, position.direction) if row.probability == row.probability else 0.0
-        return Signal(row, -position.direction, "close", EXIT_REASONS[reason], position.stop, position.target, confidence)
-
-    def _confidence(self, probability: float, direction: int) -> float:
-        return probability if self.parameters["side"] != 0 or direction > 0 else 1.0 - probability

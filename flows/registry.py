@@ -2,8 +2,7 @@
 
 Each worker process keeps one `Registry`. It reads the workspace's published models,
 loads every ONNX artifact after its SHA-256 check, and resolves what the live steps
-need: the model's universe (the sweep's tickers), its calendar, its policy row and
-alerting limits, its instrument settings and lineage. ``refresh`` polls
+need: the model's universe (the sweep's tickers), its calendar, its policy, its instrument settings and lineage. ``refresh`` polls
 `Workspace.registry_version` at most every ``poll_seconds`` of wall time, so a model
 published, unpublished or killed while the flow runs is picked up without a restart.
 """
@@ -16,10 +15,12 @@ from pathlib import Path
 
 import msgspec
 
-from engine.calendar import ExchangeClock, calendar
+from engine.cadence import parse_cadence
+from engine.calendar import ExchangeClock, bars_per_year, calendar
 from engine.errors import NotFoundError
 from engine.features import model_features, needs_ticks
 from engine.models import FutureSettings, InstrumentSettings, OptionSettings
+from engine.policy import Policy
 from engine.schemas import Lineage
 from engine.scoring import Manifest, Scorer
 from engine.workspace import Workspace
@@ -43,9 +44,10 @@ class ServingModel(msgspec.Struct, frozen=True, kw_only=True):
     universe: tuple[str, ...]
     cadence: str
     clock: ExchangeClock
-    parameters: dict[str, float]
-    cooldown_minutes: int
-    max_trades_per_day: int
+    policy: Policy
+    """The chosen sweep row's policy, cooldown and daily cap included, as the backtest ran it."""
+    sessions_per_year: float
+    intraday: bool
     multiplier: int
     ticks: bool
     """True when a feature reads ticks (the pipeline then takes every tick)."""
@@ -107,7 +109,6 @@ class Registry:
             cal = calendar(dataset(self.home, universe[0], manifest.cadence).calendar)
         except NotFoundError:  # no stored history: the default equities calendar
             cal = calendar(_DEFAULT_CALENDAR)
-        alerting = pack.policies.alerting
         return ServingModel(
             trained_id=record.id,
             manifest=manifest,
@@ -117,9 +118,9 @@ class Registry:
             universe=universe,
             cadence=manifest.cadence,
             clock=ExchangeClock(cal),
-            parameters={name: float(value) for name, value in manifest.policy["parameters"].items()},
-            cooldown_minutes=alerting.cooldown_minutes,
-            max_trades_per_day=alerting.max_trades_per_day,
+            policy=Policy.from_parameters(manifest.policy["parameters"], where=f"{record.id}: policy.parameters"),
+            sessions_per_year=bars_per_year(cal, "1d"),
+            intraday=parse_cadence(manifest.cadence).minutes is not None,
             multiplier=pack.options.multiplier if isinstance(spec.instrument, OptionSettings) and pack.options else 100,
             ticks=any(needs_ticks(f.indicator) for f in model_features(manifest.features, manifest.indicators)),
             killed=record.killed_at is not None,

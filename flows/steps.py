@@ -8,8 +8,9 @@
    leaves as a `DeadLetter`; nothing raises.
    Each closed bar leaves as a `Closed` row of features; the **score** step then
    scores a whole batch's rows with one ONNX call per model artifact.
-2. **Policy** (keyed by model): `engine.signals` turns each bar close of the model's
-   universe into entries and exits, and `engine.alerts` dresses them as alerts. A
+2. **Policy** (keyed by model): `engine.signals` runs the policy kernel the backtest
+   runs (`engine.book`) at each bar close of the model's universe, and
+   `engine.alerts` dresses its entries and exits as alerts. A
    universe of several tickers waits until every ticker has closed the bar (or
    reported that it had none), so the cross-sectional ranking sees them all.
 3. **Conflict** (keyed by ticker): when several models signal the same ticker at the
@@ -35,11 +36,12 @@ from engine.bar_builder import LATE, BarBuilder, ClosedBar
 from engine.calendar import NS_PER_MINUTE, bars_per_year, session_days
 from engine.errors import NotFoundError
 from engine.indicators.volatility import RealisedVolatility
-from engine.options import option_price, option_strike, volatility_window
+from engine.book import EVENT_COLUMNS, Book, live_step
+from engine.options import volatility_window
 from engine.pipeline import Pipeline
-from engine.policy import entry_direction, entry_fill, exit_levels, exit_on_bar, hour_allowed
 from engine.schemas import Alert, Bar, Tick, encode_json
 from engine.screening import LEVEL_SHIFT, TickScreen
+from engine.policy import Policy
 from engine.signals import Scored, Signals
 from flows.registry import Registry, ServingModel
 from research.data import load_bars, load_ticks
@@ -47,6 +49,7 @@ from research.data import load_bars, load_ticks
 __all__ = ["DeadLetter", "Quiet", "Closed", "Decided", "Status", "TickerStep", "score", "PolicyStep", "ConflictStep"]
 
 NS = 1_000_000_000
+_NO_CLOCK = (0.0, 1.0)  # the session clock of a model that holds no option: read by nothing
 
 
 class DeadLetter(msgspec.Struct, frozen=True, array_like=True):
@@ -96,14 +99,10 @@ def _now() -> int:
 
 
 def compile_helpers() -> None:
-    """Load the policy's and the option pricer's compiled helpers now, so that the first bar close does not wait for numba."""
-    entry_direction(0.6, 0.55, 1)
-    hour_allowed(10, 1)
-    entry_fill(0, 1, 100.0, 100.0, 101.0, 99.0, 0.0)
-    exit_levels(1, 100.0, 0.01, 0.02)
-    exit_on_bar(1, 99.0, 102.0, 100.0, 101.0, 99.0, True)
-    option_strike(1, 100.0, 0.5, 0.1, 0.2)
-    option_price(1, 100.0, 100.0, 0.1, 0.2)
+    """Load the policy kernel now (compiled, or from numba's cache), so that the first bar close does not wait for it."""
+    prices = np.ones(1)
+    live_step(*Book(1, 1).arrays(), np.zeros(len(Policy.__struct_fields__)), prices, prices, prices, prices, prices * 0.5,
+              0, 0, 0, 0.0, 1.0, 252.0, prices, np.zeros((3, EVENT_COLUMNS)))  # fmt: skip
 
 
 class _Cadence:
@@ -333,23 +332,29 @@ class TickerStep(StatefulBatchLogic):
             cadence = state.cadences[name]
             clock = cadence.builder.clock  # the models of one cadence share its calendar: their bars came from it
             session, _ = clock.session(bar[0])
-            _, minute = clock.local(bar[0])
+            _, minute = clock.local(bar[1])  # the hour a bar's close is decided in, as the sweep reads it
             end, last_session = state.previous.get(name, (bar[0], session))
             state.gaps += end != bar[0] and last_session == session
             state.previous[name] = (bar[1], session)
             state.bars += 1
             cadence.volatility.update(bar[5])
             volatility = state.implied if state.implied == state.implied else cadence.volatility.value * math.sqrt(cadence.per_year)
+            timing = None
             for trained_id, pipeline in state.pipelines.items():
-                if models[trained_id].cadence == name:
+                model = models[trained_id]
+                if model.cadence == name:
                     row = pipeline.update_features(bar[2], bar[3], bar[4], bar[5], bar[6], session)
-                    rows.append((trained_id, bar, None if row is None else row.copy(), minute // 60, session, volatility))
+                    if model.policy.expiry_sessions >= 0 and timing is None:  # an option decays on the session clock
+                        timing = clock.session_clock(bar[0], bar[1], model.intraday)
+                    opened, closed = timing if model.policy.expiry_sessions >= 0 else _NO_CLOCK
+                    rows.append((trained_id, bar, None if row is None else row.copy(), minute // 60, session, opened, closed,
+                                 volatility))  # fmt: skip
         implied = state.implied == state.implied
         nan = math.nan
-        for trained_id, bar, features, hour, session, volatility in rows:
+        for trained_id, bar, features, hour, session, opened, closed, volatility in rows:
             peers = sum(1 for row in rows if row[1][1] == bar[1]) if len(rows) > 1 else 1  # models deciding on this bar close
             scored = Scored(trained_id, state.ticker, bar[0], bar[1], bar[2], bar[3], bar[4], bar[5], nan, hour, session,
-                            volatility, implied, received, peers)  # fmt: skip
+                            opened, closed, volatility, implied, received, peers)  # fmt: skip
             out.append(Closed(scored, features))
         out.append(Status(state.ticker, state.last_tick, received, closed[-1][1][1], state.bars, state.gaps, dict(state.counts)))
 
@@ -418,8 +423,7 @@ class PolicyStep(StatefulBatchLogic):
                     out.append(Decided(item.ticker, item.end, item.peers, []))
                 continue
             if self.state is None:
-                self.state = PolicyState(item.model, Signals(model.parameters, cooldown_minutes=model.cooldown_minutes,
-                                                             max_trades_per_day=model.max_trades_per_day))  # fmt: skip
+                self.state = PolicyState(item.model, Signals(model.policy, model.universe, model.sessions_per_year))
             state = self.state
             state.signals.killed = model.killed
             if len(model.universe) == 1:
@@ -447,8 +451,7 @@ class PolicyStep(StatefulBatchLogic):
         return out, StatefulBatchLogic.RETAIN
 
     def _decide(self, model: ServingModel, rows: list[Scored], out: list) -> None:
-        rows.sort(key=lambda row: row.ticker)
-        signals = self.state.signals.close(rows, len(model.universe))
+        signals = self.state.signals.close(rows)
         alerts: dict[str, list[Alert]] = {}
         if signals:
             emitted = _now()
@@ -456,7 +459,9 @@ class PolicyStep(StatefulBatchLogic):
                 alert = build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=emitted)
                 alerts.setdefault(signal.scored.ticker, []).append(alert)
         for row in rows:
-            out.append(Decided(row.ticker, row.end, row.peers, alerts.get(row.ticker, [])))
+            out.append(Decided(row.ticker, row.end, row.peers, alerts.pop(row.ticker, [])))
+        for ticker, exits in alerts.items():  # exits of tickers without a bar at this close: no peer decides on them
+            out.append(Decided(ticker, rows[0].end, 1, exits))
 
 
 class ConflictState:

@@ -23,8 +23,6 @@ from engine.errors import ConfigError, NotFoundError, SigmaError
 from engine.features import feature_matrix, model_features
 from engine.models import create_model
 from engine.packs import PackTraining, load_pack
-from engine.pipeline import Pipeline
-from engine.policy import entry_direction
 from engine.scoring import ContractError, Manifest, Scorer
 from engine.workspace import Workspace
 from packs import OFFICIAL
@@ -267,12 +265,6 @@ def test_the_pipeline_scores_bar_by_bar_what_the_batch_export_scores(swept):
     assert np.array_equal(np.isfinite(probabilities), warm)
     assert np.array_equal(probabilities[warm], scorer.score(matrix[warm]).astype(np.float64))  # one model, two drivers
     assert result["scored"] == warm.sum() and result["bars"] == len(bars)
-    rule = scorer.manifest.policy["parameters"]
-    pipeline = Pipeline(scorer)
-    for p in (float("nan"), 0.2, rule["threshold"] - 1e-9, rule["threshold"], 0.99):
-        expected = 0 if p != p else entry_direction(p, rule["threshold"], int(rule["side"]))
-        assert pipeline.decide(p, 16) == expected  # daily bars signal at the 16:00 close, all hours allowed
-    assert pipeline.decide(0.99, 16) == 1
     assert 240 <= window["bars"] <= 260 and window["trades"] <= result["trades"]
 
 

@@ -31,6 +31,7 @@ from engine.calendar import (
     session_days,
 )
 from engine.models import FutureSettings, OptionSettings, StockSettings
+from engine.policy import Policy
 from engine.schemas import Lineage, Tick
 from engine.screening import LEVEL_SHIFT, TickScreen
 from engine.signals import Scored, Signals
@@ -180,41 +181,43 @@ def test_the_screen_refuses_bad_ticks_and_adopts_a_confirmed_new_level():
 def _row(ticker="SPY", end_minute=31, probability=0.7, close=100.0, high=None, low=None, session=19801, hour=10) -> Scored:
     end = _ns(2024, 3, 19, 13, end_minute)
     return Scored("m", ticker, end - NS_PER_MINUTE, end, close, high or close, low or close, close, probability, hour, session,
-                  0.2, False, end, 1)  # fmt: skip
+                  0.0, 1.0, 0.2, False, end, 1)  # fmt: skip
 
 
-PARAMETERS = {"threshold": 0.6, "hours_mask": float((1 << 24) - 1), "side": 0.0, "top_pct": 100.0, "position_size": 0.1,
-              "stop_loss": 0.01, "take_profit": 0.02, "hold_bars": 3.0, "max_positions": 5.0, "entry_type": 0.0,
-              "slippage": 0.0, "commission": 0.0, "strike_score": 0.0, "expiry_sessions": -1.0}  # fmt: skip
+POLICY = Policy(threshold=0.6, hours_mask=(1 << 24) - 1, side=0, top_pct=100.0, position_size=0.1, size_by_confidence=False,
+                confidence_cap=1.0, max_exposure=1.0, stop_loss=0.01, take_profit=0.02, hold_bars=3, max_positions=5, entry_type=0,
+                slippage=0.0, commission=0.0, strike_score=0.0, expiry_sessions=-1, cooldown_minutes=10, max_trades_per_day=2)  # fmt: skip
 
 
 def test_the_policy_enters_exits_and_keeps_cooldowns_and_daily_limits():
-    signals = Signals(PARAMETERS, cooldown_minutes=10, max_trades_per_day=2)
-    [entry] = signals.close([_row(probability=0.7)], 1)
-    assert (entry.intent, entry.direction, entry.confidence) == ("open", 1, 0.7)
-    assert signals.close([_row(end_minute=32, probability=0.9)], 1) == [], "in a position: no second entry"
-    [exit_] = signals.close([_row(end_minute=33, probability=0.5, close=103.0, high=103.0)], 1)  # the target (2%) is hit
-    assert (exit_.intent, exit_.reason, exit_.direction) == ("close", "take_profit", -1)
-    assert signals.close([_row(end_minute=34, probability=0.9)], 1) == [], "the buy side cools down for 10 minutes"
-    [short] = signals.close([_row(end_minute=35, probability=0.2)], 1)  # the other side is free
+    signals = Signals(POLICY, ("SPY",), 252.0)
+    [entry] = signals.close([_row(probability=0.7)])
+    assert (entry.intent, entry.direction, entry.confidence, entry.size, entry.price) == ("open", 1, 0.7, 0.1, 100.0)
+    assert signals.close([_row(end_minute=32, probability=0.9)]) == [], "in a position: no second entry"
+    [exit_] = signals.close([_row(end_minute=33, probability=0.5, close=103.0, high=103.0)])  # opens through the 2% target
+    assert (exit_.intent, exit_.reason, exit_.direction, exit_.price) == ("close", "take_profit", -1, 103.0)
+    assert signals.close([_row(end_minute=34, probability=0.9)]) == [], "the buy side cools down for 10 minutes"
+    [short] = signals.close([_row(end_minute=35, probability=0.2)])  # the other side is free
     assert (short.direction, short.confidence) == (-1, 0.8)
     for minute in (36, 37, 38):
-        done = signals.close([_row(end_minute=minute, probability=0.5)], 1)
-    assert [s.reason for s in done] == ["time"], "held three bars"
-    assert signals.close([_row(end_minute=50, probability=0.9)], 1) == [], "two trades this session already"
-    assert len(signals.close([_row(end_minute=51, probability=0.9, session=19802)], 1)) == 1, "a new session date resets the count"
+        done = signals.close([_row(end_minute=minute, probability=0.5)])
+    assert [s.reason for s in done] == ["time"], "held three bars: it leaves at the next open"
+    assert signals.close([_row(end_minute=50, probability=0.9)]) == [], "two trades this session already"
+    assert len(signals.close([_row(end_minute=51, probability=0.9, session=19802)])) == 1, "a new session date resets the count"
     restored = pickle.loads(pickle.dumps(signals))
-    assert restored.positions.keys() == signals.positions.keys() and restored.trades == 1
+    assert restored.book.positions == signals.book.positions == 1
+    assert np.array_equal(restored.book.counters, signals.book.counters)
 
 
 def test_the_policy_ranks_the_universe_and_the_kill_switch_stops_entries_only():
-    signals = Signals({**PARAMETERS, "top_pct": 50.0}, cooldown_minutes=0, max_trades_per_day=10)
+    signals = Signals(msgspec.structs.replace(POLICY, top_pct=50.0, cooldown_minutes=0, max_trades_per_day=10),
+                      ("AAA", "BBB", "CCC", "DDD"), 252.0)  # fmt: skip
     rows = [_row("AAA", probability=0.65), _row("BBB", probability=0.9), _row("CCC", probability=0.62), _row("DDD", probability=0.5)]
-    [best, second] = signals.close(rows, 4)
+    [best, second] = signals.close(rows)
     assert {best.scored.ticker, second.scored.ticker} == {"BBB", "AAA"}, "ceil(50% of 4) = 2, the most confident"
     signals.killed = True
-    assert signals.close([_row("CCC", end_minute=32, probability=0.95), _row("BBB", end_minute=32)], 4) == []  # BBB fills at 100
-    exits = signals.close([_row("BBB", end_minute=33, close=90.0, low=90.0)], 4)
+    assert signals.close([_row("CCC", end_minute=32, probability=0.95), _row("BBB", end_minute=32)]) == []  # BBB fills at 100
+    exits = signals.close([_row("BBB", end_minute=33, close=90.0, low=90.0)])
     assert [s.reason for s in exits] == ["stop_loss"], "a killed model still says when to get out"
 
 
@@ -235,7 +238,7 @@ def test_listed_expiries_strikes_and_contract_months():
 def _signal(probability=0.7, direction=1, intent="open", ticker="SPY"):
     from engine.signals import Signal
 
-    return Signal(_row(ticker, probability=probability), direction, intent, "entry", 99.0, 102.0, probability)
+    return Signal(_row(ticker, probability=probability), direction, intent, "entry", 100.0, 0.1, 99.0, 102.0, probability)
 
 
 def test_alerts_carry_the_instrument_and_their_id_comes_from_model_and_bar():
@@ -273,7 +276,7 @@ def test_a_model_unpublished_in_flight_lets_its_peers_through_the_conflict_step(
 
     from flows.steps import ConflictStep, Decided, PolicyStep
 
-    row = Scored("gone", "SPY", 0, 60, 1.0, 1.0, 1.0, 1.0, 0.9, 10, 19801, 0.2, False, 0, 2)
+    row = Scored("gone", "SPY", 0, 60, 1.0, 1.0, 1.0, 1.0, 0.9, 10, 19801, 0.0, 1.0, 0.2, False, 0, 2)
     decided, _ = PolicyStep(SimpleNamespace(models={}), None).on_batch([row])
     assert decided == [Decided("SPY", 60, 2, [])]
     conflicts = ConflictStep("first-wins", (), None)
