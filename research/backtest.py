@@ -31,10 +31,10 @@ import numba
 import numpy as np
 
 from engine._jit import helper, kernel
-from engine.book import EVENT_COLUMNS, LOG_COLUMNS, empty, rank, step
+from engine.book import EVENT_COLUMNS, LOG_COLUMNS, OPEN, empty, rank, step
 from engine.policy import EXIT_REASONS, PARAMETERS
 
-__all__ = ["Market", "PARAMETERS", "METRICS", "Trade", "run", "trades", "summarise", "BLOCKS"]
+__all__ = ["Market", "PARAMETERS", "METRICS", "Trade", "Decision", "run", "trades", "replay", "summarise", "BLOCKS"]
 
 METRICS = (
     "sharpe", "total_return", "max_drawdown", "trades", "win_rate", "profit_factor", "exposure",
@@ -117,18 +117,26 @@ class Trade(msgspec.Struct, frozen=True):
 
 
 @helper
-def _simulate(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, config, returns, log):
-    """Backtest one configuration through the policy kernel; fills ``returns`` per bar; returns its tally."""
+def _simulate(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, config, returns, log,
+              events, event_bars):  # fmt: skip
+    """Backtest one configuration through the policy kernel; fills ``returns`` per bar; returns its tally and events written.
+
+    ``log`` takes the round trips and ``events`` (with ``event_bars``) every decision, as
+    far as they have room: a sweep gives them none.
+    """
     opened, closed, sessions_per_year = clock
     bars, tickers = close.shape
     slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally = empty(np.int64(config[_MAXPOS]), tickers)
-    no_events = np.zeros((0, EVENT_COLUMNS))
+    written = 0
     for t in range(bars):
-        returns[t], _ = step(slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally, config,
-                             open_[t], high[t], low[t], close[t], probability[t], ranking[t], confidence[t], hour[t],
-                             session[t], end[t], opened[t], closed[t], sessions_per_year, volatility[t], t == bars - 1,
-                             log, no_events)  # fmt: skip
-    return int(tally[0]), int(tally[1]), tally[2], tally[3], int(tally[4])
+        returns[t], count = step(slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally, config,
+                                 open_[t], high[t], low[t], close[t], probability[t], ranking[t], confidence[t], hour[t],
+                                 session[t], end[t], opened[t], closed[t], sessions_per_year, volatility[t], t == bars - 1,
+                                 log, events[min(written, events.shape[0]):])  # fmt: skip
+        for k in range(written, min(written + count, event_bars.shape[0])):
+            event_bars[k] = t
+        written += count
+    return int(tally[0]), int(tally[1]), tally[2], tally[3], int(tally[4]), written
 
 
 @kernel
@@ -196,13 +204,15 @@ def summarise(returns, trades, wins, profit, loss, exposed, periods_per_year, ou
 def _run(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, configs, periods_per_year,
          results, blocks, chunks):  # fmt: skip
     no_log = np.zeros((0, LOG_COLUMNS))
+    no_events = np.zeros((0, EVENT_COLUMNS))
+    no_bars = np.zeros(0, np.int64)
     count = configs.shape[0]
     for chunk in numba.prange(chunks):
         returns = np.empty(close.shape[0])  # one buffer per chunk of configurations, reused
         for c in range(chunk * count // chunks, (chunk + 1) * count // chunks):
-            trades, wins, profit, loss, exposed = _simulate(
+            trades, wins, profit, loss, exposed, _ = _simulate(
                 open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, configs[c], returns,
-                no_log,
+                no_log, no_events, no_bars,
             )
             summarise(returns, trades, wins, profit, loss, exposed, periods_per_year, results[c], blocks[c])
 
@@ -229,16 +239,46 @@ def run(market: Market, configs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @kernel
-def _replay(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, config, returns, log):
-    return _simulate(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, config, returns, log)
+def _replay(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, config, returns, log,
+            events, event_bars):  # fmt: skip
+    return _simulate(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, config, returns,
+                     log, events, event_bars)  # fmt: skip
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """An entry or an exit the policy decided at a bar's close: what the live flow alerts."""
+
+    bar: int
+    ticker: str
+    intent: str
+    """``open`` or ``close``."""
+    direction: int
+    """Of the order: +1 buys, -1 sells."""
+    reason: str
+    """``entry`` or the exit's reason."""
+    price: float
+    """The underlying's: the close an entry is decided at, the level an exit leaves at (a time stop: the close)."""
+    size: float
+    stop: float
+    target: float
+    confidence: float
 
 
 def trades(market: Market, config: np.ndarray) -> tuple[list[Trade], np.ndarray]:
     """The trade list and per-bar portfolio returns of one configuration (same kernel as `run`)."""
+    listed, returns, _ = replay(market, config)
+    return listed, returns
+
+
+def replay(market: Market, config: np.ndarray) -> tuple[list[Trade], np.ndarray, list[Decision]]:
+    """The trades, per-bar returns and every decision (entries and exits, bar by bar) of one configuration."""
     returns = np.empty(len(market))
     capacity = len(market) * int(config[_MAXPOS]) + 16  # at most one entry per slot and bar
     log = np.zeros((capacity, LOG_COLUMNS))
-    count, *_ = _replay(*_inputs(market), np.asarray(config, dtype=np.float64), returns, log)
+    events = np.zeros((2 * capacity, EVENT_COLUMNS))  # at most an entry and an exit per slot and bar
+    event_bars = np.zeros(2 * capacity, np.int64)
+    count, *_, written = _replay(*_inputs(market), np.asarray(config, dtype=np.float64), returns, log, events, event_bars)
+    written = min(written, len(event_bars))
     listed = [
         Trade(
             ticker=market.tickers[int(row[0])],
@@ -254,4 +294,14 @@ def trades(market: Market, config: np.ndarray) -> tuple[list[Trade], np.ndarray]
         )
         for row in log[:count]
     ]
-    return listed, returns
+    decisions = []
+    for bar, row in zip(event_bars[:written].tolist(), events[:written].tolist(), strict=True):
+        i = int(row[1])
+        price = row[3]
+        if price != price:  # an exit announced on a bar the ticker did not have: at its last close, as the live flow says
+            seen = np.flatnonzero(np.isfinite(market.close[: bar + 1, i]))
+            price = float(market.close[seen[-1], i])
+        decisions.append(Decision(bar=int(bar), ticker=market.tickers[i], intent="open" if row[0] == OPEN else "close",
+                                  direction=int(row[2]), reason="entry" if row[0] == OPEN else EXIT_REASONS[int(row[4])],
+                                  price=price, size=row[7], stop=row[5], target=row[6], confidence=row[8]))  # fmt: skip
+    return listed, returns, decisions
