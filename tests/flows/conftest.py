@@ -82,7 +82,7 @@ def served(tmp_path_factory):
         train = TrainRequest(sweep=sweep_id, rank=1, grid=SMALL)
         trained_id = training._register(space, spec, train, fit_configuration(home, pack, spec, train), "test")
         # A policy that trades often (any hour, a low threshold), so that a short replay alerts.
-        eager = policy_copy(space, trained_id, "eager", threshold=0.36, hours_mask=float((1 << 24) - 1), top_pct=100.0,
+        eager = policy_copy(space, trained_id, "eager", threshold=0.36, hours_mask=float((1 << 24) - 1), top_pct=100.0, size_by_confidence=False,
                             max_positions=2.0, hold_bars=5.0)  # fmt: skip
         space.publish(eager, actor="test")
     return home, write_ticks(root / "replay.parquet", replay), eager

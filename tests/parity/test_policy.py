@@ -23,7 +23,8 @@ from research.backtest import Market, replay
 MINUTE = 60_000_000_000
 
 
-def _market(seed: int, tickers: int, bars: int, holes: float, per_session: int) -> Market:
+def random_market(seed: int, tickers: int, bars: int, holes: float, per_session: int) -> Market:
+    """A random universe of ``tickers`` on ``bars`` one-minute bars, ``holes`` of its bars missing, sessions of ``per_session`` bars."""
     rng = np.random.default_rng(seed)
     close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, (bars, tickers)), axis=0))
     open_ = close * np.exp(rng.normal(0.0, 0.004, close.shape))
@@ -90,7 +91,7 @@ def _live(market: Market, policy: Policy) -> list[tuple]:
 @given(seed=st.integers(0, 2**32 - 1), tickers=st.integers(1, 4), holes=st.sampled_from([0.0, 0.2]),
        per_session=st.sampled_from([5, 30]), policy=policies)  # fmt: skip
 def test_the_live_driver_decides_bar_by_bar_what_the_backtest_decides(seed, tickers, holes, per_session, policy):
-    market = _market(seed, tickers, 120, holes, per_session)
+    market = random_market(seed, tickers, 120, holes, per_session)
     trades, _, decisions = replay(market, policy.row())
     expected = [(d.bar, d.ticker, d.intent, d.direction, d.reason, d.price, d.size) for d in decisions if d.bar < len(market) - 1]
     assert _live(market, policy) == expected

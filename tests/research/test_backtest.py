@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from engine.options import strike_score
 from engine.policy import ALL_DAY, ENTRY_TYPES, EXIT_REASONS, SIDES
-from research.backtest import METRICS, PARAMETERS, Market, run, trades
+from research.backtest import BLOCKS, METRICS, PARAMETERS, Market, replay, run, summarise, trades
+from tests.parity.test_policy import policies, random_market
 from tests.reference import black_scholes
-from tests.reference_backtest import backtest_loop
 
 
 def _market(open_, high, low, close, probability, hours=None, periods=252.0, **clock):
@@ -129,48 +129,18 @@ def test_top_pct_and_max_positions_pick_the_most_confident_tickers():
     assert sorted(t.ticker for t in two_slots) == ["T1", "T2"]
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 10_000),
-    tickers=st.integers(1, 3),
-    threshold=st.sampled_from([0.5, 0.55, 0.6]),
-    side=st.sampled_from(list(SIDES.values())),
-    top_pct=st.sampled_from([30.0, 100.0]),
-    stops=st.tuples(st.sampled_from([0.0, 0.02, 0.05]), st.sampled_from([0.0, 0.03, 0.08])),
-    hold=st.integers(1, 6),
-    slots=st.integers(1, 3),
-    entry=st.sampled_from(list(ENTRY_TYPES.values())),
-    holes=st.booleans(),
-    option=st.sampled_from([None, ("ATM", 0), ("OTM_5", 1), ("ITM_10", 4)]),
-)
-def test_the_kernel_equals_the_plain_loop_exactly(seed, tickers, threshold, side, top_pct, stops, hold, slots, entry, holes, option):
-    rng = np.random.default_rng(seed)
-    bars = 150
-    close = 100 * np.exp(np.cumsum(0.01 * rng.standard_normal((bars, tickers)), axis=0))
-    open_ = close * np.exp(0.003 * rng.standard_normal((bars, tickers)))
-    high = np.maximum(open_, close) * (1 + 0.01 * rng.random((bars, tickers)))
-    low = np.minimum(open_, close) * (1 - 0.01 * rng.random((bars, tickers)))
-    probability = np.clip(0.5 + 0.15 * rng.standard_normal((bars, tickers)), 0, 1)
-    if holes:  # a ticker without bars for a while, and one without the last bar
-        for array in (open_, high, low, close, probability):
-            array[40:60, 0] = np.nan
-            array[-1, -1] = np.nan
-    # Ten bars a session, and a volatility that is sometimes unknown.
-    opened = np.arange(bars) // 10 + np.arange(bars) % 10 / 10
-    volatility = np.where(rng.random((bars, tickers)) < 0.1, np.nan, 0.1 + 0.3 * rng.random((bars, tickers)))
-    market = _market(open_, high, low, close, probability, hours=rng.integers(9, 16, bars), opened=opened,
-                     closed=opened + 0.1, volatility=volatility, sessions_per_year=252.0)
-    rule, expiry = option or ("ATM", -1)
-    config = _config(threshold=threshold, side=side, top_pct=top_pct, stop_loss=stops[0], take_profit=stops[1],
-                     hold_bars=hold, max_positions=slots, entry_type=entry, slippage=0.0005, commission=0.0002,
-                     hours_mask=ALL_DAY if seed % 2 else (1 << 10) | (1 << 13), position_size=0.2,
-                     strike_score=strike_score(rule), expiry_sessions=expiry)
-    results, blocks = run(market, config[None, :])
-    expected, expected_trades, expected_blocks = backtest_loop(market, config)
-    assert np.array_equal(results[0], expected, equal_nan=True), dict(zip(METRICS, results[0] - expected))
-    assert np.array_equal(blocks[0], expected_blocks)
-    listed, _ = trades(market, config)
-    assert [(t.entry_bar, t.exit_bar, t.net_return, t.reason) for t in listed] == [
-        (e[2], e[4], e[7], EXIT_REASONS[e[6]]) for e in expected_trades
-    ]
-    assert np.array_equal([t.strike for t in listed], [e[8] for e in expected_trades], equal_nan=True)
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), tickers=st.integers(1, 3), configs=st.lists(policies, min_size=1, max_size=6))
+def test_a_sweep_row_equals_the_backtest_of_its_configuration(seed, tickers, configs):
+    # The sweep runs many configurations at once on parallel threads; `sigma backtest` and training replay one.
+    market = random_market(seed, tickers, 150, 0.2, 10)
+    results, blocks = run(market, np.array([policy.row() for policy in configs]))
+    for i, policy in enumerate(configs):
+        listed, returns, _ = replay(market, policy.row())
+        net = np.array([t.net_return for t in listed])
+        expected, expected_blocks = np.empty(len(METRICS)), np.empty((BLOCKS, 3))
+        exposed = int(results[i, METRICS.index("exposure")] * len(market) + 0.5)
+        summarise(returns, len(listed), int((net > 0).sum()), net[net > 0].sum(), -net[net <= 0].sum(), exposed, market.periods_per_year,
+                  expected, expected_blocks)  # fmt: skip
+        assert np.allclose(results[i], expected, rtol=1e-12, atol=1e-15, equal_nan=True), dict(zip(METRICS, results[i] - expected))
+        assert np.allclose(blocks[i], expected_blocks, rtol=1e-12, atol=1e-15)
