@@ -199,15 +199,17 @@ def _leave(s, t, price, reason, commission, slot_ints, slot_floats, tickers, cou
 
 @helper
 def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, tally, config,
-         open_, high, low, close, probability, ranking, best, hour, session, end, opened, closed, sessions_per_year,
-         volatility, last, log, events):  # fmt: skip
-    """One bar of the universe through the policy; returns (the portfolio's return over the bar, events written).
+         open_, high, low, close, probability, ranking, volatility, row, best, hour, session, end, opened, closed,
+         sessions_per_year, last, log, events, written):  # fmt: skip
+    """One bar of the universe through the policy; returns (the portfolio's return over the bar, events written in all).
 
-    ``open_`` to ``volatility`` are the universe's values at this bar (NaN for a ticker
-    without one); ``ranking`` and ``best`` come from `rank`; ``hour`` is the bar's
+    Row ``row`` of ``open_`` to ``volatility`` holds the universe's values at this bar
+    (NaN for a ticker without one; a backtest passes its whole history, the live flow
+    one row); ``ranking`` and ``best`` come from `rank`; ``hour`` is the bar's
     exchange-local hour, ``session`` its session date, ``end`` its end (event time, ns),
     ``opened`` and ``closed`` the session clock at its open and close; ``last`` closes
-    everything at the close (the end of a backtest's history).
+    everything at the close (the end of a backtest's history). Events go to
+    ``events`` from row ``written`` on.
     """
     t = counters[_STEPS]
     counters[_STEPS] = t + 1
@@ -217,8 +219,8 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
     threshold = config[_THRESHOLD]
     slots = slot_ints.shape[0]
     if counters[_OPEN] == 0 and counters[_ORDERS] == 0 and best < threshold - 0.5:
-        return 0.0, 0  # no trade, no order, and no ticker confident enough: most bars of a sweep
-    n_tickers = close.shape[0]
+        return 0.0, written  # no trade, no order, and no ticker confident enough: most bars of a sweep
+    n_tickers = close.shape[1]
     side = np.int64(config[_SIDE])
     stop_loss = config[_STOP]
     take_profit = config[_TAKE]
@@ -227,7 +229,6 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
     commission = config[_COMMISSION]
     options = config[_EXPIRY] >= 0.0
     underlying_slippage = 0.0 if options else slippage  # an option's slippage is on its premium
-    written = 0
     r = 0.0
     # 1. The open: expired options settle at their last mark, time stops leave, then the previous close's orders fill.
     if counters[_OPEN] > 0:
@@ -238,12 +239,12 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
             kind = slot_ints[s, _KIND]
             if kind != 0 and opened >= slot_floats[s, _EXPIRES]:
                 if slot_ints[s, _ANNOUNCED] == 0:
-                    written = _event(events, written, CLOSE, i, -slot_ints[s, _DIRECTION], open_[i], EXIT_EXPIRY,
+                    written = _event(events, written, CLOSE, i, -slot_ints[s, _DIRECTION], open_[row, i], EXIT_EXPIRY,
                                      slot_floats[s, _STOP_PRICE], slot_floats[s, _TARGET_PRICE], slot_floats[s, _COMMITTED],
                                      0.0)  # fmt: skip
                 r += _leave(s, t, slot_floats[s, _LAST], EXIT_EXPIRY, commission, slot_ints, slot_floats, tickers, counters, tally, log)
-            elif t >= slot_ints[s, _DUE] and open_[i] == open_[i]:
-                price = open_[i]
+            elif t >= slot_ints[s, _DUE] and open_[row, i] == open_[row, i]:
+                price = open_[row, i]
                 if kind != 0:
                     price = option_price(kind, price, slot_floats[s, _STRIKE_PRICE],
                                          (slot_floats[s, _EXPIRES] - opened) / sessions_per_year, slot_floats[s, _SIGMA])  # fmt: skip
@@ -251,10 +252,10 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
                 r += _leave(s, t, price, EXIT_TIME, commission, slot_ints, slot_floats, tickers, counters, tally, log)
     for k in range(counters[_ORDERS]):
         i = order_ints[k, _ORDER_TICKER]
-        if open_[i] != open_[i]:
+        if open_[row, i] != open_[row, i]:
             continue  # no bar for this ticker: the order lapses
         d = order_ints[k, _ORDER_DIRECTION]
-        price = entry_fill(entry_type, d, order_floats[k, _ORDER_REFERENCE], open_[i], high[i], low[i], underlying_slippage)
+        price = entry_fill(entry_type, d, order_floats[k, _ORDER_REFERENCE], open_[row, i], high[row, i], low[row, i], underlying_slippage)
         if price != price or counters[_OPEN] == slots:
             continue  # unfilled, or its slot's trade could not leave (no bar for that ticker)
         s = 0
@@ -300,36 +301,36 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
             if i < 0:
                 continue
             sign = slot_ints[s, _SIGN]
-            if close[i] != close[i]:
+            if close[row, i] != close[row, i]:
                 if last:  # the ticker has no last bar: leave at its last mark
                     price = fill_price(slot_floats[s, _LAST], -sign, slippage)
                     r += _leave(s, t, price, EXIT_END, commission, slot_ints, slot_floats, tickers, counters, tally, log)
                 continue
             direction = slot_ints[s, _DIRECTION]
             reason, level = exit_on_bar(direction, slot_floats[s, _STOP_PRICE], slot_floats[s, _TARGET_PRICE],
-                                        open_[i], high[i], low[i], slot_ints[s, _ENTERED] < t)  # fmt: skip
+                                        open_[row, i], high[row, i], low[row, i], slot_ints[s, _ENTERED] < t)  # fmt: skip
             underlying = level
             kind = slot_ints[s, _KIND]
             if kind == 0:
-                mark = close[i]
+                mark = close[row, i]
                 expired = False
             else:  # an option's level is reached at the open (a gap) or, pessimistically, at the close's time to expiry
                 strike, sigma, expires = slot_floats[s, _STRIKE_PRICE], slot_floats[s, _SIGMA], slot_floats[s, _EXPIRES]
                 years = (expires - closed) / sessions_per_year
                 if reason != EXIT_NONE:
-                    at = (expires - opened) / sessions_per_year if level == open_[i] else years
+                    at = (expires - opened) / sessions_per_year if level == open_[row, i] else years
                     level = option_price(kind, level, strike, at, sigma)
-                mark = option_price(kind, close[i], strike, years, sigma)
+                mark = option_price(kind, close[row, i], strike, years, sigma)
                 expired = years <= 0.0
             if reason != EXIT_NONE:
                 price = fill_price(level, -sign, slippage)
             elif expired:
-                reason, price, underlying = EXIT_EXPIRY, mark, close[i]  # settles at its intrinsic value, no spread to cross
+                reason, price, underlying = EXIT_EXPIRY, mark, close[row, i]  # settles at its intrinsic value, no spread to cross
             elif last:
-                reason, price, underlying = EXIT_END, fill_price(mark, -sign, slippage), close[i]
+                reason, price, underlying = EXIT_END, fill_price(mark, -sign, slippage), close[row, i]
             if reason != EXIT_NONE:
                 if reason != EXIT_END and slot_ints[s, _ANNOUNCED] == 0:
-                    p = probability[i]
+                    p = probability[row, i]
                     written = _event(events, written, CLOSE, i, -direction, underlying, reason, slot_floats[s, _STOP_PRICE],
                                      slot_floats[s, _TARGET_PRICE], slot_floats[s, _COMMITTED],
                                      _confidence(p, direction, side) if p == p else 0.0)  # fmt: skip
@@ -350,9 +351,9 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
             free += 1  # leaves at the next open, before the new orders fill
             if slot_ints[s, _ANNOUNCED] == 0:
                 slot_ints[s, _ANNOUNCED] = 1
-                p = probability[i]
+                p = probability[row, i]
                 direction = slot_ints[s, _DIRECTION]
-                written = _event(events, written, CLOSE, i, -direction, close[i], EXIT_TIME, slot_floats[s, _STOP_PRICE],
+                written = _event(events, written, CLOSE, i, -direction, close[row, i], EXIT_TIME, slot_floats[s, _STOP_PRICE],
                                  slot_floats[s, _TARGET_PRICE], slot_floats[s, _COMMITTED],
                                  _confidence(p, direction, side) if p == p else 0.0)  # fmt: skip
         else:
@@ -365,13 +366,13 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
     for position in range(n_tickers):
         if orders >= room:
             break
-        i = ranking[position]
-        p = probability[i]
-        if p != p or close[i] != close[i]:
+        i = ranking[row, position]
+        p = probability[row, i]
+        if p != p or close[row, i] != close[row, i]:
             break  # ranking puts missing values last
         if tickers[i, _HOLDING] != 0 and not _leaving(slot_ints, i, t + 1):
             continue
-        if options and not volatility[i] > 0.0:
+        if options and not volatility[row, i] > 0.0:
             continue  # an option cannot be priced without a volatility
         direction = entry_direction(p, threshold, side)
         if direction == 0:
@@ -386,13 +387,13 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
         exposure += size
         order_ints[orders, _ORDER_TICKER] = i
         order_ints[orders, _ORDER_DIRECTION] = direction
-        order_floats[orders, _ORDER_REFERENCE] = close[i]
-        order_floats[orders, _ORDER_VOLATILITY] = volatility[i]
+        order_floats[orders, _ORDER_REFERENCE] = close[row, i]
+        order_floats[orders, _ORDER_VOLATILITY] = volatility[row, i]
         order_floats[orders, _ORDER_SIZE] = size
         orders += 1
         tickers[i, _COOLDOWN_LONG if direction > 0 else _COOLDOWN_SHORT] = end + cooldown
-        stop, target = exit_levels(direction, close[i], stop_loss, take_profit)
-        written = _event(events, written, OPEN, i, direction, close[i], 0, stop, target, size, confidence)
+        stop, target = exit_levels(direction, close[row, i], stop_loss, take_profit)
+        written = _event(events, written, OPEN, i, direction, close[row, i], 0, stop, target, size, confidence)
     counters[_ORDERS] = orders
     counters[_TODAY] += orders
     return r, written
@@ -411,10 +412,11 @@ def _leaving(slot_ints, i, t) -> bool:
 def live_step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, tally, config,
               open_, high, low, close, probability, hour, session, end, opened, closed, sessions_per_year, volatility, events):  # fmt: skip
     """`step` at one live bar close of the universe, ranking first; returns the events written."""
-    ranking = np.empty(close.shape[0], np.int64)
-    best = rank(probability, close, ranking)
+    ranking = np.empty((1, close.shape[0]), np.int64)
+    best = rank(probability, close, ranking[0])
     no_log = np.zeros((0, LOG_COLUMNS))
     _, written = step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, tally, config,
-                      open_, high, low, close, probability, ranking, best, hour, session, end, opened, closed,
-                      sessions_per_year, volatility, False, no_log, events)  # fmt: skip
+                      open_.reshape(1, -1), high.reshape(1, -1), low.reshape(1, -1), close.reshape(1, -1),
+                      probability.reshape(1, -1), ranking, volatility.reshape(1, -1), 0, best, hour, session, end, opened,
+                      closed, sessions_per_year, False, no_log, events, 0)  # fmt: skip
     return written

@@ -129,13 +129,12 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, s
     slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally = empty(np.int64(config[_MAXPOS]), tickers)
     written = 0
     for t in range(bars):
-        returns[t], count = step(slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally, config,
-                                 open_[t], high[t], low[t], close[t], probability[t], ranking[t], confidence[t], hour[t],
-                                 session[t], end[t], opened[t], closed[t], sessions_per_year, volatility[t], t == bars - 1,
-                                 log, events[min(written, events.shape[0]):])  # fmt: skip
-        for k in range(written, min(written + count, event_bars.shape[0])):
+        returns[t], now = step(slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally, config,
+                               open_, high, low, close, probability, ranking, volatility, t, confidence[t], hour[t], session[t],
+                               end[t], opened[t], closed[t], sessions_per_year, t == bars - 1, log, events, written)  # fmt: skip
+        for k in range(written, min(now, event_bars.shape[0])):
             event_bars[k] = t
-        written += count
+        written = now
     return int(tally[0]), int(tally[1]), tally[2], tally[3], int(tally[4]), written
 
 
