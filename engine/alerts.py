@@ -13,8 +13,8 @@
   listed grid; the premium is Black-Scholes at the feed's implied volatility or,
   absent one, the underlying's realised volatility, and the alert says which.
 - **Futures** name the contract month of the roll: the front contract until its roll
-  date (the Monday of its expiry week, when volume moves to the next), or the one
-  after for ``back``. The index and rate futures cycle quarterly, the rest monthly.
+  date (``volume``: the Monday of its expiry week, when volume moves to the next;
+  ``calendar``: its expiry day), or the one after for ``back``. The index and rate futures cycle quarterly, the rest monthly.
 - **Conflicts**: when several of a user's models signal an entry on one ticker at one
   bar close, ``first-wins`` keeps the first model in the user's order,
   ``highest-confidence`` the most confident, and ``ensemble`` the side with the larger
@@ -104,14 +104,18 @@ def on_grid(strike: float, spot: float) -> float:
     return max(round(strike / step) * step, step)
 
 
-def contract_month(root: str, day: int, position: Literal["front", "back"]) -> date:
-    """First day of the contract month that ``position`` trades on session ``day`` for futures ``root``."""
+def contract_month(root: str, day: int, position: Literal["front", "back"], roll: Literal["volume", "calendar"] = "volume") -> date:
+    """First day of the contract month that ``position`` trades on session ``day`` for futures ``root``.
+
+    ``roll`` ``volume`` moves to the next contract on the Monday of the expiry week,
+    when volume does; ``calendar`` holds the expiring one until its expiry day.
+    """
     step = 3 if root in _QUARTERLY else 1
     moment = EPOCH + timedelta(days=day)
     month = moment.year * 12 + moment.month - 1
     month += (2 - month) % step  # the cycle's next contract month: March, June, September, December (month 2 counting from 0)
-    expiry_week = _third_friday(date(month // 12, month % 12 + 1, 1)) - 4  # Monday of the third Friday's week
-    if day >= expiry_week:
+    expiry = _third_friday(date(month // 12, month % 12 + 1, 1))
+    if day >= (expiry - 4 if roll == "volume" else expiry + 1):  # the Monday of the third Friday's week, or the day after it
         month += step
     if position == "back":
         month += step
@@ -153,7 +157,7 @@ def build_alert(
         if settings.contract_month == "specific":
             month = date.fromisoformat(f"{settings.specific_month}-01")
         else:
-            month = contract_month(settings.contract, row.session, settings.contract_month)
+            month = contract_month(settings.contract, row.session, settings.contract_month, settings.roll_strategy)
         code = f"{settings.contract}{_MONTH_CODES[month.month - 1]}{month.year % 100:02d}"
         return FutureAlert(ticker=row.ticker, quantity=settings.contract_size, entry_price=signal.price, contract=settings.contract,
                            contract_month=f"{month:%Y-%m}", contracts=settings.contract_size, contract_code=code, **common)  # fmt: skip

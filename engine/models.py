@@ -63,7 +63,8 @@ class FutureSettings(_Settings, frozen=True, kw_only=True, tag="future"):
     contract_month: Literal["front", "back", "specific"] = "front"
     specific_month: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] | None = None
     contract_size: Positive = 1
-    roll_strategy: Literal["calendar", "volume", "oi"] = "volume"
+    roll_strategy: Literal["calendar", "volume"] = "volume"
+    """``volume`` rolls in the expiry week, ``calendar`` at expiry (open interest is not in the data Sigma stores)."""
 
     def __post_init__(self) -> None:
         if (self.contract_month == "specific") != (self.specific_month is not None):
@@ -211,7 +212,7 @@ def trade_side(direction: str, instrument: InstrumentSettings, strategy: str = "
     if allowed == 0:
         return side
     if side not in (0, allowed):
-        kind = "positions" if field == "position_type" else "s"
+        kind = " positions" if field == "position_type" else "s"
         raise ConfigError(f"instrument.{field}", f"{setting}{kind} cannot trade {strategy}'s {direction} signals",
                           f"create the model with {field} both, or choose a {setting} strategy")  # fmt: skip
     return allowed

@@ -181,7 +181,8 @@ class PackFutures(_Strict, kw_only=True):
     """Defaults for futures models of the pack."""
 
     contract_month: Literal["front", "back", "specific"] = "front"
-    roll_strategy: Literal["calendar", "volume", "oi"] = "volume"
+    roll_strategy: Literal["calendar", "volume"] = "volume"
+    """``volume`` rolls in the expiry week, ``calendar`` at expiry (open interest is not in the data Sigma stores)."""
 
 
 class PackTraining(_Strict, kw_only=True):

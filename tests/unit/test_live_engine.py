@@ -233,6 +233,10 @@ def test_listed_expiries_strikes_and_contract_months():
     assert contract_month("ES", (date(2024, 3, 11) - EPOCH).days, "front") == date(2024, 6, 1), "rolled in expiry week"
     assert contract_month("ES", (date(2024, 3, 1) - EPOCH).days, "back") == date(2024, 6, 1)
     assert contract_month("CL", (date(2024, 3, 1) - EPOCH).days, "front") == date(2024, 3, 1)
+    expiry_week = (date(2024, 3, 12) - EPOCH).days  # Tuesday before the third Friday (March 15th)
+    assert contract_month("ES", expiry_week, "front", "calendar") == date(2024, 3, 1), "held to its expiry"
+    assert contract_month("ES", expiry_week + 3, "front", "calendar") == date(2024, 3, 1)
+    assert contract_month("ES", expiry_week + 4, "front", "calendar") == date(2024, 6, 1), "the day after expiry"
 
 
 def _signal(probability=0.7, direction=1, intent="open", ticker="SPY"):

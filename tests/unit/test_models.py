@@ -4,7 +4,7 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.models import FutureSettings, OptionSettings, StockSettings, create_model
-from engine.packs import Catalog
+from engine.packs import Catalog, load_pack
 from packs import OFFICIAL
 
 CATALOG = Catalog([OFFICIAL])
@@ -80,3 +80,22 @@ def test_lineage_hashes_track_content_not_names():
     assert c.indicator_set_sha == a.indicator_set_sha and c.model_config_sha != a.model_config_sha
     assert d.indicator_set_sha != a.indicator_set_sha
     assert create_model(SWING, strategy="momentum_swing", settings={"ticker": "SPY"}, risk_profile="aggressive").policy_sha != a.policy_sha
+
+
+def test_a_stock_model_whose_position_type_contradicts_its_label_is_refused():
+    from engine.models import trade_side
+
+    pack = load_pack(OFFICIAL / "swingsigma")
+    with pytest.raises(ConfigError, match="instrument.position_type: short positions cannot trade momentum_swing's long signals"):
+        create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY", "position_type": "short"})
+    both = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY", "position_type": "both"})
+    assert (trade_side("long", both.instrument), trade_side("short", both.instrument)) == (1, -1)
+    long_only = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"}).instrument
+    with pytest.raises(ConfigError, match="position_type"):
+        trade_side("short", long_only)
+
+
+def test_open_interest_rolls_are_refused():
+    pack = load_pack(OFFICIAL / "trendsigma")
+    with pytest.raises(ConfigError, match="roll_strategy"):
+        create_model(pack, strategy="trend_following", instrument="futures", settings={"contract": "ES", "roll_strategy": "oi"})
