@@ -115,13 +115,13 @@ def _ticker_of(payload: bytes) -> str:
 
 class _StreamPartition(StatefulSourcePartition):
     def __init__(self, url: str, key: str, group: str, consumer: str, start: str, resume: str | None, batch: int,
-                 reader: Reader, poll: float) -> None:  # fmt: skip
+                 reader: Reader, poll: float, recovery: bool) -> None:  # fmt: skip
         self.client = redis.Redis.from_url(url)
         # Entries as Redis sends them (id, [field, value, ...]): building a dict per tick costs more than decoding it.
         # No acknowledgements either (NOACK): a resume rewinds the group to the snapshot's position, not to a pending list.
         self.client.set_response_callback("XREADGROUP", lambda response, **options: response)
         self.key, self.group, self.consumer, self.start = key, group, consumer, start
-        self.batch, self.reader, self.poll = batch, reader, poll
+        self.batch, self.reader, self.poll, self.recovery = batch, reader, poll, recovery
         self.position = resume
         self.done = False
         self.awake: datetime | None = None
@@ -134,8 +134,18 @@ class _StreamPartition(StatefulSourcePartition):
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
+        else:
+            if self.start == "$":  # remember where "new data" began, for a restart that has no snapshot to go back to
+                begun = next(g["last-delivered-id"] for g in self.client.xinfo_groups(self.key) if g["name"].decode() == self.group)
+                self.client.hset(_origins(self.key), self.group, begun)
         if resume is not None:  # a resumed run re-reads everything after the snapshot's position
             self.client.xgroup_setid(self.key, self.group, id=resume)
+        elif self.recovery:
+            # Killed before its first snapshot committed: the group has moved past what the dead run read, but none
+            # of that reached a snapshot, so this run starts over where the group began.
+            origin = self.client.hget(_origins(self.key), self.group) if self.start == "$" else self.start
+            if origin is not None:
+                self.client.xgroup_setid(self.key, self.group, id=origin)
 
     def next_batch(self) -> list:
         if self.done:
@@ -199,20 +209,32 @@ class _StreamPartition(StatefulSourcePartition):
         self.client.close()
 
 
+def _origins(key: str) -> str:
+    """The hash of where each consumer group of stream ``key`` that started at ``$`` began."""
+    return f"{key}:sigma-origins"
+
+
 class RedisStreamSource(FixedPartitionedSource):
-    """Ticks and bars from Redis streams (one partition per stream key), read through a consumer group."""
+    """Ticks and bars from Redis streams (one partition per stream key), read through a consumer group.
+
+    ``recovery`` says that the flow runs with a recovery store. A partition that Bytewax
+    then builds without a resume position belongs to a run whose predecessor (if any)
+    died before its first snapshot, so it reads from where the group began; without a
+    store, the group's own place in the stream is the only memory there is.
+    """
 
     def __init__(self, url: str, keys: list[str], *, group: str = "sigma", start: str = "0", batch: int = 500,
-                 clock: ClockMode = "data", lateness: int = _SECOND, idle: int = 0, poll: float = 0.0005) -> None:  # fmt: skip
+                 clock: ClockMode = "data", lateness: int = _SECOND, idle: int = 0, poll: float = 0.0005,
+                 recovery: bool = False) -> None:  # fmt: skip
         self.url, self.keys, self.group, self.start, self.batch, self.poll = url, keys, group, start, batch, poll
-        self.clock, self.lateness, self.idle = clock, lateness, idle
+        self.clock, self.lateness, self.idle, self.recovery = clock, lateness, idle, recovery
 
     def list_parts(self) -> list[str]:
         return list(self.keys)
 
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
-        return _StreamPartition(self.url, for_part, self.group, f"{self.group}-{for_part}", self.start, resume_state,
-                                self.batch, Reader(self.clock, lateness=self.lateness, idle=self.idle), self.poll)  # fmt: skip
+        return _StreamPartition(self.url, for_part, self.group, f"{self.group}-{for_part}", self.start, resume_state, self.batch,
+                                Reader(self.clock, lateness=self.lateness, idle=self.idle), self.poll, self.recovery)  # fmt: skip
 
 
 # -- files -------------------------------------------------------------------------
