@@ -346,15 +346,15 @@ class TickerStep(StatefulBatchLogic):
                     row = pipeline.update_features(bar[2], bar[3], bar[4], bar[5], bar[6], session)
                     if model.policy.expiry_sessions >= 0 and timing is None:  # an option decays on the session clock
                         timing = clock.session_clock(bar[0], bar[1], model.intraday)
-                    opened, closed = timing if model.policy.expiry_sessions >= 0 else _NO_CLOCK
-                    rows.append((trained_id, bar, None if row is None else row.copy(), minute // 60, session, opened, closed,
-                                 volatility))  # fmt: skip
+                    clock_open, clock_close = timing if model.policy.expiry_sessions >= 0 else _NO_CLOCK
+                    rows.append((trained_id, bar, None if row is None else row.copy(), minute // 60, session, clock_open,
+                                 clock_close, volatility))  # fmt: skip
         implied = state.implied == state.implied
         nan = math.nan
-        for trained_id, bar, features, hour, session, opened, closed, volatility in rows:
+        for trained_id, bar, features, hour, session, clock_open, clock_close, volatility in rows:
             peers = sum(1 for row in rows if row[1][1] == bar[1]) if len(rows) > 1 else 1  # models deciding on this bar close
             scored = Scored(trained_id, state.ticker, bar[0], bar[1], bar[2], bar[3], bar[4], bar[5], nan, hour, session,
-                            opened, closed, volatility, implied, received, peers)  # fmt: skip
+                            clock_open, clock_close, volatility, implied, received, peers)  # fmt: skip
             out.append(Closed(scored, features))
         out.append(Status(state.ticker, state.last_tick, received, closed[-1][1][1], state.bars, state.gaps, dict(state.counts)))
 
