@@ -23,8 +23,10 @@ Every source yields the same items, ``(kind, payload, received_at)``:
 ``received_at`` is the wall clock when the message arrived: alerts carry it, and the
 latency benchmark measures from it.
 
-Resumable sources (Redis streams, files) snapshot their position: the stream id, or
-the row, after the last item emitted; Bytewax hands it back on resume. The Redis
+Resumable sources (Redis streams, files) snapshot their position (the stream id, or
+the row, after the last item emitted) with their clock's state; Bytewax hands both
+back on resume, so a resumed source emits the items the uninterrupted one would have,
+clock items included, at the same places. The Redis
 source reads through a consumer group, so each engine deployment keeps its own
 place in a shared feed; a stream entry carries a ``tick`` or ``bar`` field (JSON),
 and an ``eof`` field ends a replayed stream.
@@ -101,6 +103,26 @@ class Reader:
         self._next_clock = minute - minute % NS_PER_MINUTE + NS_PER_MINUTE + self.lateness
         return "clock", now, received
 
+    def snapshot(self) -> tuple[int, int]:
+        """The clock's state, kept in its partition's resume state.
+
+        A clock started afresh on resume speaks at once, at the source's time after the
+        resume position, where the uninterrupted clock may have been silent; that can
+        close the bar of a ticker which has not yet heard a clock, and make late a
+        tick the uninterrupted run accepts.
+        """
+        return self.latest, self._next_clock
+
+    def restore(self, state: tuple[int, int]) -> None:
+        """Take up the clock's state from a snapshot."""
+        self.latest, self._next_clock = state
+
+
+StreamResume = tuple[str | None, tuple[int, int]]
+"""A Redis partition's resume state: the id of the last entry emitted (None before the first), and its clock's state."""
+FileResume = tuple[int, tuple[int, int]]
+"""A file partition's resume state: the rows emitted, and its clock's state."""
+
 
 def _ticker_of(payload: bytes) -> str:
     try:
@@ -114,7 +136,7 @@ def _ticker_of(payload: bytes) -> str:
 
 
 class _StreamPartition(StatefulSourcePartition):
-    def __init__(self, url: str, key: str, group: str, consumer: str, start: str, resume: str | None, batch: int,
+    def __init__(self, url: str, key: str, group: str, consumer: str, start: str, resume: StreamResume | None, batch: int,
                  reader: Reader, poll: float, recovery: bool) -> None:  # fmt: skip
         self.client = redis.Redis.from_url(url)
         # Entries as Redis sends them (id, [field, value, ...]): building a dict per tick costs more than decoding it.
@@ -122,11 +144,13 @@ class _StreamPartition(StatefulSourcePartition):
         self.client.set_response_callback("XREADGROUP", lambda response, **options: response)
         self.key, self.group, self.consumer, self.start = key, group, consumer, start
         self.batch, self.reader, self.poll, self.recovery = batch, reader, poll, recovery
-        self.position = resume
+        self.position, clock = resume if resume is not None else (None, None)
+        if clock is not None:
+            reader.restore(clock)
         self.done = False
         self.awake: datetime | None = None
         self.backoff = 0.0
-        self._join(resume)
+        self._join(self.position)
 
     def _join(self, resume: str | None) -> None:
         try:
@@ -202,8 +226,8 @@ class _StreamPartition(StatefulSourcePartition):
     def next_awake(self) -> datetime | None:
         return self.awake
 
-    def snapshot(self) -> str | None:
-        return self.position
+    def snapshot(self) -> StreamResume:
+        return self.position, self.reader.snapshot()
 
     def close(self) -> None:
         self.client.close()
@@ -232,7 +256,7 @@ class RedisStreamSource(FixedPartitionedSource):
     def list_parts(self) -> list[str]:
         return list(self.keys)
 
-    def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: StreamResume | None) -> _StreamPartition:
         return _StreamPartition(self.url, for_part, self.group, f"{self.group}-{for_part}", self.start, resume_state, self.batch,
                                 Reader(self.clock, lateness=self.lateness, idle=self.idle), self.poll, self.recovery)  # fmt: skip
 
@@ -241,10 +265,13 @@ class RedisStreamSource(FixedPartitionedSource):
 
 
 class _FilePartition(StatefulSourcePartition):
-    def __init__(self, path: Path, kind: Kind, resume: int | None, batch: int, reader: Reader) -> None:
+    def __init__(self, path: Path, kind: Kind, resume: FileResume | None, batch: int, reader: Reader) -> None:
         self.kind = "tick" if kind == "ticks" else "bar"
         self.rows = _read_rows(path, _TYPES[self.kind])
-        self.position = resume or 0
+        self.position = 0
+        if resume is not None:
+            self.position, clock = resume
+            reader.restore(clock)
         self.batch = batch
         self.reader = reader
 
@@ -271,8 +298,8 @@ class _FilePartition(StatefulSourcePartition):
             items.append(clock)
         return items
 
-    def snapshot(self) -> int:
-        return self.position
+    def snapshot(self) -> FileResume:
+        return self.position, self.reader.snapshot()
 
 
 def _read_rows(path: Path, kind: type) -> list:
@@ -304,7 +331,7 @@ class FileSource(FixedPartitionedSource):
     def list_parts(self) -> list[str]:
         return [str(path) for path in self.paths]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: FileResume | None) -> _FilePartition:
         return _FilePartition(Path(for_part), self.kind, resume_state, self.batch, Reader("data", lateness=self.lateness, idle=self.idle))
 
 
