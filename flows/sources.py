@@ -57,7 +57,7 @@ from engine.errors import ConfigError, DecodeError
 from engine.schemas import Bar, Tick, decode_json
 from flows.steps import DeadLetter
 
-__all__ = ["Reader", "RedisStreamSource", "FileSource", "StdinSource", "Kind", "ClockMode"]
+__all__ = ["Reader", "ClockState", "Resume", "RedisStreamSource", "FileSource", "StdinSource", "Kind", "ClockMode"]
 
 Kind = Literal["ticks", "bars"]
 ClockMode = Literal["data", "wall"]
@@ -103,7 +103,7 @@ class Reader:
         self._next_clock = minute - minute % NS_PER_MINUTE + NS_PER_MINUTE + self.lateness
         return "clock", now, received
 
-    def snapshot(self) -> tuple[int, int]:
+    def snapshot(self) -> ClockState:
         """The clock's state, kept in its partition's resume state.
 
         A clock started afresh on resume speaks at once, at the source's time after the
@@ -111,17 +111,26 @@ class Reader:
         close the bar of a ticker which has not yet heard a clock, and make late a
         tick the uninterrupted run accepts.
         """
-        return self.latest, self._next_clock
+        return ClockState(self.latest, self._next_clock)
 
-    def restore(self, state: tuple[int, int]) -> None:
+    def restore(self, state: ClockState) -> None:
         """Take up the clock's state from a snapshot."""
-        self.latest, self._next_clock = state
+        self.latest, self._next_clock = state.latest, state.next_clock
 
 
-StreamResume = tuple[str | None, tuple[int, int]]
-"""A Redis partition's resume state: the id of the last entry emitted (None before the first), and its clock's state."""
-FileResume = tuple[int, tuple[int, int]]
-"""A file partition's resume state: the rows emitted, and its clock's state."""
+class ClockState(msgspec.Struct, frozen=True):
+    """A source clock's state: the latest event time seen, and the time at which it speaks next."""
+
+    latest: int
+    next_clock: int
+
+
+class Resume(msgspec.Struct, frozen=True):
+    """A resumable partition's snapshot: where it goes on, and its clock."""
+
+    position: str | int | None
+    """A Redis stream's id of the last entry emitted (None before the first), or a file's count of rows emitted."""
+    clock: ClockState
 
 
 def _ticker_of(payload: bytes) -> str:
@@ -136,7 +145,7 @@ def _ticker_of(payload: bytes) -> str:
 
 
 class _StreamPartition(StatefulSourcePartition):
-    def __init__(self, url: str, key: str, group: str, consumer: str, start: str, resume: StreamResume | None, batch: int,
+    def __init__(self, url: str, key: str, group: str, consumer: str, start: str, resume: Resume | None, batch: int,
                  reader: Reader, poll: float, recovery: bool) -> None:  # fmt: skip
         self.client = redis.Redis.from_url(url)
         # Entries as Redis sends them (id, [field, value, ...]): building a dict per tick costs more than decoding it.
@@ -144,9 +153,10 @@ class _StreamPartition(StatefulSourcePartition):
         self.client.set_response_callback("XREADGROUP", lambda response, **options: response)
         self.key, self.group, self.consumer, self.start = key, group, consumer, start
         self.batch, self.reader, self.poll, self.recovery = batch, reader, poll, recovery
-        self.position, clock = resume if resume is not None else (None, None)
-        if clock is not None:
-            reader.restore(clock)
+        self.position = None
+        if resume is not None:
+            self.position = resume.position
+            reader.restore(resume.clock)
         self.done = False
         self.awake: datetime | None = None
         self.backoff = 0.0
@@ -226,8 +236,8 @@ class _StreamPartition(StatefulSourcePartition):
     def next_awake(self) -> datetime | None:
         return self.awake
 
-    def snapshot(self) -> StreamResume:
-        return self.position, self.reader.snapshot()
+    def snapshot(self) -> Resume:
+        return Resume(self.position, self.reader.snapshot())
 
     def close(self) -> None:
         self.client.close()
@@ -256,7 +266,7 @@ class RedisStreamSource(FixedPartitionedSource):
     def list_parts(self) -> list[str]:
         return list(self.keys)
 
-    def build_part(self, step_id: str, for_part: str, resume_state: StreamResume | None) -> _StreamPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: Resume | None) -> _StreamPartition:
         return _StreamPartition(self.url, for_part, self.group, f"{self.group}-{for_part}", self.start, resume_state, self.batch,
                                 Reader(self.clock, lateness=self.lateness, idle=self.idle), self.poll, self.recovery)  # fmt: skip
 
@@ -265,13 +275,13 @@ class RedisStreamSource(FixedPartitionedSource):
 
 
 class _FilePartition(StatefulSourcePartition):
-    def __init__(self, path: Path, kind: Kind, resume: FileResume | None, batch: int, reader: Reader) -> None:
+    def __init__(self, path: Path, kind: Kind, resume: Resume | None, batch: int, reader: Reader) -> None:
         self.kind = "tick" if kind == "ticks" else "bar"
         self.rows = _read_rows(path, _TYPES[self.kind])
         self.position = 0
         if resume is not None:
-            self.position, clock = resume
-            reader.restore(clock)
+            self.position = resume.position
+            reader.restore(resume.clock)
         self.batch = batch
         self.reader = reader
 
@@ -298,8 +308,8 @@ class _FilePartition(StatefulSourcePartition):
             items.append(clock)
         return items
 
-    def snapshot(self) -> FileResume:
-        return self.position, self.reader.snapshot()
+    def snapshot(self) -> Resume:
+        return Resume(self.position, self.reader.snapshot())
 
 
 def _read_rows(path: Path, kind: type) -> list:
@@ -331,7 +341,7 @@ class FileSource(FixedPartitionedSource):
     def list_parts(self) -> list[str]:
         return [str(path) for path in self.paths]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: FileResume | None) -> _FilePartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: Resume | None) -> _FilePartition:
         return _FilePartition(Path(for_part), self.kind, resume_state, self.batch, Reader("data", lateness=self.lateness, idle=self.idle))
 
 
