@@ -114,6 +114,7 @@ def _run(args: argparse.Namespace) -> None:
         conflict=args.conflict,
         order=[m for m in (args.order or "").split(",") if m],
         models=args.model or [],
+        recovery=args.recovery is not None,
     )
     recovery = None
     if args.recovery is not None:

@@ -73,6 +73,7 @@ def flow(
     models: tuple[str, ...] | list[str] = (),
     poll_seconds: float = 2.0,
     alert_file: str | Path | None = None,
+    recovery: bool = False,
 ) -> Dataflow:
     """The dataflow that serves the published models of workspace ``home``, alerting to ``redis_url``.
 
@@ -86,6 +87,9 @@ def flow(
     ranks models for ``first-wins``. ``models`` limits the flow to some trained ids.
     ``alert_file`` writes alerts (and refused messages beside them) to local JSON-lines
     files instead of Redis, for a machine without one.
+    ``recovery`` must be True when Bytewax runs the flow with a recovery store (``-r``):
+    a restart without a snapshot then reads the stream from ``start`` again, rather than
+    from where the consumer group was left by a run that died before snapshotting.
     """
     home = Path(home or os.environ.get("SIGMA_HOME", ".sigma"))
     redis_url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -107,7 +111,7 @@ def flow(
 
     if source == "redis":
         market = RedisStreamSource(redis_url, list(streams), group=group, start=start, batch=batch, clock=clock, lateness=lateness,  # type: ignore[arg-type]
-                                   idle=idle)
+                                   idle=idle, recovery=recovery)
     elif source == "files":
         if not files:
             raise ConfigError("files", "a file replay needs at least one file", "pass --file PATH")

@@ -23,8 +23,10 @@ Every source yields the same items, ``(kind, payload, received_at)``:
 ``received_at`` is the wall clock when the message arrived: alerts carry it, and the
 latency benchmark measures from it.
 
-Resumable sources (Redis streams, files) snapshot their position: the stream id, or
-the row, after the last item emitted; Bytewax hands it back on resume. The Redis
+Resumable sources (Redis streams, files) snapshot their position (the stream id, or
+the row, after the last item emitted) with their clock's state; Bytewax hands both
+back on resume, so a resumed source emits the items the uninterrupted one would have,
+clock items included, at the same places. The Redis
 source reads through a consumer group, so each engine deployment keeps its own
 place in a shared feed; a stream entry carries a ``tick`` or ``bar`` field (JSON),
 and an ``eof`` field ends a replayed stream.
@@ -55,7 +57,7 @@ from engine.errors import ConfigError, DecodeError
 from engine.schemas import Bar, Tick, decode_json
 from flows.steps import DeadLetter
 
-__all__ = ["Reader", "RedisStreamSource", "FileSource", "StdinSource", "Kind", "ClockMode"]
+__all__ = ["Reader", "ClockState", "Resume", "RedisStreamSource", "FileSource", "StdinSource", "Kind", "ClockMode"]
 
 Kind = Literal["ticks", "bars"]
 ClockMode = Literal["data", "wall"]
@@ -101,6 +103,35 @@ class Reader:
         self._next_clock = minute - minute % NS_PER_MINUTE + NS_PER_MINUTE + self.lateness
         return "clock", now, received
 
+    def snapshot(self) -> ClockState:
+        """The clock's state, kept in its partition's resume state.
+
+        A clock started afresh on resume speaks at once, at the source's time after the
+        resume position, where the uninterrupted clock may have been silent; that can
+        close the bar of a ticker which has not yet heard a clock, and make late a
+        tick the uninterrupted run accepts.
+        """
+        return ClockState(self.latest, self._next_clock)
+
+    def restore(self, state: ClockState) -> None:
+        """Take up the clock's state from a snapshot."""
+        self.latest, self._next_clock = state.latest, state.next_clock
+
+
+class ClockState(msgspec.Struct, frozen=True):
+    """A source clock's state: the latest event time seen, and the time at which it speaks next."""
+
+    latest: int
+    next_clock: int
+
+
+class Resume(msgspec.Struct, frozen=True):
+    """A resumable partition's snapshot: where it goes on, and its clock."""
+
+    position: str | int | None
+    """A Redis stream's id of the last entry emitted (None before the first), or a file's count of rows emitted."""
+    clock: ClockState
+
 
 def _ticker_of(payload: bytes) -> str:
     try:
@@ -114,19 +145,22 @@ def _ticker_of(payload: bytes) -> str:
 
 
 class _StreamPartition(StatefulSourcePartition):
-    def __init__(self, url: str, key: str, group: str, consumer: str, start: str, resume: str | None, batch: int,
-                 reader: Reader, poll: float) -> None:  # fmt: skip
+    def __init__(self, url: str, key: str, group: str, consumer: str, start: str, resume: Resume | None, batch: int,
+                 reader: Reader, poll: float, recovery: bool) -> None:  # fmt: skip
         self.client = redis.Redis.from_url(url)
         # Entries as Redis sends them (id, [field, value, ...]): building a dict per tick costs more than decoding it.
         # No acknowledgements either (NOACK): a resume rewinds the group to the snapshot's position, not to a pending list.
         self.client.set_response_callback("XREADGROUP", lambda response, **options: response)
         self.key, self.group, self.consumer, self.start = key, group, consumer, start
-        self.batch, self.reader, self.poll = batch, reader, poll
-        self.position = resume
+        self.batch, self.reader, self.poll, self.recovery = batch, reader, poll, recovery
+        self.position = None
+        if resume is not None:
+            self.position = resume.position
+            reader.restore(resume.clock)
         self.done = False
         self.awake: datetime | None = None
         self.backoff = 0.0
-        self._join(resume)
+        self._join(self.position)
 
     def _join(self, resume: str | None) -> None:
         try:
@@ -134,8 +168,18 @@ class _StreamPartition(StatefulSourcePartition):
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
+        else:
+            if self.start == "$":  # remember where "new data" began, for a restart that has no snapshot to go back to
+                begun = next(g["last-delivered-id"] for g in self.client.xinfo_groups(self.key) if g["name"].decode() == self.group)
+                self.client.hset(_origins(self.key), self.group, begun)
         if resume is not None:  # a resumed run re-reads everything after the snapshot's position
             self.client.xgroup_setid(self.key, self.group, id=resume)
+        elif self.recovery:
+            # Killed before its first snapshot committed: the group has moved past what the dead run read, but none
+            # of that reached a snapshot, so this run starts over where the group began.
+            origin = self.client.hget(_origins(self.key), self.group) if self.start == "$" else self.start
+            if origin is not None:
+                self.client.xgroup_setid(self.key, self.group, id=origin)
 
     def next_batch(self) -> list:
         if self.done:
@@ -192,37 +236,52 @@ class _StreamPartition(StatefulSourcePartition):
     def next_awake(self) -> datetime | None:
         return self.awake
 
-    def snapshot(self) -> str | None:
-        return self.position
+    def snapshot(self) -> Resume:
+        return Resume(self.position, self.reader.snapshot())
 
     def close(self) -> None:
         self.client.close()
 
 
+def _origins(key: str) -> str:
+    """The hash of where each consumer group of stream ``key`` that started at ``$`` began."""
+    return f"{key}:sigma-origins"
+
+
 class RedisStreamSource(FixedPartitionedSource):
-    """Ticks and bars from Redis streams (one partition per stream key), read through a consumer group."""
+    """Ticks and bars from Redis streams (one partition per stream key), read through a consumer group.
+
+    ``recovery`` says that the flow runs with a recovery store. A partition that Bytewax
+    then builds without a resume position belongs to a run whose predecessor (if any)
+    died before its first snapshot, so it reads from where the group began; without a
+    store, the group's own place in the stream is the only memory there is.
+    """
 
     def __init__(self, url: str, keys: list[str], *, group: str = "sigma", start: str = "0", batch: int = 500,
-                 clock: ClockMode = "data", lateness: int = _SECOND, idle: int = 0, poll: float = 0.0005) -> None:  # fmt: skip
+                 clock: ClockMode = "data", lateness: int = _SECOND, idle: int = 0, poll: float = 0.0005,
+                 recovery: bool = False) -> None:  # fmt: skip
         self.url, self.keys, self.group, self.start, self.batch, self.poll = url, keys, group, start, batch, poll
-        self.clock, self.lateness, self.idle = clock, lateness, idle
+        self.clock, self.lateness, self.idle, self.recovery = clock, lateness, idle, recovery
 
     def list_parts(self) -> list[str]:
         return list(self.keys)
 
-    def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
-        return _StreamPartition(self.url, for_part, self.group, f"{self.group}-{for_part}", self.start, resume_state,
-                                self.batch, Reader(self.clock, lateness=self.lateness, idle=self.idle), self.poll)  # fmt: skip
+    def build_part(self, step_id: str, for_part: str, resume_state: Resume | None) -> _StreamPartition:
+        return _StreamPartition(self.url, for_part, self.group, f"{self.group}-{for_part}", self.start, resume_state, self.batch,
+                                Reader(self.clock, lateness=self.lateness, idle=self.idle), self.poll, self.recovery)  # fmt: skip
 
 
 # -- files -------------------------------------------------------------------------
 
 
 class _FilePartition(StatefulSourcePartition):
-    def __init__(self, path: Path, kind: Kind, resume: int | None, batch: int, reader: Reader) -> None:
+    def __init__(self, path: Path, kind: Kind, resume: Resume | None, batch: int, reader: Reader) -> None:
         self.kind = "tick" if kind == "ticks" else "bar"
         self.rows = _read_rows(path, _TYPES[self.kind])
-        self.position = resume or 0
+        self.position = 0
+        if resume is not None:
+            self.position = resume.position
+            reader.restore(resume.clock)
         self.batch = batch
         self.reader = reader
 
@@ -249,8 +308,8 @@ class _FilePartition(StatefulSourcePartition):
             items.append(clock)
         return items
 
-    def snapshot(self) -> int:
-        return self.position
+    def snapshot(self) -> Resume:
+        return Resume(self.position, self.reader.snapshot())
 
 
 def _read_rows(path: Path, kind: type) -> list:
@@ -282,7 +341,7 @@ class FileSource(FixedPartitionedSource):
     def list_parts(self) -> list[str]:
         return [str(path) for path in self.paths]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: Resume | None) -> _FilePartition:
         return _FilePartition(Path(for_part), self.kind, resume_state, self.batch, Reader("data", lateness=self.lateness, idle=self.idle))
 
 

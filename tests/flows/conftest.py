@@ -81,9 +81,10 @@ def served(tmp_path_factory):
         sweep_id = sweep.start(space, pack, spec, request, actor="test", announce=lambda line: None)
         train = TrainRequest(sweep=sweep_id, rank=1, grid=SMALL)
         trained_id = training._register(space, spec, train, fit_configuration(home, pack, spec, train), "test")
-        # A policy that trades often (any hour, a low threshold), so that a short replay alerts.
-        eager = policy_copy(space, trained_id, "eager", threshold=0.36, hours_mask=float((1 << 24) - 1), top_pct=100.0, size_by_confidence=False,
-                            max_positions=2.0, hold_bars=5.0)  # fmt: skip
+        # A policy that trades often (any hour, a low threshold), so that a short replay alerts; a fixed size, since sizing
+        # by confidence gives nothing to a probability under 0.5.
+        eager = policy_copy(space, trained_id, "eager", threshold=0.36, hours_mask=float((1 << 24) - 1), top_pct=100.0,
+                            max_positions=2.0, hold_bars=5.0, size_by_confidence=0.0)  # fmt: skip
         space.publish(eager, actor="test")
     return home, write_ticks(root / "replay.parquet", replay), eager
 
