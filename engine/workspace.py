@@ -24,7 +24,7 @@ from pathlib import Path
 import msgspec
 
 from engine.errors import ConfigError, NotFoundError, SigmaError
-from engine.models import ModelSpec
+from engine.models import ModelSpec, SweepRequest
 
 __all__ = ["Workspace", "AuditEntry", "SweepRecord", "TrainedRecord", "MIGRATIONS", "default_home"]
 
@@ -152,6 +152,7 @@ _SWEEP_COLUMNS = "id, model, status, done, total, pid, cancel_requested, config,
 _encode = msgspec.json.Encoder().encode
 _decode_details = msgspec.json.Decoder(dict[str, object]).decode
 _decode_model = msgspec.json.Decoder(ModelSpec).decode
+_decode_request = msgspec.json.Decoder(SweepRequest).decode
 
 
 class Workspace:
@@ -241,13 +242,13 @@ class Workspace:
     def sweeps_folder(self) -> Path:
         return self.home / "sweeps"
 
-    def add_sweep(self, sweep_id: str, model: str, config: object, tags: object, lineage: object, total: int, *, actor: str) -> None:
+    def add_sweep(self, sweep_id: str, model: str, request: SweepRequest, tags: object, lineage: object, total: int, *, actor: str) -> None:
         """Record a new sweep as running and audit its start."""
         with self._transaction():
             self._db.execute(
                 "INSERT INTO sweeps (id, model, status, config, tags, lineage, created_at, total, pid)"
                 " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-                (sweep_id, model, _encode(config), _encode(tags), _encode(lineage), self._now(), total, os.getpid()),
+                (sweep_id, model, _encode(request), _encode(tags), _encode(lineage), self._now(), total, os.getpid()),
             )
             self.audit(actor, "sweep.start", sweep_id, {"model": model, "combinations": total, "lineage": lineage})
 
@@ -268,6 +269,13 @@ class Workspace:
         if row is None:
             raise NotFoundError(f"no sweep {sweep_id!r}; `sigma sweep list` shows the sweeps")
         return _sweep_record(row)
+
+    def sweep_request(self, sweep_id: str) -> SweepRequest:
+        """The request a sweep was started with."""
+        row = self._db.execute("SELECT config FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no sweep {sweep_id!r}; `sigma sweep list` shows the sweeps")
+        return _decode_request(row[0])
 
     def sweeps(self, model: str | None = None) -> list[SweepRecord]:
         query = f"SELECT {_SWEEP_COLUMNS} FROM sweeps" + (" WHERE model = ?" if model else "") + " ORDER BY created_at, id"

@@ -23,10 +23,9 @@ from engine.models import FutureSettings, InstrumentSettings, OptionSettings
 from engine.policy import Policy
 from engine.schemas import Lineage
 from engine.scoring import Manifest, Scorer
+from engine.store import dataset
 from engine.workspace import Workspace
 from packs import catalog
-from research.data import dataset
-from research.sweep import stored_request
 
 __all__ = ["ServingModel", "Registry"]
 
@@ -104,7 +103,7 @@ class Registry:
             scorer = self._scorers[record.artifact_sha] = Scorer(space.read_artifact(record.artifact_sha), manifest)
         spec = space.model(record.model)
         pack = catalog(self.home).get(f"{spec.pack}@{spec.pack_version}")
-        universe = tuple(stored_request(space, manifest.sweep).universe or [spec.instrument.symbol])
+        universe = tuple(space.sweep_request(manifest.sweep).universe or [spec.instrument.symbol])
         try:
             cal = calendar(dataset(self.home, universe[0], manifest.cadence).calendar)
         except NotFoundError:  # no stored history: the default equities calendar

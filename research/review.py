@@ -26,10 +26,10 @@ from engine.features import needs_ticks
 from engine.models import InstrumentSettings
 from engine.pipeline import Pipeline
 from engine.scoring import Manifest, Scorer
+from engine.store import load_bars, load_ticks
 from engine.workspace import Workspace
 from research.backtest import METRICS, PARAMETERS, run
-from research.data import load_bars, load_ticks
-from research.sweep import build_market, stored_request
+from research.sweep import build_market
 
 __all__ = ["load_scorer", "score_history", "backtest", "render", "report"]
 
@@ -59,7 +59,7 @@ def backtest(space: Workspace, pack, spec, trained_id: str, start: date | None =
     """The exported model's backtest over stored bars from ``start`` to ``end`` (inclusive), by its own policy."""
     scorer = load_scorer(space, trained_id)
     bars, cal, probabilities = score_history(space.home, scorer)
-    request = stored_request(space, scorer.manifest.sweep)
+    request = space.sweep_request(scorer.manifest.sweep)
     prepared = build_market([(bars, None)], cal, spec, pack.strategies[spec.strategy].label, request, stored=probabilities[:, None])
     day, _ = local_clock(bars.start, cal.timezone)
     first = 0 if start is None else int(np.searchsorted(day, (start - date(1970, 1, 1)).days))

@@ -21,13 +21,13 @@ from cli import main
 from engine.calendar import CALENDARS, session_days
 from engine.errors import ConfigError, NotFoundError, SigmaError
 from engine.features import feature_matrix, model_features
-from engine.models import create_model
+from engine.models import SweepRequest, create_model
 from engine.packs import PackTraining, load_pack
 from engine.scoring import ContractError, Manifest, Scorer
+from engine.store import load_bars, store_bars
 from engine.workspace import Workspace
 from packs import OFFICIAL
 from research import review, sweep, training
-from research.data import load_bars, store_bars
 from research.export import ExportError, verify
 from research.leaderboard import load
 from research.synthetic import generate
@@ -51,7 +51,7 @@ def swept(tmp_path_factory):
         pack = load_pack(OFFICIAL / "swingsigma")
         spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"})
         space.add_model(spec, actor="test")
-        sweep_id = sweep.start(space, pack, spec, sweep.SweepRequest(model=spec.name), actor="test", announce=lambda line: None)
+        sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name), actor="test", announce=lambda line: None)
         table, _ = load(space, sweep_id)
     passing = [row["rank"] for row in table.to_pylist() if row["gate"] != "FAIL"]
     assert len(passing) >= 2, "the fixture needs two rows that pass their gates"
