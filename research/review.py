@@ -1,10 +1,11 @@
 """Reviewing a trained model: its backtest as exported, and a report of what training measured.
 
-``backtest`` runs the stored ONNX artifact (verified by its SHA-256) through the
-engine's per-ticker `Pipeline`, bar by bar over any stored period, and backtests the
-probabilities it produced with the model's policy: what the artifact that goes live
-would have done, with no retraining. ``render`` and ``report`` show the metrics in
-the terminal and as a PNG (calibration curve, equity curves, feature importance).
+``backtest`` runs the stored ONNX artifact (its manifest and bytes checked against
+the hashes sealed at training) through the engine's per-ticker `Pipeline`, bar by bar
+over any stored period, and backtests the probabilities it produced with the model's
+policy: what the artifact that goes live would have done, with no retraining.
+``render`` and ``report`` show the metrics in the terminal and as a PNG (calibration
+curve, equity curves, feature importance).
 """
 
 from __future__ import annotations
@@ -35,10 +36,9 @@ __all__ = ["load_scorer", "score_history", "backtest", "render", "report"]
 
 
 def load_scorer(space: Workspace, trained_id: str) -> Scorer:
-    """The trained model's scorer, from its artifact after the SHA-256 check."""
-    record = space.trained(trained_id)
-    manifest = msgspec.convert(record.manifest, Manifest)
-    return Scorer(space.read_artifact(record.artifact_sha), manifest)
+    """The trained model's scorer, once its manifest and ONNX bytes pass their check against the hashes sealed at training."""
+    record, model = space.load_trained(trained_id)
+    return Scorer(model, msgspec.convert(record.manifest, Manifest))
 
 
 def score_history(home: Path, scorer: Scorer) -> tuple[Bars, Calendar, np.ndarray]:
