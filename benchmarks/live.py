@@ -49,17 +49,17 @@ from bytewax.testing import run_main
 
 from engine.alerts import build_alert
 from engine.calendar import CALENDARS
-from engine.models import create_model
+from engine.models import SweepRequest, create_model
 from engine.packs import load_pack
 from engine.schemas import Alert
 from engine.signals import Scored, Signal
+from engine.store import store_bars
 from engine.workspace import Workspace
 from flows import live, sinks, sources, steps
 from flows.redis_server import RedisServer
 from flows.registry import Registry
 from packs import OFFICIAL
 from research import sweep, training
-from research.data import store_bars
 from research.synthetic import generate
 
 TICKERS = [f"T{i:03d}" for i in range(500)]
@@ -76,7 +76,7 @@ def _trained(home: Path) -> str:
         pack = load_pack(OFFICIAL / "zerosigma")
         spec = create_model(pack, strategy="vwap_reversion", settings={"underlying": "SPY"})
         space.add_model(spec, actor="bench")
-        sweep_id = sweep.start(space, pack, spec, sweep.SweepRequest(model=spec.name), actor="bench", announce=lambda line: None)
+        sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name), actor="bench", announce=lambda line: None)
         request = training.TrainRequest(sweep=sweep_id, rank=1, grid={"n_estimators": [100], "max_depth": [5], "learning_rate": [0.1]})
         trained_id = training._register(space, spec, request, training.fit_configuration(home, pack, spec, request), "bench")
         space.publish(trained_id, actor="bench")

@@ -24,14 +24,14 @@ import numpy as np
 
 from benchmarks._timing import median_seconds
 from engine.calendar import CALENDARS
-from engine.models import create_model
+from engine.models import SweepRequest, create_model
 from engine.packs import load_pack
 from engine.policy import ALL_DAY, ENTRY_TYPES, SIDES, Policy, hours_mask
+from engine.store import store_bars
 from engine.workspace import Workspace
 from packs import OFFICIAL
 from research import sweep
 from research.backtest import PARAMETERS, run
-from research.data import store_bars
 from research.synthetic import generate
 
 BARS = 100_000
@@ -47,9 +47,9 @@ def simple_sweep(home: Path) -> tuple[float, sweep.Prepared]:
     with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
         space.add_model(spec, actor="benchmark")
         began = time.perf_counter()
-        sweep.start(space, pack, spec, sweep.SweepRequest(model=spec.name), actor="benchmark", announce=lambda line: None)
+        sweep.start(space, pack, spec, SweepRequest(model=spec.name), actor="benchmark", announce=lambda line: None)
         seconds = time.perf_counter() - began
-        return seconds, sweep.prepare(home, pack, spec, sweep.SweepRequest(model=spec.name))
+        return seconds, sweep.prepare(home, pack, spec, SweepRequest(model=spec.name))
 
 
 def custom_grid() -> np.ndarray:

@@ -1,4 +1,9 @@
-"""The ``sigma`` command: packs, indicators, models, market data and sweeps from the shell."""
+"""The ``sigma`` command: packs, indicators, models, market data and sweeps from the shell.
+
+Every command's module is imported to build the parser, so a module imports
+`research` inside the handlers that use it: ``sigma run`` then starts without the
+training stack (XGBoost, scikit-learn, the ONNX converters), as a test holds.
+"""
 
 from __future__ import annotations
 

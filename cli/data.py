@@ -11,17 +11,7 @@ import msgspec
 from cli._common import print_json, workspace
 from engine.calendar import CALENDARS, calendar
 from engine.errors import ConfigError
-from research.data import (
-    ImportOptions,
-    check_dataset,
-    datasets,
-    import_bars,
-    resample_dataset,
-    store_bars,
-    store_ticks,
-)
-from research.preview import preview
-from research.synthetic import generate
+from engine.store import datasets, store_bars, store_ticks
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -86,6 +76,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from research.data import ImportOptions, import_bars
+
     columns = {}
     for pair in (args.columns or "").split(","):
         if pair:
@@ -121,6 +113,8 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from research.data import check_dataset
+
     with workspace() as space:
         report = check_dataset(space.home, args.ticker.upper(), args.cadence)
     if args.json:
@@ -131,12 +125,16 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _resample(args: argparse.Namespace) -> None:
+    from research.data import resample_dataset
+
     with workspace() as space:
         info = resample_dataset(space.home, args.ticker.upper(), args.source, args.target)
     print(f"stored {info.ticker} {info.cadence}: {info.rows:,} bars")
 
 
 def _synth(args: argparse.Namespace) -> None:
+    from research.synthetic import generate
+
     cal = calendar(args.calendar)
     tickers = [ticker.strip().upper() for ticker in args.tickers.split(",") if ticker.strip()]
     market = generate(tickers, args.cadence, args.sessions, cal, seed=args.seed, start=date.fromisoformat(args.start), ticks=args.ticks)
@@ -148,6 +146,8 @@ def _synth(args: argparse.Namespace) -> None:
 
 
 def _preview(args: argparse.Namespace) -> int:
+    from research.preview import preview
+
     with workspace() as space:
         result = preview(space.home, space.model(args.model), args.bars)
     if args.json:

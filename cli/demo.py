@@ -13,12 +13,9 @@ import redis
 
 from cli._common import actor, catalog, workspace
 from engine.calendar import CALENDARS
-from engine.models import create_model
+from engine.models import SweepRequest, create_model
+from engine.store import store_bars
 from flows.redis_server import RedisServer
-from research import sweep, training
-from research.data import store_bars
-from research.leaderboard import load
-from research.synthetic import generate
 
 TICKERS = ["SPY", "QQQ", "IWM"]
 HISTORY_SESSIONS = 1200
@@ -45,6 +42,10 @@ def _step(text: str) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from research import sweep, training
+    from research.leaderboard import load
+    from research.synthetic import generate
+
     started = time.perf_counter()
     cal = CALENDARS["us_equities"]
     with workspace() as space:
@@ -60,7 +61,7 @@ def _demo(args: argparse.Namespace) -> int:
                             taken=space.model_names())  # fmt: skip
         space.add_model(spec, actor=actor())
         _step(f"model {spec.name} (pack {pack.ref}, stocks, universe {', '.join(TICKERS)}); sweeping")
-        sweep_id = sweep.start(space, pack, spec, sweep.SweepRequest(model=spec.name, universe=TICKERS), actor=actor(),
+        sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=TICKERS), actor=actor(),
                                announce=lambda line: print(f"    {line}"))  # fmt: skip
         table, _ = load(space, sweep_id)
         rows = [row for row in table.to_pylist() if row["gate"] != "FAIL"] or table.to_pylist()[:1]
@@ -80,6 +81,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train_anyway(space, pack, spec, sweep_id: str, rank: int) -> list[str]:
+    from research import training
+
     # No row passed the gates on this small market: train the best one all the same, and say so.
     print("    no row passed its gates; training the best row to show the flow, not to trade it")
     grid = training.GRID | (dict(pack.training.grid) if pack.training else {})

@@ -10,7 +10,6 @@ import msgspec
 from cli._common import catalog, print_json
 from engine.errors import ConfigError
 from engine.packs import TAG_CATEGORIES, Check, PackReport, decode_pack, lint
-from research.performance import pack_performance
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -72,6 +71,8 @@ def _show(args: argparse.Namespace) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from research.performance import pack_performance
+
     path = args.path / "pack.yaml" if args.path.is_dir() else args.path
     if not path.is_file():
         raise ConfigError("path", f"no pack file at {path}", "give a pack.yaml or the folder holding one")

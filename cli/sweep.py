@@ -6,12 +6,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli._common import actor, number, pack_and_model, print_json, workspace
 from engine.errors import ConfigError
-from research import leaderboard, sweep
-from research.backtest import trades
-from research.plots import plot
+from engine.models import SweepRequest
+
+if TYPE_CHECKING:
+    from research.sweep import Progress
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -72,7 +74,7 @@ class _Bar:
         self.terminal = sys.stderr.isatty()
         self.last = 0.0
 
-    def __call__(self, progress: sweep.Progress) -> None:
+    def __call__(self, progress: Progress) -> None:
         share = progress.done / max(progress.total, 1)
         line = (f"[{'#' * int(30 * share):<30}] {progress.done:,}/{progress.total:,} {share:4.0%} "
                 f"{progress.configs_per_second:,.0f} configs/s, ETA {progress.eta_seconds:.0f} s, best Sharpe {progress.best_sharpe:.2f}")
@@ -86,7 +88,7 @@ class _Bar:
         sys.stderr.flush()
 
 
-def _request(args: argparse.Namespace) -> sweep.SweepRequest:
+def _request(args: argparse.Namespace) -> SweepRequest:
     overrides: dict[str, list] = {}
     for pair in args.set or ():
         axis, sep, values = pair.partition("=")
@@ -94,12 +96,14 @@ def _request(args: argparse.Namespace) -> sweep.SweepRequest:
             raise ConfigError("--set", f"{pair!r} is not AXIS=V1,V2", "write e.g. --set stop_loss=0.02,0.04")
         overrides[axis.strip()] = [number(v.strip()) for v in values.split(",") if v.strip()]
     universe = [t.strip().upper() for t in (args.universe or "").split(",") if t.strip()]
-    return sweep.SweepRequest(model=args.model, mode=args.mode, preset=args.preset, universe=universe,
-                              overrides=overrides, pro=args.pro, prune=not args.no_prune,
-                              commission_bps=args.commission_bps, seed=args.seed)
+    return SweepRequest(model=args.model, mode=args.mode, preset=args.preset, universe=universe,
+                        overrides=overrides, pro=args.pro, prune=not args.no_prune,
+                        commission_bps=args.commission_bps, seed=args.seed)
 
 
 def _finish(space, sweep_id: str) -> int:
+    from research import leaderboard
+
     record = space.sweep(sweep_id)
     if record.status != "finished":
         print(f"sweep {sweep_id} {record.status} after {record.done:,} of {record.total:,}; "
@@ -112,18 +116,24 @@ def _finish(space, sweep_id: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from research import sweep
+
     with workspace() as space:
         pack, spec = pack_and_model(space, args.model)
         return _finish(space, sweep.start(space, pack, spec, _request(args), actor=actor(), report=_Bar()))
 
 
 def _cancel(args: argparse.Namespace) -> None:
+    from research import sweep
+
     with workspace() as space:
         sweep.cancel(space, args.id, actor=actor())
     print(f"cancel requested for {args.id}; it stops after its current chunk")
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from research import sweep
+
     with workspace() as space:
         pack, spec = pack_and_model(space, space.sweep(args.id).model)
         return _finish(space, sweep.resume(space, pack, spec, args.id, actor=actor(), report=_Bar()))
@@ -147,6 +157,8 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _results(args: argparse.Namespace) -> None:
+    from research import leaderboard
+
     with workspace() as space:
         table, meta = leaderboard.load(space, args.id)
         if args.csv:
@@ -161,6 +173,10 @@ def _results(args: argparse.Namespace) -> None:
 
 
 def _plot(args: argparse.Namespace) -> None:
+    from research import leaderboard, sweep
+    from research.backtest import trades
+    from research.plots import plot
+
     with workspace() as space:
         record = space.sweep(args.id)
         pack, spec = pack_and_model(space, record.model)

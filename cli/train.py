@@ -8,7 +8,6 @@ from datetime import date
 
 from cli._common import actor, pack_and_model, print_json, workspace
 from engine.errors import ConfigError
-from research import review, training
 
 
 def register(commands: argparse._SubParsersAction, models: argparse._SubParsersAction) -> None:
@@ -64,6 +63,8 @@ def _ranks(text: str) -> list[int]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from research import review, training
+
     ranks = _ranks(args.rows)
     with workspace() as space:
         if args.cancel:
@@ -96,6 +97,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> None:
+    from research import review
+
     with workspace() as space:
         record = space.trained(args.trained)
         pack, spec = pack_and_model(space, record.model)
@@ -122,6 +125,8 @@ def _trained(args: argparse.Namespace) -> None:
 
 
 def _review(args: argparse.Namespace) -> None:
+    from research import review
+
     with workspace() as space:
         print(review.render(space.trained(args.trained).manifest))
         print(f"report: {review.report(space, args.trained)}")

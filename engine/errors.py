@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SigmaError", "ConfigError", "DecodeError", "NotFoundError"]
+__all__ = ["SigmaError", "ConfigError", "DecodeError", "NotFoundError", "IntegrityError"]
 
 
 class SigmaError(Exception):
@@ -38,3 +38,7 @@ class DecodeError(SigmaError, ValueError):
 
 class NotFoundError(SigmaError, LookupError):
     """A named thing (pack, indicator, model) that does not exist."""
+
+
+class IntegrityError(SigmaError):
+    """A stored artifact or manifest that no longer matches the SHA-256 recorded for it."""

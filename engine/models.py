@@ -2,7 +2,8 @@
 
 ``create_model`` is the one door in: everything outside the pack is refused with the
 field named, defaults come from the pack (then the strategy), and the result carries
-its lineage hashes.
+its lineage hashes. A `SweepRequest` asks how to search HOW a model trades; research
+runs it, and the live flow reads the universe it chose.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from engine.packs import Pack, Tags, effective_tags, time_problem
 from engine.policy import SIDES
 from engine.schemas import Lineage
 
-__all__ = ["trade_side", "ModelSpec", "StockSettings", "OptionSettings", "FutureSettings", "InstrumentSettings", "create_model"]
+__all__ = ["trade_side", "ModelSpec", "SweepRequest", "StockSettings", "OptionSettings", "FutureSettings", "InstrumentSettings", "create_model"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -107,6 +108,25 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             model_config_sha=self.model_config_sha,
             policy_sha=self.policy_sha,
         )
+
+
+class SweepRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a user asks a sweep of a model for: how to search HOW it trades; stored with the sweep."""
+
+    model: str
+    mode: Literal["simple", "custom"] = "simple"
+    preset: str | None = None
+    universe: list[str] = []
+    """Tickers to trade cross-sectionally; the model's own symbol when empty."""
+    overrides: dict[str, list[float | str]] = {}
+    """Axis values replacing the defaults, e.g. ``{"stop_loss": [0.02, 0.04]}``."""
+    pro: bool = False
+    prune: bool = True
+    folds: int = 5
+    embargo: int = 5
+    holdout: float = 0.2
+    commission_bps: float = 1.0
+    seed: int = 0
 
 
 def create_model(

@@ -9,8 +9,9 @@ library versions, metrics). A `Scorer` is bound to its manifest: it refuses a fe
 layout that does not match, with an error that says which part, and then scores
 vectors with no further checks on the hot path.
 
-Artifacts are loaded only through the workspace, which checks the SHA-256 first;
-nothing here reads a pickle.
+Trained models are loaded only through the workspace (`Workspace.load_trained`),
+which checks the manifest and the ONNX bytes against the hashes sealed at training
+first; nothing here reads a pickle.
 """
 
 from __future__ import annotations

@@ -10,6 +10,12 @@ Layout::
 The database schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[i]``
 upgrades version i to i + 1 and runs once, in a transaction. The audit log is
 append-only: triggers refuse UPDATE and DELETE. Time comes from an injected clock.
+
+A trained model is sealed when it is recorded: its manifest is stored as an artifact
+too, and the row keeps the manifest's SHA-256 beside its copy, while the manifest
+names the SHA-256 of the ONNX bytes. `Workspace.load_trained`, the one door to a
+model that is going to score, checks that chain on every load and refuses a model
+whose manifest or ONNX bytes changed since, saying which.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from pathlib import Path
 
 import msgspec
 
-from engine.errors import ConfigError, NotFoundError, SigmaError
-from engine.models import ModelSpec
+from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
+from engine.models import ModelSpec, SweepRequest
 
 __all__ = ["Workspace", "AuditEntry", "SweepRecord", "TrainedRecord", "MIGRATIONS", "default_home"]
 
@@ -91,7 +97,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE publications ADD COLUMN killed_at TEXT;
     """,
+    """
+    ALTER TABLE trained_models ADD COLUMN manifest_sha TEXT;
+    """,
 )
+_SEALS_MANIFESTS = 5
+"""The schema version from which every trained model's manifest is sealed by its SHA-256."""
 
 
 def default_home() -> Path:
@@ -136,6 +147,8 @@ class TrainedRecord(msgspec.Struct, frozen=True):
     sweep: str | None
     rank: int
     artifact_sha: str | None
+    manifest_sha: str | None
+    """SHA-256 of the manifest as recorded at training, stored as an artifact too."""
     manifest: dict[str, object]
     created_at: str
     published_at: str | None
@@ -145,13 +158,17 @@ class TrainedRecord(msgspec.Struct, frozen=True):
 
 
 _TRAINED_COLUMNS = (
-    "t.id, t.model, t.sweep, t.rank, t.artifact_sha, t.manifest, t.created_at, p.published_at, p.published_by, p.killed_at"
+    "t.id, t.model, t.sweep, t.rank, t.artifact_sha, t.manifest_sha, t.manifest, t.created_at, p.published_at, p.published_by,"
+    " p.killed_at"
     " FROM trained_models t LEFT JOIN publications p ON p.trained_model = t.id"
 )
 _SWEEP_COLUMNS = "id, model, status, done, total, pid, cancel_requested, config, tags, lineage, summary, created_at, finished_at"
+_MANIFEST = 6  # the manifest's place in a `_TRAINED_COLUMNS` row
+_SHOWN_CHANGES = 5
 _encode = msgspec.json.Encoder().encode
 _decode_details = msgspec.json.Decoder(dict[str, object]).decode
 _decode_model = msgspec.json.Decoder(ModelSpec).decode
+_decode_request = msgspec.json.Decoder(SweepRequest).decode
 
 
 class Workspace:
@@ -192,10 +209,26 @@ class Workspace:
                 f"understands ({len(MIGRATIONS)}); upgrade Sigma to open it"
             )
         for version in range(current, len(MIGRATIONS)):
-            # executescript commits on its own; wrap the step so it applies whole or not at all.
-            self._db.executescript(
-                f"BEGIN; {MIGRATIONS[version]} PRAGMA user_version = {version + 1}; COMMIT;"
-            )
+            # executescript commits on its own; the script opens the step's transaction, so that the
+            # step, with the sealing that follows its SQL, applies whole or not at all.
+            try:
+                self._db.executescript(f"BEGIN; {MIGRATIONS[version]}")
+                if version + 1 == _SEALS_MANIFESTS:
+                    self._seal_manifests()
+                self._db.execute(f"PRAGMA user_version = {version + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _seal_manifests(self) -> None:
+        """Seal the manifests of models trained before manifests were sealed, as they are found, and audit it."""
+        rows = self._db.execute("SELECT id, manifest FROM trained_models ORDER BY id").fetchall()
+        for trained_id, manifest in rows:
+            self._db.execute("UPDATE trained_models SET manifest_sha = ? WHERE id = ?", (self.put_artifact(_blob(manifest)), trained_id))
+        if rows:
+            self.audit("sigma", "workspace.seal_manifests", "trained_models", {"sealed": [trained_id for trained_id, _ in rows]})
 
     def _now(self) -> str:
         return self._clock().isoformat()
@@ -241,13 +274,13 @@ class Workspace:
     def sweeps_folder(self) -> Path:
         return self.home / "sweeps"
 
-    def add_sweep(self, sweep_id: str, model: str, config: object, tags: object, lineage: object, total: int, *, actor: str) -> None:
+    def add_sweep(self, sweep_id: str, model: str, request: SweepRequest, tags: object, lineage: object, total: int, *, actor: str) -> None:
         """Record a new sweep as running and audit its start."""
         with self._transaction():
             self._db.execute(
                 "INSERT INTO sweeps (id, model, status, config, tags, lineage, created_at, total, pid)"
                 " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-                (sweep_id, model, _encode(config), _encode(tags), _encode(lineage), self._now(), total, os.getpid()),
+                (sweep_id, model, _encode(request), _encode(tags), _encode(lineage), self._now(), total, os.getpid()),
             )
             self.audit(actor, "sweep.start", sweep_id, {"model": model, "combinations": total, "lineage": lineage})
 
@@ -269,21 +302,75 @@ class Workspace:
             raise NotFoundError(f"no sweep {sweep_id!r}; `sigma sweep list` shows the sweeps")
         return _sweep_record(row)
 
+    def sweep_request(self, sweep_id: str) -> SweepRequest:
+        """The request a sweep was started with."""
+        row = self._db.execute("SELECT config FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no sweep {sweep_id!r}; `sigma sweep list` shows the sweeps")
+        return _decode_request(row[0])
+
     def sweeps(self, model: str | None = None) -> list[SweepRecord]:
         query = f"SELECT {_SWEEP_COLUMNS} FROM sweeps" + (" WHERE model = ?" if model else "") + " ORDER BY created_at, id"
         return [_sweep_record(row) for row in self._db.execute(query, (model,) if model else ())]
 
     def add_trained(self, trained_id: str, model: str, sweep: str, rank: int, artifact_sha: str, manifest: object, *, actor: str) -> None:
-        """Record a trained model whose artifact is stored, and audit it with its lineage."""
+        """Record and seal a trained model whose ONNX artifact is stored, and audit it with its lineage."""
         manifest_json = _encode(manifest)
+        lineage = msgspec.json.decode(manifest_json).get("lineage")
+        named = _artifact_named(lineage)
+        if named != artifact_sha:
+            raise IntegrityError(f"the manifest of {trained_id} names ONNX artifact {named}, not {artifact_sha}: "
+                                 "record it with the artifact it was exported with")
+        manifest_sha = self.put_artifact(manifest_json)
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO trained_models (id, model, sweep, rank, artifact_sha, manifest, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (trained_id, model, sweep, rank, artifact_sha, manifest_json, self._now()),
+                "INSERT OR REPLACE INTO trained_models (id, model, sweep, rank, artifact_sha, manifest_sha, manifest, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (trained_id, model, sweep, rank, artifact_sha, manifest_sha, manifest_json, self._now()),
             )
-            lineage = msgspec.json.decode(manifest_json).get("lineage")
-            self.audit(actor, "model.train", trained_id, {"sweep": sweep, "rank": rank, "lineage": lineage})
+            self.audit(actor, "model.train", trained_id,
+                       {"sweep": sweep, "rank": rank, "manifest_sha": manifest_sha, "lineage": lineage})
+
+    def load_trained(self, trained_id: str) -> tuple[TrainedRecord, bytes]:
+        """A trained model's record and ONNX bytes, refused unless both are as they were sealed at training.
+
+        Checked on every load: the row's manifest hashes to the SHA-256 sealed at training, the
+        row's artifact is the one that manifest names, and the ONNX bytes hash to it.
+        """
+        row = self._db.execute(f"SELECT {_TRAINED_COLUMNS} WHERE t.id = ?", (trained_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no trained model {trained_id!r}; `sigma models trained` lists them")
+        record = _trained_record(row)
+        refused = f"trained model {trained_id} is refused"
+        fix = f"train it again (`sigma train {record.sweep} --rows {record.rank}`) or discard it"
+        if hashlib.sha256(_blob(row[_MANIFEST])).hexdigest() != record.manifest_sha:
+            raise IntegrityError(f"{refused}: its manifest in {self.home / 'sigma.db'} was changed after training "
+                                 f"({self._manifest_changes(record)}); {fix}")
+        named = _artifact_named(record.manifest.get("lineage"))
+        if record.artifact_sha is None or record.artifact_sha != named:
+            raise IntegrityError(f"{refused}: its row names ONNX artifact {record.artifact_sha}, but its manifest was "
+                                 f"trained with {named}; {fix}")
+        path = self._artifact_path(record.artifact_sha)
+        model = path.read_bytes() if path.exists() else None
+        actual = hashlib.sha256(model).hexdigest() if model is not None else None
+        if model is None or actual != record.artifact_sha:
+            what = "are missing" if model is None else f"were changed on disk: they hash to {actual}"
+            raise IntegrityError(f"{refused}: its ONNX bytes (artifact {record.artifact_sha}) {what}; {fix}")
+        return record, model
+
+    def _manifest_changes(self, record: TrainedRecord) -> str:
+        """What differs between a row's manifest and the one sealed at training, as far as the sealed copy tells."""
+        if record.manifest_sha is None:
+            return "no manifest SHA-256 is recorded for it"
+        try:
+            sealed = msgspec.json.decode(self.read_artifact(record.manifest_sha))
+        except (ConfigError, NotFoundError, IntegrityError):
+            return f"the manifest sealed as artifact {record.manifest_sha} is gone or changed too"
+        changes = _differences(sealed, record.manifest)
+        if not changes:
+            return "re-encoded, with no field changed"
+        shown = "; ".join(changes[:_SHOWN_CHANGES])
+        return shown + (f"; and {len(changes) - _SHOWN_CHANGES} more" if len(changes) > _SHOWN_CHANGES else "")
 
     def trained(self, trained_id: str) -> TrainedRecord:
         row = self._db.execute(f"SELECT {_TRAINED_COLUMNS} WHERE t.id = ?", (trained_id,)).fetchone()
@@ -337,12 +424,13 @@ class Workspace:
         freed = 0
         with self._transaction():
             self._db.execute("DELETE FROM trained_models WHERE id = ?", (trained_id,))
-            shared = self._db.execute("SELECT COUNT(*) FROM trained_models WHERE artifact_sha = ?", (record.artifact_sha,)).fetchone()[0]
+            unshared = [sha for sha, column in ((record.artifact_sha, "artifact_sha"), (record.manifest_sha, "manifest_sha"))
+                        if sha and not self._db.execute(f"SELECT COUNT(*) FROM trained_models WHERE {column} = ?", (sha,)).fetchone()[0]]
             self.audit(actor, "model.discard", trained_id, {"artifact_sha": record.artifact_sha, "lineage": record.manifest.get("lineage")})
-        if record.artifact_sha and not shared:
-            path = self._artifact_path(record.artifact_sha)
+        for sha in unshared:
+            path = self._artifact_path(sha)
             if path.exists():
-                freed = path.stat().st_size
+                freed += path.stat().st_size
                 path.unlink()
         return freed
 
@@ -373,7 +461,7 @@ class Workspace:
         content = path.read_bytes()
         actual = hashlib.sha256(content).hexdigest()
         if actual != sha:
-            raise SigmaError(
+            raise IntegrityError(
                 f"artifact {sha} failed its SHA-256 check (the file now hashes to {actual}); "
                 "it was changed on disk: discard it and export the model again"
             )
@@ -390,8 +478,44 @@ class Workspace:
 
 def _trained_record(row: tuple) -> TrainedRecord:
     values = list(row)
-    values[5] = msgspec.json.decode(values[5])
+    values[_MANIFEST] = msgspec.json.decode(values[_MANIFEST])
     return TrainedRecord(*values)
+
+
+def _blob(value: bytes | str) -> bytes:
+    # A manifest edited with SQLite's JSON functions comes back as TEXT, not the BLOB it was stored as.
+    return value.encode() if isinstance(value, str) else value
+
+
+def _artifact_named(lineage: object) -> str | None:
+    """The ONNX artifact's SHA-256 that a manifest's lineage names."""
+    named = lineage.get("artifact_sha") if isinstance(lineage, dict) else None
+    return named if isinstance(named, str) else None
+
+
+def _differences(sealed: object, stored: object, where: str = "") -> list[str]:
+    """Each place where ``stored`` differs from ``sealed``, as a dotted path with both values."""
+    if isinstance(sealed, dict) and isinstance(stored, dict):
+        changes = []
+        for key in [*sealed, *(key for key in stored if key not in sealed)]:
+            path = f"{where}.{key}" if where else str(key)
+            if key not in stored:
+                changes.append(f"{path} removed")
+            elif key not in sealed:
+                changes.append(f"{path} added")
+            else:
+                changes.extend(_differences(sealed[key], stored[key], path))
+        return changes
+    if isinstance(sealed, list) and isinstance(stored, list) and len(sealed) == len(stored):
+        return [change for index, (a, b) in enumerate(zip(sealed, stored)) for change in _differences(a, b, f"{where}[{index}]")]
+    if sealed == stored:
+        return []
+    return [f"{where or 'the manifest'} was {_shown(sealed)}, now {_shown(stored)}"]
+
+
+def _shown(value: object) -> str:
+    text = _encode(value).decode()
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _sweep_record(row: tuple) -> SweepRecord:

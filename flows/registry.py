@@ -1,14 +1,21 @@
 """The published models a flow serves, loaded once and refreshed when the registry changes.
 
 Each worker process keeps one `Registry`. It reads the workspace's published models,
-loads every ONNX artifact after its SHA-256 check, and resolves what the live steps
-need: the model's universe (the sweep's tickers), its calendar, its policy, its instrument settings and lineage. ``refresh`` polls
-`Workspace.registry_version` at most every ``poll_seconds`` of wall time, so a model
-published, unpublished or killed while the flow runs is picked up without a restart.
+loads each through `Workspace.load_trained` (its manifest and ONNX bytes checked
+against the hashes sealed at training), and resolves what the live steps need: the
+model's universe (the sweep's tickers), its calendar, its policy, its instrument
+settings and lineage. ``refresh`` polls `Workspace.registry_version` at most every
+``poll_seconds`` of wall time, so a model published, unpublished or killed while the
+flow runs is picked up without a restart.
+
+A model refused by its check stops the flow from starting. Once the flow runs, a
+refusal is reported on stderr and the flow goes on: a model loaded before keeps the
+copy that passed its check then (with its current kill switch), a new one is left out.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,16 +24,15 @@ import msgspec
 
 from engine.cadence import parse_cadence
 from engine.calendar import ExchangeClock, bars_per_year, calendar
-from engine.errors import NotFoundError
+from engine.errors import IntegrityError, NotFoundError
 from engine.features import model_features, needs_ticks
 from engine.models import FutureSettings, InstrumentSettings, OptionSettings
 from engine.policy import Policy
 from engine.schemas import Lineage
 from engine.scoring import Manifest, Scorer
+from engine.store import dataset
 from engine.workspace import Workspace
 from packs import catalog
-from research.data import dataset
-from research.sweep import stored_request
 
 __all__ = ["ServingModel", "Registry"]
 
@@ -84,7 +90,18 @@ class Registry:
             if version == self.version:
                 return False
             records = [r for r in space.trained_models(published=True) if not self.only or r.id in self.only]
-            models = {record.id: self._serving(space, record) for record in records}
+            models = {}
+            for record in records:
+                try:
+                    models[record.id] = self._serving(space, record.id)
+                except IntegrityError as error:
+                    if self.version == -1:
+                        raise
+                    loaded = self.models.get(record.id)
+                    kept = "keeps serving the copy loaded before" if loaded else "is not served"
+                    print(f"sigma: {error}; {record.id} {kept}", file=sys.stderr)
+                    if loaded is not None:
+                        models[record.id] = msgspec.structs.replace(loaded, killed=record.killed_at is not None)
         self.version, self.models = version, models
         by_ticker: dict[str, list[ServingModel]] = {}
         for model in models.values():
@@ -97,14 +114,15 @@ class Registry:
     def tickers(self) -> list[str]:
         return sorted(self.by_ticker)
 
-    def _serving(self, space: Workspace, record) -> ServingModel:
+    def _serving(self, space: Workspace, trained_id: str) -> ServingModel:
+        record, model = space.load_trained(trained_id)
         manifest = msgspec.convert(record.manifest, Manifest)
         scorer = self._scorers.get(record.artifact_sha)
         if scorer is None:
-            scorer = self._scorers[record.artifact_sha] = Scorer(space.read_artifact(record.artifact_sha), manifest)
+            scorer = self._scorers[record.artifact_sha] = Scorer(model, manifest)
         spec = space.model(record.model)
         pack = catalog(self.home).get(f"{spec.pack}@{spec.pack_version}")
-        universe = tuple(stored_request(space, manifest.sweep).universe or [spec.instrument.symbol])
+        universe = tuple(space.sweep_request(manifest.sweep).universe or [spec.instrument.symbol])
         try:
             cal = calendar(dataset(self.home, universe[0], manifest.cadence).calendar)
         except NotFoundError:  # no stored history: the default equities calendar

@@ -43,8 +43,8 @@ from engine.schemas import Alert, Bar, Tick, encode_json
 from engine.screening import LEVEL_SHIFT, TickScreen
 from engine.policy import Policy
 from engine.signals import Scored, Signals
+from engine.store import load_bars, load_ticks
 from flows.registry import Registry, ServingModel
-from research.data import load_bars, load_ticks
 
 __all__ = ["DeadLetter", "Quiet", "Closed", "Decided", "Status", "TickerStep", "score", "PolicyStep", "ConflictStep"]
 

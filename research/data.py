@@ -1,17 +1,15 @@
-"""Market data in the workspace: import bars from CSV or Parquet, store, list, check, resample.
+"""Market data into the workspace: import bars from CSV or Parquet, check and resample stored datasets.
 
-One dataset per ticker and cadence, stored as ``<home>/data/bars/<TICKER>/<cadence>.parquet``
-with its description (`Dataset`) in the file's metadata; ticks, when a ticker has them,
-as ``<home>/data/ticks/<TICKER>.parquet``. Import is the edge where files are trusted
-or refused: every time is converted to UTC from a declared time zone (naive intraday
-times without one are refused), and the quality report decides. Data that FAILs is
-not stored; data that WARNs is stored with its OHLC repairs and dropped rows counted.
+Import is the edge where files are trusted or refused: every time is converted to
+UTC from a declared time zone (naive intraday times without one are refused), and
+the quality report decides. Data that FAILs is not stored; data that WARNs is stored
+(`engine.store`) with its OHLC repairs and dropped rows counted.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -33,46 +31,14 @@ from engine.calendar import (
     session_days,
 )
 from engine.errors import ConfigError, NotFoundError, SigmaError
-from engine.features import TICK_FIELDS
-from engine.lineage import content_sha
 from engine.quality import QualityReport, check_bars, ohlc_violations
+from engine.store import Dataset, bars_path, load_bars, store_bars
 
-__all__ = [
-    "Dataset",
-    "ImportOptions",
-    "import_bars",
-    "store_bars",
-    "store_ticks",
-    "datasets",
-    "dataset",
-    "load_bars",
-    "load_ticks",
-    "check_dataset",
-    "resample_dataset",
-]
+__all__ = ["ImportOptions", "import_bars", "check_dataset", "resample_dataset"]
 
 _FIELDS = ("time", "open", "high", "low", "close", "volume")
 _TIME_NAMES = ("", "date", "datetime", "timestamp", "time", "timestamp_utc", "ts")
 _UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
-_METADATA_KEY = b"sigma.dataset"
-
-
-class Dataset(msgspec.Struct, frozen=True, kw_only=True):
-    """What a stored bar dataset is: ticker, cadence, calendar, where it came from, and its hash."""
-
-    ticker: str
-    cadence: str
-    calendar: str
-    source: str
-    adjustment: str
-    rows: int
-    first: str
-    last: str
-    data_sha: str
-    repaired: int = 0
-    """Bars whose high or low was widened to cover open and close."""
-    dropped: int = 0
-    """Rows dropped for a missing value."""
 
 
 class ImportOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -103,14 +69,6 @@ class ImportOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     replace: bool = False
 
 
-def _bars_path(home: Path, ticker: str, cadence: str) -> Path:
-    return home / "data" / "bars" / ticker / f"{cadence}.parquet"
-
-
-def _ticks_path(home: Path, ticker: str) -> Path:
-    return home / "data" / "ticks" / f"{ticker}.parquet"
-
-
 def import_bars(home: Path, files: Sequence[Path | str], options: ImportOptions) -> tuple[Dataset, QualityReport]:
     """Read ``files`` (one ticker, one cadence, in time order), check them and store them unless they FAIL."""
     cal = calendar(options.calendar)
@@ -119,7 +77,7 @@ def import_bars(home: Path, files: Sequence[Path | str], options: ImportOptions)
         raise ConfigError("ticker", f"{options.ticker!r} is not a ticker", "use upper-case letters, digits, . - _")
     if options.time_label not in ("start", "end"):
         raise ConfigError("time_label", f"{options.time_label!r} is neither start nor end")
-    if not options.replace and _bars_path(home, options.ticker, options.cadence).exists():
+    if not options.replace and bars_path(home, options.ticker, options.cadence).exists():
         raise ConfigError("ticker", f"{options.ticker} {options.cadence} is already imported", "pass --replace to overwrite it")
     parts = [_read(Path(path), options, cal) for path in sorted(map(Path, files))]
     if not parts:
@@ -274,87 +232,6 @@ def _adjust(bars: Bars, factor_file: Path, cal: Calendar) -> Bars:
     factor = price_factor[row] * split_factor[row]
     return Bars(bars.ticker, bars.cadence, bars.start, bars.end, bars.open * factor, bars.high * factor,
                 bars.low * factor, bars.close * factor, bars.volume / split_factor[row])
-
-
-def store_bars(home: Path, bars: Bars, cal: Calendar, *, source: str, adjustment: str = "raw",
-               repaired: int = 0, dropped: int = 0) -> Dataset:
-    """Write ``bars`` as the workspace's dataset for its ticker and cadence (atomically) and describe it."""
-    columns = bars.columns()
-    info = Dataset(
-        ticker=bars.ticker,
-        cadence=bars.cadence,
-        calendar=cal.name,
-        source=source,
-        adjustment=adjustment,
-        rows=len(bars),
-        first=_iso(bars.start[0]) if len(bars) else "",
-        last=_iso(bars.start[-1]) if len(bars) else "",
-        data_sha=content_sha({name: values.tobytes().hex() for name, values in columns.items()}),
-        repaired=repaired,
-        dropped=dropped,
-    )
-    table = pa.table(columns).replace_schema_metadata({_METADATA_KEY: msgspec.json.encode(info)})
-    _write(table, _bars_path(home, bars.ticker, bars.cadence))
-    return info
-
-
-def store_ticks(home: Path, ticker: str, ticks: Mapping[str, np.ndarray]) -> int:
-    """Write a ticker's tick table (the `TICK_FIELDS` columns); returns the row count."""
-    table = pa.table({field: ticks[field] for field in TICK_FIELDS})
-    _write(table, _ticks_path(home, ticker))
-    return table.num_rows
-
-
-def _write(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    pq.write_table(table, partial)
-    partial.replace(path)
-
-
-def _iso(ns: int) -> str:
-    return str(np.datetime64(int(ns), "ns").astype("datetime64[s]")) + "Z"
-
-
-def datasets(home: Path) -> list[Dataset]:
-    """Every stored bar dataset, by ticker then cadence."""
-    root = home / "data" / "bars"
-    return [_describe(path) for path in sorted(root.glob("*/*.parquet"))] if root.is_dir() else []
-
-
-def _describe(path: Path) -> Dataset:
-    metadata = pq.read_schema(path).metadata or {}
-    return msgspec.json.decode(metadata[_METADATA_KEY], type=Dataset)
-
-
-def dataset(home: Path, ticker: str, cadence: str) -> Dataset:
-    """The description of one dataset; `NotFoundError` says how to get it."""
-    path = _bars_path(home, ticker, cadence)
-    if not path.exists():
-        have = [d.cadence for d in datasets(home) if d.ticker == ticker]
-        fix = (
-            f"{ticker} has {', '.join(have)}: `sigma data resample {ticker} --from {have[0]} --to {cadence}`"
-            if have
-            else f"import it with `sigma data import FILE --ticker {ticker} --cadence {cadence}` or `sigma data synth`"
-        )
-        raise NotFoundError(f"no {cadence} bars for {ticker} in the workspace; {fix}")
-    return _describe(path)
-
-
-def load_bars(home: Path, ticker: str, cadence: str) -> tuple[Bars, Dataset]:
-    """The stored bars of ``ticker`` at ``cadence`` and their description."""
-    info = dataset(home, ticker, cadence)
-    table = pq.read_table(_bars_path(home, ticker, cadence))
-    return Bars(ticker, cadence, *(table.column(name).to_numpy() for name in COLUMNS)), info
-
-
-def load_ticks(home: Path, ticker: str) -> dict[str, np.ndarray] | None:
-    """The ticker's tick table, or None when it has no ticks."""
-    path = _ticks_path(home, ticker)
-    if not path.exists():
-        return None
-    table = pq.read_table(path)
-    return {field: table.column(field).to_numpy() for field in TICK_FIELDS}
 
 
 def check_dataset(home: Path, ticker: str, cadence: str) -> QualityReport:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from engine.calendar import CALENDARS, bars_per_year
 from engine.features import needs_ticks
-from engine.models import create_model
+from engine.models import SweepRequest, create_model
 from engine.packs import BacktestSummary, Pack
 from research.backtest import run
-from research.sweep import SweepRequest, build_market, config_row
+from research.sweep import build_market, config_row
 from research.synthetic import generate
 
 __all__ = ["pack_performance"]

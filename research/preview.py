@@ -14,7 +14,7 @@ import numpy as np
 from engine.calendar import calendar, session_days
 from engine.features import feature_matrix, model_features
 from engine.models import ModelSpec
-from research.data import load_bars, load_ticks
+from engine.store import load_bars, load_ticks
 
 __all__ = ["Column", "Preview", "preview", "FAIL_SHARE", "WARN_SHARE"]
 

@@ -1,10 +1,11 @@
 """Reviewing a trained model: its backtest as exported, and a report of what training measured.
 
-``backtest`` runs the stored ONNX artifact (verified by its SHA-256) through the
-engine's per-ticker `Pipeline`, bar by bar over any stored period, and backtests the
-probabilities it produced with the model's policy: what the artifact that goes live
-would have done, with no retraining. ``render`` and ``report`` show the metrics in
-the terminal and as a PNG (calibration curve, equity curves, feature importance).
+``backtest`` runs the stored ONNX artifact (its manifest and bytes checked against
+the hashes sealed at training) through the engine's per-ticker `Pipeline`, bar by bar
+over any stored period, and backtests the probabilities it produced with the model's
+policy: what the artifact that goes live would have done, with no retraining.
+``render`` and ``report`` show the metrics in the terminal and as a PNG (calibration
+curve, equity curves, feature importance).
 """
 
 from __future__ import annotations
@@ -26,19 +27,18 @@ from engine.features import needs_ticks
 from engine.models import InstrumentSettings
 from engine.pipeline import Pipeline
 from engine.scoring import Manifest, Scorer
+from engine.store import load_bars, load_ticks
 from engine.workspace import Workspace
 from research.backtest import METRICS, PARAMETERS, run
-from research.data import load_bars, load_ticks
-from research.sweep import build_market, stored_request
+from research.sweep import build_market
 
 __all__ = ["load_scorer", "score_history", "backtest", "render", "report"]
 
 
 def load_scorer(space: Workspace, trained_id: str) -> Scorer:
-    """The trained model's scorer, from its artifact after the SHA-256 check."""
-    record = space.trained(trained_id)
-    manifest = msgspec.convert(record.manifest, Manifest)
-    return Scorer(space.read_artifact(record.artifact_sha), manifest)
+    """The trained model's scorer, once its manifest and ONNX bytes pass their check against the hashes sealed at training."""
+    record, model = space.load_trained(trained_id)
+    return Scorer(model, msgspec.convert(record.manifest, Manifest))
 
 
 def score_history(home: Path, scorer: Scorer) -> tuple[Bars, Calendar, np.ndarray]:
@@ -59,7 +59,7 @@ def backtest(space: Workspace, pack, spec, trained_id: str, start: date | None =
     """The exported model's backtest over stored bars from ``start`` to ``end`` (inclusive), by its own policy."""
     scorer = load_scorer(space, trained_id)
     bars, cal, probabilities = score_history(space.home, scorer)
-    request = stored_request(space, scorer.manifest.sweep)
+    request = space.sweep_request(scorer.manifest.sweep)
     prepared = build_market([(bars, None)], cal, spec, pack.strategies[spec.strategy].label, request, stored=probabilities[:, None])
     day, _ = local_clock(bars.start, cal.timezone)
     first = 0 if start is None else int(np.searchsorted(day, (start - date(1970, 1, 1)).days))

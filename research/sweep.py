@@ -26,7 +26,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import msgspec
 import numpy as np
@@ -47,20 +46,20 @@ from engine.errors import ConfigError
 from engine.features import feature_matrix, model_features
 from engine.indicators.volatility import RealisedVolatility
 from engine.lineage import content_sha
-from engine.models import ModelSpec, OptionSettings, trade_side
+from engine.models import ModelSpec, OptionSettings, SweepRequest, trade_side
 from engine.options import STRIKE_DELTAS, strike_score, volatility_window
 from engine.packs import Label, Pack
 from engine.policy import ENTRY_TYPES, Policy, hours_mask
+from engine.store import dataset, load_bars, load_ticks
 from engine.workspace import Workspace
 from research.backtest import METRICS, PARAMETERS, Market, run
-from research.data import dataset, load_bars, load_ticks
 from research.labels import label
 from research.leaderboard import build
 from research.validation import Split, out_of_fold, walk_forward
 
 __all__ = [
-    "SweepRequest", "grid", "config_row", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
-    "prepare", "build_market", "Prepared", "stored_request",
+    "grid", "config_row", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
+    "prepare", "build_market", "Prepared",
 ]  # fmt: skip
 
 CAP = 1_000
@@ -69,7 +68,6 @@ SIMPLE_CAP = 45
 PRUNE_ABOVE = 64
 _CHUNK = 64  # the smallest chunk; chunks grow to take about _CHUNK_SECONDS each
 _CHUNK_SECONDS = 2.0
-FOLDS = 5
 
 _CUSTOM_DEFAULTS: dict[str, list] = {
     "stop_loss": None,  # the pack's risk level and twice it
@@ -81,25 +79,6 @@ _CUSTOM_DEFAULTS: dict[str, list] = {
     "dte_target": None,  # the model's days to expiry and a longer one
 }
 _NEIGHBOUR = {"ITM_10": "ITM_5", "ITM_5": "ATM", "ATM": "OTM_5", "OTM_5": "ATM", "OTM_10": "OTM_5"}
-class SweepRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What a user asks a sweep for; stored with the sweep so that it can be resumed."""
-
-    model: str
-    mode: Literal["simple", "custom"] = "simple"
-    preset: str | None = None
-    universe: list[str] = []
-    """Tickers to trade cross-sectionally; the model's own symbol when empty."""
-    overrides: dict[str, list[float | str]] = {}
-    """Axis values replacing the defaults, e.g. ``{"stop_loss": [0.02, 0.04]}``."""
-    pro: bool = False
-    prune: bool = True
-    folds: int = FOLDS
-    embargo: int = 5
-    holdout: float = 0.2
-    commission_bps: float = 1.0
-    seed: int = 0
-
-
 def _axes(pack: Pack, spec: ModelSpec, request: SweepRequest) -> dict[str, list]:
     simple = pack.sweep.simple
     axes: dict[str, list] = {"threshold": list(simple.thresholds), "allowed_hours": [list(h) for h in simple.allowed_hours]}
@@ -295,7 +274,6 @@ def start(space: Workspace, pack: Pack, spec: ModelSpec, request: SweepRequest, 
     sweep_id = f"{spec.name}-{uuid.uuid4().hex[:8]}"
     folder = _sweep_folder(space, sweep_id)
     folder.mkdir(parents=True)
-    (folder / "request.json").write_bytes(msgspec.json.encode(request))
     space.add_sweep(sweep_id, spec.name, request, spec.tags, msgspec.to_builtins(spec.lineage), len(combinations), actor=actor)
     started = time.perf_counter()
     prepared = prepare(space.home, pack, spec, request)
@@ -325,16 +303,11 @@ def resume(space: Workspace, pack: Pack, spec: ModelSpec, sweep_id: str, *, acto
 
 def reload(space: Workspace, sweep_id: str, pack: Pack, spec: ModelSpec) -> tuple[SweepRequest, list[str], list[tuple], Prepared]:
     """A stored sweep's request, grid and inputs, with the probabilities it computed (no retraining)."""
-    request = stored_request(space, sweep_id)
+    request = space.sweep_request(sweep_id)
     names, combinations = grid(pack, spec, request)
     stored = pq.read_table(_sweep_folder(space, sweep_id) / "probabilities.parquet").column("probability").to_numpy()
     prepared = prepare(space.home, pack, spec, request, stored=stored.reshape(-1, len(request.universe) or 1))
     return request, names, combinations, prepared
-
-
-def stored_request(space: Workspace, sweep_id: str) -> SweepRequest:
-    """The request a sweep was started with."""
-    return msgspec.json.decode((_sweep_folder(space, sweep_id) / "request.json").read_bytes(), type=SweepRequest)
 
 
 def cancel(space: Workspace, sweep_id: str, *, actor: str) -> None:

@@ -51,10 +51,10 @@ from engine.lineage import content_sha
 from engine.models import ModelSpec
 from engine.packs import Pack
 from engine.scoring import Calibration, Manifest
+from engine.store import load_bars, load_ticks
 from engine.workspace import Workspace
 from research import calibration
 from research.backtest import METRICS, PARAMETERS, run, trades
-from research.data import load_bars, load_ticks
 from research.export import to_onnx, verify
 from research.labels import label
 from research.leaderboard import load

@@ -16,13 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.calendar import CALENDARS
-from engine.models import create_model
+from engine.models import SweepRequest, create_model
 from engine.packs import load_pack
+from engine.store import store_bars
 from engine.workspace import Workspace
 from flows.redis_server import RedisServer
 from packs import OFFICIAL
 from research import sweep, training
-from research.data import store_bars
 from research.synthetic import generate
 from research.training import TrainRequest, fit_configuration
 
@@ -77,7 +77,7 @@ def served(tmp_path_factory):
         pack = load_pack(OFFICIAL / "zerosigma")
         spec = create_model(pack, strategy="vwap_reversion", settings={"underlying": "SPY"})
         space.add_model(spec, actor="test")
-        request = sweep.SweepRequest(model=spec.name, universe=TICKERS)
+        request = SweepRequest(model=spec.name, universe=TICKERS)
         sweep_id = sweep.start(space, pack, spec, request, actor="test", announce=lambda line: None)
         train = TrainRequest(sweep=sweep_id, rank=1, grid=SMALL)
         trained_id = training._register(space, spec, train, fit_configuration(home, pack, spec, train), "test")

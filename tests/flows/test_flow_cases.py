@@ -14,12 +14,12 @@ from pathlib import Path
 import msgspec
 from bytewax.testing import run_main
 
+from engine.store import load_bars
 from engine.workspace import Workspace
 from flows.live import TICKS, flow
 from flows.redis_server import free_port
 from flows.sinks import DEADLETTER, HEALTH
 from flows.steps import Status
-from research.data import load_bars
 from tests.flows.conftest import policy_copy
 from tests.flows.test_live import _sigma, alerts, push, tick_rows
 

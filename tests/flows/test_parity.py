@@ -35,7 +35,8 @@ from flows.sinks import ALERTS
 from packs import OFFICIAL, catalog
 from research import review, sweep, training
 from research.backtest import replay
-from research.data import ImportOptions, import_bars, load_bars
+from engine.store import load_bars
+from research.data import ImportOptions, import_bars
 from research.training import TrainRequest, fit_configuration
 from tests.conftest import shared_file
 from tests.flows.conftest import SMALL, _clock, policy_copy
@@ -63,7 +64,7 @@ def backtest_alerts(home: Path, trained_id: str, first_end: int) -> dict[str, tu
     with Workspace(home, clock=_clock) as space:
         scorer = review.load_scorer(space, trained_id)
         spec = space.model(space.trained(trained_id).model)
-        request = sweep.stored_request(space, scorer.manifest.sweep)
+        request = space.sweep_request(scorer.manifest.sweep)
     pack = catalog(home).get(f"{spec.pack}@{spec.pack_version}")
     universe = []
     for ticker in request.universe:

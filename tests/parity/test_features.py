@@ -8,8 +8,9 @@ from engine.calendar import CALENDARS, session_days
 from engine.features import FeatureVector, feature_matrix, model_features
 from engine.models import create_model
 from engine.packs import load_pack
+from engine.store import load_bars
 from packs import OFFICIAL
-from research.data import ImportOptions, import_bars, load_bars
+from research.data import ImportOptions, import_bars
 from research.synthetic import generate
 from tests.conftest import shared_file
 

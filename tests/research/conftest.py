@@ -9,9 +9,9 @@ import pytest
 from engine.calendar import CALENDARS
 from engine.models import create_model
 from engine.packs import load_pack
+from engine.store import store_bars
 from engine.workspace import Workspace
 from packs import OFFICIAL
-from research.data import store_bars
 from research.synthetic import generate
 
 US = CALENDARS["us_equities"]

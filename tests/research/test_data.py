@@ -7,14 +7,8 @@ import pytest
 
 from engine.calendar import CALENDARS
 from engine.errors import ConfigError, SigmaError
-from research.data import (
-    ImportOptions,
-    datasets,
-    import_bars,
-    load_bars,
-    resample_dataset,
-    store_bars,
-)
+from engine.store import datasets, load_bars, store_bars
+from research.data import ImportOptions, import_bars, resample_dataset
 from tests.conftest import shared_file
 
 LEAN_DAILY = {"header": False, "time_format": "%Y%m%d %H:%M", "price_scale": 10000}

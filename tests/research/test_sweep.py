@@ -10,12 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.errors import ConfigError, NotFoundError
-from engine.models import create_model
+from engine.models import SweepRequest, create_model
 from engine.options import strike_score
 from research import leaderboard, sweep
 from research.backtest import PARAMETERS, trades
 from research.leaderboard import read_parts
-from research.sweep import SweepRequest
 
 
 def test_simple_grid_comes_from_the_pack_and_stays_within_45(swing):

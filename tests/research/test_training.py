@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sqlite3
 import threading
 import time
 from datetime import UTC, date, datetime
@@ -19,15 +20,15 @@ import xgboost
 
 from cli import main
 from engine.calendar import CALENDARS, session_days
-from engine.errors import ConfigError, NotFoundError, SigmaError
+from engine.errors import ConfigError, IntegrityError, NotFoundError
 from engine.features import feature_matrix, model_features
-from engine.models import create_model
+from engine.models import SweepRequest, create_model
 from engine.packs import PackTraining, load_pack
 from engine.scoring import ContractError, Manifest, Scorer
+from engine.store import load_bars, store_bars
 from engine.workspace import Workspace
 from packs import OFFICIAL
 from research import review, sweep, training
-from research.data import load_bars, store_bars
 from research.export import ExportError, verify
 from research.leaderboard import load
 from research.synthetic import generate
@@ -51,7 +52,7 @@ def swept(tmp_path_factory):
         pack = load_pack(OFFICIAL / "swingsigma")
         spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"})
         space.add_model(spec, actor="test")
-        sweep_id = sweep.start(space, pack, spec, sweep.SweepRequest(model=spec.name), actor="test", announce=lambda line: None)
+        sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name), actor="test", announce=lambda line: None)
         table, _ = load(space, sweep_id)
     passing = [row["rank"] for row in table.to_pylist() if row["gate"] != "FAIL"]
     assert len(passing) >= 2, "the fixture needs two rows that pass their gates"
@@ -205,10 +206,12 @@ def test_parallel_training_registers_models_that_publish_unpublish_and_discard(s
         with pytest.raises(ConfigError, match="unpublish it first"):
             space.discard(first, actor="alice")
         assert space.unpublish(first, actor="alice") == version + 2
-        second = trained[1]
-        path = home / "artifacts" / space.trained(second).artifact_sha[:2] / space.trained(second).artifact_sha
-        shared = space.trained(second).artifact_sha == record.artifact_sha
-        assert space.discard(second, actor="bob") == (0 if shared else path.stat().st_size)
+        second = space.trained(trained[1])
+        onnx = home / "artifacts" / second.artifact_sha[:2] / second.artifact_sha
+        sealed = home / "artifacts" / second.manifest_sha[:2] / second.manifest_sha
+        size = (0 if second.artifact_sha == record.artifact_sha else onnx.stat().st_size) + sealed.stat().st_size
+        assert space.discard(second.id, actor="bob") == size and not sealed.exists()
+        second = second.id
         with pytest.raises(NotFoundError):
             space.trained(second)
         actions = [(e.action, e.actor) for e in space.audit_log(first)]
@@ -217,18 +220,37 @@ def test_parallel_training_registers_models_that_publish_unpublish_and_discard(s
         assert ("model.discard", "bob") in [(e.action, e.actor) for e in space.audit_log(second)]
 
 
-def test_a_tampered_artifact_is_refused(swept):
+def test_a_tampered_manifest_or_onnx_artifact_is_refused_by_review_and_sigma_backtest(swept, monkeypatch, capsys):
     home, pack, spec, sweep_id, passing = swept
+    monkeypatch.setenv("SIGMA_HOME", str(home))
     with Workspace(home, clock=_clock) as space:
         trained = space.trained(_registered(space, swept))
-        path = home / "artifacts" / trained.artifact_sha[:2] / trained.artifact_sha
-        original = path.read_bytes()
-        path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-        try:
-            with pytest.raises(SigmaError, match="failed its SHA-256 check"):
-                review.load_scorer(space, trained.id)
-        finally:
-            path.write_bytes(original)
+    first, second = trained.manifest["features"][:2]
+    db = sqlite3.connect(home / "sigma.db", isolation_level=None)
+    original = db.execute("SELECT manifest FROM trained_models WHERE id = ?", (trained.id,)).fetchone()[0]
+    db.execute("UPDATE trained_models SET manifest = json_set(manifest, '$.features[0]', ?, '$.features[1]', ?) WHERE id = ?",
+               (second, first, trained.id))  # fmt: skip
+    try:
+        with Workspace(home, clock=_clock) as space, pytest.raises(
+            IntegrityError, match=f'{trained.id} is refused: its manifest .*features\\[0\\] was "{first}", now "{second}"'
+        ):
+            review.load_scorer(space, trained.id)
+        assert main(["backtest", trained.id]) == 2
+        assert f"sigma: error: trained model {trained.id} is refused: its manifest" in capsys.readouterr().err
+    finally:
+        db.execute("UPDATE trained_models SET manifest = ? WHERE id = ?", (original, trained.id))
+    path = home / "artifacts" / trained.artifact_sha[:2] / trained.artifact_sha
+    onnx = path.read_bytes()
+    path.write_bytes(onnx[:-1] + bytes([onnx[-1] ^ 1]))
+    try:
+        with Workspace(home, clock=_clock) as space, pytest.raises(
+            IntegrityError, match=f"{trained.id} is refused: its ONNX bytes \\(artifact {trained.artifact_sha}\\) were changed on disk"
+        ):
+            review.load_scorer(space, trained.id)
+    finally:
+        path.write_bytes(onnx)
+    with Workspace(home, clock=_clock) as space:
+        assert review.load_scorer(space, trained.id).manifest.features[:2] == [first, second]
 
 
 def test_the_scorer_refuses_a_feature_layout_that_differs_from_its_manifest(swept):

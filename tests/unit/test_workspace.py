@@ -3,9 +3,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.errors import ConfigError, NotFoundError, SigmaError
+from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
 from engine.lineage import content_sha
-from engine.models import create_model
+from engine.models import SweepRequest, create_model
 from engine.packs import Catalog
 from engine.workspace import MIGRATIONS, Workspace
 from packs import OFFICIAL
@@ -64,9 +64,81 @@ def test_artifacts_are_content_addressed_and_verified(tmp_path):
         assert space.read_artifact(sha) == b"onnx bytes"
         path = tmp_path / "artifacts" / sha[:2] / sha
         path.write_bytes(b"tampered")
-        with pytest.raises(SigmaError, match=f"artifact {sha} failed its SHA-256 check"):
+        with pytest.raises(IntegrityError, match=f"artifact {sha} failed its SHA-256 check"):
             space.read_artifact(sha)
         with pytest.raises(NotFoundError):
             space.read_artifact("0" * 64)
         with pytest.raises(ConfigError, match="is not a SHA-256"):
             space.read_artifact("../../etc/passwd")
+
+
+def _trained(space: Workspace, trained_id: str = "m-r1") -> str:
+    """A trained model of SPEC over stand-in ONNX bytes; returns its artifact's SHA-256."""
+    if SPEC.name not in space.model_names():
+        space.add_model(SPEC, actor="ana")
+        space.add_sweep("s1", SPEC.name, SweepRequest(model=SPEC.name), {}, {}, 1, actor="ana")
+    sha = space.put_artifact(f"onnx bytes of {trained_id}".encode())
+    manifest = {"trained_id": trained_id, "features": ["ret_1", "rsi", "macd"], "policy": {"parameters": {"threshold": 0.6}},
+                "lineage": {"artifact_sha": sha}}  # fmt: skip
+    space.add_trained(trained_id, SPEC.name, "s1", 1, sha, manifest, actor="ana")
+    return sha
+
+
+def test_a_trained_model_loads_only_as_it_was_sealed_at_training(tmp_path):
+    with Workspace(tmp_path, clock=CLOCK) as space:
+        sha = _trained(space)
+        record, model = space.load_trained("m-r1")
+        assert model == b"onnx bytes of m-r1" and record.manifest["features"] == ["ret_1", "rsi", "macd"]
+        [entry] = [e for e in space.audit_log("m-r1") if e.action == "model.train"]
+        assert entry.details["manifest_sha"] == record.manifest_sha
+    db = sqlite3.connect(tmp_path / "sigma.db", isolation_level=None)
+    untouched = db.execute("SELECT manifest FROM trained_models").fetchone()[0]
+    db.execute("UPDATE trained_models SET manifest = json_set(manifest, '$.features[0]', json_extract(manifest, '$.features[1]'),"
+               " '$.features[1]', json_extract(manifest, '$.features[0]'))")  # fmt: skip
+    with Workspace(tmp_path, clock=CLOCK) as space:
+        assert space.trained("m-r1").manifest["features"] == ["rsi", "ret_1", "macd"]  # listing still shows it
+        with pytest.raises(IntegrityError, match=r"trained model m-r1 is refused: its manifest in .*sigma.db was changed after "
+                           r'training \(features\[0\] was "ret_1", now "rsi"; features\[1\] was "rsi", now "ret_1"\); '
+                           r"train it again \(`sigma train s1 --rows 1`\)"):  # fmt: skip
+            space.load_trained("m-r1")
+    db.execute("UPDATE trained_models SET manifest = ?", (untouched,))
+    path = tmp_path / "artifacts" / sha[:2] / sha
+    path.write_bytes(b"onnx bytes of m-r2")
+    with Workspace(tmp_path, clock=CLOCK) as space:
+        with pytest.raises(IntegrityError, match=f"trained model m-r1 is refused: its ONNX bytes \\(artifact {sha}\\) were changed on disk"):
+            space.load_trained("m-r1")
+        path.write_bytes(b"onnx bytes of m-r1")
+        other = _trained(space, "m-r2")
+        db.execute("UPDATE trained_models SET artifact_sha = ? WHERE id = 'm-r1'", (other,))
+        with pytest.raises(IntegrityError, match=f"m-r1 is refused: its row names ONNX artifact {other}, but its manifest was trained with {sha}"):
+            space.load_trained("m-r1")
+        db.execute("UPDATE trained_models SET artifact_sha = ? WHERE id = 'm-r1'", (sha,))
+        assert space.load_trained("m-r1")[1] == b"onnx bytes of m-r1"
+
+
+def test_a_changed_manifest_recorded_as_a_new_trained_model_loads_with_its_own_seal(tmp_path):
+    with Workspace(tmp_path, clock=CLOCK) as space:
+        sha = _trained(space)
+        manifest = dict(space.trained("m-r1").manifest)
+        manifest["policy"] = {"parameters": {"threshold": 0.4}}
+        space.add_trained("m-r1-eager", SPEC.name, "s1", 1, sha, manifest, actor="ana")
+        record, model = space.load_trained("m-r1-eager")
+        assert record.manifest["policy"] == {"parameters": {"threshold": 0.4}} and model == b"onnx bytes of m-r1"
+        assert record.manifest_sha != space.trained("m-r1").manifest_sha
+        with pytest.raises(IntegrityError, match=f"the manifest of m-x names ONNX artifact {sha}, not {'0' * 64}"):
+            space.add_trained("m-x", SPEC.name, "s1", 1, "0" * 64, manifest, actor="ana")
+        sealed = tmp_path / "artifacts" / record.manifest_sha[:2] / record.manifest_sha
+        size = sealed.stat().st_size
+        assert space.discard("m-r1-eager", actor="ana") == size  # the ONNX bytes stay: m-r1 shares them
+        assert not sealed.exists() and space.load_trained("m-r1")[1] == b"onnx bytes of m-r1"
+
+
+def test_models_trained_before_manifests_were_sealed_are_sealed_on_upgrade(tmp_path):
+    with Workspace(tmp_path, clock=CLOCK) as space:
+        _trained(space)
+    db = sqlite3.connect(tmp_path / "sigma.db", isolation_level=None)
+    db.executescript(f"ALTER TABLE trained_models DROP COLUMN manifest_sha; PRAGMA user_version = {len(MIGRATIONS) - 1};")
+    with Workspace(tmp_path, clock=CLOCK) as space:
+        assert space.schema_version == len(MIGRATIONS)
+        assert space.load_trained("m-r1")[0].manifest_sha
+        assert [(e.action, e.details) for e in space.audit_log("trained_models")] == [("workspace.seal_manifests", {"sealed": ["m-r1"]})]

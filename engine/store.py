@@ -1,0 +1,136 @@
+"""Stored market data: the workspace's bars and ticks as Parquet, written by research, read by both sides.
+
+One dataset per ticker and cadence, stored as ``<home>/data/bars/<TICKER>/<cadence>.parquet``
+with its description (`Dataset`) in the file's metadata; ticks, when a ticker has them,
+as ``<home>/data/ticks/<TICKER>.parquet``. Research imports and builds these files
+(`research.data`); the live flow reads them to warm a newly published model, so the
+store lives here and loading it never brings in the training stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.bars import COLUMNS, Bars
+from engine.calendar import Calendar
+from engine.errors import NotFoundError
+from engine.features import TICK_FIELDS
+from engine.lineage import content_sha
+
+__all__ = ["Dataset", "bars_path", "store_bars", "store_ticks", "datasets", "dataset", "load_bars", "load_ticks"]
+
+_METADATA_KEY = b"sigma.dataset"
+
+
+class Dataset(msgspec.Struct, frozen=True, kw_only=True):
+    """What a stored bar dataset is: ticker, cadence, calendar, where it came from, and its hash."""
+
+    ticker: str
+    cadence: str
+    calendar: str
+    source: str
+    adjustment: str
+    rows: int
+    first: str
+    last: str
+    data_sha: str
+    repaired: int = 0
+    """Bars whose high or low was widened to cover open and close."""
+    dropped: int = 0
+    """Rows dropped for a missing value."""
+
+
+def bars_path(home: Path, ticker: str, cadence: str) -> Path:
+    """Where the workspace ``home`` keeps the bars of ``ticker`` at ``cadence``."""
+    return home / "data" / "bars" / ticker / f"{cadence}.parquet"
+
+
+def _ticks_path(home: Path, ticker: str) -> Path:
+    return home / "data" / "ticks" / f"{ticker}.parquet"
+
+
+def store_bars(home: Path, bars: Bars, cal: Calendar, *, source: str, adjustment: str = "raw",
+               repaired: int = 0, dropped: int = 0) -> Dataset:
+    """Write ``bars`` as the workspace's dataset for its ticker and cadence (atomically) and describe it."""
+    columns = bars.columns()
+    info = Dataset(
+        ticker=bars.ticker,
+        cadence=bars.cadence,
+        calendar=cal.name,
+        source=source,
+        adjustment=adjustment,
+        rows=len(bars),
+        first=_iso(bars.start[0]) if len(bars) else "",
+        last=_iso(bars.start[-1]) if len(bars) else "",
+        data_sha=content_sha({name: values.tobytes().hex() for name, values in columns.items()}),
+        repaired=repaired,
+        dropped=dropped,
+    )
+    table = pa.table(columns).replace_schema_metadata({_METADATA_KEY: msgspec.json.encode(info)})
+    _write(table, bars_path(home, bars.ticker, bars.cadence))
+    return info
+
+
+def store_ticks(home: Path, ticker: str, ticks: Mapping[str, np.ndarray]) -> int:
+    """Write a ticker's tick table (the `TICK_FIELDS` columns); returns the row count."""
+    table = pa.table({field: ticks[field] for field in TICK_FIELDS})
+    _write(table, _ticks_path(home, ticker))
+    return table.num_rows
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    pq.write_table(table, partial)
+    partial.replace(path)
+
+
+def _iso(ns: int) -> str:
+    return str(np.datetime64(int(ns), "ns").astype("datetime64[s]")) + "Z"
+
+
+def datasets(home: Path) -> list[Dataset]:
+    """Every stored bar dataset, by ticker then cadence."""
+    root = home / "data" / "bars"
+    return [_describe(path) for path in sorted(root.glob("*/*.parquet"))] if root.is_dir() else []
+
+
+def _describe(path: Path) -> Dataset:
+    metadata = pq.read_schema(path).metadata or {}
+    return msgspec.json.decode(metadata[_METADATA_KEY], type=Dataset)
+
+
+def dataset(home: Path, ticker: str, cadence: str) -> Dataset:
+    """The description of one dataset; `NotFoundError` says how to get it."""
+    path = bars_path(home, ticker, cadence)
+    if not path.exists():
+        have = [d.cadence for d in datasets(home) if d.ticker == ticker]
+        fix = (
+            f"{ticker} has {', '.join(have)}: `sigma data resample {ticker} --from {have[0]} --to {cadence}`"
+            if have
+            else f"import it with `sigma data import FILE --ticker {ticker} --cadence {cadence}` or `sigma data synth`"
+        )
+        raise NotFoundError(f"no {cadence} bars for {ticker} in the workspace; {fix}")
+    return _describe(path)
+
+
+def load_bars(home: Path, ticker: str, cadence: str) -> tuple[Bars, Dataset]:
+    """The stored bars of ``ticker`` at ``cadence`` and their description."""
+    info = dataset(home, ticker, cadence)
+    table = pq.read_table(bars_path(home, ticker, cadence))
+    return Bars(ticker, cadence, *(table.column(name).to_numpy() for name in COLUMNS)), info
+
+
+def load_ticks(home: Path, ticker: str) -> dict[str, np.ndarray] | None:
+    """The ticker's tick table, or None when it has no ticks."""
+    path = _ticks_path(home, ticker)
+    if not path.exists():
+        return None
+    table = pq.read_table(path)
+    return {field: table.column(field).to_numpy() for field in TICK_FIELDS}

@@ -1,0 +1,76 @@
+"""The registry serves a published model only as it was sealed at training."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine.errors import IntegrityError
+from engine.workspace import Workspace
+from flows.registry import Registry
+from tests.flows.conftest import policy_copy
+
+
+def _clock() -> datetime:
+    return datetime(2026, 11, 22, tzinfo=UTC)
+
+
+def _swap_features(home: Path, trained_id: str) -> bytes:
+    """Swap the first two feature names of a stored manifest, straight in SQLite; returns the manifest as it was."""
+    db = sqlite3.connect(home / "sigma.db", isolation_level=None)
+    [original] = db.execute("SELECT manifest FROM trained_models WHERE id = ?", (trained_id,)).fetchone()
+    db.execute("UPDATE trained_models SET manifest = json_set(manifest, '$.features[0]', json_extract(manifest, '$.features[1]'),"
+               " '$.features[1]', json_extract(manifest, '$.features[0]')) WHERE id = ?", (trained_id,))  # fmt: skip
+    db.close()
+    return original
+
+
+@pytest.fixture
+def home(served, tmp_path) -> Path:
+    """A copy of the served workspace that a test may tamper with."""
+    copy = tmp_path / "home"
+    shutil.copytree(served[0], copy)
+    return copy
+
+
+def test_a_flow_does_not_start_on_a_tampered_manifest_or_onnx_artifact(served, home):
+    trained_id = served[2]
+    assert list(Registry(home).models) == [trained_id]
+    original = _swap_features(home, trained_id)
+    with pytest.raises(IntegrityError, match=f"trained model {trained_id} is refused: its manifest .*features\\[0\\] was"):
+        Registry(home)
+    db = sqlite3.connect(home / "sigma.db", isolation_level=None)
+    db.execute("UPDATE trained_models SET manifest = ? WHERE id = ?", (original, trained_id))
+    db.close()
+    assert list(Registry(home).models) == [trained_id]
+    with Workspace(home, clock=_clock) as space:
+        sha = space.trained(trained_id).artifact_sha
+    path = home / "artifacts" / sha[:2] / sha
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError, match=f"trained model {trained_id} is refused: its ONNX bytes \\(artifact {sha}\\)"):
+        Registry(home)
+
+
+def test_a_running_flow_keeps_the_copy_it_checked_and_leaves_a_tampered_newcomer_out(served, home, capsys):
+    trained_id = served[2]
+    registry = Registry(home, poll_seconds=0.0)
+    loaded = registry.models[trained_id]
+    _swap_features(home, trained_id)
+    with Workspace(home, clock=_clock) as space:
+        newcomer = policy_copy(space, trained_id, "late", threshold=0.4)
+        space.publish(newcomer, actor="test")
+        space.kill(trained_id, True, actor="test")
+        tampered = policy_copy(space, trained_id, "tampered", threshold=0.5)
+        _swap_features(home, tampered)
+        space.publish(tampered, actor="test")
+    assert registry.refresh()
+    assert set(registry.models) == {trained_id, newcomer}
+    kept = registry.models[trained_id]
+    assert kept.manifest == loaded.manifest and kept.killed  # the checked copy, under today's kill switch
+    err = capsys.readouterr().err
+    assert f"trained model {trained_id} is refused" in err and f"{trained_id} keeps serving the copy loaded before" in err
+    assert f"trained model {tampered} is refused" in err and f"{tampered} is not served" in err
