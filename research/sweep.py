@@ -52,7 +52,7 @@ from engine.packs import Label, Pack
 from engine.policy import ENTRY_TYPES, Policy, hours_mask
 from engine.store import dataset, load_bars, load_ticks
 from engine.workspace import Workspace
-from research.backtest import METRICS, PARAMETERS, Market, run
+from research.backtest import METRICS, Market, run
 from research.labels import label
 from research.leaderboard import build
 from research.validation import Split, out_of_fold, walk_forward

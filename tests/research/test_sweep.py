@@ -58,9 +58,8 @@ def test_option_models_sweep_strikes_and_expiries_and_trade_premiums(swing):
     with pytest.raises(ConfigError) as caught:
         sweep.grid(pack, spec, SweepRequest(model=spec.name, mode="custom", overrides={"strike_selection": ["OTM_50"]}))
     assert caught.value.field == "set.strike_selection"
-    puts = create_model(pack, strategy="momentum_swing", instrument="options", settings={"underlying": "SPY", "option_type": "put"})
-    with pytest.raises(ConfigError, match="puts cannot trade momentum_swing's long signals"):
-        sweep.grid(pack, puts, SweepRequest(model=puts.name))
+    with pytest.raises(ConfigError, match="instrument.option_type: puts cannot trade momentum_swing's long signals"):
+        create_model(pack, strategy="momentum_swing", instrument="options", settings={"underlying": "SPY", "option_type": "put"})
 
 
 def test_a_finished_sweep_has_a_gated_ranked_leaderboard(swing, tmp_path):
