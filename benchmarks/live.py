@@ -102,10 +102,19 @@ def _trained(home: Path) -> str:
         request = training.TrainRequest(sweep=sweep_id, rank=1, grid={"n_estimators": [100], "max_depth": [5], "learning_rate": [0.1]})
         trained_id = training._register(space, spec, request, training.fit_configuration(home, pack, spec, request), "bench")
         space.publish(trained_id, actor="bench")
-    # History for every ticker, so that each warms its indicators before its first live bar, as a deployment does.
-    for bars, _ in generate(TICKERS, "1m", 2, US, seed=5, start=date(2024, 3, 14)).values():
-        store_bars(home, bars, US, source="synthetic")
+    _history(home)
     return trained_id
+
+
+def _history(home: Path) -> None:
+    """History for every ticker, so that each warms its indicators before its first live bar, as a deployment does.
+
+    Six sessions (March 8 to 15): the realised volatility that prices the option alerts
+    takes five sessions of one-minute bars (`engine.options.volatility_window`); with
+    less, every bar's volatility is NaN and the option model never trades.
+    """
+    for bars, _ in generate(TICKERS, "1m", 6, US, seed=5, start=date(2024, 3, 8)).values():
+        store_bars(home, bars, US, source="synthetic")
 
 
 class _Universe(Registry):
@@ -119,7 +128,8 @@ class _Universe(Registry):
         super().refresh(force=True)
         [model] = self.models.values()
         every_bar = msgspec.structs.replace(model.policy, threshold=0.0, side=0, hours_mask=ALL_DAY, top_pct=100.0, max_positions=1,
-                                            hold_bars=1, cooldown_minutes=0, max_trades_per_day=100_000)  # fmt: skip
+                                            hold_bars=1, cooldown_minutes=0, max_trades_per_day=100_000, size_by_confidence=False)  # fmt: skip
+        # A fixed size: sized by confidence, a buy at a probability under 0.5 commits nothing and never alerts.
         never = msgspec.structs.replace(every_bar, hours_mask=1)  # midnight only: no bar of the session ends in it
         self.models = {
             f"m{ticker}": msgspec.structs.replace(model, trained_id=f"m{ticker}", universe=(ticker,),
