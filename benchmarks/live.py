@@ -529,7 +529,7 @@ def _stages(home: Path, url: str, start_ns: int, minutes: int = 6) -> None:
             for label in sorted(key for key in split if key.startswith(f"{stage}: ")):
                 part = split[label]
                 print(f"    {label[len(stage) + 2:]:<32} {statistics.median(part) / 1e3:8.1f} {np.percentile(part, 99) / 1e3:8.1f}")
-        print(f"  {'sum of the medians':<34} {whole / 1e3:8.1f}")
+        print(f"  {'sum of the medians':<34} {whole / 1e3:8.1f}   (indented: the inner calls, timed in a second pass; they need not sum to their stage)")
         other = statistics.median(plain["tick (no close)"])
         per_bar = 60 / TRADES_EVERY - 1
         print(f"  and each of the bar's other {per_bar:.0f} ticks through the ticker step: {other / 1e3:.1f} µs "
