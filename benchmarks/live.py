@@ -25,11 +25,28 @@ single-row score and one 500-row score, and Bytewax's own per-item latency at so
 batch sizes 1 and 500 (the flow reads up to 500 entries per call: it takes what is
 there, so at low rates a batch is a few ticks).
 
-    python -m benchmarks.live
+Where a bar close's time goes: the flow's step objects (`TickerStep`, `score`,
+`PolicyStep`, `ConflictStep`, the alert and health writers) driven directly, in this
+process, over the same workspace, universe and tick pattern (every ticker trading every
+1.5 s of event time), with ``perf_counter_ns`` around each call: the cost per bar
+close per (ticker, model) of each stage, median and p99 over the closes, and its share
+of their sum. Twice: 500 ticks a batch (a minute's end at 20,000 ticks/s, or the
+pre-filled maximum: every ticker's close in one or two batches, one ONNX call and one
+pipelined write for them all) and one tick a batch (a trickle, each close alone). A
+batched stage's cost per close is its call's time over the closes in it. A second
+pass wraps the inner calls (screen, bar builder, features, the policy kernel, the
+alert builder) with timers to split the ticker and policy steps; the table's own
+figures come from the pass without them. Not in it: Bytewax's hops between the steps
+(five keyed or batched operators; see its per-item floor) and the source's XREADGROUP
+and JSON decoding.
+
+    python -m benchmarks.live             # floors, stages, end-to-end runs, the maximum (about 5 minutes)
+    python -m benchmarks.live --stages    # floors and stages only (about a minute)
 """
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import statistics
 import tempfile
@@ -48,11 +65,16 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
 from engine.alerts import build_alert
-from engine.calendar import CALENDARS
+from engine import signals as signals_module
+from engine.bar_builder import BarBuilder
+from engine.calendar import CALENDARS, ExchangeClock
 from engine.models import SweepRequest, create_model
 from engine.packs import load_pack
-from engine.schemas import Alert
-from engine.signals import Scored, Signal
+from engine.pipeline import Pipeline
+from engine.policy import ALL_DAY
+from engine.schemas import Alert, Tick
+from engine.screening import TickScreen
+from engine.signals import Scored, Signal, Signals
 from engine.store import store_bars
 from engine.workspace import Workspace
 from flows import live, sinks, sources, steps
@@ -80,10 +102,19 @@ def _trained(home: Path) -> str:
         request = training.TrainRequest(sweep=sweep_id, rank=1, grid={"n_estimators": [100], "max_depth": [5], "learning_rate": [0.1]})
         trained_id = training._register(space, spec, request, training.fit_configuration(home, pack, spec, request), "bench")
         space.publish(trained_id, actor="bench")
-    # History for every ticker, so that each warms its indicators before its first live bar, as a deployment does.
-    for bars, _ in generate(TICKERS, "1m", 2, US, seed=5, start=date(2024, 3, 14)).values():
-        store_bars(home, bars, US, source="synthetic")
+    _history(home)
     return trained_id
+
+
+def _history(home: Path) -> None:
+    """History for every ticker, so that each warms its indicators before its first live bar, as a deployment does.
+
+    Six sessions (March 8 to 15): the realised volatility that prices the option alerts
+    takes five sessions of one-minute bars (`engine.options.volatility_window`); with
+    less, every bar's volatility is NaN and the option model never trades.
+    """
+    for bars, _ in generate(TICKERS, "1m", 6, US, seed=5, start=date(2024, 3, 8)).values():
+        store_bars(home, bars, US, source="synthetic")
 
 
 class _Universe(Registry):
@@ -96,12 +127,13 @@ class _Universe(Registry):
             return False
         super().refresh(force=True)
         [model] = self.models.values()
-        every_bar = {**model.parameters, "threshold": 0.0, "side": 0.0, "hours_mask": float((1 << 24) - 1), "top_pct": 100.0,
-                     "max_positions": 1.0, "hold_bars": 1.0}  # fmt: skip
-        never = {**every_bar, "hours_mask": 0.0}
+        every_bar = msgspec.structs.replace(model.policy, threshold=0.0, side=0, hours_mask=ALL_DAY, top_pct=100.0, max_positions=1,
+                                            hold_bars=1, cooldown_minutes=0, max_trades_per_day=100_000, size_by_confidence=False)  # fmt: skip
+        # A fixed size: sized by confidence, a buy at a probability under 0.5 commits nothing and never alerts.
+        never = msgspec.structs.replace(every_bar, hours_mask=1)  # midnight only: no bar of the session ends in it
         self.models = {
-            f"m{ticker}": msgspec.structs.replace(model, trained_id=f"m{ticker}", universe=(ticker,), cooldown_minutes=0,
-                                                  parameters=never if i % self.trading else every_bar, max_trades_per_day=100_000)  # fmt: skip
+            f"m{ticker}": msgspec.structs.replace(model, trained_id=f"m{ticker}", universe=(ticker,),
+                                                  policy=never if i % self.trading else every_bar)  # fmt: skip
             for i, ticker in enumerate(TICKERS)
         }
         self.by_ticker = {model.universe[0]: [model] for model in self.models.values()}
@@ -252,9 +284,9 @@ def _percentiles(values: list[int], what: str = "alerts") -> str:
 def _sample_alert(model) -> Alert:
     """An option alert as the flow writes it (about 1 kB of JSON)."""
     end = int(datetime(2024, 3, 19, 15, 0, tzinfo=UTC).timestamp()) * 1_000_000_000
-    scored = Scored(model.trained_id, "T000", end - 60_000_000_000, end, 100.0, 100.5, 99.5, 100.2, 0.6, 11, 19801, 0.2, False,
-                    time.time_ns(), 1)  # fmt: skip
-    signal = Signal(scored, 1, "open", "entry", 99.8, 100.6, 0.6)
+    scored = Scored(model.trained_id, "T000", end - 60_000_000_000, end, 100.0, 100.5, 99.5, 100.2, 0.6, 11, 19801, 5000.5, 5000.51,
+                    0.2, False, time.time_ns(), 1)  # fmt: skip
+    signal = Signal(scored, 1, "open", "entry", 100.2, 0.1, 99.8, 100.6, 0.6)
     return build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=time.time_ns())
 
 
@@ -335,11 +367,186 @@ def _bytewax_item_latency(size: int) -> str:
     return f"p50 {p50:7.1f} µs  p99 {p99:7.1f} µs"
 
 
+# -- where a bar close's time goes: the steps driven directly --------------------------------------------------------
+
+_ALERT_WRITER = sinks._AlertWriter  # the product's writer: main() swaps in the timed one for the flow runs
+
+
+class _Inner:
+    """Timers around a few inner calls (class attributes swapped in this process only), summed per outer call."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, int] = {}
+        self._undo: list = []
+
+    def wrap(self, owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        spent = self.spent
+        clock = time.perf_counter_ns
+
+        def timed(*args, **kwargs):
+            began = clock()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0) + clock() - began
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, original))
+
+    def take(self) -> dict[str, int]:
+        taken = dict(self.spent)
+        self.spent.clear()
+        return taken
+
+    def undo(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+
+
+def _stage_samples(home: Path, url: str, start_ns: int, *, batch: int, minutes: int, inner: _Inner | None) -> dict[str, list[float]]:
+    """Drive the flow's steps over ``minutes`` event minutes of ticks, ``batch`` ticks at a time; nanoseconds per close, by stage."""
+    registry = _Universe(home)
+    lateness = 0  # as the benchmark's flow runs (lateness_ms=0)
+    tickers = {ticker: steps.TickerStep(registry, lateness, None) for ticker in TICKERS}
+    policies = {model: steps.PolicyStep(registry, None) for model in registry.models}
+    conflicts = {ticker: steps.ConflictStep("highest-confidence", (), None) for ticker in TICKERS}
+    alert_writer = _ALERT_WRITER(url, 10_000, sinks.MAXLEN, 7 * 86_400)
+    health_writer = sinks._HealthWriter(url, 100_000)
+    for ticker, price in zip(TICKERS, PRICES, strict=True):  # the warm-up (stored history into the indicators), untimed
+        tickers[ticker].on_batch([("tick", Tick(ticker=ticker, ts=start_ns - 1_000_000_000, price=float(price), size=100.0), time.time_ns())])
+    spacing = int(TRADES_EVERY * 1e9) // len(TICKERS)  # event ns between consecutive ticks, round-robin
+    total = minutes * 60 * 1_000_000_000 // spacing
+    moves = np.random.default_rng(2).normal(0, 0.0005, total).tolist()
+    prices = PRICES.tolist()
+    ticks = []
+    for n in range(total):
+        i = n % len(TICKERS)
+        prices[i] *= 1 + moves[n]
+        ticks.append(Tick(ticker=TICKERS[i], ts=start_ns + n * spacing, price=round(prices[i], 2), size=100.0))
+    samples: dict[str, list[float]] = {}
+
+    def record(stage: str, ns: float, closes: int = 1) -> None:
+        samples.setdefault(stage, []).extend([ns / closes] * closes)
+
+    clock = time.perf_counter_ns
+    for first in range(0, total, batch):
+        closes: list = []
+        statuses: list = []
+        for tick in ticks[first : first + batch]:  # a batch's ticks reach each ticker's step as a batch of its own (one tick here)
+            item = ("tick", tick, time.time_ns())
+            step = tickers[tick.ticker]
+            began = clock()
+            out, _ = step.on_batch([item])
+            spent = clock() - began
+            split = inner.take() if inner else {}
+            closed = [o for o in out if type(o) is steps.Closed]
+            if not closed:
+                record("tick (no close)", spent)
+                continue
+            record("ticker step", spent, len(closed))
+            for label, ns in split.items():
+                record(f"ticker step: {label}", ns, len(closed))
+            if inner:
+                record("ticker step: the rest", spent - sum(split.values()), len(closed))
+            closes += closed
+            statuses += [o for o in out if type(o) is steps.Status]
+        if not closes:
+            continue
+        began = clock()
+        scored = steps.score(registry, closes)
+        record("score", clock() - began, len(closes))
+        decided = []
+        for row in scored:  # one model per ticker: each model's batch is its one row
+            began = clock()
+            out, _ = policies[row.model].on_batch([row])
+            spent = clock() - began
+            split = inner.take() if inner else {}
+            record("policy", spent)
+            for label, ns in split.items():
+                record(f"policy: {label}", ns)
+            if inner:
+                record("policy: the rest", spent - sum(split.values()))
+            decided += out
+        by_ticker: dict[str, list] = {}
+        for d in decided:
+            by_ticker.setdefault(d.ticker, []).append(d)
+        alerts = []
+        for ticker, group in by_ticker.items():
+            began = clock()
+            out, _ = conflicts[ticker].on_batch(group)
+            record("conflict", clock() - began, len(group))
+            alerts += out
+        began = clock()
+        alert_writer.write_batch(alerts)
+        record("alert sink", clock() - began, len(closes))
+        samples.setdefault("alerts", []).append(len(alerts))
+        began = clock()
+        health_writer.write_batch(statuses)
+        record("health sink", clock() - began, len(closes))
+    alert_writer.close()
+    health_writer.close()
+    return samples
+
+
+def _stages(home: Path, url: str, start_ns: int, minutes: int = 6) -> None:
+    """Print each stage's cost per bar close, for 500 ticks a batch and one, with every model trading every bar."""
+    client = redis.Redis.from_url(url)
+    _Universe.trading = 1
+    steps.compile_helpers()
+    main_rows = ("ticker step", "score", "policy", "conflict", "alert sink", "health sink")
+    for batch in (500, 1):
+        client.flushall()
+        plain = _stage_samples(home, url, start_ns, batch=batch, minutes=minutes, inner=None)
+        inner = _Inner()
+        inner.wrap(TickScreen, "check", "screen")
+        inner.wrap(BarBuilder, "add", "bar builder")
+        inner.wrap(BarBuilder, "advance", "bar builder")
+        inner.wrap(Pipeline, "update_features", "features")
+        inner.wrap(ExchangeClock, "session_clock", "session clock (options)")
+        inner.wrap(signals_module, "live_step", "kernel (live_step)")
+        inner.wrap(Signals, "close", "Signals.close")
+        inner.wrap(steps, "build_alert", "build_alert")
+        client.flushall()
+        try:
+            split = _stage_samples(home, url, start_ns, batch=batch, minutes=minutes, inner=inner)
+        finally:
+            inner.undo()
+        if "policy: Signals.close" in split:  # the kernel runs inside Signals.close: the driver is the difference
+            split["policy: Signals.close"] = [a - b for a, b in zip(split["policy: Signals.close"], split["policy: kernel (live_step)"])]
+            split["policy: Signals.close driver"] = split.pop("policy: Signals.close")
+            split["policy: the rest"] = [a + b for a, b in zip(split["policy: the rest"], split["policy: kernel (live_step)"])]
+        closes = len(plain["ticker step"])
+        alerts = sum(plain.get("alerts", []))
+        medians = {stage: statistics.median(plain[stage]) for stage in main_rows}
+        whole = sum(medians.values())
+        print(f"stages, {batch} tick{'s' if batch > 1 else ''} a batch: {closes:,} bar closes over {minutes} event minutes, "
+              f"{alerts:,} alerts (every model trades every bar); µs per close per (ticker, model)")  # fmt: skip
+        print(f"  {'stage':<34} {'median':>8} {'p99':>8} {'share':>6}")
+        for stage in main_rows:
+            values = plain[stage]
+            print(f"  {stage:<34} {medians[stage] / 1e3:8.1f} {np.percentile(values, 99) / 1e3:8.1f} {medians[stage] / whole:6.0%}")
+            for label in sorted(key for key in split if key.startswith(f"{stage}: ")):
+                part = split[label]
+                print(f"    {label[len(stage) + 2:]:<32} {statistics.median(part) / 1e3:8.1f} {np.percentile(part, 99) / 1e3:8.1f}")
+        print(f"  {'sum of the medians':<34} {whole / 1e3:8.1f}   (indented: the inner calls, timed in a second pass; they need not sum to their stage)")
+        other = statistics.median(plain["tick (no close)"])
+        per_bar = 60 / TRADES_EVERY - 1
+        print(f"  and each of the bar's other {per_bar:.0f} ticks through the ticker step: {other / 1e3:.1f} µs "
+              f"(p99 {np.percentile(plain['tick (no close)'], 99) / 1e3:.1f}), {per_bar * other / 1e3:.0f} µs a bar")  # fmt: skip
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stages", action="store_true", help="the floors and the stage costs only, not the flow runs")
+    parser.add_argument("--minutes", type=int, default=6, help="event minutes of ticks the stage harness drives (default 6)")
+    parser.add_argument("--home", type=Path, help="a workspace this benchmark trained before (reused as is), or where to train one")
+    arguments = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="sigma-bench-live-"))
-    home = folder / "home"
-    print("training the model ...", flush=True)
-    _trained(home)
+    home = arguments.home or folder / "home"
+    if arguments.home is None or not (home / "sigma.db").exists():
+        print("training the model ...", flush=True)
+        _trained(home)
     server = RedisServer(folder / "redis").start()
     live.Registry = _Universe  # 500 one-ticker models from the one artifact
     live.PolicyStep = _TimedPolicy
@@ -350,6 +557,9 @@ def main() -> None:
         _floors(server.url, model.scorer, _sample_alert(model))
         client = server.client()
         start_ns = int(datetime(2024, 3, 19, 13, 29, 50, tzinfo=UTC).timestamp()) * 1_000_000_000
+        _stages(home, server.url, start_ns, arguments.minutes)
+        if arguments.stages:
+            return
         for trading, density in ((10, "one ticker in ten trades every bar"), (1, "every ticker trades every bar (worst case)")):
             _Universe.trading = trading
             print(f"{density}:")
