@@ -85,6 +85,7 @@ for line in sys.stdin:
     request = json.loads(line)
     child = os.fork()
     if child == 0:
+        signal.alarm(300)  # a child that hangs dies of SIGALRM, and the test fails on its status instead of waiting forever
         code = 1
         try:
             code = attempt(request) or 0
@@ -125,9 +126,9 @@ class Zygote:
         resumed, killed = [], None
         for line in self.process.stdout:
             reply = json.loads(line)
-            if "status" in reply:
-                assert len(resumed) == 1, f"one source partition, built {len(resumed)} times"
-                return Attempt(reply["status"], resumed[0], killed)
+            if "status" in reply:  # one source partition: built once, or not at all by an attempt that failed first
+                assert len(resumed) <= 1, f"the source partition was built {len(resumed)} times"
+                return Attempt(reply["status"], resumed[0] if resumed else None, killed)
             if "resume" in reply:
                 resumed.append(reply["resume"])
             else:
@@ -281,7 +282,7 @@ COOLDOWN = 120
 @pytest.fixture(scope="module")
 def capped(served, tmp_path_factory):
     """(home, {name: trained id}): the served workspace with the eager policy capped at 2 trades a day, one at a time, a 2 h
-    cooldown; and two controls, the cap lifted and the cooldown off, to show that each binds."""
+    cooldown; and a control without cap or cooldown, to show that both bind."""
     home = tmp_path_factory.mktemp("capped") / "home"
     shutil.copytree(served[0], home)
     with Workspace(home, clock=_clock) as space:
@@ -289,9 +290,7 @@ def capped(served, tmp_path_factory):
         space.unpublish(eager, actor="test")
         models = {
             "capped": policy_copy(space, eager, "capped", max_trades_per_day=2.0, cooldown_minutes=float(COOLDOWN), max_positions=1.0),
-            "uncapped": policy_copy(space, eager, "uncapped", max_trades_per_day=100.0, cooldown_minutes=float(COOLDOWN),
-                                    max_positions=1.0),
-            "no-cooldown": policy_copy(space, eager, "no-cooldown", max_trades_per_day=2.0, cooldown_minutes=0.0, max_positions=1.0),
+            "free": policy_copy(space, eager, "free", max_trades_per_day=100.0, cooldown_minutes=0.0, max_positions=1.0),
         }  # fmt: skip
         for trained_id in models.values():
             space.publish(trained_id, actor="test")
@@ -328,7 +327,8 @@ def test_the_daily_cap_and_the_cooldown_hold_across_kills_between_the_second_and
     def arguments(model: str, store: Path, interval: str) -> list[str]:
         client.flushall()
         push(redis_server, rows)
-        return ["run", "--redis-url", redis_server.url, "--model", models[model], "--batch", "50", "--recovery", str(store),
+        # Batches of about two minutes of these ticks: a resume lands within one batch of where the kill aimed.
+        return ["run", "--redis-url", redis_server.url, "--model", models[model], "--batch", "20", "--recovery", str(store),
                 "--snapshot-seconds", interval]  # fmt: skip
 
     found = {}
@@ -339,17 +339,19 @@ def test_the_daily_cap_and_the_cooldown_hold_across_kills_between_the_second_and
     for end, _ in _opens(found["capped"]):
         days.setdefault(end // (86_400 * SECOND), []).append(end)
     assert [len(ends) for ends in days.values()] == [2, 2], "two trades a day: the cap"
-    first_day = next(iter(days.values()))
-    second = first_day[1]
-    third = next(end for end, _ in _opens(found["uncapped"]) if end > second)
-    assert third // (86_400 * SECOND) == second // (86_400 * SECOND), "without the cap a third trade comes that day"
+    first, second = next(iter(days.values()))
+    cooled = second + COOLDOWN * MINUTE
+    free = [end for end, _ in _opens(found["free"]) if end // (86_400 * SECOND) == second // (86_400 * SECOND)]
+    assert len(free) > 2, "without the cap more trades come that day: it binds"
     assert _soonest_reentry(found["capped"]) >= COOLDOWN * MINUTE, "no ticker enters again inside its cooldown"
-    assert _soonest_reentry(found["no-cooldown"]) < COOLDOWN * MINUTE, "without the cooldown one does: it binds"
+    assert _soonest_reentry(found["free"]) < COOLDOWN * MINUTE, "without the cooldown one does: it binds"
 
-    # Killed twice between the second trade of the day and the third the cap forbids, inside the second trade's cooldown.
-    marks = [second + 3 * MINUTE, (second + third) // 2]
+    # Killed after the second trade of the day inside both trades' cooldowns, then again once the first trade's cooldown
+    # is over but the second's is not: there only the day's count keeps the first ticker out.
+    marks = [second + 3 * MINUTE, first + (COOLDOWN + 1) * MINUTE]
+    assert marks[1] < cooled
     log = _attempts(zygote, home, arguments("capped", tmp_path / "killed", "0"), [("after", mark) for mark in marks])
     for mark, attempt in zip(marks, log[1:]):
         resumed_at = attempt.resumed["clock"]["latest"]  # the latest event time in the snapshot it resumed from
-        assert mark <= resumed_at < min(third, second + COOLDOWN * MINUTE), "resumed between the trades, inside the cooldown"
+        assert mark <= resumed_at < cooled, "resumed after the second trade, inside its cooldown"
     assert alerts(redis_server) == found["capped"]
