@@ -90,7 +90,8 @@ class Signals:
         self.latest: dict[str, Scored] = {}  # an exit of a ticker with no bar at this close is dated by its last one
         self._config = policy.row()
         self._index = {ticker: i for i, ticker in enumerate(universe)}
-        self._events = np.zeros((2 * policy.max_positions + 1, EVENT_COLUMNS))  # at most an exit and an entry a slot
+        # A slot can leave at the open, take a new fill and leave again inside the bar, and take an entry at the close.
+        self._events = np.zeros((3 * policy.max_positions + 1, EVENT_COLUMNS))
         self._per_year = sessions_per_year
 
     def __getstate__(self) -> tuple:
