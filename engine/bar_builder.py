@@ -20,6 +20,7 @@ from datetime import date, timedelta
 
 from engine.cadence import parse_cadence
 from engine.calendar import EPOCH, NS_PER_MINUTE, ExchangeClock
+from engine.snapshot import state
 
 __all__ = ["BarBuilder", "ClosedBar", "ACCEPTED", "LATE", "OUTSIDE"]
 
@@ -35,6 +36,7 @@ _NONE: list[ClosedBar] = []  # what `advance` returns when nothing closed; calle
 _START, _END, _OPEN_TS, _OPEN, _HIGH, _LOW, _CLOSE_TS, _CLOSE, _VOLUME, _TRADES, _NOTIONAL = range(11)
 
 
+@state
 class BarBuilder:
     """Bars of one ticker at one cadence from its trades, with allowed ``lateness`` (nanoseconds)."""
 
@@ -54,14 +56,6 @@ class BarBuilder:
         self._unit = parsed.unit
         self._count = parsed.count
         self._open: list[list] = []  # open bars, oldest first; one or two unless the lateness spans several
-
-    def __getstate__(self) -> tuple:
-        return (self.cadence, self.lateness, self.watermark, self.closed_until, self.clock.calendar, self._open)
-
-    def __setstate__(self, state: tuple) -> None:
-        cadence, lateness, watermark, closed_until, cal, bars = state
-        self.__init__(cadence, ExchangeClock(cal), lateness)
-        self.watermark, self.closed_until, self._open = watermark, closed_until, bars
 
     def add(self, ts: int, price: float, size: float) -> int:
         """Put one trade in its bar: `ACCEPTED`, `LATE` or `OUTSIDE`. Does not close bars (see `advance`)."""

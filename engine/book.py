@@ -52,6 +52,7 @@ from engine.policy import (
     hour_allowed,
     position_size,
 )
+from engine.snapshot import state
 
 __all__ = ["Book", "empty", "step", "live_step", "rank", "OPEN", "CLOSE", "EVENT_COLUMNS", "LOG_COLUMNS"]
 
@@ -85,6 +86,7 @@ LOG_COLUMNS = 10
 """A round trip: ticker, direction, entry step, entry price, exit step, exit price, reason, net return, strike, size."""
 
 
+@state
 class Book:
     """The policy state of one model over ``tickers`` tickers with ``slots`` (max_positions) trade slots."""
 

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from engine.cadence import parse_cadence
 from engine.errors import ConfigError
+from engine.snapshot import state
 
 __all__ = [
     "Calendar", "CALENDARS", "calendar", "local_clock", "local_to_utc", "session_days", "trading_days", "bars_per_year",
@@ -35,6 +36,7 @@ EPOCH = date(1970, 1, 1)
 _MINUTES_KEPT = 4096  # minutes an `ExchangeClock` remembers: a few days of one-minute bars
 
 
+@state
 class Calendar(msgspec.Struct, frozen=True, kw_only=True):
     """An exchange's week: time zone, session open and close (local minutes), trading weekdays."""
 
@@ -155,6 +157,7 @@ def session_clock(start: np.ndarray, end: np.ndarray, cal: Calendar, intraday: b
     return ordinal + 1.0 - np.clip(left_at_open, 0.0, 1.0), ordinal + 1.0 - np.clip(left_at_close, 0.0, 1.0)
 
 
+@state(derived=("_zone", "_offsets", "_holidays", "_minutes", "_ordinals"))
 class ExchangeClock:
     """One calendar's local time of single timestamps, for the streaming path.
 
@@ -174,6 +177,10 @@ class ExchangeClock:
         self._holidays: dict[int, frozenset[int]] = {}
         self._minutes: dict[int, tuple[tuple[int, int], tuple[int, bool]]] = {}  # UTC minute -> (local, session)
         self._ordinals: dict[int, int] = {}  # session date -> trading sessions before it since 1970
+
+    def rebuild(self) -> None:
+        """Start the caches afresh: a snapshot keeps only the calendar."""
+        self.__init__(self.calendar)
 
     def _offset(self, ts: int) -> int:
         hour = ts // 3_600_000_000_000

@@ -22,6 +22,7 @@ import numpy as np
 from engine.bars import Bars
 from engine.errors import ConfigError
 from engine.indicators import INDICATORS, compute, make
+from engine.snapshot import state
 
 __all__ = ["Feature", "BAR_FIELDS", "TICK_FIELDS", "model_features", "needs_ticks", "feature_matrix", "FeatureVector", "warmup_bars"]
 
@@ -31,6 +32,7 @@ TICK_FIELDS = ("ts", "price", "size", "bid", "ask", "bid_size", "ask_size")
 """Columns of a tick table: a trade has price and size, a quote bid, ask and sizes (NaN where absent)."""
 
 
+@state
 class Feature(msgspec.Struct, frozen=True):
     """One model input column: an indicator's output, divided by the close when it is a price."""
 
@@ -103,20 +105,24 @@ def _picker(fields: tuple[str, ...], inputs: tuple[str, ...]):
     return itemgetter(*positions) if len(positions) > 1 else lambda values: (values[positions[0]],)
 
 
+@state(derived=("_bar_indicators", "_tick_indicators", "_taps"))
 class FeatureVector:
     """The model's features, one bar at a time: feed ticks and bars, read ``values`` after each bar."""
 
-    __slots__ = ("features", "values", "ready", "_bar_indicators", "_tick_indicators", "_taps")
+    __slots__ = ("features", "values", "ready", "_indicators", "_bar_indicators", "_tick_indicators", "_taps")
 
     def __init__(self, features: list[Feature], indicators: Mapping[str, Mapping[str, float]]) -> None:
         self.features = features
         self.values = np.full(len(features), np.nan)
         self.ready = not len(features)
         """True once every feature is defined (all indicators are warm)."""
-        # (update, picker) pairs: the picker takes an indicator's inputs out of the bar's or tick's fields.
-        self._wire({feature.indicator: make(feature.indicator, indicators[feature.indicator]) for feature in features})
+        self._indicators = {feature.indicator: make(feature.indicator, indicators[feature.indicator]) for feature in features}
+        self.rebuild()
 
-    def _wire(self, used: dict) -> None:
+    def rebuild(self) -> None:
+        """Wire the update and output plumbing around the indicators (the state)."""
+        used = self._indicators
+        # (update, picker) pairs: the picker takes an indicator's inputs out of the bar's or tick's fields.
         self._bar_indicators = [
             (instance.update, _picker(BAR_FIELDS, instance.inputs)) for name, instance in used.items() if not needs_ticks(name)
         ]
@@ -124,16 +130,6 @@ class FeatureVector:
             (instance.update, _picker(TICK_FIELDS, instance.inputs)) for name, instance in used.items() if needs_ticks(name)
         ]
         self._taps = [(used[f.indicator], f.output, f.per_close) for f in self.features]
-
-    def __getstate__(self) -> tuple:
-        # The indicators are the state; the update and output plumbing is rebuilt around them.
-        used = {feature.indicator: indicator for feature, (indicator, _, _) in zip(self.features, self._taps)}
-        return self.features, used, self.values
-
-    def __setstate__(self, state: tuple) -> None:
-        self.features, used, self.values = state
-        self.ready = not np.isnan(self.values).any()
-        self._wire(used)
 
     def update_tick(self, ts: float, price: float, size: float, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
         """Feed one tick to the tick indicators (NaN for the fields it does not carry)."""

@@ -13,10 +13,12 @@ import numpy as np
 
 from engine.features import TICK_FIELDS, FeatureVector, model_features, warmup_bars
 from engine.scoring import Scorer
+from engine.snapshot import state
 
 __all__ = ["Pipeline"]
 
 
+@state(derived=("scorer",))
 class Pipeline:
     """Features and score of one model on one ticker, one bar at a time (the policy decides in `engine.signals`)."""
 
@@ -30,13 +32,9 @@ class Pipeline:
         self.features = FeatureVector(features, manifest.indicators)
         self._row = np.empty((1, len(features)), dtype=np.float32)
 
-    def __getstate__(self) -> tuple:
-        # An ONNX session cannot be pickled: a snapshot keeps the features, and `bind` puts a scorer back.
-        return self.features, self._row
-
-    def __setstate__(self, state: tuple) -> None:
+    def rebuild(self) -> None:
+        # An ONNX session is no state: a snapshot keeps the features, and `bind` puts the model's scorer back.
         self.scorer = None
-        self.features, self._row = state
 
     def bind(self, scorer: Scorer) -> None:
         """Score with ``scorer`` (the same model, reloaded after a restore)."""

@@ -42,6 +42,7 @@ import numpy as np
 
 from engine._jit import helper
 from engine.errors import ConfigError
+from engine.snapshot import state
 
 __all__ = [
     "EXIT_NONE",
@@ -75,6 +76,7 @@ ALL_DAY = (1 << 24) - 1
 ENTRY_TYPES = {"market": 0, "limit": 1, "stop": 2}
 
 
+@state
 class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything that decides a model's trades at a bar close: one value from the sweep grid to the live step.
 

@@ -17,6 +17,7 @@ from typing import Annotated, Literal, TypeVar, Union
 import msgspec
 
 from engine.errors import DecodeError
+from engine.snapshot import state
 
 __all__ = [
     "Tick",
@@ -97,6 +98,7 @@ class Bar(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
             raise ValueError(f"`end` ({self.end}) must be after `start` ({self.start})")
 
 
+@state
 class Lineage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The content hashes that tie a result or an alert to exactly what produced it."""
 
@@ -144,10 +146,12 @@ class _AlertBase(
                 raise ValueError(f"`{name}` must carry a timezone (UTC)")
 
 
+@state
 class StockAlert(_AlertBase, frozen=True, tag="stock"):
     """A signal on a stock or ETF: buy or sell `quantity` shares."""
 
 
+@state
 class OptionAlert(_AlertBase, frozen=True, tag="option"):
     """A signal on an option contract of `underlying`."""
 
@@ -163,6 +167,7 @@ class OptionAlert(_AlertBase, frozen=True, tag="option"):
     """Whether ``volatility`` came from the feed's implied volatility or, absent one, the underlying's realised one."""
 
 
+@state
 class FutureAlert(_AlertBase, frozen=True, tag="future"):
     """A signal on a futures contract, naming the contract month per the roll strategy."""
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from engine.snapshot import state
+
 __all__ = ["TickScreen", "LEVEL_SHIFT", "OUTLIER_MOVES", "CONFIRM"]
 
 LEVEL_SHIFT = "level_shift"
@@ -29,6 +31,7 @@ _DECAY = 0.05  # weight of the newest print in the reference and its typical mov
 _WARM = 20
 
 
+@state
 class TickScreen:
     """Per-ticker checks of trades and quotes: a reason to refuse a tick, or None."""
 

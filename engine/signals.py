@@ -25,10 +25,12 @@ import numpy as np
 
 from engine.book import CLOSE, EVENT_COLUMNS, Book, live_step
 from engine.policy import EXIT_REASONS, Policy
+from engine.snapshot import state
 
 __all__ = ["Scored", "Signal", "Signals"]
 
 
+@state
 class Scored(msgspec.Struct, frozen=True, array_like=True):
     """One model's view of one closed bar of one ticker."""
 
@@ -78,6 +80,7 @@ class Signal(msgspec.Struct, frozen=True, array_like=True):
     """The probability behind the order's side: ``p`` for a one-sided model or a buy, ``1 - p`` for a two-sided sell."""
 
 
+@state(derived=("_config", "_index", "_events"))
 class Signals:
     """The live policy state of one model over its universe: the kernel's book, and the last bar seen of each ticker."""
 
@@ -88,19 +91,15 @@ class Signals:
         self.universe = universe
         self.book = Book(policy.max_positions, len(universe))
         self.latest: dict[str, Scored] = {}  # an exit of a ticker with no bar at this close is dated by its last one
-        self._config = policy.row()
-        self._index = {ticker: i for i, ticker in enumerate(universe)}
-        # A slot can leave at the open, take a new fill and leave again inside the bar, and take an entry at the close.
-        self._events = np.zeros((3 * policy.max_positions + 1, EVENT_COLUMNS))
         self._per_year = sessions_per_year
+        self.rebuild()
 
-    def __getstate__(self) -> tuple:
-        return self.policy, self.universe, self.book, self.latest, self._per_year
-
-    def __setstate__(self, state: tuple) -> None:
-        policy, universe, book, latest, per_year = state
-        self.__init__(policy, universe, per_year)
-        self.book, self.latest = book, latest
+    def rebuild(self) -> None:
+        """Derive the kernel's configuration row, the universe's index and the events buffer from the policy and universe."""
+        self._config = self.policy.row()
+        self._index = {ticker: i for i, ticker in enumerate(self.universe)}
+        # A slot can leave at the open, take a new fill and leave again inside the bar, and take an entry at the close.
+        self._events = np.zeros((3 * self.policy.max_positions + 1, EVENT_COLUMNS))
 
     @property
     def killed(self) -> bool:

@@ -1,56 +1,50 @@
-"""Bytewax recovery stores, stamped with the code that wrote them.
+"""Bytewax recovery stores, stamped with the layout of the state they hold.
 
-Bytewax pickles step state into its recovery partitions, so a store written by other
-code (a changed state class, another Bytewax) may fail mid-run with a pickle
-traceback, or silently resume wrong. A store made here carries ``sigma-code.json``,
-a hash of the source files whose objects live in the state and of the Bytewax
-version; ``prepare`` refuses a store whose stamp differs, with the way out.
+Each step snapshots its state as `engine.snapshot` bytes, which carry the state's
+layout version; Bytewax pickles only those bytes. A store made here carries
+``sigma-layout.json``: the layout (every state class with its fields in order, the
+Bytewax version). ``prepare`` resumes a store of this code's layout, whatever else
+changed in the code, so a deploy keeps the live state (bars, indicators, positions,
+cooldowns, daily counts). A store of another layout is refused before the flow
+starts, with what changed and the way out: delete the folder (or point --recovery
+at a new one) and the flow replays from the source's start.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from importlib.metadata import version
 from pathlib import Path
 
+import msgspec
 from bytewax.recovery import init_db_dir
 
+import flows.steps  # noqa: F401  (registers the steps' state classes: the layout covers them only once imported)
 from engine.errors import ConfigError
+from engine.snapshot import Layout, layout
 
-__all__ = ["code_version", "prepare", "STAMP"]
+__all__ = ["prepare", "STAMP"]
 
-STAMP = "sigma-code.json"
-_ROOT = Path(__file__).resolve().parent.parent
-_STATE_SOURCES = ("engine", "flows")  # where the classes of pickled step state are defined
-
-
-def code_version() -> str:
-    """A hash of the engine and flow sources and the Bytewax version: what a recovery store depends on."""
-    digest = hashlib.sha256(f"bytewax {version('bytewax')}\n".encode())
-    for folder in _STATE_SOURCES:
-        for path in sorted((_ROOT / folder).rglob("*.py")):
-            digest.update(str(path.relative_to(_ROOT)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+STAMP = "sigma-layout.json"
+_CODE_STAMP = "sigma-code.json"  # what stores written before layout stamps carry: a hash of the code
+_FIX = "delete the folder to start fresh (the flow then replays from the source's start), or point --recovery at a new one"
 
 
 def prepare(folder: Path, partitions: int) -> None:
-    """Create a stamped store of ``partitions`` partitions in ``folder``, or check the stamp of the one there."""
+    """Create a stamped store of ``partitions`` partitions in ``folder``, or check the layout of the one there."""
     folder = Path(folder)
     stamp = folder / STAMP
-    current = code_version()
+    current = layout()
     if any(folder.glob("part-*.sqlite3")):
         if not stamp.exists():
-            raise ConfigError("recovery", f"{folder} holds a recovery store without a Sigma code stamp",
-                              "delete the folder to start from scratch, or point --recovery at a new one")  # fmt: skip
-        written = json.loads(stamp.read_text())["code"]
-        if written != current:
-            raise ConfigError("recovery", f"the recovery store in {folder} was written by another version of Sigma "
-                              f"(code {written[:12]}, this is {current[:12]}); its state cannot be trusted",
-                              "delete the folder to start from scratch (the flow then replays from the source's start), "
-                              "or run the version that wrote it")  # fmt: skip
+            if (folder / _CODE_STAMP).exists():
+                raise ConfigError("recovery", f"the recovery store in {folder} predates layout stamps (it is stamped with a "
+                                  "hash of the code that wrote it), so its state cannot be read", _FIX)  # fmt: skip
+            raise ConfigError("recovery", f"{folder} holds a recovery store without a Sigma layout stamp", _FIX)
+        written = msgspec.convert(json.loads(stamp.read_text())["layout"], Layout)
+        if written.version != current.version:
+            raise ConfigError("recovery", f"the recovery store in {folder} holds state of another layout ({written.version}; "
+                              f"this code's is {current.version}): {'; '.join(current.changes(written))}", _FIX)  # fmt: skip
         return
     folder.mkdir(parents=True, exist_ok=True)
     init_db_dir(folder, partitions)
-    stamp.write_text(json.dumps({"code": current, "partitions": partitions}) + "\n")
+    stamp.write_text(json.dumps({"layout": msgspec.to_builtins(current), "partitions": partitions}, indent=1) + "\n")

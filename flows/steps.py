@@ -17,7 +17,9 @@
    same bar close, the user's rule decides (`engine.alerts.resolve`).
 
 All state is event-time state in the step, so Bytewax snapshots it with the input
-position and a resumed run re-emits the same alerts, with the same ids.
+position and a resumed run re-emits the same alerts, with the same ids. A step's
+snapshot is `engine.snapshot` bytes, which a later version of the code with the same
+state layout resumes from.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from engine.schemas import Alert, Bar, Tick, encode_json
 from engine.screening import LEVEL_SHIFT, TickScreen
 from engine.policy import Policy
 from engine.signals import Scored, Signals
+from engine.snapshot import decode_state, encode_state, state
 from engine.store import load_bars, load_ticks
 from flows.registry import Registry, ServingModel
 
@@ -70,6 +73,7 @@ class Quiet(msgspec.Struct, frozen=True, array_like=True):
     through: int
 
 
+@state
 class Decided(msgspec.Struct, frozen=True, array_like=True):
     """A model's alerts (possibly none) for one ticker's bar close; ``peers`` models decide on it."""
 
@@ -105,6 +109,7 @@ def compile_helpers() -> None:
               0, 0, 0, 0.0, 1.0, 252.0, prices, np.zeros((3, EVENT_COLUMNS)))  # fmt: skip
 
 
+@state
 class _Cadence:
     """One cadence's bars and realised volatility on one ticker."""
 
@@ -115,15 +120,13 @@ class _Cadence:
         self.volatility = RealisedVolatility(window)
         self.per_year = per_year
 
-    def __getstate__(self) -> tuple:
-        return self.builder, self.volatility, self.per_year
 
-    def __setstate__(self, state: tuple) -> None:
-        self.builder, self.volatility, self.per_year = state
-
-
+@state
 class TickerState:
     """Everything the flow keeps about one ticker: screen, bars per cadence, each model's features."""
+
+    __slots__ = ("ticker", "lateness", "screen", "cadences", "pipelines", "version", "implied", "last_bar_start", "last_tick",
+                 "closed_until", "quiet_through", "bars", "gaps", "previous", "counts")  # fmt: skip
 
     def __init__(self, ticker: str, lateness: int) -> None:
         self.ticker = ticker
@@ -146,16 +149,16 @@ class TickerState:
 class TickerStep(StatefulBatchLogic):
     """Keyed by ticker: ticks and bars in; `Scored`, `Quiet` and `DeadLetter` out."""
 
-    def __init__(self, registry: Registry, lateness: int, state: TickerState | None) -> None:
+    def __init__(self, registry: Registry, lateness: int, resume: bytes | None) -> None:
         self.registry = registry
         self.lateness = lateness
-        self.state = state
+        self.state = None if resume is None else decode_state(resume, TickerState)
         self._tick_pipelines: list[Pipeline] = []  # the pipelines that read ticks, found once per subscription
-        if state is not None:  # restored from a snapshot: its pipelines need their scorers again
-            state.version = -1
+        if self.state is not None:  # restored from a snapshot: its pipelines need their scorers again
+            self.state.version = -1
 
-    def snapshot(self) -> TickerState | None:
-        return self.state
+    def snapshot(self) -> bytes | None:
+        return None if self.state is None else encode_state(self.state)
 
     def on_batch(self, values: list) -> tuple[Iterable, bool]:
         out: list = []
@@ -393,8 +396,11 @@ def score(registry: Registry, items: list) -> list:
     return out
 
 
+@state
 class PolicyState:
     """One model's policy state and the bar closes of its universe still waiting for a ticker."""
+
+    __slots__ = ("model", "signals", "pending", "progress")
 
     def __init__(self, model: str, signals: Signals) -> None:
         self.model = model
@@ -406,12 +412,12 @@ class PolicyState:
 class PolicyStep(StatefulBatchLogic):
     """Keyed by model: `Scored` and `Quiet` in; `Decided` (one per scored bar) out."""
 
-    def __init__(self, registry: Registry, state: PolicyState | None) -> None:
+    def __init__(self, registry: Registry, resume: bytes | None) -> None:
         self.registry = registry
-        self.state = state
+        self.state = None if resume is None else decode_state(resume, PolicyState)
 
-    def snapshot(self) -> PolicyState | None:
-        return self.state
+    def snapshot(self) -> bytes | None:
+        return None if self.state is None else encode_state(self.state)
 
     def on_batch(self, values: list) -> tuple[Iterable, bool]:
         out: list = []
@@ -463,8 +469,11 @@ class PolicyStep(StatefulBatchLogic):
             out.append(Decided(ticker, rows[0].end, 1, exits))
 
 
+@state
 class ConflictState:
     """Bar closes of one ticker waiting for the other models, and the models whose entry lost a conflict."""
+
+    __slots__ = ("pending", "overruled")
 
     def __init__(self) -> None:
         self.pending: dict[int, list[Decided]] = {}
@@ -474,13 +483,13 @@ class ConflictState:
 class ConflictStep(StatefulBatchLogic):
     """Keyed by ticker: `Decided` in; the alerts that go to Redis out."""
 
-    def __init__(self, rule: str, order: tuple[str, ...], state: ConflictState | None) -> None:
+    def __init__(self, rule: str, order: tuple[str, ...], resume: bytes | None) -> None:
         self.rule = rule
         self.order = order
-        self.state = state or ConflictState()
+        self.state = ConflictState() if resume is None else decode_state(resume, ConflictState)
 
-    def snapshot(self) -> ConflictState:
-        return self.state
+    def snapshot(self) -> bytes:
+        return encode_state(self.state)
 
     def on_batch(self, values: list[Decided]) -> tuple[Iterable, bool]:
         out: list = []

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from engine._jit import helper, kernel
+from engine.snapshot import state
 
 __all__ = ["RollingWindow", "RollingExtremes", "lap_sum"]
 
@@ -29,6 +30,7 @@ def lap_sum(values: list[float]) -> float:
     return total
 
 
+@state
 class RollingWindow:
     """The last ``size`` values with their total, mean and variance."""
 
@@ -92,6 +94,7 @@ class RollingWindow:
         return centred / (n - ddof) if centred > 0.0 else 0.0
 
 
+@state
 class RollingExtremes:
     """Highest high and lowest low of the last ``size`` pushes.
 

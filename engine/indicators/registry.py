@@ -38,11 +38,12 @@ from engine.indicators.volume import (
     SessionVolumeWeightedAveragePrice,
     VolumeSurge,
 )
+from engine.snapshot import state
 
 __all__ = ["INDICATORS", "indicator_class", "check_params", "make", "compute"]
 
 INDICATORS: dict[str, type[Indicator]] = {
-    cls.name: cls
+    cls.name: state(cls)  # each is live state, in the flow's snapshots
     for cls in (
         SimpleMovingAverage,
         ExponentialMovingAverage,
