@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import pickle
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 from engine.errors import ConfigError
 from engine.indicators import INDICATORS, TIMESCALES, check_params, compute, make
+from engine.snapshot import decode_state, encode_state
 from tests import market
 
 NAMES = sorted(INDICATORS)
@@ -59,7 +59,7 @@ def test_snapshot_mid_stream_resumes_identically(name):
     columns = _columns(cls, data)
     original = cls()
     market.run_incremental(original, [c[:900] for c in columns])
-    restored = pickle.loads(pickle.dumps(original))
+    restored = decode_state(encode_state(original), cls)
     rest = [c[900:] for c in columns]
     np.testing.assert_array_equal(market.run_incremental(original, rest), market.run_incremental(restored, rest))
 
@@ -81,9 +81,9 @@ def test_state_does_not_grow(name):
     data = market.synthetic(6_000)
     indicator = cls()
     market.run_incremental(indicator, [c[:1_000] for c in _columns(cls, data)])
-    early = len(pickle.dumps(indicator))
+    early = len(encode_state(indicator))
     market.run_incremental(indicator, [c[1_000:] for c in _columns(cls, data)])
-    assert len(pickle.dumps(indicator)) <= early + 8  # room for the update counter's digits
+    assert len(encode_state(indicator)) <= early + 8  # room for the update counter's digits
 
 
 @pytest.mark.parametrize("name", NAMES)

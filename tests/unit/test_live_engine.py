@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 from datetime import UTC, date, datetime
 
 import msgspec
@@ -35,6 +34,7 @@ from engine.policy import Policy
 from engine.schemas import Lineage, Tick
 from engine.screening import LEVEL_SHIFT, TickScreen
 from engine.signals import Scored, Signals
+from engine.snapshot import decode_state, encode_state
 from flows.sources import Reader
 
 US = CALENDARS["us_equities"]
@@ -145,7 +145,7 @@ def test_a_bar_closes_by_the_clock_and_a_tick_for_it_is_then_late():
     [bar] = builder.advance(t + 52 * SECOND)  # a clock, not a tick, closes it
     assert bar[:2] == (_ns(2024, 3, 19, 14, 0), _ns(2024, 3, 19, 14, 1))
     assert builder.add(t + 20 * SECOND, 10.5, 1.0) == LATE
-    restored = pickle.loads(pickle.dumps(builder))
+    restored = decode_state(encode_state(builder), BarBuilder)
     assert restored.closed_until == builder.closed_until and restored.add(t + 20 * SECOND, 10.5, 1.0) == LATE
 
 
@@ -204,7 +204,7 @@ def test_the_policy_enters_exits_and_keeps_cooldowns_and_daily_limits():
     assert [s.reason for s in done] == ["time"], "held three bars: it leaves at the next open"
     assert signals.close([_row(end_minute=50, probability=0.9)]) == [], "two trades this session already"
     assert len(signals.close([_row(end_minute=51, probability=0.9, session=19802)])) == 1, "a new session date resets the count"
-    restored = pickle.loads(pickle.dumps(signals))
+    restored = decode_state(encode_state(signals), Signals)
     assert restored.book.positions == signals.book.positions == 1
     assert np.array_equal(restored.book.counters, signals.book.counters)
 
