@@ -48,6 +48,7 @@ _FORMAT = 1
 """The encoding's own version: change it with any change to the tags below or to `Snapshot`."""
 _OBJECT, _TUPLE, _SET, _FROZENSET, _DEQUE, _ARRAY, _DATE, _DICT = range(1, 9)  # msgpack extension codes
 _NATIVE = frozenset((str, int, float, bool, type(None), bytes))  # what msgpack gives back as it was
+_FLOATS = frozenset((float, np.float64))
 _FIX = "delete the recovery folder to start fresh (the flow then replays from the source's start), or point --recovery at a new one"
 
 _CLASSES: dict[type, tuple[str, tuple[str, ...], bool, bool]] = {}
@@ -178,8 +179,8 @@ def _pack(value: object) -> object:
     kind = type(value)
     if kind in _NATIVE:
         return value
-    if kind is list:  # a buffer of numbers, most often: checked in one pass, written as it is
-        return value if set(map(type, value)) <= _NATIVE else [_pack(item) for item in value]  # type: ignore[attr-defined]
+    if kind is list:
+        return _packed(value)  # type: ignore[arg-type]
     if kind is dict:
         if set(map(type, value)) <= _NATIVE:  # type: ignore[arg-type]
             return value if set(map(type, value.values())) <= _NATIVE else {key: _pack(item) for key, item in value.items()}  # type: ignore[attr-defined]
@@ -194,6 +195,16 @@ def _pack(value: object) -> object:
     if isinstance(value, np.generic) and value.dtype.kind in "biuf":
         return value.item()
     raise TypeError(f"{kind.__module__}.{kind.__qualname__} is not snapshot state: register it with engine.snapshot.state")
+
+
+def _packed(items: list | tuple | set | frozenset) -> object:
+    """The items of a container, packed; most often a buffer of numbers, checked in one pass and written as it is."""
+    kinds = set(map(type, items))
+    if kinds <= _NATIVE:
+        return items
+    if kinds <= _FLOATS:  # numpy's float64 (a history replayed from arrays): the same bits as a float
+        return list(map(float, items))
+    return [_pack(item) for item in items]
 
 
 def _ext(code: int, payload: object) -> msgspec.msgpack.Ext:
@@ -213,10 +224,11 @@ def _array(value: np.ndarray) -> msgspec.msgpack.Ext:
 
 
 _PACKERS = {
-    tuple: lambda value: _ext(_TUPLE, [_pack(item) for item in value]),
-    set: lambda value: _ext(_SET, [_pack(item) for item in value]),
-    frozenset: lambda value: _ext(_FROZENSET, [_pack(item) for item in value]),
-    deque: lambda value: _ext(_DEQUE, [value.maxlen, [_pack(item) for item in value]]),
+    tuple: lambda value: _ext(_TUPLE, _packed(value)),
+    set: lambda value: _ext(_SET, _packed(value)),
+    frozenset: lambda value: _ext(_FROZENSET, _packed(value)),
+    deque: lambda value: _ext(_DEQUE, [value.maxlen, _packed(list(value))]),
+    np.float64: float,
     np.ndarray: _array,
     date: lambda value: _ext(_DATE, value.toordinal()),
     datetime: _datetime,
