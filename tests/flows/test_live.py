@@ -238,16 +238,17 @@ def test_sigkill_mid_stream_then_resume_gives_the_uninterrupted_alerts(served, r
     assert got == expected
 
 
-def test_a_recovery_store_from_other_code_is_refused(tmp_path):
-    prepare(tmp_path / "store", 2)
-    prepare(tmp_path / "store", 2)  # the same code: accepted
-    stamp = tmp_path / "store" / STAMP
-    stamp.write_text(json.dumps({"code": "0" * 64, "partitions": 2}))
-    with pytest.raises(ConfigError, match="written by another version of Sigma"):
-        prepare(tmp_path / "store", 2)
-    stamp.unlink()
-    with pytest.raises(ConfigError, match="without a Sigma code stamp"):
-        prepare(tmp_path / "store", 2)
+def test_a_recovery_store_without_a_layout_stamp_is_refused(tmp_path):
+    store = tmp_path / "store"
+    prepare(store, 2)
+    prepare(store, 2)  # the same layout: accepted
+    (store / STAMP).unlink()
+    (store / "sigma-code.json").write_text(json.dumps({"code": "0" * 64, "partitions": 2}))  # how stores were stamped before
+    with pytest.raises(ConfigError, match="predates layout stamps"):
+        prepare(store, 2)
+    (store / "sigma-code.json").unlink()
+    with pytest.raises(ConfigError, match="without a Sigma layout stamp"):
+        prepare(store, 2)
 
 
 def test_ticks_decode_with_msgspec_as_the_flow_reads_them(served):
