@@ -164,7 +164,7 @@ def decode_state(data: bytes, kind: type[T]) -> T:
     current = _layout_version()
     if snapshot.layout != current:
         raise ConfigError("recovery", f"a snapshot of state layout {snapshot.layout} cannot be restored by code of layout "
-                          f"{current}: the state classes changed since it was written", _FIX)  # fmt: skip
+                          f"{current}: the state classes or Bytewax changed since it was written", _FIX)  # fmt: skip
     value = _decoder.decode(snapshot.state)
     if type(value) is not kind:
         raise TypeError(f"the snapshot holds a {type(value).__qualname__}, not a {kind.__qualname__}")
@@ -228,7 +228,6 @@ _PACKERS = {
     set: lambda value: _ext(_SET, _packed(value)),
     frozenset: lambda value: _ext(_FROZENSET, _packed(value)),
     deque: lambda value: _ext(_DEQUE, [value.maxlen, _packed(list(value))]),
-    np.float64: float,
     np.ndarray: _array,
     date: lambda value: _ext(_DATE, value.toordinal()),
     datetime: _datetime,
