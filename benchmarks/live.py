@@ -68,11 +68,12 @@ from engine.alerts import build_alert
 from engine import signals as signals_module
 from engine.bar_builder import BarBuilder
 from engine.calendar import CALENDARS, ExchangeClock
+from engine.features import FeatureVector
 from engine.models import SweepRequest, create_model
 from engine.packs import load_pack
-from engine.pipeline import Pipeline
+from engine.pipeline import Closed
 from engine.policy import ALL_DAY
-from engine.schemas import Alert, Tick
+from engine.schemas import Alert, Bar, Tick
 from engine.screening import TickScreen
 from engine.signals import Scored, Signal, Signals
 from engine.store import store_bars
@@ -284,8 +285,8 @@ def _percentiles(values: list[int], what: str = "alerts") -> str:
 def _sample_alert(model) -> Alert:
     """An option alert as the flow writes it (about 1 kB of JSON)."""
     end = int(datetime(2024, 3, 19, 15, 0, tzinfo=UTC).timestamp()) * 1_000_000_000
-    scored = Scored(model.trained_id, "T000", end - 60_000_000_000, end, 100.0, 100.5, 99.5, 100.2, 0.6, 11, 19801, 5000.5, 5000.51,
-                    0.2, False, time.time_ns(), 1)  # fmt: skip
+    bar = Bar(ticker="T000", start=end - 60_000_000_000, end=end, open=100.0, high=100.5, low=99.5, close=100.2)
+    scored = Scored(model.trained_id, bar, 0.6, 11, 19801, 5000.5, 5000.51, 0.2, False, time.time_ns(), 1)
     signal = Signal(scored, 1, "open", "entry", 100.2, 0.1, 99.8, 100.6, 0.6)
     return build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=time.time_ns())
 
@@ -440,7 +441,7 @@ def _stage_samples(home: Path, url: str, start_ns: int, *, batch: int, minutes: 
             out, _ = step.on_batch([item])
             spent = clock() - began
             split = inner.take() if inner else {}
-            closed = [o for o in out if type(o) is steps.Closed]
+            closed = [o for o in out if type(o) is Closed]
             if not closed:
                 record("tick (no close)", spent)
                 continue
@@ -502,7 +503,7 @@ def _stages(home: Path, url: str, start_ns: int, minutes: int = 6) -> None:
         inner.wrap(TickScreen, "check", "screen")
         inner.wrap(BarBuilder, "add", "bar builder")
         inner.wrap(BarBuilder, "advance", "bar builder")
-        inner.wrap(Pipeline, "update_features", "features")
+        inner.wrap(FeatureVector, "update_bar", "features")
         inner.wrap(ExchangeClock, "session_clock", "session clock (options)")
         inner.wrap(signals_module, "live_step", "kernel (live_step)")
         inner.wrap(Signals, "close", "Signals.close")

@@ -2,10 +2,11 @@
 
 Bytewax snapshots every key whose state changed in an epoch, so this runs for each
 active ticker every ``--snapshot-seconds``. The state is a realistic `TickerState`:
-three models (one per official pack, its first strategy) warmed on six sessions of
-one-minute bars, their cadences' bar builders with a bar open, the one-minute
-realised volatility an option prices on (about 2,000 closes), and a tick screen
-remembering two seconds of a liquid ticker's trades (200 trade ids).
+its `engine.pipeline.Pipeline` serving three models (one per official pack, its first
+strategy, all on one-minute bars) warmed on six sessions of stored bars, the bar
+builder with a bar open, the one-minute realised volatility an option prices on
+(about 2,000 closes), and a tick screen remembering two seconds of a liquid ticker's
+trades (200 trade ids).
 
 The anchor is pickle of the same state: the fields `engine.snapshot` writes, in
 pickle's protocol 5, derived members left out as the classes' former
@@ -24,14 +25,12 @@ from types import SimpleNamespace
 
 from benchmarks._timing import median_seconds
 from engine import snapshot
-from engine.bar_builder import BarBuilder
-from engine.calendar import CALENDARS, ExchangeClock, bars_per_year, session_days
+from engine.calendar import CALENDARS, ExchangeClock
 from engine.models import create_model
-from engine.options import volatility_window
 from engine.packs import load_pack
 from engine.pipeline import Pipeline
-from engine.screening import TickScreen
-from flows.steps import TickerState, _Cadence
+from engine.schemas import Tick
+from flows.steps import TickerState
 from packs import OFFICIAL
 from research.synthetic import generate
 
@@ -52,25 +51,18 @@ class _NoGraph:
 def ticker_state() -> TickerState:
     """One ticker's state as the ticker step holds it after a few sessions of live bars."""
     bars, _ = generate(["SPY"], "1m", 6, US, seed=3, start=date(2024, 3, 8))["SPY"]
-    session, _ = session_days(bars.start, US)
-    state = TickerState("SPY", SECOND)
-    state.screen = TickScreen(memory=2 * SECOND)
-    last = int(bars.end[-1])
-    for i in range(200):
-        state.screen.check(last + i * 10_000_000, float(bars.close[-1]), 100.0, None, None, f"trade-{i}")
+    pipeline = Pipeline("SPY", SECOND)
+    first = int(bars.end[-1])
     for pack_name in ("zerosigma", "swingsigma", "trendsigma"):
         pack = load_pack(OFFICIAL / pack_name)
-        settings = {"underlying": "SPY"} if pack.default_instrument == "options" else {"ticker": "SPY"}
-        spec = create_model(pack, strategy=next(iter(pack.strategies)), settings=settings)
-        state.pipelines[spec.name] = pipeline = Pipeline(_NoGraph(spec.features, spec.indicators))  # type: ignore[arg-type]
-        pipeline.replay(bars, session, score=False)
-    builder = BarBuilder("1m", ExchangeClock(US), SECOND)
-    builder.add(last, float(bars.close[-1]), 100.0)
-    state.cadences["1m"] = cadence = _Cadence(builder, volatility_window("1m"), bars_per_year(US, "1m"))
-    for close in bars.close[-cadence.volatility.warmup :]:
-        cadence.volatility.update(float(close))
-    state.previous["1m"] = (last, int(session[-1]))
-    return state
+        option = pack.default_instrument == "options"
+        spec = create_model(pack, strategy=next(iter(pack.strategies)), settings={"underlying": "SPY"} if option else {"ticker": "SPY"})
+        pipeline.subscribe(spec.name, _NoGraph(spec.features, spec.indicators), "1m", ExchangeClock(US), option=option,  # type: ignore[arg-type]
+                           first=first, history=bars)  # fmt: skip
+    price = float(bars.close[-1])
+    for i in range(200):
+        pipeline.tick(Tick(ticker="SPY", ts=first + i * 10_000_000, price=price, size=100.0, trade_id=f"trade-{i}"))
+    return TickerState(pipeline)
 
 
 def _pickle_the_fields() -> None:
@@ -99,8 +91,9 @@ def main() -> None:
     anchor = median_seconds(lambda: pickle.loads(pickle.dumps(state, protocol=5)), args.repeats)
     encode = median_seconds(lambda: snapshot.encode_state(state), args.repeats)
     decode = median_seconds(lambda: snapshot.decode_state(data, TickerState), args.repeats)
-    print(f"one ticker's state: {len(state.pipelines)} models, {sum(len(p.features._indicators) for p in state.pipelines.values())} "
-          f"indicators, median of {args.repeats}")  # fmt: skip
+    models = state.pipeline.models.values()
+    print(f"one ticker's state: {len(models)} models, {sum(len(model.features._indicators) for model in models)} indicators, "
+          f"median of {args.repeats}")  # fmt: skip
     print(f"snapshot encode + decode  {ours * 1e6:8.1f} µs  ({encode * 1e6:.1f} + {decode * 1e6:.1f})  {len(data):,} B")
     print(f"pickle dumps + loads      {anchor * 1e6:8.1f} µs  {len(pickled):,} B  (anchor: the same fields)")
     print(f"ratio                     {ours / anchor:8.2f} x pickle")

@@ -133,18 +133,18 @@ def build_alert(
 ) -> Alert:
     """The alert a trader acts on for ``signal``, as the model's instrument settings say."""
     row = signal.scored
-    end = _utc(row.end)
+    bar = row.bar
     common = {
-        "alert_id": alert_id(row.model, row.ticker, row.end, signal.intent),
-        "timestamp": end,
+        "alert_id": alert_id(row.model, bar.ticker, bar.end, signal.intent),
+        "timestamp": _utc(bar.end),
         "model_id": row.model,
         "action": "BUY" if signal.direction > 0 else "SELL",
         "confidence": signal.confidence,
         "position_size": signal.size,
         "stop_loss": _number(signal.stop),
         "take_profit": _number(signal.target),
-        "urgency": "immediate" if row.end - row.start < 86_400_000_000_000 else "day",
-        "valid_until": _utc(row.end + (row.end - row.start)),
+        "urgency": "immediate" if bar.end - bar.start < 86_400_000_000_000 else "day",
+        "valid_until": _utc(bar.end + (bar.end - bar.start)),
         "lineage": lineage,
         "received_at": _utc(row.received_at),
         "emitted_at": _utc(emitted_at),
@@ -152,37 +152,38 @@ def build_alert(
         "reason": signal.reason,
     }
     if isinstance(settings, StockSettings):
-        return StockAlert(ticker=row.ticker, quantity=settings.share_size, entry_price=signal.price, **common)
+        return StockAlert(ticker=bar.ticker, quantity=settings.share_size, entry_price=signal.price, **common)
     if isinstance(settings, FutureSettings):
         if settings.contract_month == "specific":
             month = date.fromisoformat(f"{settings.specific_month}-01")
         else:
             month = contract_month(settings.contract, row.session, settings.contract_month, settings.roll_strategy)
         code = f"{settings.contract}{_MONTH_CODES[month.month - 1]}{month.year % 100:02d}"
-        return FutureAlert(ticker=row.ticker, quantity=settings.contract_size, entry_price=signal.price, contract=settings.contract,
+        return FutureAlert(ticker=bar.ticker, quantity=settings.contract_size, entry_price=signal.price, contract=settings.contract,
                            contract_month=f"{month:%Y-%m}", contracts=settings.contract_size, contract_code=code, **common)  # fmt: skip
     return _option_alert(signal, settings, clock, multiplier, common)
 
 
 def _option_alert(signal: Signal, settings: OptionSettings, clock: ExchangeClock, multiplier: int, common: dict) -> OptionAlert:
     row = signal.scored
+    bar = row.bar
     kind = signal.direction if signal.intent == "open" else -signal.direction  # a close sells the contract it bought
     expiry, opens, closes, later, per_year = _expiry_schedule(clock, row.session, settings.default_dte)
-    left_today = min(max((closes - row.end) / (closes - opens), 0.0), 1.0)
+    left_today = min(max((closes - bar.end) / (closes - opens), 0.0), 1.0)
     years = (left_today + later) / per_year
     volatility = row.volatility
     strike, premium = math.nan, None
     if volatility == volatility and volatility > 0:
-        strike = on_grid(option_strike(kind, row.close, strike_score(settings.default_strike), years, volatility), row.close)
-        premium = option_price(kind, row.close, strike, years, volatility)
+        strike = on_grid(option_strike(kind, bar.close, strike_score(settings.default_strike), years, volatility), bar.close)
+        premium = option_price(kind, bar.close, strike, years, volatility)
     else:  # nothing to price with yet: the at-the-money strike, and no premium
-        strike = on_grid(row.close, row.close)
+        strike = on_grid(bar.close, bar.close)
     common["action"] = "BUY" if signal.intent == "open" else "SELL"  # options are bought to open, sold to close
     return OptionAlert(
-        ticker=row.ticker,
+        ticker=bar.ticker,
         quantity=settings.contract_size * multiplier,
         entry_price=signal.price,
-        underlying=row.ticker,
+        underlying=bar.ticker,
         option_type="call" if kind > 0 else "put",
         strike=strike,
         expiration=EPOCH + timedelta(days=expiry),

@@ -20,17 +20,15 @@ from datetime import date, timedelta
 
 from engine.cadence import parse_cadence
 from engine.calendar import EPOCH, NS_PER_MINUTE, ExchangeClock
+from engine.schemas import Bar
 from engine.snapshot import state
 
-__all__ = ["BarBuilder", "ClosedBar", "ACCEPTED", "LATE", "OUTSIDE"]
+__all__ = ["BarBuilder", "ACCEPTED", "LATE", "OUTSIDE"]
 
 ACCEPTED, LATE, OUTSIDE = 0, 1, 2
 """What `BarBuilder.add` did with a tick: added to a bar, refused (its bar closed), ignored (outside the sessions a daily bar spans)."""
 
-ClosedBar = tuple[int, int, float, float, float, float, float, int, float]
-"""(start, end, open, high, low, close, volume, trades, vwap) of a bar the watermark closed."""
-
-_NONE: list[ClosedBar] = []  # what `advance` returns when nothing closed; callers only read it
+_NONE: list[Bar] = []  # what `advance` returns when nothing closed; callers only read it
 
 # An open bar: [start, end, open_ts, open, high, low, close_ts, close, volume, trades, notional]
 _START, _END, _OPEN_TS, _OPEN, _HIGH, _LOW, _CLOSE_TS, _CLOSE, _VOLUME, _TRADES, _NOTIONAL = range(11)
@@ -40,10 +38,11 @@ _START, _END, _OPEN_TS, _OPEN, _HIGH, _LOW, _CLOSE_TS, _CLOSE, _VOLUME, _TRADES,
 class BarBuilder:
     """Bars of one ticker at one cadence from its trades, with allowed ``lateness`` (nanoseconds)."""
 
-    __slots__ = ("cadence", "lateness", "watermark", "closed_until", "clock", "_minutes", "_unit", "_count", "_open")
+    __slots__ = ("ticker", "cadence", "lateness", "watermark", "closed_until", "clock", "_minutes", "_unit", "_count", "_open")
 
-    def __init__(self, cadence: str, clock: ExchangeClock, lateness: int) -> None:
+    def __init__(self, ticker: str, cadence: str, clock: ExchangeClock, lateness: int) -> None:
         parsed = parse_cadence(cadence)
+        self.ticker = ticker
         self.cadence = cadence
         self.lateness = lateness
         self.watermark = -1
@@ -98,7 +97,7 @@ class BarBuilder:
                 bar[_TRADES] -= 3  # the three price-only points above are not trades
         return ACCEPTED
 
-    def advance(self, watermark: int) -> list[ClosedBar]:
+    def advance(self, watermark: int) -> list[Bar]:
         """Move event time to ``watermark`` (it never goes back) and return the bars that closed, oldest first."""
         if watermark <= self.watermark:
             return _NONE
@@ -112,10 +111,11 @@ class BarBuilder:
             self.closed_until = bar[_END]
             volume = bar[_VOLUME]
             vwap = bar[_NOTIONAL] / volume if volume > 0.0 else bar[_CLOSE]
-            closed.append((bar[_START], bar[_END], bar[_OPEN], bar[_HIGH], bar[_LOW], bar[_CLOSE], volume, bar[_TRADES], vwap))
+            closed.append(Bar(ticker=self.ticker, start=bar[_START], end=bar[_END], open=bar[_OPEN], high=bar[_HIGH], low=bar[_LOW],
+                              close=bar[_CLOSE], volume=volume, trades=bar[_TRADES], vwap=vwap))  # fmt: skip
         return closed
 
-    def close_all(self) -> list[ClosedBar]:
+    def close_all(self) -> list[Bar]:
         """Close every open bar (the end of a replayed stream)."""
         return self.advance(max([bar[_END] for bar in self._open], default=0) + self.lateness)
 

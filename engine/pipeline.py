@@ -1,82 +1,323 @@
-"""The per-ticker pipeline: bars (and ticks) in, a feature row and a calibrated probability out.
+"""One ticker's kernel: its ticks and bars in, every subscribed model's feature row out at each bar close.
 
-One object per (model, ticker) holds the incremental feature state and a `Scorer`
-bound to the model's manifest. The live flow calls it from a keyed step; research
-calls it in a plain loop to backtest an exported model exactly as it will run.
+A `Pipeline` holds all Sigma keeps about one ticker: the screen that refuses bad ticks
+(`engine.screening`), a bar builder and a realised volatility per cadence its models
+use (`engine.bar_builder`), and each model's incremental tick and bar features
+(`engine.features`). It is driven two ways, with the same calls:
+
+- the live flow's ticker step feeds it each tick or bar as it arrives and moves its
+  event time (`tick`, `bar`, `advance`), and scores the rows it returns in batches;
+- research replays stored history through it (`replay`) to backtest an exported
+  model exactly as it will run.
+
+A bar keeps one shape, `engine.schemas.Bar`, from the builder to the policy. The
+policy itself is not here: it ranks a model's whole universe at each close
+(`engine.signals`), so it is keyed by model, not by ticker.
 """
 
 from __future__ import annotations
 
 import math
 
+import msgspec
 import numpy as np
 
-from engine.features import TICK_FIELDS, FeatureVector, model_features, warmup_bars
+from engine.bar_builder import LATE, BarBuilder
+from engine.bars import Bars
+from engine.calendar import ExchangeClock, bars_per_year, session_days
+from engine.features import TICK_FIELDS, FeatureVector, model_features, needs_ticks, warmup_bars
+from engine.indicators.volatility import RealisedVolatility
+from engine.options import volatility_window
+from engine.schemas import Bar, Tick
 from engine.scoring import Scorer
+from engine.screening import LEVEL_SHIFT, TickScreen
+from engine.signals import Scored
 from engine.snapshot import state
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "Closed"]
+
+_NO_CLOCK = (0.0, 1.0)  # the session clock of a model that holds no option: read by nothing
+_NONE: list = []  # what `advance` returns when nothing closed; callers only read it
+
+
+class Closed(msgspec.Struct, frozen=True, array_like=True):
+    """A bar close as one model sees it, before scoring: ``scored`` with a NaN probability, and the model's feature row."""
+
+    scored: Scored
+    features: object
+    """The (1 x features) float32 row, or None while the features warm up (the probability stays NaN)."""
+
+
+@state
+class _Cadence:
+    """One cadence's bars and realised volatility on one ticker, and where its last bar ended."""
+
+    __slots__ = ("builder", "volatility", "per_year", "last_end", "last_session")
+
+    def __init__(self, builder: BarBuilder, window: int, per_year: float) -> None:
+        self.builder = builder
+        self.volatility = RealisedVolatility(window)
+        self.per_year = per_year
+        self.last_end = -1
+        self.last_session = -1
 
 
 @state(derived=("scorer",))
-class Pipeline:
-    """Features and score of one model on one ticker, one bar at a time (the policy decides in `engine.signals`)."""
+class _Model:
+    """One model's features on the ticker; its scorer is bound, not state (an ONNX session cannot be snapshotted)."""
 
-    __slots__ = ("scorer", "features", "_row")
+    __slots__ = ("cadence", "option", "intraday", "ticks", "features", "indicators", "scorer", "row")
 
-    def __init__(self, scorer: Scorer) -> None:
+    def __init__(self, scorer: Scorer, cadence: str, option: bool, intraday: bool) -> None:
         manifest = scorer.manifest
         features = model_features(manifest.features, manifest.indicators)
         scorer.check([f.name for f in features], np.float32, warmup_bars(features, manifest.indicators))
+        self.cadence = cadence
+        self.option = option
+        self.intraday = intraday
+        self.ticks = any(needs_ticks(f.indicator) for f in features)
+        self.indicators = {name: dict(values) for name, values in manifest.indicators.items()}
+        self.features = FeatureVector(features, self.indicators)
         self.scorer = scorer
-        self.features = FeatureVector(features, manifest.indicators)
-        self._row = np.empty((1, len(features)), dtype=np.float32)
+        self.row = np.empty((1, len(features)), dtype=np.float32)
 
     def rebuild(self) -> None:
-        # An ONNX session is no state: a snapshot keeps the features, and `bind` puts the model's scorer back.
+        """Restored from a snapshot: no scorer until `Pipeline.subscribe` binds the model's again."""
         self.scorer = None
 
-    def bind(self, scorer: Scorer) -> None:
-        """Score with ``scorer`` (the same model, reloaded after a restore)."""
-        self.scorer = scorer
+    def restart(self) -> None:
+        """Forget every indicator's history (the price level it described is gone)."""
+        self.features = FeatureVector(self.features.features, self.indicators)
 
-    def update_tick(self, ts: float, price: float, size: float, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
-        """Feed one tick (for models with tick indicators)."""
-        self.features.update_tick(ts, price, size, bid, ask, bid_size, ask_size)
 
-    def update_bar(self, open: float, high: float, low: float, close: float, volume: float, session: float) -> float:  # noqa: A002
-        """Feed one closed bar; returns the model's calibrated probability, NaN until every feature is warm."""
-        row = self.update_features(open, high, low, close, volume, session)
-        return math.nan if row is None else float(self.scorer.score(row)[0])
+@state(derived=("_tick_models",))
+class Pipeline:
+    """One ticker, every model subscribed to it: ticks and bars in; at each bar close, a `Closed` row per model."""
 
-    def update_features(self, open: float, high: float, low: float, close: float, volume: float, session: float) -> np.ndarray | None:  # noqa: A002
-        """Feed one closed bar; returns its feature row (1 x features, float32, reused by the next bar), None until warm.
+    __slots__ = ("ticker", "lateness", "screen", "cadences", "models", "implied", "last_bar_start", "last_tick",
+                 "closed_until", "bars", "gaps", "refused", "_tick_models")  # fmt: skip
 
-        The live flow scores the rows of many tickers' bar closes in one ONNX call.
+    def __init__(self, ticker: str, lateness: int, *, negative_prices: bool = False, memory: int = 2_000_000_000) -> None:
+        self.ticker = ticker
+        self.lateness = lateness
+        """Nanoseconds a bar stays open after its end for delayed ticks."""
+        self.screen = TickScreen(negative_prices=negative_prices, memory=max(lateness, memory))
+        self.cadences: dict[str, _Cadence] = {}
+        self.models: dict[str, _Model] = {}
+        self.implied = math.nan
+        """The latest implied volatility the feed gave (NaN: none, the realised one is used)."""
+        self.last_bar_start = -1  # of a bar feed: later bars must start after it
+        self.last_tick = -1
+        """Event time of the latest accepted tick (or bar)."""
+        self.closed_until = -1  # the latest end of a closed bar, any cadence: a tick before it is late
+        self.bars = 0
+        self.gaps = 0
+        """Bars that did not start where the previous bar of their cadence ended, within one session (a halt, a hole)."""
+        self.refused: dict[str, int] = {}
+        """Counts by reason of what was refused (and of bars repaired)."""
+        self._tick_models: list[_Model] = []
+
+    def rebuild(self) -> None:
+        """Find the models that read ticks: whenever the models change, and after a restore (a snapshot keeps the models)."""
+        self._tick_models = [model for model in self.models.values() if model.ticks]
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    def subscribe(self, model: str, scorer: Scorer, cadence: str, clock: ExchangeClock, *, option: bool = False,
+                  intraday: bool = True, first: int | None = None, history: Bars | None = None,
+                  history_ticks: dict[str, np.ndarray] | None = None) -> None:  # fmt: skip
+        """Serve ``model`` (bound to ``scorer``) on bars of ``cadence``, warming its features from ``history``.
+
+        ``option`` asks for the session clock an option decays on at each close;
+        ``intraday`` says how it is counted. The stored bars (and ticks) that end
+        before the bar of event time ``first`` warm the model up, so the first live
+        bar already has complete features. A model served already is only re-bound.
         """
-        values = self.features.update_bar(open, high, low, close, volume, session)
-        if not self.features.ready:
-            return None
-        self._row[0] = values
-        return self._row
+        if model in self.models:
+            self.models[model].scorer = scorer
+            return
+        served = _Model(scorer, cadence, option, intraday)
+        new = cadence not in self.cadences
+        if new:
+            self.cadences[cadence] = _Cadence(BarBuilder(self.ticker, cadence, clock, self.lateness), volatility_window(cadence),
+                                              bars_per_year(clock.calendar, cadence))  # fmt: skip
+        if history is not None and first is not None:
+            bounds = self.cadences[cadence].builder.bounds(first)
+            history = history.select(slice(0, int(np.searchsorted(history.end, bounds[0] if bounds else first, side="right"))))
+            if new:
+                volatility = self.cadences[cadence].volatility
+                for close in history.close[-volatility.warmup:].tolist():
+                    volatility.update(close)
+            _feed(served.features, history, session_days(history.start, clock.calendar)[0], history_ticks if served.ticks else None)
+        self.models[model] = served
+        self.rebuild()
 
-    def replay(self, bars, session: np.ndarray, ticks: dict[str, np.ndarray] | None = None, *, score: bool = True) -> np.ndarray:
-        """Feed a stored history (`engine.bars.Bars`, its session numbers, its tick table) as the live flow sees it.
+    def unsubscribe(self, model: str) -> None:
+        """Stop serving ``model`` (unpublished); its cadence's bars go on for the others."""
+        del self.models[model]
+        self.rebuild()
 
-        Each bar's ticks come before its close. Returns each bar's probability, or,
-        with ``score`` off (warming a live pipeline up), only updates the features.
+    # -- input -----------------------------------------------------------------------
+
+    def tick(self, tick: Tick) -> tuple[str, str] | None:
+        """Take one tick: its bars and tick features; or the (reason, detail) it is refused for. Closes nothing (see `advance`)."""
+        identity = tick.trade_id or (tick.ts, tick.price, tick.size, tick.bid, tick.ask, tick.bid_size, tick.ask_size)
+        verdict = self.screen.check(tick.ts, tick.price, tick.size, tick.bid, tick.ask, identity)
+        if verdict is not None and verdict != LEVEL_SHIFT:
+            return self._refuse(verdict)
+        if tick.ts < self.closed_until:
+            return self._refuse("late", "its bar has closed")
+        if verdict == LEVEL_SHIFT:  # a split or a gap: the indicators' history no longer describes this price
+            self._restart()
+        self.last_tick = max(self.last_tick, tick.ts)
+        if tick.implied_volatility is not None:
+            self.implied = tick.implied_volatility
+        if tick.price is not None:
+            for cadence in self.cadences.values():
+                cadence.builder.add(tick.ts, tick.price, tick.size)
+        if self._tick_models:
+            nan = math.nan
+            fields = (tick.ts, nan if tick.price is None else tick.price, nan if tick.size is None else tick.size,
+                      nan if tick.bid is None else tick.bid, nan if tick.ask is None else tick.ask,
+                      nan if tick.bid_size is None else tick.bid_size, nan if tick.ask_size is None else tick.ask_size)  # fmt: skip
+            for model in self._tick_models:
+                model.features.update_tick(*fields)
+        return None
+
+    def bar(self, bar: Bar) -> tuple[str, str] | None:
+        """Take one bar of a bar feed into the bars of every cadence; or the (reason, detail) it is refused for."""
+        if min(bar.open, bar.high, bar.low, bar.close) <= 0.0 and not self.screen.negative_prices:
+            return self._refuse("bad_price")
+        if bar.start < self.last_bar_start:
+            return self._refuse("out_of_order_bar", "a later bar came first")
+        if bar.start == self.last_bar_start:
+            return self._refuse("duplicate_bar", "the first bar of an interval wins")
+        self.last_bar_start = bar.start
+        high = max(bar.high, bar.open, bar.close)
+        low = min(bar.low, bar.open, bar.close)
+        if high != bar.high or low != bar.low:  # repaired as research repairs stored bars: widened to the open and close
+            self.refused["ohlc_repaired"] = self.refused.get("ohlc_repaired", 0) + 1
+        if bar.implied_volatility is not None:
+            self.implied = bar.implied_volatility
+        for cadence in self.cadences.values():
+            if cadence.builder.add_bar(bar.start, bar.end, bar.open, high, low, bar.close, bar.volume) == LATE:
+                return self._refuse("late", "its bar has closed")
+        self.last_tick = max(self.last_tick, bar.end - 1)
+        return None
+
+    def _refuse(self, reason: str, detail: str = "") -> tuple[str, str]:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        return reason, detail
+
+    def _restart(self) -> None:
+        self.refused[LEVEL_SHIFT] = self.refused.get(LEVEL_SHIFT, 0) + 1
+        for model in self.models.values():
+            model.restart()
+        for cadence in self.cadences.values():
+            cadence.volatility = RealisedVolatility(cadence.volatility.period)
+
+    # -- bar close -------------------------------------------------------------------
+
+    def advance(self, watermark: int, received: int) -> list[Closed]:
+        """Move event time to ``watermark``: the bars that closed, each as a `Closed` row per model of its cadence.
+
+        ``received`` is the wall clock at which the data that moved it arrived (the
+        latency of an alert is counted from it); nothing here reads a clock.
         """
-        probabilities = np.full(len(bars), np.nan)
-        columns = [ticks[name] for name in TICK_FIELDS] if ticks is not None else []
+        closed: list = []
+        for cadence in self.cadences.values():
+            for bar in cadence.builder.advance(watermark):
+                closed.append((cadence, bar))
+        if not closed:
+            return _NONE
+        self.closed_until = max(cadence.builder.closed_until for cadence in self.cadences.values())
+        return self._close(closed, received)
+
+    def close_all(self, received: int) -> list[Closed]:
+        """Close every open bar (the end of a replayed stream)."""
+        closed = [(cadence, bar) for cadence in self.cadences.values() for bar in cadence.builder.close_all()]
+        return self._close(closed, received) if closed else _NONE
+
+    def _close(self, closed: list, received: int) -> list[Closed]:
+        if len(closed) > 1:
+            closed.sort(key=lambda c: c[1].end)
+        rows = []
+        for cadence, bar in closed:
+            clock = cadence.builder.clock  # the models of one cadence share its calendar: their bars came from it
+            session, _ = clock.session(bar.start)
+            _, minute = clock.local(bar.end)  # the hour a bar's close is decided in, as the sweep reads it
+            self.gaps += cadence.last_end not in (-1, bar.start) and cadence.last_session == session
+            cadence.last_end, cadence.last_session = bar.end, session
+            self.bars += 1
+            cadence.volatility.update(bar.close)
+            volatility = self.implied if self.implied == self.implied else cadence.volatility.value * math.sqrt(cadence.per_year)
+            timing = None
+            for name, model in self.models.items():
+                if model.cadence == cadence.builder.cadence:
+                    values = model.features.update_bar(bar.open, bar.high, bar.low, bar.close, bar.volume, session)
+                    row = None
+                    if model.features.ready:
+                        model.row[0] = values
+                        row = model.row.copy()
+                    if model.option and timing is None:  # an option decays on the session clock
+                        timing = clock.session_clock(bar.start, bar.end, model.intraday)
+                    rows.append((name, bar, row, minute // 60, session, timing if model.option else _NO_CLOCK, volatility))
+        implied = self.implied == self.implied
+        nan = math.nan
+        out = []
+        for name, bar, features, hour, session, (opened, ends), volatility in rows:
+            peers = sum(1 for row in rows if row[1].end == bar.end) if len(rows) > 1 else 1  # models deciding on this close
+            out.append(Closed(Scored(name, bar, nan, hour, session, opened, ends, volatility, implied, received, peers), features))
+        return out
+
+    # -- research's driver -----------------------------------------------------------
+
+    def replay(self, bars: Bars, ticks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Feed a stored history as a bar feed and return each model's probability at every bar (NaN while warming up).
+
+        Each bar's stored ticks reach the tick features before its close, but not the
+        bar builders: the stored bars are the bars. Each bar closes as soon as it is
+        fed, so a replay needs no lateness.
+        """
+        where: dict[str, list[int]] = {name: [] for name in self.models}
+        found: dict[str, list[np.ndarray]] = {name: [] for name in self.models}
+        columns = [ticks[name] for name in TICK_FIELDS] if ticks is not None and self._tick_models else []
         taken = 0
         for t in range(len(bars)):
+            end = int(bars.end[t])
             if columns:
-                until = int(np.searchsorted(columns[0], bars.end[t], side="left"))
-                for i in range(taken, until):
-                    self.features.update_tick(*(float(column[i]) for column in columns))
-                taken = max(taken, until)
-            if score:
-                probabilities[t] = self.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session[t])
-            else:
-                self.features.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session[t])
+                fields, taken = _ticks_before(columns, taken, end)
+                for tick in fields:
+                    for model in self._tick_models:
+                        model.features.update_tick(*tick)
+            bar = Bar(ticker=self.ticker, start=int(bars.start[t]), end=end, open=float(bars.open[t]), high=float(bars.high[t]),
+                      low=float(bars.low[t]), close=float(bars.close[t]), volume=float(bars.volume[t]))  # fmt: skip
+            if self.bar(bar) is None:
+                for closed in self.advance(end + self.lateness, 0):
+                    if closed.features is not None:
+                        where[closed.scored.model].append(t)
+                        found[closed.scored.model].append(closed.features)
+        probabilities = {}
+        for name, model in self.models.items():
+            probabilities[name] = np.full(len(bars), np.nan)
+            if found[name]:
+                probabilities[name][where[name]] = model.scorer.score(np.concatenate(found[name]))
         return probabilities
+
+
+def _feed(features: FeatureVector, bars: Bars, session: np.ndarray, ticks: dict[str, np.ndarray] | None) -> None:
+    """Warm one model's features on stored history: each bar's ticks, then the bar."""
+    columns = [ticks[name] for name in TICK_FIELDS] if ticks is not None else []
+    taken = 0
+    for t in range(len(bars)):
+        if columns:
+            fields, taken = _ticks_before(columns, taken, int(bars.end[t]))
+            for tick in fields:
+                features.update_tick(*tick)
+        features.update_bar(bars.open[t], bars.high[t], bars.low[t], bars.close[t], bars.volume[t], session[t])
+
+
+def _ticks_before(columns: list[np.ndarray], taken: int, end: int) -> tuple[list[tuple[float, ...]], int]:
+    """The fields of the stored ticks from row ``taken`` up to event time ``end`` (excluded), and the next row to take."""
+    until = max(taken, int(np.searchsorted(columns[0], end, side="left")))
+    return [tuple(float(column[i]) for column in columns) for i in range(taken, until)], until

@@ -77,6 +77,7 @@ class Tick(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
         return self.bid is not None and self.ask is not None
 
 
+@state
 class Bar(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """OHLCV over the half-open event-time interval [start, end)."""
 

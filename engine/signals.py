@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.book import CLOSE, EVENT_COLUMNS, Book, live_step
 from engine.policy import EXIT_REASONS, Policy
+from engine.schemas import Bar
 from engine.snapshot import state
 
 __all__ = ["Scored", "Signal", "Signals"]
@@ -35,13 +36,8 @@ class Scored(msgspec.Struct, frozen=True, array_like=True):
     """One model's view of one closed bar of one ticker."""
 
     model: str
-    ticker: str
-    start: int
-    end: int
-    open: float
-    high: float
-    low: float
-    close: float
+    bar: Bar
+    """The bar as the builder closed it: the same shape from the builder to the policy."""
     probability: float
     """Calibrated probability; NaN while the features warm up."""
     hour: int
@@ -116,23 +112,25 @@ class Signals:
         columns = np.full((6, n), nan)  # open, high, low, close, probability, volatility
         index = self._index
         for row in rows:
-            i = index[row.ticker]
-            columns[0, i], columns[1, i], columns[2, i], columns[3, i] = row.open, row.high, row.low, row.close
+            bar = row.bar
+            i = index[bar.ticker]
+            columns[0, i], columns[1, i], columns[2, i], columns[3, i] = bar.open, bar.high, bar.low, bar.close
             columns[4, i], columns[5, i] = row.probability, row.volatility
-            self.latest[row.ticker] = row
+            self.latest[bar.ticker] = row
         first = rows[0]
+        end = first.bar.end
         written = live_step(*self.book.arrays(), self._config, columns[0], columns[1], columns[2], columns[3], columns[4],
-                            first.hour, first.session, first.end, first.opened, first.closed, self._per_year, columns[5],
+                            first.hour, first.session, end, first.opened, first.closed, self._per_year, columns[5],
                             self._events)  # fmt: skip
         signals = []
         for kind, ticker, direction, price, reason, stop, target, size, confidence in self._events[:written].tolist():
             name = self.universe[int(ticker)]
             row = self.latest[name]
-            if row.end != first.end:  # an exit on a bar the ticker did not have: dated by this close
-                row = msgspec.structs.replace(row, start=first.start, end=first.end, hour=first.hour, session=first.session,
-                                              received_at=first.received_at)  # fmt: skip
+            if row.bar.end != end:  # an exit on a bar the ticker did not have: dated by this close, priced by its last
+                bar = msgspec.structs.replace(row.bar, start=first.bar.start, end=end)
+                row = msgspec.structs.replace(row, bar=bar, hour=first.hour, session=first.session, received_at=first.received_at)
             if kind == CLOSE:
-                signals.append(Signal(row, int(direction), "close", EXIT_REASONS[int(reason)], price if price == price else row.close,
+                signals.append(Signal(row, int(direction), "close", EXIT_REASONS[int(reason)], price if price == price else row.bar.close,
                                       size, stop, target, confidence))  # fmt: skip
             else:
                 signals.append(Signal(row, int(direction), "open", "entry", price, size, stop, target, confidence))

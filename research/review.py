@@ -21,9 +21,8 @@ import msgspec
 import numpy as np
 
 from engine.bars import Bars
-from engine.calendar import Calendar, calendar, local_clock, session_days
+from engine.calendar import Calendar, ExchangeClock, calendar, local_clock
 from engine.errors import ConfigError
-from engine.features import needs_ticks
 from engine.models import InstrumentSettings
 from engine.pipeline import Pipeline
 from engine.scoring import Manifest, Scorer
@@ -32,7 +31,7 @@ from engine.workspace import Workspace
 from research.backtest import METRICS, PARAMETERS, run
 from research.sweep import build_market
 
-__all__ = ["load_scorer", "score_history", "backtest", "render", "report"]
+__all__ = ["load_scorer", "score_history", "replay_history", "backtest", "render", "report"]
 
 
 def load_scorer(space: Workspace, trained_id: str) -> Scorer:
@@ -42,17 +41,22 @@ def load_scorer(space: Workspace, trained_id: str) -> Scorer:
 
 
 def score_history(home: Path, scorer: Scorer) -> tuple[Bars, Calendar, np.ndarray]:
-    """(bars, their calendar, probabilities): every stored bar of the model's symbol through a fresh `Pipeline`."""
+    """(bars, their calendar, probabilities): every stored bar of the model's symbol through a fresh `Pipeline`, as live."""
     manifest = scorer.manifest
     symbol = msgspec.convert(manifest.instrument, InstrumentSettings).symbol
     bars, dataset = load_bars(home, symbol, manifest.cadence)
     cal = calendar(dataset.calendar)
-    pipeline = Pipeline(scorer)
+    return bars, cal, replay_history(home, scorer, bars, cal)
+
+
+def replay_history(home: Path, scorer: Scorer, bars: Bars, cal: Calendar) -> np.ndarray:
+    """The probabilities the live flow's `Pipeline` gives ``bars`` (one ticker's stored history), with its stored ticks where the model reads ticks."""
+    manifest = scorer.manifest
+    pipeline = Pipeline(bars.ticker, 0)
+    pipeline.subscribe(manifest.trained_id, scorer, manifest.cadence, ExchangeClock(cal))
     # Feeding ticks costs a call per tick: only for models that have tick indicators.
-    ticks = load_ticks(home, symbol) if any(needs_ticks(f.indicator) for f in pipeline.features.features) else None
-    session, _ = session_days(bars.start, cal)
-    probabilities = pipeline.replay(bars, session, ticks)
-    return bars, cal, probabilities
+    ticks = load_ticks(home, bars.ticker) if pipeline.models[manifest.trained_id].ticks else None
+    return pipeline.replay(bars, ticks)[manifest.trained_id]
 
 
 def backtest(space: Workspace, pack, spec, trained_id: str, start: date | None = None, end: date | None = None) -> dict[str, float]:

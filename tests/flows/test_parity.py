@@ -24,10 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.alerts import alert_id
-from engine.calendar import calendar, session_days
+from engine.calendar import calendar
 from engine.models import create_model
 from engine.packs import load_pack
-from engine.pipeline import Pipeline
 from engine.policy import Policy
 from engine.workspace import Workspace
 from flows.live import flow
@@ -70,7 +69,7 @@ def backtest_alerts(home: Path, trained_id: str, first_end: int) -> dict[str, tu
     for ticker in request.universe:
         bars, dataset = load_bars(home, ticker, spec.cadence)
         cal = calendar(dataset.calendar)
-        universe.append((bars, Pipeline(scorer).replay(bars, session_days(bars.start, cal)[0])))
+        universe.append((bars, review.replay_history(home, scorer, bars, cal)))
     axis = np.unique(np.concatenate([bars.start for bars, _ in universe]))
     stored = np.full((len(axis), len(universe)), np.nan)
     for j, (bars, probabilities) in enumerate(universe):

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.policy import ALL_DAY, Policy
+from engine.schemas import Bar
 from engine.signals import Scored, Signals
 from research.backtest import Market, replay
 
@@ -76,14 +77,15 @@ def _live(market: Market, policy: Policy) -> list[tuple]:
     decided = []
     for t in range(len(market) - 1):
         rows = [
-            Scored("m", ticker, int(market.start[t]), int(market.end[t]), market.open[t, i], market.high[t, i], market.low[t, i],
-                   market.close[t, i], market.probability[t, i], int(market.hour[t]), int(market.session[t]),
+            Scored("m", Bar(ticker=ticker, start=int(market.start[t]), end=int(market.end[t]), open=float(market.open[t, i]),
+                            high=float(market.high[t, i]), low=float(market.low[t, i]), close=float(market.close[t, i])),
+                   market.probability[t, i], int(market.hour[t]), int(market.session[t]),
                    float(market.opened[t]), float(market.closed[t]), market.volatility[t, i], False, 0, 1)  # fmt: skip
             for i, ticker in enumerate(market.tickers)
             if market.close[t, i] == market.close[t, i]
         ]
         for signal in signals.close(rows):
-            decided.append((t, signal.scored.ticker, signal.intent, signal.direction, signal.reason, signal.price, signal.size))
+            decided.append((t, signal.scored.bar.ticker, signal.intent, signal.direction, signal.reason, signal.price, signal.size))
     return decided
 
 

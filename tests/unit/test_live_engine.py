@@ -31,7 +31,7 @@ from engine.calendar import (
 )
 from engine.models import FutureSettings, OptionSettings, StockSettings
 from engine.policy import Policy
-from engine.schemas import Lineage, Tick
+from engine.schemas import Bar, Lineage, Tick
 from engine.screening import LEVEL_SHIFT, TickScreen
 from engine.signals import Scored, Signals
 from engine.snapshot import decode_state, encode_state
@@ -101,7 +101,7 @@ def test_bars_from_ticks_equal_the_research_roll_up_whatever_the_arrival_order(t
     lateness = seconds_late * SECOND
     # Arrival order: each tick delayed by less than the lateness, so none may be refused.
     arrival = sorted(range(len(ts)), key=lambda i: ts[i] + shuffle.randrange(lateness + 1))
-    builder = BarBuilder(cadence, CLOCK, lateness)
+    builder = BarBuilder("SPY", cadence, CLOCK, lateness)
     bars = []
     for i in arrival:
         assert builder.add(ts[i], prices[i], sizes[i]) == ACCEPTED
@@ -109,10 +109,10 @@ def test_bars_from_ticks_equal_the_research_roll_up_whatever_the_arrival_order(t
     bars += builder.close_all()
     keys = bucket_keys(np.array(ts), cadence, US)
     start, end, open_, high, low, close, volume = aggregate(keys, ts, ts, prices, prices, prices, prices, sizes)
-    assert [bar[2:6] for bar in bars] == list(zip(open_.tolist(), high.tolist(), low.tolist(), close.tolist(), strict=True))
-    assert np.allclose([bar[6] for bar in bars], volume, rtol=1e-12), "volume: the same sum, maybe in another order"
-    assert all(bar[0] <= s <= e < bar[1] for bar, s, e in zip(bars, start.tolist(), end.tolist(), strict=True))
-    assert len({bar[0] for bar in bars}) == len(bars), "no bucket is built twice, none across a halt"
+    assert [(bar.open, bar.high, bar.low, bar.close) for bar in bars] == list(zip(open_.tolist(), high.tolist(), low.tolist(), close.tolist(), strict=True))
+    assert np.allclose([bar.volume for bar in bars], volume, rtol=1e-12), "volume: the same sum, maybe in another order"
+    assert all(bar.start <= s <= e < bar.end for bar, s, e in zip(bars, start.tolist(), end.tolist(), strict=True))
+    assert len({bar.start for bar in bars}) == len(bars), "no bucket is built twice, none across a halt"
 
 
 @settings(max_examples=300, deadline=None)
@@ -122,7 +122,7 @@ def test_a_tick_falls_inside_the_bar_it_is_put_in_on_every_calendar(name, cadenc
     # A round-the-clock session from midnight (crypto) once dated its times a day late: a tick on January 31st
     # went into a daily bar of February 1st and a monthly bar of February.
     cal = CALENDARS[name]
-    bounds = BarBuilder(cadence, ExchangeClock(cal), 0).bounds(ts)
+    bounds = BarBuilder("SPY", cadence, ExchangeClock(cal), 0).bounds(ts)
     session, inside = session_days(np.array([ts]), cal)
     if bounds is None:
         assert cadence in ("1d", "1w", "1mo") and not inside[0], "only a session bar refuses a time, and only outside sessions"
@@ -137,24 +137,24 @@ def test_a_tick_falls_inside_the_bar_it_is_put_in_on_every_calendar(name, cadenc
 
 
 def test_a_bar_closes_by_the_clock_and_a_tick_for_it_is_then_late():
-    builder = BarBuilder("1m", CLOCK, 2 * SECOND)
+    builder = BarBuilder("SPY", "1m", CLOCK, 2 * SECOND)
     t = _ns(2024, 3, 19, 14, 0, 10)
     assert builder.add(t, 10.0, 1.0) == ACCEPTED
     assert builder.advance(t + 50 * SECOND) == []  # inside the minute
     assert builder.advance(t + 51 * SECOND) == []  # past the end, within the lateness
     [bar] = builder.advance(t + 52 * SECOND)  # a clock, not a tick, closes it
-    assert bar[:2] == (_ns(2024, 3, 19, 14, 0), _ns(2024, 3, 19, 14, 1))
+    assert (bar.ticker, bar.start, bar.end) == ("SPY", _ns(2024, 3, 19, 14, 0), _ns(2024, 3, 19, 14, 1))
     assert builder.add(t + 20 * SECOND, 10.5, 1.0) == LATE
     restored = decode_state(encode_state(builder), BarBuilder)
     assert restored.closed_until == builder.closed_until and restored.add(t + 20 * SECOND, 10.5, 1.0) == LATE
 
 
 def test_a_daily_bar_spans_the_session_and_ignores_extended_hours():
-    builder = BarBuilder("1d", CLOCK, SECOND)
+    builder = BarBuilder("SPY", "1d", CLOCK, SECOND)
     assert builder.add(_ns(2024, 3, 19, 12, 0), 10.0, 1.0) == OUTSIDE  # 08:00 New York: pre-market
     assert builder.add(_ns(2024, 3, 19, 15, 0), 10.0, 1.0) == ACCEPTED
     assert builder.bounds(_ns(2024, 3, 19, 15, 0)) == (_ns(2024, 3, 19, 13, 30), _ns(2024, 3, 19, 20, 0))
-    weekly = BarBuilder("1w", CLOCK, SECOND)
+    weekly = BarBuilder("SPY", "1w", CLOCK, SECOND)
     assert weekly.bounds(_ns(2024, 3, 20, 15, 0)) == (_ns(2024, 3, 18, 13, 30), _ns(2024, 3, 22, 20, 0))
 
 
@@ -180,8 +180,8 @@ def test_the_screen_refuses_bad_ticks_and_adopts_a_confirmed_new_level():
 
 def _row(ticker="SPY", end_minute=31, probability=0.7, close=100.0, high=None, low=None, session=19801, hour=10) -> Scored:
     end = _ns(2024, 3, 19, 13, end_minute)
-    return Scored("m", ticker, end - NS_PER_MINUTE, end, close, high or close, low or close, close, probability, hour, session,
-                  0.0, 1.0, 0.2, False, end, 1)  # fmt: skip
+    bar = Bar(ticker=ticker, start=end - NS_PER_MINUTE, end=end, open=close, high=high or close, low=low or close, close=close)
+    return Scored("m", bar, probability, hour, session, 0.0, 1.0, 0.2, False, end, 1)
 
 
 POLICY = Policy(threshold=0.6, hours_mask=(1 << 24) - 1, side=0, top_pct=100.0, position_size=0.1, size_by_confidence=False,
@@ -214,7 +214,7 @@ def test_the_policy_ranks_the_universe_and_the_kill_switch_stops_entries_only():
                       ("AAA", "BBB", "CCC", "DDD"), 252.0)  # fmt: skip
     rows = [_row("AAA", probability=0.65), _row("BBB", probability=0.9), _row("CCC", probability=0.62), _row("DDD", probability=0.5)]
     [best, second] = signals.close(rows)
-    assert {best.scored.ticker, second.scored.ticker} == {"BBB", "AAA"}, "ceil(50% of 4) = 2, the most confident"
+    assert {best.scored.bar.ticker, second.scored.bar.ticker} == {"BBB", "AAA"}, "ceil(50% of 4) = 2, the most confident"
     signals.killed = True
     assert signals.close([_row("CCC", end_minute=32, probability=0.95), _row("BBB", end_minute=32)]) == []  # BBB fills at 100
     exits = signals.close([_row("BBB", end_minute=33, close=90.0, low=90.0)])
@@ -247,11 +247,11 @@ def _signal(probability=0.7, direction=1, intent="open", ticker="SPY"):
 
 def test_alerts_carry_the_instrument_and_their_id_comes_from_model_and_bar():
     signal = _signal()
-    stock = build_alert(signal, StockSettings(ticker="SPY"), LINEAGE, CLOCK, emitted_at=signal.scored.end + 5)
-    assert stock.alert_id == alert_id("m", "SPY", signal.scored.end, "open") == "m:SPY:20240319T133100Z:open"
+    stock = build_alert(signal, StockSettings(ticker="SPY"), LINEAGE, CLOCK, emitted_at=signal.scored.bar.end + 5)
+    assert stock.alert_id == alert_id("m", "SPY", signal.scored.bar.end, "open") == "m:SPY:20240319T133100Z:open"
     assert (stock.action, stock.quantity, stock.entry_price, stock.stop_loss) == ("BUY", 100, 100.0, 99.0)
     option = build_alert(signal, OptionSettings(underlying="SPY", default_dte=0, default_strike="OTM_5"), LINEAGE, CLOCK,
-                         emitted_at=signal.scored.end)  # fmt: skip
+                         emitted_at=signal.scored.bar.end)  # fmt: skip
     assert (option.option_type, option.expiration, option.volatility_source) == ("call", date(2024, 3, 19), "realised")
     assert option.strike >= 100.0 and option.strike == round(option.strike) and 0 < option.premium < 2  # 45 delta: at or above the spot
     put = build_alert(_signal(probability=0.8, direction=-1), OptionSettings(underlying="SPY"), LINEAGE, CLOCK, emitted_at=0)
@@ -280,7 +280,8 @@ def test_a_model_unpublished_in_flight_lets_its_peers_through_the_conflict_step(
 
     from flows.steps import ConflictStep, Decided, PolicyStep
 
-    row = Scored("gone", "SPY", 0, 60, 1.0, 1.0, 1.0, 1.0, 0.9, 10, 19801, 0.0, 1.0, 0.2, False, 0, 2)
+    row = Scored("gone", Bar(ticker="SPY", start=0, end=60, open=1.0, high=1.0, low=1.0, close=1.0), 0.9, 10, 19801, 0.0, 1.0, 0.2,
+                 False, 0, 2)  # fmt: skip
     decided, _ = PolicyStep(SimpleNamespace(models={}), None).on_batch([row])
     assert decided == [Decided("SPY", 60, 2, [])]
     conflicts = ConflictStep("first-wins", (), None)
