@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -210,32 +209,6 @@ sources._StreamPartition._join = _join
 from cli import main
 sys.exit(main(sys.argv[1:]))
 """
-
-
-def test_sigkill_mid_stream_then_resume_gives_the_uninterrupted_alerts(served, redis_server, tmp_path):
-    home, replay, _ = served
-    rows = tick_rows(replay)
-    replay_file(home, redis_server, replay)
-    expected = alerts(redis_server)
-    client = redis_server.client()
-    client.flushall()
-    push(redis_server, rows)
-    store = tmp_path / "recovery"
-    arguments = ["run", "--redis-url", redis_server.url, "--recovery", str(store), "--snapshot-seconds", "0.05", "--batch", "50"]
-    env = {**os.environ, "SIGMA_HOME": str(home), "PYTHONPATH": str(REPOSITORY)}
-    resumed = []
-    for kill_after in (1500, 2500, 3000):  # items read in that attempt before the kill
-        attempt = subprocess.run([sys.executable, "-c", KILLER, *arguments], cwd=REPOSITORY, capture_output=True, text=True,
-                                 env={**env, "SIGMA_TEST_KILL_AFTER": str(kill_after)}, timeout=120)  # fmt: skip
-        assert attempt.returncode == -signal.SIGKILL, attempt.stderr
-        resumed.append(attempt.stdout.split()[-1])
-    assert resumed[0] == "None" and "None" not in resumed[1:], "the later attempts resume from a snapshot"
-    positions = [int(position.split("-")[0]) * 1_000_000 + int(position.split("-")[1]) for position in resumed[1:]]
-    assert positions == sorted(positions), "each resume starts later in the stream"
-    assert subprocess.run([sys.executable, "-m", "cli", *arguments], cwd=REPOSITORY, env=env, timeout=120).returncode == 0
-    got = alerts(redis_server)
-    assert len(got) == len({a["alert_id"] for a in got}), "no alert was written twice"
-    assert got == expected
 
 
 def test_a_recovery_store_without_a_layout_stamp_is_refused(tmp_path):
