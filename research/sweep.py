@@ -1,8 +1,9 @@
 """Sweeps: every execution configuration of a model backtested on honest probabilities, gated and ranked.
 
 The model fixes WHAT is traded; the sweep searches HOW. ``start`` builds the grid,
-computes out-of-fold probabilities once (`research.validation`) and stores them
-with the sweep, then backtests the grid in chunks. After each chunk its results are
+computes calibrated out-of-fold probabilities once (`research.validation.out_of_fold`,
+the procedure training runs, so a threshold chosen here means the same number on the
+trained model's output) and stores them with the sweep, then backtests the grid in chunks. After each chunk its results are
 appended to disk as a Parquet part and the sweep's progress is recorded, so that:
 
 - memory stays bounded: results stream to disk and only the best rows stay in memory;
@@ -233,10 +234,13 @@ def build_market(
             matrix = feature_matrix(features, spec.indicators, bars, session, ticks)
             # The folds are cut on the universe's time axis; each ticker maps the cuts onto its own rows.
             mine = [Split(*(int(np.searchsorted(rows, edge)) for edge in (s.train_end, s.test_start, s.test_end))) for s in splits]
-            columns["probability"][rows, j] = out_of_fold(
-                matrix, label(bars, recipe), splits=mine, holdout_start=int(np.searchsorted(rows, holdout_start)),
-                horizon=recipe.horizon_bars, embargo=request.embargo, seed=request.seed,
-            )
+            try:
+                columns["probability"][rows, j] = out_of_fold(
+                    matrix, label(bars, recipe), splits=mine, holdout_start=int(np.searchsorted(rows, holdout_start)),
+                    horizon=recipe.horizon_bars, embargo=request.embargo, seed=request.seed, threads=os.cpu_count() or 1,
+                ).calibrated
+            except ConfigError as error:
+                raise ConfigError(f"data.{bars.ticker}", error.problem, error.fix) from None
     if stored is not None:
         columns["probability"] = stored
     _, minute = local_clock(end, cal.timezone)

@@ -33,6 +33,7 @@ from research.export import ExportError, verify
 from research.leaderboard import load
 from research.synthetic import generate
 from research.training import TrainRequest, fit_configuration
+from research.validation import FIXED
 
 US = CALENDARS["us_equities"]
 SMALL = {"n_estimators": [20, 40], "max_depth": [2, 3], "learning_rate": [0.1]}
@@ -139,7 +140,7 @@ def test_forests_read_off_a_larger_one_equal_their_own_fit():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((600, 4)).astype(np.float32)
     y = (x[:, 0] + rng.standard_normal(600) > 0).astype(int)
-    settings = {"max_depth": 3, "learning_rate": 0.1, "random_state": 1, "n_jobs": 1, **training._FIXED}
+    settings = {"max_depth": 3, "learning_rate": 0.1, "random_state": 1, "n_jobs": 1, **FIXED}
     large = xgboost.XGBClassifier(n_estimators=40, **settings).fit(x, y)
     small = xgboost.XGBClassifier(n_estimators=20, **settings).fit(x, y)
     assert np.array_equal(large.predict_proba(x, iteration_range=(0, 20)), small.predict_proba(x))

@@ -45,7 +45,7 @@ def _pipeline(bars: Bars):
     features = feature_matrix(model_features(spec.features, spec.indicators), spec.indicators, bars, session)
     labels = label(bars, recipe)
     splits, holdout = walk_forward(len(bars), horizon=recipe.horizon_bars, embargo=5)
-    probabilities = out_of_fold(features, labels, splits=splits, holdout_start=holdout, horizon=recipe.horizon_bars, embargo=5)
+    probabilities = out_of_fold(features, labels, splits=splits, holdout_start=holdout, horizon=recipe.horizon_bars, embargo=5).calibrated
     return features, labels, probabilities
 
 
