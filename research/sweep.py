@@ -211,7 +211,7 @@ def build_market(
     universe: list[tuple[Bars, dict[str, np.ndarray] | None]], cal: Calendar, spec: ModelSpec, recipe: Label,
     request: SweepRequest, stored: np.ndarray | None = None,
 ) -> Prepared:
-    """Align the tickers' bars on one time axis and give each bar its out-of-fold probability (or ``stored``'s)."""
+    """Align the tickers' bars on one time axis and give each bar its calibrated out-of-fold probability (or ``stored``'s)."""
     axis = np.unique(np.concatenate([bars.start for bars, _ in universe]))
     if len(axis) < 200:
         raise ConfigError("data", f"{len(axis)} bars is too little history for a sweep", "import at least 200 bars")
@@ -249,7 +249,8 @@ def build_market(
                     columns["low"], columns["close"], columns["probability"], per_year, opened=opened, closed=closed,
                     sessions_per_year=bars_per_year(cal, "1d"), volatility=columns["volatility"], end=end,
                     session=session_days(axis, cal)[0])
-    return Prepared(market, slice(splits[0].test_start, holdout_start), slice(holdout_start, len(axis)))
+    # The first test block has no calibrated probability (`research.validation.calibrate`): the window starts after it.
+    return Prepared(market, slice(splits[min(1, len(splits) - 1)].test_start, holdout_start), slice(holdout_start, len(axis)))
 
 
 class Progress(msgspec.Struct, frozen=True):

@@ -251,8 +251,8 @@ def fit(matrix: np.ndarray, outcomes: np.ndarray, splits: list, holdout_start: i
             predictions[(size, depth, rate)] = values
     best = min(scores, key=lambda point: (scores[point], point))
     hyperparameters = {"n_estimators": int(best[0]), "max_depth": int(best[1]), "learning_rate": float(best[2])}
-    probabilities = calibrate(matrix, outcomes, predictions[best], holdout_start=holdout_start, gap=gap, point=hyperparameters,
-                              seed=request.seed, threads=request.threads)  # fmt: skip
+    probabilities = calibrate(matrix, outcomes, predictions[best], splits=splits, holdout_start=holdout_start, gap=gap,
+                              point=hyperparameters, seed=request.seed, threads=request.threads)  # fmt: skip
     progress.write(len(shapes) + 1, total, f"calibration: {probabilities.calibrator.method}")
     return Fit(hyperparameters=hyperparameters, scores=scores, probabilities=probabilities)
 
@@ -285,7 +285,8 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
                  identity=[dataset.data_sha, spec.model_config_sha], progress=progress)
     chosen = fitted.probabilities
     calibrated = chosen.calibrated  # out of fold in the test blocks, the final model's on the holdout
-    known = np.isfinite(chosen.out_of_fold) & np.isfinite(outcomes)
+    known = np.isfinite(calibrated) & np.isfinite(outcomes)
+    known[holdout_start:] = False
     holdout = slice(holdout_start, len(bars))
     warm = np.isfinite(chosen.holdout)
     model = to_onnx(chosen.classifier, len(features), chosen.calibrator)

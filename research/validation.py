@@ -9,7 +9,10 @@ keeps slowly decaying features from leaking across the cut. The holdout is
 predicted by one model trained on the whole development part, purged the same way.
 
 A probability at bar t therefore depends only on bars up to t: changing the data
-after t changes nothing before t, which the test suite proves.
+after t changes nothing before t, which the test suite proves. Calibration keeps
+that: each test block is calibrated on the out-of-fold rows before its fold's cut,
+so the first block, with none, has no calibrated probability, and the sweep's
+development window starts at the second.
 
 **One probability scale.** The sweep chooses thresholds on these probabilities and
 the trained model emits its own live, so both come from one procedure: the
@@ -115,21 +118,33 @@ class Probabilities(msgspec.Struct, kw_only=True):
     holdout: np.ndarray
     """The final model's raw probabilities of the holdout rows (NaN where a feature is not warm)."""
     calibrated: np.ndarray
-    """Every row's calibrated probability: out of fold in the test blocks, the final model's on the holdout, NaN elsewhere."""
+    """Every row's calibrated probability: out of fold in the test blocks after the first, the final model's on the holdout."""
 
 
 def calibrate(
-    matrix: np.ndarray, outcomes: np.ndarray, raw: np.ndarray, *, holdout_start: int, gap: int, point: dict[str, float],
-    seed: int, threads: int,
+    matrix: np.ndarray, outcomes: np.ndarray, raw: np.ndarray, *, splits: list[Split], holdout_start: int, gap: int,
+    point: dict[str, float], seed: int, threads: int,
 ) -> Probabilities:
-    """Calibrate one grid point's raw out-of-fold probabilities and fit its final model on the development rows."""
+    """Calibrate one grid point's raw out-of-fold probabilities, each block from its past, and fit its final model.
+
+    A test block's calibrator is fitted on the out-of-fold rows its fold trained on
+    (purged the same way), so a calibrated probability still depends only on its past:
+    the first block, with no earlier out-of-fold rows, stays NaN. The holdout and the
+    exported model use the calibrator of every out-of-fold row before the holdout's purge.
+    """
     matrix = np.asarray(matrix, dtype=np.float32)
     known = np.isfinite(raw) & np.isfinite(outcomes)
-    if known.sum() < MIN_ROWS or len(np.unique(outcomes[known])) < 2:
-        raise ConfigError("data", f"{int(known.sum())} out-of-fold rows with a known outcome are too few to calibrate on "
-                                  f"(at least {MIN_ROWS}, with both outcomes)", "import more history")  # fmt: skip
-    calibrator, scores = calibration.choose(raw[known].astype(np.float64), outcomes[known])
+    calibrated = np.full(len(raw), np.nan)
+    for split in splits:
+        earlier = _calibrator(raw, outcomes, known, split.train_end)
+        if earlier is not None:  # else too little out-of-fold history to calibrate on yet
+            block = slice(split.test_start, split.test_end)
+            calibrated[block] = calibration.apply(earlier[0], raw[block])
     end = max(0, holdout_start - gap)
+    chosen = _calibrator(raw, outcomes, known, end)
+    if chosen is None:
+        raise ConfigError("data", f"{int(known[:end].sum())} out-of-fold rows with a known outcome are too few to calibrate on "
+                                  f"(at least {MIN_ROWS}, with both outcomes)", "import more history")  # fmt: skip
     usable = _learnable(matrix, outcomes, end)
     if usable is None:
         raise ConfigError("data", f"the development rows before bar {end} are too few to fit the final model on "
@@ -140,10 +155,17 @@ def calibrate(
     warm = np.isfinite(holdout).all(axis=1)
     holdout_raw = np.full(len(holdout), np.nan)
     holdout_raw[warm] = final.predict_proba(holdout[warm])[:, 1]
-    calibrated = calibration.apply(calibrator, raw)  # NaN outside the test folds, as raw is
-    calibrated[holdout_start:] = calibration.apply(calibrator, holdout_raw)
-    return Probabilities(classifier=final, calibrator=calibrator, calibration_scores=scores, out_of_fold=raw,
+    calibrated[holdout_start:] = calibration.apply(chosen[0], holdout_raw)
+    return Probabilities(classifier=final, calibrator=chosen[0], calibration_scores=chosen[1], out_of_fold=raw,
                          holdout=holdout_raw, calibrated=calibrated)  # fmt: skip
+
+
+def _calibrator(raw: np.ndarray, outcomes: np.ndarray, known: np.ndarray, end: int) -> tuple[Calibration, dict[str, float]] | None:
+    """`research.calibration.choose` on the known out-of-fold rows before ``end``; None when they are too few."""
+    rows = known[:end]
+    if rows.sum() < MIN_ROWS or len(np.unique(outcomes[:end][rows])) < 2:
+        return None
+    return calibration.choose(raw[:end][rows].astype(np.float64), outcomes[:end][rows])
 
 
 def out_of_fold(
@@ -153,5 +175,5 @@ def out_of_fold(
     """Calibrated probabilities of one grid point for every test block and the holdout, each from its own past only."""
     raw = fold_probabilities(features, labels, splits, [int(point["n_estimators"])], int(point["max_depth"]),
                              float(point["learning_rate"]), seed=seed, threads=threads)[int(point["n_estimators"])]  # fmt: skip
-    return calibrate(features, labels, raw, holdout_start=holdout_start, gap=horizon + 1 + embargo, point=point,
+    return calibrate(features, labels, raw, splits=splits, holdout_start=holdout_start, gap=horizon + 1 + embargo, point=point,
                      seed=seed, threads=threads)  # fmt: skip
