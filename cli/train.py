@@ -16,7 +16,9 @@ def register(commands: argparse._SubParsersAction, models: argparse._SubParsersA
         help="train chosen leaderboard rows as calibrated ONNX models",
         description="Each row (PASS or MARGINAL) trains its own XGBoost model in its own process: a hyperparameter "
         "grid by purged out-of-fold log loss, isotonic or sigmoid calibration by Brier score, ONNX export checked "
-        "against the native model to 1e-5. Checkpoints after every grid point: Ctrl-C (or --cancel from another "
+        "against the native model to 1e-5. The row's policy is then re-run on the model's own calibrated "
+        "probabilities and judged by the row's gates; a model that no longer passes is marked not publishable "
+        "(exit status 1). Checkpoints after every grid point: Ctrl-C (or --cancel from another "
         "shell) stops, and the same command resumes.",
     )
     train.add_argument("sweep", help="the sweep whose leaderboard rows to train")

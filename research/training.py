@@ -7,14 +7,18 @@ Each selected leaderboard row is trained on its own, in its own process:
    development window (the sweep's folds, embargo and holdout). Forests that differ
    only in ``n_estimators`` share one fit: the smaller is read off the larger with
    ``iteration_range``, as XGBoost grows trees in the same order.
-2. **Calibration**, isotonic or sigmoid, chosen by out-of-fold Brier score
-   (`research.calibration`).
-3. **The final model** is fitted on the whole development window (purged before the
-   holdout), scored on the holdout, exported with its calibrator as one ONNX graph
-   and checked against the native model to 1e-5 (`research.export`).
+2. **Calibration**, isotonic or sigmoid, chosen by out-of-fold Brier score, and
+3. **the final model**, fitted on the whole development window (purged before the
+   holdout) and scored on the holdout: `research.validation.calibrate`, the step the
+   sweep's probabilities come from, so the model emits the scale its row's threshold
+   was chosen on. It is exported with its calibrator as one ONNX graph and checked
+   against the native model to 1e-5 (`research.export`).
 4. **Metrics**: AUC, log loss, Brier score, calibration error and curve out of fold
-   and on the holdout; the configuration's backtest on both; gain importance; sample
-   predictions. All are written into the manifest.
+   and on the holdout; the row's policy backtested on the model's own calibrated
+   probabilities, out of fold and on the holdout, beside what the row promised and
+   judged by the row's gates (`engine.gates.PolicyCheck`: a model that no longer
+   passes is not publishable); gain importance; sample predictions. All are written
+   into the manifest, and the calibrated probabilities into ``probabilities.parquet``.
 
 A training writes a checkpoint after every grid point (its out-of-fold predictions
 and log loss), so a killed or cancelled training resumes where it stopped; the same
@@ -49,6 +53,7 @@ import xgboost
 from engine.calendar import calendar, session_days
 from engine.errors import ConfigError, SigmaError
 from engine.features import feature_matrix, model_features, warmup_bars
+from engine.gates import PolicyCheck, overall
 from engine.lineage import content_sha
 from engine.models import ModelSpec
 from engine.packs import Pack
@@ -56,7 +61,6 @@ from engine.scoring import Manifest
 from engine.store import load_bars, load_ticks
 from engine.workspace import Workspace
 from research import calibration
-from engine.gates import PolicyCheck, overall
 from research.backtest import METRICS, PARAMETERS, run, trades
 from research.export import to_onnx, verify
 from research.labels import label
