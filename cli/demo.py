@@ -18,7 +18,7 @@ from engine.store import store_bars
 from flows.redis_server import RedisServer
 
 TICKERS = ["SPY", "QQQ", "IWM"]
-HISTORY_SESSIONS = 1200
+HISTORY_SESSIONS = 2000
 LIVE_SESSIONS = 60
 
 

@@ -88,7 +88,7 @@ def render(manifest: dict) -> str:
                      f"max DD {b['max_drawdown']:.1%}")  # fmt: skip
     lines += _check_lines(manifest)
     lines.append("reliability (out of fold): " + "  ".join(
-        f"{row['predicted']:.2f}->{row['observed']:.2f} (n={row['count']})" for row in metrics["out_of_fold"]["reliability"]))
+        f"{row['predicted']:.2f}->{row['observed']:.2f} (n={row['count']})" for row in metrics["out_of_fold"].get("reliability", [])))
     lines.append("importance (gain): " + ", ".join(f"{name} {value:.1f}" for name, value in list(metrics["importance"].items())[:8]))
     return "\n".join(lines)
 

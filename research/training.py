@@ -300,7 +300,7 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     metrics: dict[str, object] = {
         "grid_log_loss": {f"{n}/{d}/{r}": v for (n, d, r), v in sorted(fitted.scores.items())},
         "calibration_brier": chosen.calibration_scores,
-        "out_of_fold": calibration.quality(calibrated[known], outcomes[known]),
+        "out_of_fold": calibration.quality(calibrated[known], outcomes[known]) if known.any() else {},
         "holdout": calibration.quality(calibrated[holdout][labelled], outcomes[holdout][labelled]) if labelled.any() else {},
     }
     pq.write_table(pa.table({"probability": calibrated}), folder / "probabilities.parquet")
