@@ -98,8 +98,9 @@ def _train(args: argparse.Namespace) -> int:
         refused = [name for name in trained if space.trained(name).refusal]
         for name in trained:
             print(review.render(space.trained(name).manifest))
-            step = f"NOT publishable (`sigma publish {name} --force` overrides, audited)" if name in refused else f"publish: `sigma publish {name}`"
-            print(f"review: `sigma models review {name}`; {step}\n")
+            then = f"NOT publishable (`sigma publish {name} --force` overrides, audited)" if name in refused else \
+                f"publish: `sigma publish {name}`"
+            print(f"review: `sigma models review {name}`; {then}\n")
     # Registered, but a model whose policy no longer does what its row promised is not a success to build on.
     return 1 if refused else 0
 
@@ -165,7 +166,7 @@ def _publish(space, trained: str, force: bool) -> int:
     refusal = space.trained(trained).refusal
     if refusal and not force:
         raise ConfigError("publish", f"{trained} is not publishable: its sweep row's policy, re-run on its own calibrated "
-                                     f"probabilities, {refusal}",
+                                     f"probabilities: {refusal}",
                           f"train another row, or `sigma publish {trained} --force` to publish it anyway (audited)")  # fmt: skip
     if refusal:
         print(f"warning: publishing {trained} over its training verdict ({refusal}); recorded in the audit log", file=sys.stderr)
