@@ -45,13 +45,14 @@ def train_once(folder: Path) -> tuple[float, dict]:
     request = TrainRequest(sweep="benchmark", rank=1, grid=dict(GRID), threads=2)
     began = time.perf_counter()
     fitted = fit(matrix, outcomes, splits, holdout_start, HORIZON + 1 + 5, request, folder, identity=["benchmark"])
-    model = to_onnx(fitted.classifier, FEATURES, fitted.calibrator)
+    chosen = fitted.probabilities
+    model = to_onnx(chosen.classifier, FEATURES, chosen.calibrator)
     holdout = matrix[holdout_start:]
     manifest = _manifest()
-    gap = verify(model, manifest, holdout, calibration.apply(fitted.calibrator, fitted.holdout))
+    gap = verify(model, manifest, holdout, chosen.calibrated[holdout_start:])
     seconds = time.perf_counter() - began
-    return seconds, {"hyperparameters": fitted.hyperparameters, "calibration": fitted.calibrator.method, "onnx_gap": gap,
-                     "model": model, "classifier": fitted.classifier}  # fmt: skip
+    return seconds, {"hyperparameters": fitted.hyperparameters, "calibration": chosen.calibrator.method, "onnx_gap": gap,
+                     "model": model, "classifier": chosen.classifier}  # fmt: skip
 
 
 def _manifest() -> Manifest:

@@ -16,7 +16,9 @@ def register(commands: argparse._SubParsersAction, models: argparse._SubParsersA
         help="train chosen leaderboard rows as calibrated ONNX models",
         description="Each row (PASS or MARGINAL) trains its own XGBoost model in its own process: a hyperparameter "
         "grid by purged out-of-fold log loss, isotonic or sigmoid calibration by Brier score, ONNX export checked "
-        "against the native model to 1e-5. Checkpoints after every grid point: Ctrl-C (or --cancel from another "
+        "against the native model to 1e-5. The row's policy is then re-run on the model's own calibrated "
+        "probabilities and judged by the row's gates; a model that no longer passes is marked not publishable "
+        "(exit status 1). Checkpoints after every grid point: Ctrl-C (or --cancel from another "
         "shell) stops, and the same command resumes.",
     )
     train.add_argument("sweep", help="the sweep whose leaderboard rows to train")
@@ -46,6 +48,9 @@ def register(commands: argparse._SubParsersAction, models: argparse._SubParsersA
         action = commands.add_parser(verb, help=text)
         action.add_argument("trained")
         action.set_defaults(handler=_act, verb=verb)
+        if verb == "publish":
+            action.add_argument("--force", action="store_true",
+                                help="publish a model that training marked not publishable (recorded in the audit log)")
     kill = commands.add_parser("kill", help="kill switch: a published model opens no new position (exits still alert)")
     kill.add_argument("trained")
     kill.add_argument("--off", action="store_true", help="turn the kill switch off again")
@@ -90,10 +95,14 @@ def _train(args: argparse.Namespace) -> int:
         except training.Cancelled as stopped:
             print(stopped, file=sys.stderr)
             return 130
+        refused = [name for name in trained if space.trained(name).refusal]
         for name in trained:
             print(review.render(space.trained(name).manifest))
-            print(f"review: `sigma models review {name}`; publish: `sigma publish {name}`\n")
-    return 0
+            then = f"NOT publishable (`sigma publish {name} --force` overrides, audited)" if name in refused else \
+                f"publish: `sigma publish {name}`"
+            print(f"review: `sigma models review {name}`; {then}\n")
+    # Registered, but a model whose policy no longer does what its row promised is not a success to build on.
+    return 1 if refused else 0
 
 
 def _backtest(args: argparse.Namespace) -> None:
@@ -116,11 +125,12 @@ def _trained(args: argparse.Namespace) -> None:
         records = space.trained_models()
     if args.json:
         print_json([{"id": r.id, "model": r.model, "sweep": r.sweep, "rank": r.rank, "artifact_sha": r.artifact_sha,
-                     "published_at": r.published_at} for r in records])  # fmt: skip
+                     "published_at": r.published_at, "not_publishable": r.refusal} for r in records])  # fmt: skip
         return
     for r in records:
         holdout = r.manifest["metrics"]["backtest_holdout"]["sharpe"]
         state = f"published {r.published_at} by {r.published_by}" if r.published_at else "not published"
+        state += f" (not publishable: {r.refusal})" if r.refusal else ""
         print(f"{r.id}  {r.model}  holdout Sharpe {holdout:.2f}  {state}")
 
 
@@ -145,5 +155,19 @@ def _act(args: argparse.Namespace) -> None:
             freed = space.discard(args.trained, actor=actor())
             print(f"discarded {args.trained}; freed {freed:,} bytes")
             return
-        version = getattr(space, args.verb)(args.trained, actor=actor())
+        if args.verb == "publish":
+            version = _publish(space, args.trained, args.force)
+        else:
+            version = space.unpublish(args.trained, actor=actor())
     print(f"{args.verb}ed {args.trained}; registry version {version} (the live flow picks it up at its next poll)")
+
+
+def _publish(space, trained: str, force: bool) -> int:
+    refusal = space.trained(trained).refusal
+    if refusal and not force:
+        raise ConfigError("publish", f"{trained} is not publishable: its sweep row's policy, re-run on its own calibrated "
+                                     f"probabilities: {refusal}",
+                          f"train another row, or `sigma publish {trained} --force` to publish it anyway (audited)")  # fmt: skip
+    if refusal:
+        print(f"warning: publishing {trained} over its training verdict ({refusal}); recorded in the audit log", file=sys.stderr)
+    return space.publish(trained, actor=actor(), forced=bool(refusal))

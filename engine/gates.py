@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["Gates", "GateResult", "Status", "evaluate", "overall", "MARGINAL_FRACTION", "MARGINAL_FLOOR"]
+__all__ = ["Gates", "GateResult", "PolicyCheck", "Status", "evaluate", "overall", "MARGINAL_FRACTION", "MARGINAL_FLOOR"]
 
 Status = Literal["PASS", "MARGINAL", "FAIL"]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
@@ -45,6 +45,26 @@ class GateResult(msgspec.Struct, frozen=True):
     value: float
     threshold: float
     reason: str
+
+
+class PolicyCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """A trained model's sweep row, its policy re-run on the model's own calibrated probabilities, and the verdict.
+
+    Stored in the sealed manifest: ``sigma publish`` refuses a model that is not
+    publishable, naming ``reason``, unless forced (and audited).
+    """
+
+    row: dict[str, float]
+    """What the leaderboard row promised: development-window Sharpe, return, trades, drawdown, win rate; holdout Sharpe, trades."""
+    row_gate: Status
+    universe: list[str]
+    """The tickers the row was ranked on; the re-run trades the model's own symbol."""
+    gates: list[GateResult]
+    """The row's gates on the re-run out of fold (the window the row was gated on)."""
+    status: Status
+    publishable: bool
+    reason: str = ""
+    """Why not, when it is not publishable."""
 
 
 _LABELS = {

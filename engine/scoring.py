@@ -23,6 +23,7 @@ import numpy as np
 import onnxruntime
 
 from engine.errors import SigmaError
+from engine.gates import PolicyCheck
 from engine.schemas import Lineage
 
 __all__ = ["Manifest", "Calibration", "Scorer", "ContractError", "INPUT", "OUTPUT"]
@@ -70,6 +71,8 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     lineage: Lineage
     sweep: str
     rank: Annotated[int, msgspec.Meta(ge=1)]
+    check: PolicyCheck | None = None
+    """The row's policy re-run on this model's calibrated probabilities; None for a model trained before training checked it."""
 
 
 class Scorer:

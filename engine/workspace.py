@@ -30,6 +30,7 @@ from pathlib import Path
 import msgspec
 
 from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
+from engine.gates import PolicyCheck
 from engine.models import ModelSpec, SweepRequest
 
 __all__ = ["Workspace", "AuditEntry", "SweepRecord", "TrainedRecord", "MIGRATIONS", "default_home"]
@@ -155,6 +156,12 @@ class TrainedRecord(msgspec.Struct, frozen=True):
     published_by: str | None
     killed_at: str | None = None
     """Set while the model's kill switch is on: published, but it opens no new position."""
+
+    @property
+    def refusal(self) -> str:
+        """Why training marked the model not publishable (its manifest's policy check); empty when it may be published."""
+        check = msgspec.convert(self.manifest.get("check"), PolicyCheck | None)
+        return "" if check is None or check.publishable else check.reason
 
 
 _TRAINED_COLUMNS = (
@@ -382,16 +389,23 @@ class Workspace:
         where = {None: "", True: " WHERE p.published_at IS NOT NULL", False: " WHERE p.published_at IS NULL"}[published]
         return [_trained_record(row) for row in self._db.execute(f"SELECT {_TRAINED_COLUMNS}{where} ORDER BY t.created_at, t.id")]
 
-    def publish(self, trained_id: str, *, actor: str) -> int:
-        """Switch a trained model on for alerting; returns the new registry version the live flow polls."""
+    def publish(self, trained_id: str, *, actor: str, forced: bool = False) -> int:
+        """Switch a trained model on for alerting; returns the new registry version the live flow polls.
+
+        ``sigma publish`` refuses a model whose `TrainedRecord.refusal` is set; ``forced``
+        says the publisher overrode it (``--force``), and the audit entry keeps the reason overridden.
+        """
         record = self.trained(trained_id)
         if record.published_at is not None:
             raise ConfigError("publish", f"{trained_id} is already published (since {record.published_at})")
+        details: dict[str, object] = {"lineage": record.manifest.get("lineage")}
+        if forced:
+            details |= {"forced": True, "not_publishable": record.refusal}
         with self._transaction():
             self._db.execute("INSERT INTO publications (trained_model, published_at, published_by) VALUES (?, ?, ?)",
                              (trained_id, self._now(), actor))
             version = self._bump_registry()
-            self.audit(actor, "model.publish", trained_id, {"registry_version": version, "lineage": record.manifest.get("lineage")})
+            self.audit(actor, "model.publish", trained_id, {"registry_version": version, **details})
         return version
 
     def unpublish(self, trained_id: str, *, actor: str) -> int:

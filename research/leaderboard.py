@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
@@ -20,16 +21,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import ConfigError, NotFoundError
-from engine.gates import evaluate, overall
+from engine.gates import GateResult, evaluate, overall
 from engine.workspace import Workspace
-from research.backtest import BLOCKS, run
+from research.backtest import BLOCKS, METRICS, run
 from research.overfitting import (
     block_sharpe,
     deflated_sharpe,
     probability_of_overfitting,
 )
 
-__all__ = ["build", "read_parts", "gate", "load", "render", "write_csv", "save_recipe", "Recipe"]
+__all__ = ["build", "read_parts", "Trials", "trials", "deflate", "judge", "load", "render", "write_csv", "save_recipe", "Recipe"]
 
 _FOLD_BLOCKS = 2  # ten blocks: each fifth of the development window is two of them
 
@@ -44,19 +45,15 @@ def build(space: Workspace, sweep_id: str, pack, spec, request, prepared, names,
     periods = prepared.market.periods_per_year
     folds = blocks.reshape(len(ids), BLOCKS // _FOLD_BLOCKS, _FOLD_BLOCKS, 3).sum(axis=2)
     fold_sharpe = block_sharpe(folds) * math.sqrt(periods)
-    mean, std = final.column("mean").to_numpy(), final.column("std").to_numpy()
-    per_bar = np.where(std > 0, mean / np.where(std > 0, std, 1), 0.0)
-    trials_variance = float(np.var(per_bar, ddof=1)) if len(ids) > 1 else 0.0
     pbo = probability_of_overfitting(blocks)
-    skew, kurtosis, count = (final.column(c).to_numpy() for c in ("skew", "kurtosis", "bars"))
-    deflated = [deflated_sharpe(per_bar[k], trials_variance, len(combinations), int(count[k]), skew[k], kurtosis[k])
-                for k in range(len(ids))]
-    statuses, reasons = [], []
+    trials = _trials(final, len(combinations), pbo)
+    statuses, reasons, deflated = [], [], []
     for k in range(len(ids)):
-        metrics = {name: final.column(name)[k].as_py() for name in ("trades", "sharpe", "max_drawdown", "win_rate")}
-        status, why = gate(pack, spec, metrics | {"deflated_sharpe": deflated[k], "pbo": pbo})
-        statuses.append(status)
-        reasons.append("; ".join(why))
+        result = {name: final.column(name)[k].as_py() for name in METRICS}
+        deflated.append(deflate(result, trials))
+        verdicts = judge(pack, spec, result, trials)
+        statuses.append(overall(verdicts))
+        reasons.append("; ".join(v.reason for v in verdicts if v.status != "PASS"))
     table = pa.table({
         "rank": np.arange(1, len(ids) + 1),
         "config": ids,
@@ -95,10 +92,36 @@ def read_parts(folder: Path, rung: int | None = None) -> pa.Table:
     return pa.concat_tables(tables) if tables else pa.table({"config": pa.array([], pa.int64())})
 
 
-def gate(pack, spec, metrics: dict) -> tuple[str, list[str]]:
-    """(PASS/MARGINAL/FAIL, reasons) of one result under the model's risk-profile gates."""
-    results = evaluate(pack.gates[spec.risk_profile], metrics)
-    return overall(results), [result.reason for result in results if result.status != "PASS"]
+class Trials(msgspec.Struct, frozen=True):
+    """What a sweep's Sharpe ratios are judged against: how many configurations it tried, their spread, its PBO."""
+
+    count: int
+    variance: float
+    """Variance of the per-bar Sharpe ratio across the configurations evaluated on the whole window."""
+    pbo: float
+
+
+def _trials(final: pa.Table, count: int, pbo: float) -> Trials:
+    mean, std = final.column("mean").to_numpy(), final.column("std").to_numpy()
+    per_bar = np.where(std > 0, mean / np.where(std > 0, std, 1), 0.0)
+    return Trials(count=count, variance=float(np.var(per_bar, ddof=1)) if len(per_bar) > 1 else 0.0, pbo=pbo)
+
+
+def trials(space: Workspace, sweep_id: str) -> Trials:
+    """The trials of a finished sweep, as its leaderboard counted them."""
+    _, meta = load(space, sweep_id)
+    return _trials(read_parts(space.sweeps_folder / sweep_id, rung=0), meta["configurations"], meta["pbo"])
+
+
+def deflate(result: Mapping[str, float], trials: Trials) -> float:
+    """The deflated Sharpe ratio of one backtest result (`METRICS` names) among the sweep's trials."""
+    sharpe = result["mean"] / result["std"] if result["std"] > 0 else 0.0
+    return deflated_sharpe(sharpe, trials.variance, trials.count, int(result["bars"]), result["skew"], result["kurtosis"])
+
+
+def judge(pack, spec, result: Mapping[str, float], trials: Trials) -> list[GateResult]:
+    """The model's risk-profile gates on one backtest result, deflated by the sweep's trials: how every row is judged."""
+    return evaluate(pack.gates[spec.risk_profile], {**result, "deflated_sharpe": deflate(result, trials), "pbo": trials.pbo})
 
 
 def _shown(value: object) -> object:

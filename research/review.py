@@ -23,6 +23,7 @@ import numpy as np
 from engine.bars import Bars
 from engine.calendar import Calendar, ExchangeClock, calendar, local_clock
 from engine.errors import ConfigError
+from engine.gates import PolicyCheck
 from engine.models import InstrumentSettings
 from engine.pipeline import Pipeline
 from engine.scoring import Manifest, Scorer
@@ -89,10 +90,32 @@ def render(manifest: dict) -> str:
         b = metrics[f"backtest_{window}"]
         lines.append(f"{'':<12} backtest: Sharpe {b['sharpe']:.2f}  return {b['total_return']:.1%}  trades {b['trades']:.0f}  "
                      f"max DD {b['max_drawdown']:.1%}")  # fmt: skip
+    lines += _check_lines(manifest)
     lines.append("reliability (out of fold): " + "  ".join(
-        f"{row['predicted']:.2f}->{row['observed']:.2f} (n={row['count']})" for row in metrics["out_of_fold"]["reliability"]))
+        f"{row['predicted']:.2f}->{row['observed']:.2f} (n={row['count']})" for row in metrics["out_of_fold"].get("reliability", [])))
     lines.append("importance (gain): " + ", ".join(f"{name} {value:.1f}" for name, value in list(metrics["importance"].items())[:8]))
     return "\n".join(lines)
+
+
+def _check_lines(manifest: dict) -> list[str]:
+    """The sweep row's promise beside the model's own backtest of the row's policy, the gates, and the verdict."""
+    check = manifest.get("check")
+    if check is None:
+        return ["policy check: none (trained before training re-ran its row's policy)"]
+    check = msgspec.convert(check, PolicyCheck)
+    row, mine, held = check.row, manifest["metrics"]["backtest_out_of_fold"], manifest["metrics"]["backtest_holdout"]
+    ranked = ", ".join(check.universe)
+    lines = [f"policy of row {manifest['rank']} ({check.row_gate} on {ranked}) vs this model's calibrated probabilities "
+             f"({msgspec.convert(manifest['instrument'], InstrumentSettings).symbol}):"]  # fmt: skip
+    lines.append(f"  out of fold  row: Sharpe {row['sharpe']:.2f}  return {row['total_return']:.1%}  trades {row['trades']:.0f}  "
+                 f"max DD {row['max_drawdown']:.1%}  win rate {row['win_rate']:.0%}")  # fmt: skip
+    lines.append(f"               model: Sharpe {mine['sharpe']:.2f}  return {mine['total_return']:.1%}  trades {mine['trades']:.0f}  "
+                 f"max DD {mine['max_drawdown']:.1%}  win rate {mine['win_rate']:.0%}")  # fmt: skip
+    lines.append(f"  holdout      row: Sharpe {row['holdout_sharpe']:.2f}  trades {row['holdout_trades']:.0f}   "
+                 f"model: Sharpe {held['sharpe']:.2f}  trades {held['trades']:.0f}")  # fmt: skip
+    lines.append(f"  gates {check.status}: " + "; ".join(f"{g.status} {g.reason}" for g in check.gates))
+    lines.append("  publishable" if check.publishable else f"  NOT PUBLISHABLE: {check.reason}")
+    return lines
 
 
 def report(space: Workspace, trained_id: str) -> Path:

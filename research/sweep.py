@@ -1,8 +1,9 @@
 """Sweeps: every execution configuration of a model backtested on honest probabilities, gated and ranked.
 
 The model fixes WHAT is traded; the sweep searches HOW. ``start`` builds the grid,
-computes out-of-fold probabilities once (`research.validation`) and stores them
-with the sweep, then backtests the grid in chunks. After each chunk its results are
+computes calibrated out-of-fold probabilities once (`research.validation.out_of_fold`,
+the procedure training runs, so a threshold chosen here means the same number on the
+trained model's output) and stores them with the sweep, then backtests the grid in chunks. After each chunk its results are
 appended to disk as a Parquet part and the sweep's progress is recorded, so that:
 
 - memory stays bounded: results stream to disk and only the best rows stay in memory;
@@ -210,7 +211,7 @@ def build_market(
     universe: list[tuple[Bars, dict[str, np.ndarray] | None]], cal: Calendar, spec: ModelSpec, recipe: Label,
     request: SweepRequest, stored: np.ndarray | None = None,
 ) -> Prepared:
-    """Align the tickers' bars on one time axis and give each bar its out-of-fold probability (or ``stored``'s)."""
+    """Align the tickers' bars on one time axis and give each bar its calibrated out-of-fold probability (or ``stored``'s)."""
     axis = np.unique(np.concatenate([bars.start for bars, _ in universe]))
     if len(axis) < 200:
         raise ConfigError("data", f"{len(axis)} bars is too little history for a sweep", "import at least 200 bars")
@@ -233,10 +234,15 @@ def build_market(
             matrix = feature_matrix(features, spec.indicators, bars, session, ticks)
             # The folds are cut on the universe's time axis; each ticker maps the cuts onto its own rows.
             mine = [Split(*(int(np.searchsorted(rows, edge)) for edge in (s.train_end, s.test_start, s.test_end))) for s in splits]
-            columns["probability"][rows, j] = out_of_fold(
-                matrix, label(bars, recipe), splits=mine, holdout_start=int(np.searchsorted(rows, holdout_start)),
-                horizon=recipe.horizon_bars, embargo=request.embargo, seed=request.seed,
-            )
+            try:
+                columns["probability"][rows, j] = out_of_fold(
+                    matrix, label(bars, recipe), splits=mine, holdout_start=int(np.searchsorted(rows, holdout_start)),
+                    # One thread: trees this small gain little from more, and lose much on shared cores (100,000
+                    # bars: 2 s on one thread, 12 s on two, on a loaded two-core machine). The numbers are the same.
+                    horizon=recipe.horizon_bars, embargo=request.embargo, seed=request.seed, threads=1,
+                ).calibrated
+            except ConfigError as error:
+                raise ConfigError(f"data.{bars.ticker}", error.problem, error.fix) from None
     if stored is not None:
         columns["probability"] = stored
     _, minute = local_clock(end, cal.timezone)
@@ -245,7 +251,8 @@ def build_market(
                     columns["low"], columns["close"], columns["probability"], per_year, opened=opened, closed=closed,
                     sessions_per_year=bars_per_year(cal, "1d"), volatility=columns["volatility"], end=end,
                     session=session_days(axis, cal)[0])
-    return Prepared(market, slice(splits[0].test_start, holdout_start), slice(holdout_start, len(axis)))
+    # The first test block has no calibrated probability (`research.validation.calibrate`): the window starts after it.
+    return Prepared(market, slice(splits[min(1, len(splits) - 1)].test_start, holdout_start), slice(holdout_start, len(axis)))
 
 
 class Progress(msgspec.Struct, frozen=True):

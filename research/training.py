@@ -7,14 +7,18 @@ Each selected leaderboard row is trained on its own, in its own process:
    development window (the sweep's folds, embargo and holdout). Forests that differ
    only in ``n_estimators`` share one fit: the smaller is read off the larger with
    ``iteration_range``, as XGBoost grows trees in the same order.
-2. **Calibration**, isotonic or sigmoid, chosen by out-of-fold Brier score
-   (`research.calibration`).
-3. **The final model** is fitted on the whole development window (purged before the
-   holdout), scored on the holdout, exported with its calibrator as one ONNX graph
-   and checked against the native model to 1e-5 (`research.export`).
+2. **Calibration**, isotonic or sigmoid, chosen by out-of-fold Brier score, and
+3. **the final model**, fitted on the whole development window (purged before the
+   holdout) and scored on the holdout: `research.validation.calibrate`, the step the
+   sweep's probabilities come from, so the model emits the scale its row's threshold
+   was chosen on. It is exported with its calibrator as one ONNX graph and checked
+   against the native model to 1e-5 (`research.export`).
 4. **Metrics**: AUC, log loss, Brier score, calibration error and curve out of fold
-   and on the holdout; the configuration's backtest on both; gain importance; sample
-   predictions. All are written into the manifest.
+   and on the holdout; the row's policy backtested on the model's own calibrated
+   probabilities, out of fold and on the holdout, beside what the row promised and
+   judged by the row's gates (`engine.gates.PolicyCheck`: a model that no longer
+   passes is not publishable); gain importance; sample predictions. All are written
+   into the manifest, and the calibrated probabilities into ``probabilities.parquet``.
 
 A training writes a checkpoint after every grid point (its out-of-fold predictions
 and log loss), so a killed or cancelled training resumes where it stopped; the same
@@ -41,32 +45,36 @@ import numpy as np
 import onnx
 import onnxmltools
 import onnxruntime
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sklearn
 import xgboost
 
 from engine.calendar import calendar, session_days
 from engine.errors import ConfigError, SigmaError
 from engine.features import feature_matrix, model_features, warmup_bars
+from engine.gates import PolicyCheck, overall
 from engine.lineage import content_sha
 from engine.models import ModelSpec
 from engine.packs import Pack
-from engine.scoring import Calibration, Manifest
+from engine.scoring import Manifest
 from engine.store import load_bars, load_ticks
 from engine.workspace import Workspace
 from research import calibration
 from research.backtest import METRICS, PARAMETERS, run, trades
 from research.export import to_onnx, verify
 from research.labels import label
-from research.leaderboard import load
-from research.sweep import build_market, config_row, reload
-from research.validation import walk_forward
+from research.leaderboard import Trials, judge, load, trials
+from research.sweep import build_market, configuration, reload
+from research.validation import Probabilities, calibrate, fold_probabilities, walk_forward
 
 __all__ = ["GRID", "TrainRequest", "select", "train", "cancel", "fit", "Fit", "fit_configuration", "trained_id", "Cancelled", "NEAR_DUPLICATE"]
 
 GRID: dict[str, list[float]] = {"n_estimators": [100, 200], "max_depth": [3, 5, 7], "learning_rate": [0.01, 0.1]}
 NEAR_DUPLICATE = 0.10
 """Two rows whose parameters differ in one axis by less than this (relative) are pointed out as near-duplicates."""
-_FIXED = {"subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 5, "tree_method": "hist"}
+PROMISED = ("sharpe", "total_return", "trades", "max_drawdown", "win_rate", "holdout_sharpe", "holdout_trades")
+"""The leaderboard row's figures a trained model's policy check shows beside its own."""
 
 
 class Cancelled(SigmaError):
@@ -201,26 +209,23 @@ def _last_progress(folder: Path) -> dict:
 
 
 class Fit(msgspec.Struct, kw_only=True):
-    """What `fit` chose and produced: the final classifier, its settings, calibrator and raw probabilities."""
+    """What `fit` chose and produced: the grid point, its scores, and that point's calibrated probabilities and final model."""
 
-    classifier: object
     hyperparameters: dict[str, float]
-    calibrator: Calibration
-    calibration_scores: dict[str, float]
     scores: dict[tuple, float]
     """Out-of-fold log loss per (n_estimators, max_depth, learning_rate)."""
-    out_of_fold: np.ndarray
-    """The chosen grid point's raw out-of-fold probabilities (NaN outside the test folds)."""
-    holdout: np.ndarray
-    """The final model's raw holdout probabilities (NaN where a feature is not warm)."""
+    probabilities: Probabilities
+    """The chosen point's calibrator, raw and calibrated probabilities, and final classifier (`research.validation`)."""
 
 
 def fit(matrix: np.ndarray, outcomes: np.ndarray, splits: list, holdout_start: int, gap: int, request: TrainRequest,
         folder: Path, identity: list[str], progress: _Progress | None = None) -> Fit:
-    """Grid search by purged out-of-fold log loss, calibration by Brier score, and the final model on the development rows.
+    """Grid search by purged out-of-fold log loss, then the sweep's calibration and final fit at the chosen point.
 
-    Each grid point is checkpointed in ``folder`` under a name derived from ``identity``
-    (what else decides its numbers, e.g. the data hash) and the point itself.
+    The out-of-fold probabilities and their calibration are `research.validation`'s, the
+    procedure the sweep's probabilities come from. Each grid point is checkpointed in
+    ``folder`` under a name derived from ``identity`` (what else decides its numbers,
+    e.g. the data hash) and the point itself.
     """
     progress = progress or _Progress(folder)
     sizes = sorted(int(n) for n in request.grid["n_estimators"])
@@ -239,7 +244,7 @@ def fit(matrix: np.ndarray, outcomes: np.ndarray, splits: list, holdout_start: i
         else:
             if (folder / "cancel").exists():
                 raise Cancelled(f"{folder.name} cancelled after {k} of {len(shapes)} grid points")
-            out_of_fold = _out_of_fold(matrix, outcomes, splits, sizes, depth, rate, request)
+            out_of_fold = fold_probabilities(matrix, outcomes, splits, sizes, depth, rate, seed=request.seed, threads=request.threads)
             partial = folder / f"grid-{key}.partial.npz"
             np.savez(partial, **{f"n{size}": values for size, values in out_of_fold.items()})
             partial.replace(checkpoint)  # atomic: a kill never leaves a half-written checkpoint
@@ -250,20 +255,10 @@ def fit(matrix: np.ndarray, outcomes: np.ndarray, splits: list, holdout_start: i
             predictions[(size, depth, rate)] = values
     best = min(scores, key=lambda point: (scores[point], point))
     hyperparameters = {"n_estimators": int(best[0]), "max_depth": int(best[1]), "learning_rate": float(best[2])}
-    raw = predictions[best]
-    known = np.isfinite(raw) & np.isfinite(outcomes)
-    calibrator, calibration_scores = calibration.choose(raw[known].astype(np.float64), outcomes[known])
-    progress.write(len(shapes) + 1, total, f"calibration: {calibrator.method}")
-    classifier = _classifier(hyperparameters, request)
-    development = slice(0, max(0, holdout_start - gap))
-    usable = np.isfinite(outcomes[development]) & np.isfinite(matrix[development]).all(axis=1)
-    classifier.fit(matrix[development][usable], outcomes[development][usable].astype(int))
-    holdout = matrix[holdout_start:]
-    warm = np.isfinite(holdout).all(axis=1)
-    holdout_raw = np.full(len(holdout), np.nan)
-    holdout_raw[warm] = classifier.predict_proba(holdout[warm])[:, 1]
-    return Fit(classifier=classifier, hyperparameters=hyperparameters, calibrator=calibrator,
-               calibration_scores=calibration_scores, scores=scores, out_of_fold=raw, holdout=holdout_raw)
+    probabilities = calibrate(matrix, outcomes, predictions[best], splits=splits, holdout_start=holdout_start, gap=gap,
+                              point=hyperparameters, seed=request.seed, threads=request.threads)  # fmt: skip
+    progress.write(len(shapes) + 1, total, f"calibration: {probabilities.calibrator.method}")
+    return Fit(hyperparameters=hyperparameters, scores=scores, probabilities=probabilities)
 
 
 def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainRequest) -> Path:
@@ -275,8 +270,9 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     with Workspace(home, clock=_utc_now) as space:
         sweep_request, names, combinations, _ = reload(space, request.sweep, pack, spec)
         table, meta = load(space, request.sweep)
+        tried = trials(space, request.sweep)
     row = table.slice(request.rank - 1, 1).to_pylist()[0]
-    policy_row = config_row(names, combinations[row["config"]], pack, spec, sweep_request, 1)
+    policy_row = configuration(names, combinations[row["config"]], pack, spec, sweep_request, 1).row()
     recipe = pack.strategies[spec.strategy].label
     bars, dataset = load_bars(home, spec.instrument.symbol, spec.cadence)
     cal = calendar(dataset.calendar)
@@ -291,49 +287,49 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     # 1-3. The grid, the calibration and the final model, checkpointed per grid point.
     fitted = fit(matrix, outcomes, splits, holdout_start, gap, request, folder,
                  identity=[dataset.data_sha, spec.model_config_sha], progress=progress)
-    classifier, hyperparameters, calibrator, scores = fitted.classifier, fitted.hyperparameters, fitted.calibrator, fitted.scores
-    calibration_scores, raw, holdout_raw = fitted.calibration_scores, fitted.out_of_fold, fitted.holdout
-    known = np.isfinite(raw) & np.isfinite(outcomes)
+    chosen = fitted.probabilities
+    calibrated = chosen.calibrated  # out of fold in the test blocks, the final model's on the holdout
+    known = np.isfinite(calibrated) & np.isfinite(outcomes)
+    known[holdout_start:] = False
     holdout = slice(holdout_start, len(bars))
-    warm = np.isfinite(holdout_raw)
-    holdout_probability = calibration.apply(calibrator, holdout_raw)
-    model = to_onnx(classifier, len(features), calibrator)
-    calibrated = calibration.apply(calibrator, raw)  # NaN outside the test folds, as raw is
+    warm = np.isfinite(chosen.holdout)
+    model = to_onnx(chosen.classifier, len(features), chosen.calibrator)
 
-    # 4. Metrics, the backtests, importance and samples.
+    # 4. Metrics, the row's policy on the model's own probabilities, importance and samples.
     labelled = np.isfinite(outcomes[holdout]) & warm
     metrics: dict[str, object] = {
-        "grid_log_loss": {f"{n}/{d}/{r}": v for (n, d, r), v in sorted(scores.items())},
-        "calibration_brier": calibration_scores,
-        "out_of_fold": calibration.quality(calibrated[known], outcomes[known]),
-        "holdout": calibration.quality(holdout_probability[labelled], outcomes[holdout][labelled]) if labelled.any() else {},
+        "grid_log_loss": {f"{n}/{d}/{r}": v for (n, d, r), v in sorted(fitted.scores.items())},
+        "calibration_brier": chosen.calibration_scores,
+        "out_of_fold": calibration.quality(calibrated[known], outcomes[known]) if known.any() else {},
+        "holdout": calibration.quality(calibrated[holdout][labelled], outcomes[holdout][labelled]) if labelled.any() else {},
     }
-    stored = calibrated.copy()
-    stored[holdout] = holdout_probability
-    prepared = build_market([(bars, None)], cal, spec, recipe, sweep_request, stored=stored[:, None])
+    pq.write_table(pa.table({"probability": calibrated}), folder / "probabilities.parquet")
+    prepared = build_market([(bars, None)], cal, spec, recipe, sweep_request, stored=calibrated[:, None])
     curves = {}
     for window, rows in (("out_of_fold", prepared.development), ("holdout", prepared.holdout)):
         result, _ = run(prepared.market.window(rows), policy_row[None, :])
         metrics[f"backtest_{window}"] = dict(zip(METRICS, result[0].tolist()))
         curves[window] = np.cumprod(1.0 + trades(prepared.market.window(rows), policy_row)[1])
     np.savez(folder / "equity.npz", **curves)
-    gains = classifier.get_booster().get_score(importance_type="gain")
+    check = _check(pack, spec, row, metrics, tried, sweep_request.universe or [spec.instrument.symbol])
+    gains = chosen.classifier.get_booster().get_score(importance_type="gain")
     metrics["importance"] = dict(sorted(((features[int(key[1:])].name, value) for key, value in gains.items()),
                                         key=lambda item: -item[1]))  # fmt: skip
     sample = np.flatnonzero(warm)[:5]
     metrics["samples"] = [
-        {"bar": int(holdout.start + i), "features": matrix[holdout][i].tolist(), "probability": float(holdout_probability[i])}
+        {"bar": int(holdout.start + i), "features": matrix[holdout][i].tolist(), "probability": float(calibrated[holdout][i])}
         for i in sample
     ]
     manifest = Manifest(
         trained_id=name, model=spec.name, features=[f.name for f in features], warmup_bars=warmup_bars(features, spec.indicators),
         indicators={k: dict(v) for k, v in spec.indicators.items()}, cadence=spec.cadence, strategy=spec.strategy,
         instrument=msgspec.to_builtins(spec.instrument), policy={n: row[n] for n in meta["axes"]} | {"parameters": dict(zip(PARAMETERS, policy_row.tolist()))},
-        hyperparameters=hyperparameters, calibration=calibrator, metrics=metrics,
+        hyperparameters=fitted.hyperparameters, calibration=chosen.calibrator, metrics=metrics,
         data_range=(_iso(bars.start[0]), _iso(bars.end[-1])), versions=_versions(), sweep=request.sweep, rank=request.rank,
         lineage=msgspec.structs.replace(spec.lineage, data_sha=dataset.data_sha, artifact_sha=hashlib.sha256(model).hexdigest()),
+        check=check,
     )  # fmt: skip
-    difference = verify(model, manifest, matrix[holdout][warm], holdout_probability[warm])
+    difference = verify(model, manifest, matrix[holdout][warm], calibrated[holdout][warm])
     manifest = msgspec.structs.replace(manifest, metrics=metrics | {"onnx_max_difference": difference})
     (folder / "model.onnx").write_bytes(model)
     (folder / "manifest.json").write_bytes(msgspec.json.format(msgspec.json.encode(manifest), indent=2))
@@ -342,30 +338,19 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     return folder
 
 
-def _classifier(hyperparameters: dict, request: TrainRequest) -> xgboost.XGBClassifier:
-    return xgboost.XGBClassifier(
-        n_estimators=int(hyperparameters["n_estimators"]), max_depth=int(hyperparameters["max_depth"]),
-        learning_rate=float(hyperparameters["learning_rate"]), random_state=request.seed, n_jobs=request.threads, **_FIXED,
-    )  # fmt: skip
+def _check(pack: Pack, spec: ModelSpec, row: dict, metrics: dict, tried: Trials, universe: list[str]) -> PolicyCheck:
+    """The row's gates on its policy re-run over the model's own calibrated probabilities, and whether it may be published.
 
-
-def _out_of_fold(matrix, outcomes, splits, sizes, depth, rate, request) -> dict[int, np.ndarray]:
-    """Out-of-fold probabilities per forest size, from one fit of the largest forest per fold."""
-    values = {size: np.full(len(outcomes), np.nan) for size in sizes}
-    for split in splits:
-        rows = slice(0, split.train_end)
-        usable = np.isfinite(outcomes[rows]) & np.isfinite(matrix[rows]).all(axis=1)
-        if usable.sum() < 50 or len(np.unique(outcomes[rows][usable])) < 2:
-            continue  # too little history to learn from yet
-        classifier = _classifier({"n_estimators": sizes[-1], "max_depth": depth, "learning_rate": rate}, request)
-        classifier.fit(matrix[rows][usable], outcomes[rows][usable].astype(int))
-        test = slice(split.test_start, split.test_end)
-        warm = np.isfinite(matrix[test]).all(axis=1)
-        for size in sizes:
-            block = np.full(test.stop - test.start, np.nan)
-            block[warm] = classifier.predict_proba(matrix[test][warm], iteration_range=(0, size))[:, 1]
-            values[size][test] = block
-    return values
+    The out-of-fold result is judged as the leaderboard judged the row (same window,
+    gates, deflation and PBO). A FAIL, or a holdout without trades where the row traded
+    there, makes the model not publishable: its live alerts would not be the ones the row promised.
+    """
+    gates = judge(pack, spec, metrics["backtest_out_of_fold"], tried)
+    reasons = [f"out of fold, {gate.reason}" for gate in gates if gate.status == "FAIL"]
+    if metrics["backtest_holdout"]["trades"] == 0 and row["holdout_trades"] > 0:
+        reasons.append(f"no trades on the holdout, where the row made {row['holdout_trades']:.0f}")
+    return PolicyCheck(row={key: float(row[key]) for key in PROMISED}, row_gate=row["gate"], universe=universe, gates=gates,
+                       status=overall(gates), publishable=not reasons, reason="; ".join(reasons))  # fmt: skip
 
 
 class _Progress:

@@ -1,4 +1,4 @@
-"""Honest validation: purged walk-forward folds and out-of-fold probabilities.
+"""Honest validation: purged walk-forward folds and calibrated out-of-fold probabilities.
 
 The history splits into a development part and a final holdout (20% by default)
 that the sweep never sees. The development part is cut into ``folds + 1`` equal
@@ -9,7 +9,18 @@ keeps slowly decaying features from leaking across the cut. The holdout is
 predicted by one model trained on the whole development part, purged the same way.
 
 A probability at bar t therefore depends only on bars up to t: changing the data
-after t changes nothing before t, which the test suite proves.
+after t changes nothing before t, which the test suite proves. Calibration keeps
+that: each test block is calibrated on the out-of-fold rows before its fold's cut,
+so the first block, with none, has no calibrated probability, and the sweep's
+development window starts at the second.
+
+**One probability scale.** The sweep chooses thresholds on these probabilities and
+the trained model emits its own live, so both come from one procedure: the
+classifier of `classifier` (XGBoost, the same fixed settings), raw out-of-fold
+probabilities from `fold_probabilities`, then `calibrate` (isotonic or sigmoid, chosen
+by `research.calibration.choose` on the raw out-of-fold rows, and the final model on
+the development rows for the holdout). The sweep runs it at `SWEEP_POINT`
+(`out_of_fold`); training runs the same two steps with its grid search between them.
 """
 
 from __future__ import annotations
@@ -18,21 +29,21 @@ import msgspec
 import numpy as np
 import xgboost
 
-__all__ = ["Split", "walk_forward", "out_of_fold", "BASELINE"]
+from engine.errors import ConfigError
+from engine.scoring import Calibration
+from research import calibration
 
-BASELINE = {
-    "objective": "binary:logistic",
-    "eval_metric": "logloss",
-    "tree_method": "hist",
-    "max_depth": 3,
-    "eta": 0.05,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "min_child_weight": 5,
-    "nthread": 2,
-}
-"""The baseline classifier's settings: small, regularised trees, fast enough to refit per fold."""
-ROUNDS = 150
+__all__ = [
+    "Split", "walk_forward", "out_of_fold", "fold_probabilities", "calibrate", "classifier", "Probabilities",
+    "SWEEP_POINT", "FIXED", "MIN_ROWS",
+]  # fmt: skip
+
+FIXED = {"subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 5, "tree_method": "hist"}
+"""The classifier's settings that no grid searches: small, regularised trees, fast enough to refit per fold."""
+SWEEP_POINT = {"n_estimators": 100, "max_depth": 3, "learning_rate": 0.1}
+"""The grid point the sweep's probabilities come from: a point of training's default grid (`research.training.GRID`)."""
+MIN_ROWS = 50
+"""Labelled rows a fit (or a calibration) needs, with both outcomes among them."""
 
 
 class Split(msgspec.Struct, frozen=True):
@@ -52,29 +63,117 @@ def walk_forward(rows: int, *, folds: int = 5, horizon: int, embargo: int = 0, h
     return splits, holdout_start
 
 
-def _fit_predict(features, labels, train_end, predict, seed):
-    rows = slice(0, train_end)
-    usable = np.isfinite(labels[rows]) & np.isfinite(features[rows]).all(axis=1)
-    if usable.sum() < 50 or len(np.unique(labels[rows][usable])) < 2:
-        return np.full(predict.stop - predict.start, np.nan)  # too little history to learn from yet
-    train = xgboost.DMatrix(features[rows][usable], label=labels[rows][usable])
-    booster = xgboost.train({**BASELINE, "seed": seed}, train, num_boost_round=ROUNDS)
-    block = features[predict]
-    result = booster.predict(xgboost.DMatrix(block)).astype(np.float64)
-    result[~np.isfinite(block).all(axis=1)] = np.nan  # no score where a feature is not warm yet
-    return result
+def classifier(point: dict[str, float], *, seed: int, threads: int) -> xgboost.XGBClassifier:
+    """The XGBoost classifier of one grid point (``n_estimators``, ``max_depth``, ``learning_rate``)."""
+    return xgboost.XGBClassifier(
+        n_estimators=int(point["n_estimators"]), max_depth=int(point["max_depth"]), learning_rate=float(point["learning_rate"]),
+        random_state=seed, n_jobs=threads, **FIXED,
+    )  # fmt: skip
+
+
+def _learnable(matrix: np.ndarray, outcomes: np.ndarray, end: int) -> np.ndarray | None:
+    """The usable rows before ``end``, or None when they are too few to learn from."""
+    usable = np.isfinite(outcomes[:end]) & np.isfinite(matrix[:end]).all(axis=1)
+    if usable.sum() < MIN_ROWS or len(np.unique(outcomes[:end][usable])) < 2:
+        return None
+    return usable
+
+
+def fold_probabilities(
+    matrix: np.ndarray, outcomes: np.ndarray, splits: list[Split], sizes: list[int], depth: int, rate: float, *, seed: int, threads: int,
+) -> dict[int, np.ndarray]:
+    """Raw out-of-fold probabilities per forest size (NaN outside the test blocks), from one fit of the largest per fold.
+
+    XGBoost grows trees in the same order whatever the forest's size, so a smaller forest
+    is read off the larger with ``iteration_range``: the same numbers as its own fit.
+    """
+    matrix = np.asarray(matrix, dtype=np.float32)  # what the exported graph scores live
+    sizes = sorted(sizes)
+    values = {size: np.full(len(outcomes), np.nan) for size in sizes}
+    for split in splits:
+        usable = _learnable(matrix, outcomes, split.train_end)
+        if usable is None:
+            continue  # too little history to learn from yet
+        model = classifier({"n_estimators": sizes[-1], "max_depth": depth, "learning_rate": rate}, seed=seed, threads=threads)
+        model.fit(matrix[: split.train_end][usable], outcomes[: split.train_end][usable].astype(int))
+        test = slice(split.test_start, split.test_end)
+        warm = np.isfinite(matrix[test]).all(axis=1)  # no score where a feature is not warm yet
+        for size in sizes:
+            block = np.full(test.stop - test.start, np.nan)
+            block[warm] = model.predict_proba(matrix[test][warm], iteration_range=(0, size))[:, 1]
+            values[size][test] = block
+    return values
+
+
+class Probabilities(msgspec.Struct, kw_only=True):
+    """One grid point's calibrated probabilities, the calibrator, and the final model that scores the holdout."""
+
+    classifier: object
+    """Fitted on the development rows, purged before the holdout: the model that is exported."""
+    calibrator: Calibration
+    calibration_scores: dict[str, float]
+    """Later-half Brier score of each calibrator (`research.calibration.choose`)."""
+    out_of_fold: np.ndarray
+    """Raw out-of-fold probabilities (NaN outside the test blocks)."""
+    holdout: np.ndarray
+    """The final model's raw probabilities of the holdout rows (NaN where a feature is not warm)."""
+    calibrated: np.ndarray
+    """Every row's calibrated probability: out of fold in the test blocks after the first, the final model's on the holdout."""
+
+
+def calibrate(
+    matrix: np.ndarray, outcomes: np.ndarray, raw: np.ndarray, *, splits: list[Split], holdout_start: int, gap: int,
+    point: dict[str, float], seed: int, threads: int,
+) -> Probabilities:
+    """Calibrate one grid point's raw out-of-fold probabilities, each block from its past, and fit its final model.
+
+    A test block's calibrator is fitted on the out-of-fold rows its fold trained on
+    (purged the same way), so a calibrated probability still depends only on its past:
+    the first block, with no earlier out-of-fold rows, stays NaN. The holdout and the
+    exported model use the calibrator of every out-of-fold row before the holdout's purge.
+    """
+    matrix = np.asarray(matrix, dtype=np.float32)
+    known = np.isfinite(raw) & np.isfinite(outcomes)
+    calibrated = np.full(len(raw), np.nan)
+    for split in splits:
+        earlier = _calibrator(raw, outcomes, known, split.train_end)
+        if earlier is not None:  # else too little out-of-fold history to calibrate on yet
+            block = slice(split.test_start, split.test_end)
+            calibrated[block] = calibration.apply(earlier[0], raw[block])
+    end = max(0, holdout_start - gap)
+    chosen = _calibrator(raw, outcomes, known, end)
+    if chosen is None:
+        raise ConfigError("data", f"{int(known[:end].sum())} out-of-fold rows with a known outcome are too few to calibrate on "
+                                  f"(at least {MIN_ROWS}, with both outcomes)", "import more history")  # fmt: skip
+    usable = _learnable(matrix, outcomes, end)
+    if usable is None:
+        raise ConfigError("data", f"the development rows before bar {end} are too few to fit the final model on "
+                                  f"(at least {MIN_ROWS} labelled, with both outcomes)", "import more history")  # fmt: skip
+    final = classifier(point, seed=seed, threads=threads)
+    final.fit(matrix[:end][usable], outcomes[:end][usable].astype(int))
+    holdout = matrix[holdout_start:]
+    warm = np.isfinite(holdout).all(axis=1)
+    holdout_raw = np.full(len(holdout), np.nan)
+    holdout_raw[warm] = final.predict_proba(holdout[warm])[:, 1]
+    calibrated[holdout_start:] = calibration.apply(chosen[0], holdout_raw)
+    return Probabilities(classifier=final, calibrator=chosen[0], calibration_scores=chosen[1], out_of_fold=raw,
+                         holdout=holdout_raw, calibrated=calibrated)  # fmt: skip
+
+
+def _calibrator(raw: np.ndarray, outcomes: np.ndarray, known: np.ndarray, end: int) -> tuple[Calibration, dict[str, float]] | None:
+    """`research.calibration.choose` on the known out-of-fold rows before ``end``; None when they are too few."""
+    rows = known[:end]
+    if rows.sum() < MIN_ROWS or len(np.unique(outcomes[:end][rows])) < 2:
+        return None
+    return calibration.choose(raw[:end][rows].astype(np.float64), outcomes[:end][rows])
 
 
 def out_of_fold(
     features: np.ndarray, labels: np.ndarray, *, splits: list[Split], holdout_start: int, horizon: int,
-    embargo: int = 0, seed: int = 0,
-) -> np.ndarray:
-    """Baseline XGBoost probabilities for every test block and the holdout (NaN elsewhere), each from its own past only."""
-    values = np.full(len(labels), np.nan)
-    for split in splits:
-        window = slice(split.test_start, split.test_end)
-        values[window] = _fit_predict(features, labels, split.train_end, window, seed)
-    if holdout_start < len(labels):
-        window = slice(holdout_start, len(labels))
-        values[window] = _fit_predict(features, labels, max(0, holdout_start - horizon - 1 - embargo), window, seed)
-    return values
+    embargo: int = 0, seed: int = 0, threads: int = 1, point: dict[str, float] = SWEEP_POINT,
+) -> Probabilities:
+    """Calibrated probabilities of one grid point for every test block and the holdout, each from its own past only."""
+    raw = fold_probabilities(features, labels, splits, [int(point["n_estimators"])], int(point["max_depth"]),
+                             float(point["learning_rate"]), seed=seed, threads=threads)[int(point["n_estimators"])]  # fmt: skip
+    return calibrate(features, labels, raw, splits=splits, holdout_start=holdout_start, gap=horizon + 1 + embargo, point=point,
+                     seed=seed, threads=threads)  # fmt: skip

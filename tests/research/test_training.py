@@ -7,6 +7,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import sqlite3
 import threading
@@ -15,6 +16,7 @@ from datetime import UTC, date, datetime
 
 import msgspec
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import xgboost
 
@@ -24,15 +26,17 @@ from engine.errors import ConfigError, IntegrityError, NotFoundError
 from engine.features import feature_matrix, model_features
 from engine.models import SweepRequest, create_model
 from engine.packs import PackTraining, load_pack
-from engine.scoring import ContractError, Manifest, Scorer
+from engine.scoring import Calibration, ContractError, Manifest, Scorer
 from engine.store import load_bars, store_bars
 from engine.workspace import Workspace
 from packs import OFFICIAL
-from research import review, sweep, training
+from research import calibration, review, sweep, training
+from research.backtest import METRICS, run
 from research.export import ExportError, verify
 from research.leaderboard import load
 from research.synthetic import generate
 from research.training import TrainRequest, fit_configuration
+from research.validation import FIXED, SWEEP_POINT
 
 US = CALENDARS["us_equities"]
 SMALL = {"n_estimators": [20, 40], "max_depth": [2, 3], "learning_rate": [0.1]}
@@ -44,10 +48,11 @@ def _clock() -> datetime:
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """(home, pack, model, sweep id, the ranks that passed their gates) on five years of synthetic daily SPY."""
+    """(home, pack, model, sweep id, the ranks that passed their gates) on eight years of synthetic daily SPY."""
     home = tmp_path_factory.mktemp("training") / "home"
     with Workspace(home, clock=_clock) as space:
-        bars, _ = generate(["SPY"], "1d", 1260, US, seed=3)["SPY"]
+        # Eight years: the features warm up over ~590 bars, and calibrated probabilities start a fold later than raw ones.
+        bars, _ = generate(["SPY"], "1d", 2000, US, seed=1, start=date(2017, 1, 3))["SPY"]
         store_bars(home, bars, US, source="synthetic")
         pack = load_pack(OFFICIAL / "swingsigma")
         spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"})
@@ -139,7 +144,7 @@ def test_forests_read_off_a_larger_one_equal_their_own_fit():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((600, 4)).astype(np.float32)
     y = (x[:, 0] + rng.standard_normal(600) > 0).astype(int)
-    settings = {"max_depth": 3, "learning_rate": 0.1, "random_state": 1, "n_jobs": 1, **training._FIXED}
+    settings = {"max_depth": 3, "learning_rate": 0.1, "random_state": 1, "n_jobs": 1, **FIXED}
     large = xgboost.XGBClassifier(n_estimators=40, **settings).fit(x, y)
     small = xgboost.XGBClassifier(n_estimators=20, **settings).fit(x, y)
     assert np.array_equal(large.predict_proba(x, iteration_range=(0, 20)), small.predict_proba(x))
@@ -293,6 +298,8 @@ def test_the_pipeline_scores_bar_by_bar_what_the_batch_export_scores(swept):
 def test_the_command_line_walks_a_row_from_train_to_publish(swept, monkeypatch, capsys):
     home, _, _, sweep_id, passing = swept
     monkeypatch.setenv("SIGMA_HOME", str(home))
+    # Trained at the sweep's own grid point, a row's model keeps the row's promise: it may be published.
+    monkeypatch.setattr(training, "GRID", {name: [value] for name, value in SWEEP_POINT.items()})
     rank = passing[-1]
     trained = training.trained_id(sweep_id, rank)
 
@@ -302,7 +309,8 @@ def test_the_command_line_walks_a_row_from_train_to_publish(swept, monkeypatch, 
         return code, out, err
 
     code, out, err = sigma("train", sweep_id, "--rows", str(rank))
-    assert code == 0 and "ONNX vs native: max difference" in out and f"sigma publish {trained}" in out
+    assert code == 0 and "ONNX vs native: max difference" in out and f"publish: `sigma publish {trained}`" in out
+    assert "  publishable" in out and "out of fold  row: Sharpe" in out
     assert "exported and verified" in err
     code, out, _ = sigma("models", "review", trained)
     assert code == 0 and "calibration:" in out and (home / "training" / trained / "review.png").stat().st_size > 10_000
@@ -325,6 +333,7 @@ def test_ctrl_c_cancels_every_training_and_the_same_call_resumes(swept):
     home, pack, spec, sweep_id, passing = swept
     rank = passing[2] if len(passing) > 2 else passing[-1]
     folder = home / "training" / training.trained_id(sweep_id, rank)
+    shutil.rmtree(folder, ignore_errors=True)  # another test may have trained this row: start from nothing
     slow = msgspec.structs.replace(pack, training=PackTraining(grid={"n_estimators": [60], "max_depth": [2, 3, 4, 5, 6, 7, 8]}))
 
     def interrupt_after_the_first_checkpoint():
@@ -344,3 +353,89 @@ def test_ctrl_c_cancels_every_training_and_the_same_call_resumes(swept):
         assert training.train(space, slow, spec, sweep_id, [rank], actor="test", workers=1) == [training.trained_id(sweep_id, rank)]
     lines = [msgspec.json.decode(line) for line in (folder / "progress.jsonl").read_bytes().splitlines()]
     assert sum(line["resumed"] for line in lines) == kept
+
+
+def _stored_backtests(home, pack, spec, sweep_id: str, rank: int, probabilities: np.ndarray) -> dict[str, dict[str, float]]:
+    """The row's policy (`sweep.configuration`) backtested directly on ``probabilities``, out of fold and on the holdout."""
+    with Workspace(home, clock=_clock) as space:
+        request, names, combinations, _ = sweep.reload(space, sweep_id, pack, spec)
+        table, _ = load(space, sweep_id)
+    row = table.slice(rank - 1, 1).to_pylist()[0]
+    policy = sweep.configuration(names, combinations[row["config"]], pack, spec, request, 1)
+    bars, _ = load_bars(home, spec.instrument.symbol, spec.cadence)
+    prepared = sweep.build_market([(bars, None)], US, spec, pack.strategies[spec.strategy].label, request, stored=probabilities[:, None])
+    results = {}
+    for window, rows in (("out_of_fold", prepared.development), ("holdout", prepared.holdout)):
+        result, _ = run(prepared.market.window(rows), policy.row()[None, :])
+        results[window] = dict(zip(METRICS, result[0].tolist()))
+    return results
+
+
+def _probabilities(path) -> np.ndarray:
+    return pq.read_table(path).column("probability").to_numpy()
+
+
+def test_the_sweep_and_training_compute_one_probability_scale_and_the_row_trades_as_promised(swept):
+    home, pack, spec, sweep_id, passing = swept
+    rank = passing[0]
+    # Training's grid narrowed to the sweep's point: the same procedure must give the same numbers, bar for bar.
+    point = {name: [value] for name, value in SWEEP_POINT.items()}
+    folder = fit_configuration(home, pack, spec, TrainRequest(sweep=sweep_id, rank=rank, grid=point))
+    trained = _probabilities(folder / "probabilities.parquet")
+    assert np.array_equal(trained, _probabilities(home / "sweeps" / sweep_id / "probabilities.parquet"), equal_nan=True)
+    assert np.isfinite(trained).sum() > 500 and np.nanmin(trained) < np.nanmax(trained)
+    manifest = _manifest(folder)
+    direct = _stored_backtests(home, pack, spec, sweep_id, rank, trained)
+    assert manifest.metrics["backtest_out_of_fold"] == direct["out_of_fold"] and manifest.metrics["backtest_holdout"] == direct["holdout"]
+    check = manifest.check
+    promised = {"sharpe": direct["out_of_fold"]["sharpe"], "total_return": direct["out_of_fold"]["total_return"],
+                "trades": direct["out_of_fold"]["trades"], "max_drawdown": direct["out_of_fold"]["max_drawdown"],
+                "win_rate": direct["out_of_fold"]["win_rate"], "holdout_sharpe": direct["holdout"]["sharpe"],
+                "holdout_trades": direct["holdout"]["trades"]}  # fmt: skip
+    assert check.row == pytest.approx(promised, rel=1e-12)  # the row's promise, kept
+    assert check.status == check.row_gate != "FAIL" and check.publishable and check.reason == ""
+    assert [g.gate for g in check.gates] == ["min_trades", "min_sharpe", "max_drawdown", "min_win_rate"]
+
+
+def test_a_model_whose_policy_no_longer_trades_is_flagged_refused_and_published_only_by_force(swept, monkeypatch, capsys):
+    home, pack, spec, sweep_id, passing = swept
+    monkeypatch.setenv("SIGMA_HOME", str(home))
+    with Workspace(home, clock=_clock) as space:
+        rows = {row["rank"]: row for row in load(space, sweep_id)[0].to_pylist()}
+    rank = passing[0]
+    assert rows[rank]["trades"] > 0 and rows[rank]["holdout_trades"] > 0
+    # What was seen on real SPY: calibrated probabilities that all sit just under the row's threshold (a long model).
+    level = rows[rank]["threshold"] - 0.03
+    flat = Calibration(method="isotonic", x=[0.0, 1.0], y=[level, level])
+    monkeypatch.setattr(calibration, "choose", lambda p, y: (flat, {"isotonic": 0.25, "sigmoid": 0.25}))
+    request = TrainRequest(sweep=sweep_id, rank=rank, grid=SMALL)
+    folder = fit_configuration(home, pack, spec, request)
+    manifest = _manifest(folder)
+    assert np.nanmax(_probabilities(folder / "probabilities.parquet")) == pytest.approx(level)
+    assert manifest.metrics["backtest_out_of_fold"]["trades"] == manifest.metrics["backtest_holdout"]["trades"] == 0
+    check = manifest.check
+    assert check.row_gate != "FAIL" and check.status == "FAIL" and not check.publishable
+    assert "trades 0 is below the gate" in check.reason and "no trades on the holdout, where the row made" in check.reason
+    trained = training.trained_id(sweep_id, rank)
+    with Workspace(home, clock=_clock) as space:
+        training._register(space, spec, request, folder, "test")
+        assert space.trained(trained).refusal == check.reason
+
+    def sigma(*argv):
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = sigma("models", "review", trained)
+    assert code == 0 and f"NOT PUBLISHABLE: {check.reason}" in out and "model: Sharpe 0.00" in out
+    code, out, err = sigma("publish", trained)
+    assert code == 2 and f"sigma: error: publish: {trained} is not publishable" in err and check.reason in err and "--force" in err
+    with Workspace(home, clock=_clock) as space:
+        assert space.trained(trained).published_at is None and space.audit_log(trained)[-1].action == "model.train"
+    code, out, err = sigma("publish", trained, "--force")
+    assert code == 0 and "registry version" in out and "over its training verdict" in err
+    with Workspace(home, clock=_clock) as space:
+        entry = space.audit_log(trained)[-1]
+        assert (entry.action, entry.details["forced"], entry.details["not_publishable"]) == ("model.publish", True, check.reason)
+        space.unpublish(trained, actor="test")
+        space.discard(trained, actor="test")

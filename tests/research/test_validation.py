@@ -45,15 +45,18 @@ def _pipeline(bars: Bars):
     features = feature_matrix(model_features(spec.features, spec.indicators), spec.indicators, bars, session)
     labels = label(bars, recipe)
     splits, holdout = walk_forward(len(bars), horizon=recipe.horizon_bars, embargo=5)
-    probabilities = out_of_fold(features, labels, splits=splits, holdout_start=holdout, horizon=recipe.horizon_bars, embargo=5)
+    probabilities = out_of_fold(features, labels, splits=splits, holdout_start=holdout, horizon=recipe.horizon_bars, embargo=5).calibrated
     return features, labels, probabilities
 
 
 def test_changing_the_future_changes_nothing_before_it():
-    bars, _ = generate(["SPY"], "1d", 1500, US, seed=11)["SPY"]
+    # Features warm up over ~590 bars and a test block is calibrated on earlier out-of-fold rows: the first calibrated
+    # development probabilities come in the fifth block, from bar 1,067 on; the cut falls in the sixth.
+    bars, _ = generate(["SPY"], "1d", 2000, US, seed=11)["SPY"]
     features, labels, probabilities = _pipeline(bars)
     assert np.isfinite(probabilities).sum() > 600
-    cut = 1000
+    cut = 1400
+    assert np.isfinite(probabilities[:cut - 5]).sum() > 300  # before the cut, there is something to compare
     horizon = 5
     rng = np.random.default_rng(0)
     shocked = Bars("SPY", "1d", bars.start, bars.end, *(
