@@ -273,7 +273,7 @@ def test_floats_come_back_bit_for_bit_and_containers_keep_their_type():
 # -- resumed as if never stopped -----------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), cut=st.integers(0, 400), rest=st.integers(1, 200),
        holes=st.lists(st.integers(0, 599), max_size=8), chosen=st.sets(st.sampled_from(BAR_NAMES + TICK_NAMES), min_size=1))  # fmt: skip
 def test_a_feature_vector_restored_mid_stream_goes_on_as_its_uninterrupted_twin(seed, cut, rest, holes, chosen):
@@ -294,7 +294,7 @@ def test_a_feature_vector_restored_mid_stream_goes_on_as_its_uninterrupted_twin(
     assert tree(interrupted) == tree(twin)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 1000), cut=st.integers(0, 400), rest=st.integers(1, 400))
 def test_a_pipeline_restored_mid_stream_closes_the_bars_and_rows_of_its_uninterrupted_twin(seed, cut, rest):
     trades = _trades(seed, cut + rest)
