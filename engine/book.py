@@ -406,12 +406,13 @@ def _no_entry(counters, config, best, hour, session) -> bool:
     The kill switch is on, no ticker passes the threshold, the hour is not allowed, or
     the session's ``max_trades_per_day`` are taken (a new session starts a new count).
     """
-    return (
-        counters[_KILLED] != 0
-        or best < config[_THRESHOLD] - 0.5
-        or not hour_allowed(hour, np.int64(config[_HOURS]))
-        or (session == counters[_SESSION] and counters[_TODAY] >= np.int64(config[_DAILY]))
-    )
+    # Every value is read before any test, so that `skip`'s loop reads them once, not at each bar.
+    killed = counters[_KILLED] != 0
+    floor = config[_THRESHOLD] - 0.5
+    hours = np.int64(config[_HOURS])
+    capped = counters[_TODAY] >= np.int64(config[_DAILY])
+    today = counters[_SESSION]
+    return killed or best < floor or not hour_allowed(hour, hours) or (capped and session == today)
 
 
 @helper
