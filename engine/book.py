@@ -415,7 +415,7 @@ def _no_entry(counters, config, best, hour, session) -> bool:
     return killed or best < floor or not hour_allowed(hour, hours) or (capped and session == today)
 
 
-@helper
+@kernel
 def skip(counters, config, best, hour, session, t, bars) -> int:
     """The first bar from ``t`` (before ``bars``) whose `step` may do more than its fast exit; the steps skipped are counted.
 

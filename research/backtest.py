@@ -131,8 +131,7 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, s
     t = 0
     while t < bars:
         acts = skip(counters, config, confidence, hour, session, t, bars)
-        for idle in range(t, acts):
-            returns[idle] = 0.0
+        returns[t:acts] = 0.0
         t = acts
         if t == bars:
             break
