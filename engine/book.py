@@ -420,8 +420,10 @@ def skip(counters, config, best, hour, session, t, bars) -> int:
     """The first bar from ``t`` (before ``bars``) whose `step` may do more than its fast exit; the steps skipped are counted.
 
     A book with no trade and no order stays as it is through bars where no entry is
-    possible: `step` would only count them and return 0. A backtest skips them here
-    with no call each (``best``, ``hour`` and ``session`` are per bar).
+    possible: `step` would only count them and return 0. A backtest skips them here,
+    with no step for each (``best``, ``hour`` and ``session`` are per bar). A kernel of
+    its own, not inlined into the backtest's loop, so that its loop keeps its values in
+    registers instead of reloading what the inlined `step` spills.
     """
     if counters[_OPEN] != 0 or counters[_ORDERS] != 0:
         return t
