@@ -54,7 +54,7 @@ from engine.policy import (
 )
 from engine.snapshot import state
 
-__all__ = ["Book", "empty", "step", "live_step", "rank", "OPEN", "CLOSE", "EVENT_COLUMNS", "LOG_COLUMNS"]
+__all__ = ["Book", "empty", "step", "skip", "live_step", "rank", "OPEN", "CLOSE", "EVENT_COLUMNS", "LOG_COLUMNS"]
 
 # Configuration row columns, by name (`engine.policy.PARAMETERS`).
 (_THRESHOLD, _HOURS, _SIDE, _TOP, _SIZE, _BY_CONFIDENCE, _CONFIDENCE_CAP, _EXPOSURE, _STOP, _TAKE, _HOLD, _MAXPOS, _ENTRY,
@@ -220,8 +220,8 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
         counters[_TODAY] = 0
     threshold = config[_THRESHOLD]
     slots = slot_ints.shape[0]
-    if counters[_OPEN] == 0 and counters[_ORDERS] == 0 and best < threshold - 0.5:
-        return 0.0, written  # no trade, no order, and no ticker confident enough: most bars of a sweep
+    if counters[_OPEN] == 0 and counters[_ORDERS] == 0 and _no_entry(counters, config, best, hour, session):
+        return 0.0, written  # no trade, no order, and no entry possible: most bars of a sweep (see `skip`)
     n_tickers = close.shape[1]
     side = np.int64(config[_SIDE])
     stop_loss = config[_STOP]
@@ -360,7 +360,7 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
                                  _confidence(p, direction, side) if p == p else 0.0)  # fmt: skip
         else:
             exposure += slot_floats[s, _COMMITTED]
-    if counters[_KILLED] != 0 or best < threshold - 0.5 or not hour_allowed(hour, np.int64(config[_HOURS])):
+    if _no_entry(counters, config, best, hour, session):
         return r, written
     room = min(max(1, math.ceil(config[_TOP] / 100.0 * n_tickers - 1e-9)), free, np.int64(config[_DAILY]) - counters[_TODAY])
     cooldown = np.int64(config[_COOLDOWN]) * _NS_PER_MINUTE
@@ -399,6 +399,41 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
     counters[_ORDERS] = orders
     counters[_TODAY] += orders
     return r, written
+
+
+@helper
+def _no_entry(counters, config, best, hour, session) -> bool:
+    """True when no entry can be decided at a bar of ``session`` whose best confidence is ``best``, at ``hour``.
+
+    The kill switch is on, no ticker passes the threshold, the hour is not allowed, or
+    the session's ``max_trades_per_day`` are taken (a new session starts a new count).
+    """
+    # Every value is read before any test, so that `skip`'s loop reads them once, not at each bar.
+    killed = counters[_KILLED] != 0
+    floor = config[_THRESHOLD] - 0.5
+    hours = np.int64(config[_HOURS])
+    capped = counters[_TODAY] >= np.int64(config[_DAILY])
+    today = counters[_SESSION]
+    return killed or best < floor or not hour_allowed(hour, hours) or (capped and session == today)
+
+
+@kernel
+def skip(counters, config, best, hour, session, t, bars) -> int:
+    """The first bar from ``t`` (before ``bars``) whose `step` may do more than its fast exit; the steps skipped are counted.
+
+    A book with no trade and no order stays as it is through bars where no entry is
+    possible: `step` would only count them and return 0. A backtest skips them here,
+    with no step for each (``best``, ``hour`` and ``session`` are per bar). A kernel of
+    its own, not inlined into the backtest's loop, so that its loop keeps its values in
+    registers instead of reloading what the inlined `step` spills.
+    """
+    if counters[_OPEN] != 0 or counters[_ORDERS] != 0:
+        return t
+    first = t
+    while t < bars and _no_entry(counters, config, best[t], hour[t], session[t]):
+        t += 1
+    counters[_STEPS] += t - first
+    return t
 
 
 @helper

@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from engine._jit import helper, kernel
-from engine.book import EVENT_COLUMNS, LOG_COLUMNS, OPEN, empty, rank, step
+from engine.book import EVENT_COLUMNS, LOG_COLUMNS, OPEN, empty, rank, skip, step
 from engine.policy import EXIT_REASONS, PARAMETERS
 
 __all__ = ["Market", "PARAMETERS", "METRICS", "Trade", "Decision", "run", "trades", "replay", "summarise", "BLOCKS"]
@@ -128,13 +128,20 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, s
     bars, tickers = close.shape
     slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally = empty(np.int64(config[_MAXPOS]), tickers)
     written = 0
-    for t in range(bars):
+    t = 0
+    while t < bars:
+        acts = skip(counters, config, confidence, hour, session, t, bars)
+        returns[t:acts] = 0.0
+        t = acts
+        if t == bars:
+            break
         returns[t], now = step(slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally, config,
                                open_, high, low, close, probability, ranking, volatility, t, confidence[t], hour[t], session[t],
                                end[t], opened[t], closed[t], sessions_per_year, t == bars - 1, log, events, written)  # fmt: skip
         for k in range(written, min(now, event_bars.shape[0])):
             event_bars[k] = t
         written = now
+        t += 1
     return int(tally[0]), int(tally[1]), tally[2], tally[3], int(tally[4]), written
 
 
@@ -163,6 +170,8 @@ def summarise(returns, trades, wins, profit, loss, exposed, periods_per_year, ou
         block_squares = 0.0
         for t in range(first, end):
             r = returns[t]
+            if r == 0.0:
+                continue  # changes nothing below, bit for bit; most bars of a sweep's configuration hold no trade
             equity *= 1.0 + r
             peak = max(peak, equity)
             worst = min(worst, equity / peak)
@@ -208,7 +217,7 @@ def _run(open_, high, low, close, probability, ranking, confidence, hour, sessio
     count = configs.shape[0]
     for chunk in numba.prange(chunks):
         returns = np.empty(close.shape[0])  # one buffer per chunk of configurations, reused
-        for c in range(chunk * count // chunks, (chunk + 1) * count // chunks):
+        for c in range(chunk, count, chunks):  # every chunks-th: a grid's neighbours cost alike, so chunks cost alike
             trades, wins, profit, loss, exposed, _ = _simulate(
                 open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, configs[c], returns,
                 no_log, no_events, no_bars,
