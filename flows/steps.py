@@ -48,7 +48,6 @@ from flows.registry import Registry, ServingModel
 __all__ = ["DeadLetter", "Quiet", "Decided", "Status", "TickerStep", "score", "PolicyStep", "ConflictStep"]
 
 
-
 class DeadLetter(msgspec.Struct, frozen=True, array_like=True):
     """A message the flow refused: why, the raw payload, where it came from."""
 

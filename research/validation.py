@@ -74,9 +74,12 @@ def classifier(point: dict[str, float], *, seed: int, threads: int) -> xgboost.X
 def _learnable(matrix: np.ndarray, outcomes: np.ndarray, end: int) -> np.ndarray | None:
     """The usable rows before ``end``, or None when they are too few to learn from."""
     usable = np.isfinite(outcomes[:end]) & np.isfinite(matrix[:end]).all(axis=1)
-    if usable.sum() < MIN_ROWS or len(np.unique(outcomes[:end][usable])) < 2:
-        return None
-    return usable
+    return usable if _enough(outcomes[:end][usable]) else None
+
+
+def _enough(outcomes: np.ndarray) -> bool:
+    """At least `MIN_ROWS` known outcomes, with both among them: what a fit or a calibration needs."""
+    return len(outcomes) >= MIN_ROWS and len(np.unique(outcomes)) >= 2
 
 
 def fold_probabilities(
@@ -163,7 +166,7 @@ def calibrate(
 def _calibrator(raw: np.ndarray, outcomes: np.ndarray, known: np.ndarray, end: int) -> tuple[Calibration, dict[str, float]] | None:
     """`research.calibration.choose` on the known out-of-fold rows before ``end``; None when they are too few."""
     rows = known[:end]
-    if rows.sum() < MIN_ROWS or len(np.unique(outcomes[:end][rows])) < 2:
+    if not _enough(outcomes[:end][rows]):
         return None
     return calibration.choose(raw[:end][rows].astype(np.float64), outcomes[:end][rows])
 
