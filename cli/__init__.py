@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import data, demo, indicators, live, models, packs, sweep, train
+from cli import data, demo, indicators, live, models, packs, sim, sweep, train
 from engine.errors import SigmaError
 
 __all__ = ["main"]
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.register(commands)
     train.register(commands, model_verbs)
     live.register(commands)
+    sim.register(commands)
     demo.register(commands)
     return parser
 

@@ -42,7 +42,7 @@ from engine.options import option_price, option_strike, strike_score
 from engine.schemas import Alert, FutureAlert, Lineage, OptionAlert, StockAlert
 from engine.signals import Signal
 
-__all__ = ["alert_id", "listed_expiry", "strike_increment", "on_grid", "contract_month", "build_alert", "resolve", "RULES"]
+__all__ = ["alert_id", "nanoseconds", "next_bar_end", "listed_expiry", "years_to_expiry", "strike_increment", "on_grid", "contract_month", "build_alert", "resolve", "RULES"]
 
 RULES = ("first-wins", "highest-confidence", "ensemble")
 """The conflict rules a user can choose."""
@@ -144,7 +144,7 @@ def build_alert(
         "stop_loss": _number(signal.stop),
         "take_profit": _number(signal.target),
         "urgency": "immediate" if bar.end - bar.start < 86_400_000_000_000 else "day",
-        "valid_until": _utc(bar.end + (bar.end - bar.start)),
+        "valid_until": _utc(next_bar_end(clock, row.session, bar)),
         "lineage": lineage,
         "received_at": _utc(row.received_at),
         "emitted_at": _utc(emitted_at),
@@ -168,9 +168,8 @@ def _option_alert(signal: Signal, settings: OptionSettings, clock: ExchangeClock
     row = signal.scored
     bar = row.bar
     kind = signal.direction if signal.intent == "open" else -signal.direction  # a close sells the contract it bought
-    expiry, opens, closes, later, per_year = _expiry_schedule(clock, row.session, settings.default_dte)
-    left_today = min(max((closes - bar.end) / (closes - opens), 0.0), 1.0)
-    years = (left_today + later) / per_year
+    expiry = _listed(clock, row.session, settings.default_dte)
+    years = years_to_expiry(clock, row.session, bar.end, expiry)
     volatility = row.volatility
     strike, premium = math.nan, None
     if volatility == volatility and volatility > 0:
@@ -195,13 +194,41 @@ def _option_alert(signal: Signal, settings: OptionSettings, clock: ExchangeClock
     )
 
 
+def next_bar_end(clock: ExchangeClock, session: int, bar) -> int:
+    """When the bar after ``bar`` ends: an order decided at ``bar``'s close is good for that bar, across a session's end too."""
+    length = bar.end - bar.start
+    opens, closes = clock.session_bounds(session)
+    if bar.end + length <= closes or length > closes - opens + 3_600_000_000_000:  # inside the session, or weekly and longer
+        return bar.end + length
+    following, following_close = _next_session(clock, session)
+    return min(following + length, following_close)  # the next session's first bar, or the whole session for daily bars
+
+
 @functools.lru_cache(maxsize=4096)
-def _expiry_schedule(clock: ExchangeClock, session: int, sessions: int) -> tuple[int, int, int, int, float]:
-    """(expiry, session open, session close, whole sessions after this one until expiry, sessions a year): one per session date."""
-    expiry = listed_expiry(clock, session, sessions)
+def _next_session(clock: ExchangeClock, session: int) -> tuple[int, int]:
+    day = session + 1
+    while not clock.trades(day):
+        day += 1
+    return clock.session_bounds(day)
+
+
+@functools.lru_cache(maxsize=4096)
+def _listed(clock: ExchangeClock, session: int, sessions: int) -> int:
+    return listed_expiry(clock, session, sessions)  # one per session date and target
+
+
+def years_to_expiry(clock: ExchangeClock, session: int, ts: int, expiry: int) -> float:
+    """Trading years from ``ts`` (in the session dated ``session``) to the close of the expiry session: an option's time left."""
+    opens, closes, later, per_year = _span(clock, session, expiry)
+    return (min(max((closes - ts) / (closes - opens), 0.0), 1.0) + later) / per_year
+
+
+@functools.lru_cache(maxsize=4096)
+def _span(clock: ExchangeClock, session: int, expiry: int) -> tuple[int, int, int, float]:
+    """(session open, session close, whole sessions after it until the expiry, sessions a year): one per session and expiry."""
     opens, closes = clock.session_bounds(session)
     later = sum(clock.trades(day) for day in range(session + 1, expiry + 1))
-    return expiry, opens, closes, later, bars_per_year(clock.calendar, "1d")
+    return opens, closes, later, bars_per_year(clock.calendar, "1d")
 
 
 def resolve(rule: Rule, alerts: Sequence[Alert], order: Sequence[str] = ()) -> tuple[list[Alert], str | None]:
@@ -243,6 +270,11 @@ _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _utc(ns: int) -> datetime:
     return _EPOCH_UTC + timedelta(microseconds=ns // 1000)
+
+
+def nanoseconds(moment: datetime) -> int:
+    """An alert's time (its ``timestamp``, ``valid_until``) back as event-time nanoseconds."""
+    return (moment - _EPOCH_UTC) // timedelta(microseconds=1) * 1_000
 
 
 def _number(value: float) -> float | None:

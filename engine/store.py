@@ -23,7 +23,7 @@ from engine.errors import NotFoundError
 from engine.features import TICK_FIELDS
 from engine.lineage import content_sha
 
-__all__ = ["Dataset", "bars_path", "store_bars", "store_ticks", "datasets", "dataset", "load_bars", "load_ticks"]
+__all__ = ["Dataset", "bars_path", "store_bars", "store_ticks", "datasets", "dataset", "load_bars", "load_ticks", "write_parquet"]
 
 _METADATA_KEY = b"sigma.dataset"
 
@@ -73,18 +73,19 @@ def store_bars(home: Path, bars: Bars, cal: Calendar, *, source: str, adjustment
         dropped=dropped,
     )
     table = pa.table(columns).replace_schema_metadata({_METADATA_KEY: msgspec.json.encode(info)})
-    _write(table, bars_path(home, bars.ticker, bars.cadence))
+    write_parquet(table, bars_path(home, bars.ticker, bars.cadence))
     return info
 
 
 def store_ticks(home: Path, ticker: str, ticks: Mapping[str, np.ndarray]) -> int:
     """Write a ticker's tick table (the `TICK_FIELDS` columns); returns the row count."""
     table = pa.table({field: ticks[field] for field in TICK_FIELDS})
-    _write(table, _ticks_path(home, ticker))
+    write_parquet(table, _ticks_path(home, ticker))
     return table.num_rows
 
 
-def _write(table: pa.Table, path: Path) -> None:
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` atomically: a reader sees the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     pq.write_table(table, partial)

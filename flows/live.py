@@ -74,6 +74,7 @@ def flow(
     poll_seconds: float = 2.0,
     alert_file: str | Path | None = None,
     recovery: bool = False,
+    paper: bool = False,
 ) -> Dataflow:
     """The dataflow that serves the published models of workspace ``home``, alerting to ``redis_url``.
 
@@ -90,6 +91,8 @@ def flow(
     ``recovery`` must be True when Bytewax runs the flow with a recovery store (``-r``):
     a restart without a snapshot then reads the stream from ``start`` again, rather than
     from where the consumer group was left by a run that died before snapshotting.
+    ``paper`` serves the ``models`` named whether or not they are published: a
+    paper-trading replay (`replay.sim`) of a model that has not earned live yet.
     """
     home = Path(home or os.environ.get("SIGMA_HOME", ".sigma"))
     redis_url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -102,7 +105,9 @@ def flow(
             raise ConfigError(name, f"{value} is negative", "use 0 or more milliseconds")
     if kind not in ("ticks", "bars"):
         raise ConfigError("kind", f"unknown input kind {kind!r}", "use ticks or bars")
-    registry = Registry(home, poll_seconds=poll_seconds, only=tuple(models))
+    if paper and not models:
+        raise ConfigError("models", "a paper replay names the trained models it trades", "pass them with models=[...]")
+    registry = Registry(home, poll_seconds=poll_seconds, only=tuple(models), paper=paper)
     if not registry.models:
         raise ConfigError("models", f"no published model in {home}", "train one and `sigma publish TRAINED_ID`")
     compile_helpers()

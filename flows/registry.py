@@ -67,11 +67,13 @@ class ServingModel(msgspec.Struct, frozen=True, kw_only=True):
 class Registry:
     """The published models of one workspace, by trained id and by ticker."""
 
-    def __init__(self, home: Path, *, poll_seconds: float = 2.0, only: tuple[str, ...] = ()) -> None:
+    def __init__(self, home: Path, *, poll_seconds: float = 2.0, only: tuple[str, ...] = (), paper: bool = False) -> None:
         self.home = Path(home)
         self.poll_seconds = poll_seconds
         self.only = only
         """Serve only these trained ids (empty: every published model)."""
+        self.paper = paper
+        """Serve the ``only`` models whether or not they are published: a paper-trading replay of trained models."""
         self.version = -1
         self.models: dict[str, ServingModel] = {}
         self.by_ticker: dict[str, list[ServingModel]] = {}
@@ -89,7 +91,7 @@ class Registry:
             version = space.registry_version()
             if version == self.version:
                 return False
-            records = [r for r in space.trained_models(published=True) if not self.only or r.id in self.only]
+            records = [r for r in space.trained_models(published=None if self.paper else True) if not self.only or r.id in self.only]
             models = {}
             for record in records:
                 try:

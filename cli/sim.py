@@ -1,0 +1,169 @@
+"""``sigma sim run|resume|cancel|status|report``: paper trading by replay (SigmaSim)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, date, datetime
+
+import msgspec
+
+from cli._common import actor, key_values, print_json, workspace
+from engine.errors import ConfigError
+from engine.workspace import default_home
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    sim = commands.add_parser("sim", help="paper trading by replay: stored history through the live flow and a paper broker")
+    verbs = sim.add_subparsers(dest="verb", required=True, metavar="VERB")
+    run = verbs.add_parser(
+        "run",
+        help="replay stored history through the live flow and paper-trade its alerts",
+        description="Runs the stored bars (or ticks) of the models' tickers through the live dataflow, with the named "
+        "trained models served as they would be live, published or not. Alerts go to a private redis-server of the run "
+        "(or, without one installed, to the run's alert file), and the paper broker reads them through a consumer group "
+        "and fills them against the data that follows each alert. Ctrl-C or `sigma sim cancel RUN` stops; "
+        "`sigma sim resume RUN` continues without doubling an alert or a fill.",
+    )
+    run.add_argument("models", nargs="+", metavar="TRAINED_ID", help="trained models to paper-trade (`sigma models trained`)")
+    run.add_argument("--from", dest="start", type=date.fromisoformat, help="first day (YYYY-MM-DD); default: all stored")
+    run.add_argument("--to", dest="end", type=date.fromisoformat, help="last day (YYYY-MM-DD); default: all stored")
+    run.add_argument("--tickers", help="comma-separated tickers of the models' universes (default: all of them)")
+    run.add_argument("--source", choices=("bars", "ticks"), default="bars", help="replay stored bars or stored ticks")
+    run.add_argument("--speed", default="max", help="max: as fast as the flow goes (paced replays are not built yet)")
+    run.add_argument("--convention", choices=("market", "backtest"), default="market",
+                     help="market: fills as a broker would (next quote or open, bps slippage, fees); "
+                     "backtest: exactly as the research backtest (the parity convention)")  # fmt: skip
+    run.add_argument("--fill", action="append", metavar="NAME=VALUE",
+                     help="a fill setting: slippage_bps, slippage_ticks, tick_size, limit_fill_probability, participation, "
+                     "cash, initial_margin, multiplier, option_multiplier, lateness_ms, seed, fees.per_share, fees.minimum, "
+                     "fees.per_option_contract, fees.per_future_contract (repeatable)")  # fmt: skip
+    run.add_argument("--redis-url", help="write the replay's alerts to this Redis (its {sigma}:alerts streams) instead of a private one")
+    run.add_argument("--json", action="store_true", help="print the finished run as JSON")
+    run.set_defaults(handler=_run)
+
+    resume = verbs.add_parser("resume", help="continue a cancelled or failed paper run where it stopped")
+    resume.add_argument("run")
+    resume.add_argument("--json", action="store_true")
+    resume.set_defaults(handler=_resume)
+    stop = verbs.add_parser("cancel", help="stop a running paper run (from another shell)")
+    stop.add_argument("run")
+    stop.set_defaults(handler=_cancel)
+    status = verbs.add_parser("status", help="paper runs, or one run's account: positions, P&L and the last fills")
+    status.add_argument("run", nargs="?")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+    report = verbs.add_parser("report", help="a finished paper run's summary and its parity diff against the research backtest")
+    report.add_argument("run")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(handler=_report)
+
+
+def fill_settings(convention: str, pairs: list[str] | None):
+    """The run's `FillSettings` from ``--convention`` and ``--fill`` pairs; `ConfigError` names a wrong one."""
+    from replay.broker import FillSettings
+
+    values: dict[str, object] = {"convention": convention}
+    fees: dict[str, object] = {}
+    for key, value in key_values(pairs, "--fill").items():
+        if key.startswith("fees."):
+            fees[key.removeprefix("fees.")] = value
+        else:
+            values[key] = value
+    if fees:
+        values["fees"] = fees
+    try:
+        return msgspec.convert(values, FillSettings)
+    except msgspec.ValidationError as error:
+        raise ConfigError("--fill", str(error), "see `sigma sim run --help` for the settings and their ranges") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from replay import sim
+
+    request = sim.SimRequest(models=args.models, start=args.start, end=args.end,
+                             tickers=[t.strip() for t in (args.tickers or "").split(",") if t.strip()], source=args.source,
+                             speed=args.speed, fill=fill_settings(args.convention, args.fill), redis_url=args.redis_url)  # fmt: skip
+    with workspace() as space:
+        started = sim.start(space, request, actor=actor())
+    print(f"paper run {started.run_id}: {', '.join(started.request.models)} over {', '.join(started.tickers)} "
+          f"({started.cadence}), fills by the {request.fill.convention} convention")  # fmt: skip
+    return _finish(sim.execute(default_home(), started.run_id), args.json)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from replay import sim
+
+    run = sim.load(default_home(), args.run)
+    if run.status == "done":
+        print(f"{run.run_id} is finished; `sigma sim report {run.run_id}`")
+        return 0
+    return _finish(sim.execute(default_home(), run.run_id), args.json)
+
+
+def _finish(run, as_json: bool) -> int:
+    if as_json:
+        print_json(run)
+    elif run.status == "done":
+        s = run.summary
+        print(f"{run.run_id}: done. equity {s['equity']:,.2f} ({s['total_return']:+.2%}), {s['trades']:.0f} trades "
+              f"(win rate {s['win_rate']:.0%}), max drawdown {s['max_drawdown']:.2%}, fees {s['fees']:,.2f}; "
+              f"`sigma sim report {run.run_id}` compares it with the backtest")  # fmt: skip
+    return 0 if run.status == "done" else 130
+
+
+def _cancel(args: argparse.Namespace) -> None:
+    from replay import sim
+
+    run = sim.cancel(default_home(), args.run)
+    print(f"{run.run_id}: " + ("asked to stop" if run.status == "running" else f"not running ({run.status})"))
+
+
+def _status(args: argparse.Namespace) -> None:
+    from replay import sim
+
+    home = default_home()
+    if args.run is None:
+        listed = sim.runs(home)
+        if args.json:
+            print_json(listed)
+            return
+        if not listed:
+            print("no paper runs yet: `sigma sim run TRAINED_ID`")
+        for run in listed:
+            done = f" return {run.summary['total_return']:+.2%}, {run.summary['trades']:.0f} trades" if run.summary else ""
+            print(f"{run.run_id}  {run.status:<9} {','.join(run.request.models)}  {run.request.fill.convention}{done}")
+        return
+    run = sim.load(home, args.run)
+    book = sim.account(home, args.run)
+    if args.json:
+        print_json({"run": run, "account": book})
+        return
+    print(f"{run.run_id}: {run.status}; cash {book.cash:,.2f}, equity {sim.summary(book)['equity']:,.2f}, "
+          f"realised P&L {book.realised:,.2f}")  # fmt: skip
+    for position in book.positions.values():
+        print(f"  open  {position.model} {position.instrument} {position.quantity:g} @ {position.entry_price:.4f}, mark {position.mark:.4f}")
+    for fill in book.fills[-10:]:
+        moment = datetime.fromtimestamp(fill.at / 1e9, UTC)
+        print(f"  fill  {moment:%Y-%m-%d %H:%M} {fill.instrument} {'BUY' if fill.side > 0 else 'SELL'} {fill.quantity:g} @ {fill.price:.4f} "
+              f"fee {fill.fee:.2f} ({fill.reason})")  # fmt: skip
+
+
+def _report(args: argparse.Namespace) -> int:
+    from replay import parity, sim
+
+    home = default_home()
+    run = sim.load(home, args.run)
+    diff = parity.report(home, args.run)
+    if args.json:
+        print_json({"run": run, "parity": diff})
+        return 0
+    s = run.summary
+    print(f"{run.run_id} ({run.request.fill.convention} fills): return {s['total_return']:+.2%}, {s['trades']:.0f} trades, "
+          f"max drawdown {s['max_drawdown']:.2%}")  # fmt: skip
+    print(f"parity against the backtest: {diff.decisions} decisions and {diff.trades} trades compared, "
+          f"{len(diff.differences)} differences")  # fmt: skip
+    for d in diff.differences[:40]:
+        print(f"  {d.what:<8} {d.key}  {d.field}: backtest {d.backtest}, replay {d.replay}  ({d.cause})")
+    for cause, value in sorted(diff.return_gap.items(), key=lambda item: -abs(item[1])):
+        print(f"  return gap from {cause}: {value:+.4%}")
+    return 0

@@ -1,0 +1,200 @@
+"""The parity report: a paper run held against the research backtest of the same artifact over the same bars.
+
+The backtest (`research.backtest.replay`) scores the stored bars with the model's
+`Pipeline` and runs its policy over the run's window, warmed from the history before
+it, as the replay's flow was. Two comparisons:
+
+- **Decisions**: every entry and exit the backtest decides is an alert of the run
+  (the same id: model, ticker, bar end, intent) with the same reason, price, size and
+  confidence, and the run alerts nothing else. The last bar is left out: a backtest
+  closes everything there, the flow decides as on any other bar.
+- **Trades**: each backtest round trip is a broker trade entered on the same bar of
+  the same ticker, at the same entry and exit prices, for the same reason and net
+  return. Under the ``backtest`` fill convention both lists are empty; under
+  ``market``, each difference names its cause (entry fill, exit fill, fees, an order
+  not filled and why), and the report sums how much of the return gap (trade size
+  times the net return difference) each cause explains.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from engine.alerts import alert_id, nanoseconds
+from engine.calendar import calendar
+from engine.policy import EXIT_END, EXIT_REASONS, Policy
+from engine.store import load_bars
+from engine.workspace import Workspace
+from packs import catalog
+from replay.broker import Account
+from replay.sim import SimRun, account, alerts, load
+from research import review, sweep
+from research.backtest import Decision, Market, Trade, replay
+
+__all__ = ["Difference", "Parity", "backtest", "report"]
+
+_TOLERANCE = 1e-9  # relative: the two sides compute the same floats in another order at most
+
+
+class Difference(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing the replay and the backtest disagree on."""
+
+    what: str
+    """``decision`` or ``trade``."""
+    key: str
+    """The alert id (a decision) or ``model ticker entry-bar-start`` (a trade)."""
+    field: str
+    backtest: str
+    replay: str
+    cause: str
+
+
+class Parity(msgspec.Struct, frozen=True, kw_only=True):
+    """A run's parity report."""
+
+    run_id: str
+    convention: str
+    decisions: int
+    """Decisions of the backtest compared."""
+    trades: int
+    differences: list[Difference]
+    return_gap: dict[str, float]
+    """Per cause, the share of the return gap it explains (trade size x net return difference, summed)."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.differences
+
+
+def backtest(home: Path, trained_id: str, first_end: int, last_end: int) -> tuple[Market, list[Trade], list[Decision]]:
+    """The backtest of a trained model over its universe's bars ending from ``first_end`` to ``last_end`` (ns, inclusive)."""
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        scorer = review.load_scorer(space, trained_id)
+        spec = space.model(space.trained(trained_id).model)
+        request = space.sweep_request(scorer.manifest.sweep)
+    pack = catalog(home).get(f"{spec.pack}@{spec.pack_version}")
+    universe = []
+    for ticker in request.universe or [spec.instrument.symbol]:
+        bars, dataset = load_bars(home, ticker, spec.cadence)
+        cal = calendar(dataset.calendar)
+        universe.append((bars, review.replay_history(home, scorer, bars, cal)))
+    axis = np.unique(np.concatenate([bars.start for bars, _ in universe]))
+    stored = np.full((len(axis), len(universe)), np.nan)
+    for j, (bars, probabilities) in enumerate(universe):
+        stored[np.searchsorted(axis, bars.start), j] = probabilities
+    prepared = sweep.build_market([(bars, None) for bars, _ in universe], cal, spec, pack.strategies[spec.strategy].label, request,
+                                  stored=stored)  # fmt: skip
+    end = prepared.market.end
+    market = prepared.market.window(slice(int(np.searchsorted(end, first_end)), int(np.searchsorted(end, last_end, side="right"))))
+    policy = Policy.from_parameters(scorer.manifest.policy["parameters"])
+    listed, _, decisions = replay(market, policy.row())
+    return market, listed, decisions
+
+
+def report(home: Path, run_id: str) -> Parity:
+    """The parity report of a finished paper run."""
+    run = load(home, run_id)
+    book = account(home, run_id)
+    taken = {alert.alert_id: alert for alert in alerts(Path(home) / "sim" / run_id)}
+    window_bars = _window_ends(home, run)
+    differences: list[Difference] = []
+    gap: dict[str, float] = {}
+    decisions = trades = 0
+    for model in run.request.models:
+        market, listed, decided = backtest(home, model, window_bars[0], window_bars[-1])
+        last = len(market) - 1
+        expected = {}
+        for d in decided:
+            if d.bar < last:
+                expected[alert_id(model, d.ticker, int(market.end[d.bar]), d.intent)] = d
+        decisions += len(expected)
+        final = int(market.end[last])
+        got = {key: alert for key, alert in taken.items() if alert.model_id == model and nanoseconds(alert.timestamp) < final}
+        for key in sorted(set(expected) - set(got)):
+            differences.append(Difference(what="decision", key=key, field="alert", backtest="decided", replay="no alert", cause="unexplained"))
+        for key in sorted(set(got) - set(expected)):
+            differences.append(Difference(what="decision", key=key, field="alert", backtest="no decision", replay="alerted", cause="unexplained"))
+        for key in sorted(set(expected) & set(got)):
+            d, alert = expected[key], got[key]
+            for field, want, have in (("reason", d.reason, alert.reason), ("price", d.price, alert.entry_price),
+                                      ("size", d.size, alert.position_size), ("confidence", d.confidence, alert.confidence)):  # fmt: skip
+                if not _same(want, have):
+                    differences.append(Difference(what="decision", key=key, field=field, backtest=_shown(want), replay=_shown(have),
+                                                  cause="unexplained"))  # fmt: skip
+        trades += _trades(run, model, market, listed, book, differences, gap)
+    return Parity(run_id=run_id, convention=run.request.fill.convention, decisions=decisions, trades=trades, differences=differences,
+                  return_gap=gap)  # fmt: skip
+
+
+def _window_ends(home: Path, run: SimRun) -> list[int]:
+    from replay.feed import window
+
+    bars = window(home, run.tickers, run.cadence, run.request.start, run.request.end, with_ticks=False).bars
+    return [bars[0].end, bars[-1].end]
+
+
+def _trades(run: SimRun, model: str, market: Market, listed: list[Trade], book: Account, differences: list, gap: dict) -> int:
+    """Compare one model's backtest round trips (but those the history's end closed) with the broker's; returns how many."""
+    market_convention = run.request.fill.convention == "market"
+    papered = {(t.ticker, t.entry_at): t for t in book.trades if t.model == model}
+    notes = {note.split(": ", 1)[0]: note.split(": ", 1)[1] for note in book.notes}
+    compared = 0
+    for trade in listed:
+        if trade.reason == EXIT_REASONS[EXIT_END]:
+            continue  # closed by the backtest's last bar; the paper position stays open
+        compared += 1
+        entry_start = int(market.start[trade.entry_bar])
+        key = f"{model} {trade.ticker} {entry_start}"
+        paper = papered.pop((trade.ticker, entry_start), None)
+        decided = int(market.end[trade.entry_bar - 1]) if trade.entry_bar > 0 else entry_start
+        entry_alert = alert_id(model, trade.ticker, decided, "open")
+        if paper is None:
+            cause = f"not filled: {notes[entry_alert]}" if entry_alert in notes else "unexplained"
+            differences.append(Difference(what="trade", key=key, field="trade", backtest=f"{trade.reason} {trade.net_return:+.4%}",
+                                          replay="no trade", cause=cause))  # fmt: skip
+            _add(gap, cause, -trade.size * trade.net_return)
+            continue
+        backtest_gross = _gross(trade.direction if math.isnan(trade.strike) else 1, trade.entry_price, trade.exit_price)
+        paper_sign = paper.direction if paper.instrument == paper.ticker else 1
+        paper_gross = _gross(paper_sign, paper.entry_price, paper.exit_price)
+        for field, want, have, cause in (
+            ("entry_price", trade.entry_price, paper.entry_price, "entry fill: next quote or open, slippage_bps" if market_convention else "unexplained"),
+            ("exit_price", trade.exit_price, paper.exit_price, "exit fill: next quote or open, slippage_bps" if market_convention else "unexplained"),
+            ("reason", trade.reason, paper.reason, "unexplained"),
+            ("net_return", trade.net_return, paper.net_return, "fees: the per-instrument schedule" if market_convention else "unexplained"),
+        ):  # fmt: skip
+            if not _same(want, have):
+                differences.append(Difference(what="trade", key=key, field=field, backtest=_shown(want), replay=_shown(have), cause=cause))
+        _add(gap, "fill prices", trade.size * (paper_gross - backtest_gross))
+        _add(gap, "fees", trade.size * ((paper.net_return - paper_gross) - (trade.net_return - backtest_gross)))
+    for (ticker, entry_at), paper in sorted(papered.items()):
+        if entry_at >= int(market.start[0]):
+            differences.append(Difference(what="trade", key=f"{model} {ticker} {entry_at}", field="trade", backtest="no trade",
+                                          replay=f"{paper.reason} {paper.net_return:+.4%}", cause="unexplained"))  # fmt: skip
+    return compared
+
+
+def _gross(sign: int, entry: float, exit_price: float) -> float:
+    return sign * (exit_price - entry) / entry
+
+
+def _add(gap: dict, cause: str, value: float) -> None:
+    if abs(value) > 1e-12:  # the same trade priced in another order of operations
+        gap[cause] = gap.get(cause, 0.0) + value
+
+
+def _same(want: float | str | None, have: float | str | None) -> bool:
+    if isinstance(want, str) or isinstance(have, str) or want is None or have is None:
+        return want == have
+    if want != want and have != have:
+        return True
+    return abs(want - have) <= _TOLERANCE * max(1.0, abs(want), abs(have))
+
+
+def _shown(value: object) -> str:
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
