@@ -318,7 +318,7 @@ class Broker:
         direction = 1 if alert.action == "BUY" else -1  # the view on the underlying
         if isinstance(alert, OptionAlert):
             direction = 1 if alert.option_type == "call" else -1
-        underlying = self._entry_price(order, direction, policy, bar, ticks)
+        underlying, at = self._entry_price(order, direction, policy, bar, ticks)
         if underlying != underlying:
             if bar.end >= order.valid_until:
                 self._drop(order, "expired unfilled at its valid_until (its limit or stop was not reached)")
@@ -330,7 +330,6 @@ class Broker:
             if volatility != volatility:
                 self._drop(order, "no volatility to price the option with")
                 return
-            at = max(bar.start, order.after)
             session, _ = self.clock.session(at)
             price = option_price(kind, underlying, strike, years_to_expiry(self.clock, session, at, expiry), volatility)
             price = fill_price(price, 1, self._slippage(policy)) if policy.entry_type != ENTRY_TYPES["limit"] else price
@@ -355,7 +354,6 @@ class Broker:
         if future and margin + fee > self.available() + 1e-9:
             self._drop(order, f"margin {margin:,.2f} is more than the {self.available():,.2f} available")
             return
-        at = max(bar.start, order.after) if ticks else bar.start
         self.account.cash -= fee + (0.0 if future else sign * notional)
         stop, target = exit_levels(direction, underlying, policy.stop_loss, policy.take_profit)
         key = _key(alert.model_id, alert.ticker)
@@ -378,8 +376,8 @@ class Broker:
         if order.filled >= order.wanted - 1e-12:
             self.account.orders.remove(order)
 
-    def _entry_price(self, order: Order, direction: int, policy: Policy, bar: Bar, ticks: list[Tick] | None) -> float:
-        """The underlying's fill price on this bar for the order's entry type; NaN if it does not fill here."""
+    def _entry_price(self, order: Order, direction: int, policy: Policy, bar: Bar, ticks: list[Tick] | None) -> tuple[float, int]:
+        """(the underlying's fill price on this bar for the order's entry type, when); NaN if it does not fill here."""
         settings = self.settings
         reference = order.alert.entry_price
         options = isinstance(order.alert, OptionAlert)
@@ -388,15 +386,20 @@ class Broker:
             price = entry_fill(policy.entry_type, direction, reference, bar.open, bar.high, bar.low, slippage)
             if price == price and settings.convention == "market" and policy.entry_type == ENTRY_TYPES["limit"] and price == reference:
                 if self._draw(order, bar) >= settings.limit_fill_probability:
-                    return math.nan  # touched, but the queue ahead of it took the volume
-            return price
+                    return math.nan, bar.start  # touched, but the queue ahead of it took the volume
+            return price, bar.start
+        price, at = self._market(order, direction, bar, ticks)
+        return fill_price(price, direction, slippage) + direction * self._tick_slippage(order.alert), at
+
+    def _market(self, order: Order, direction: int, bar: Bar, ticks: list[Tick] | None) -> tuple[float, int]:
+        """(price, when) a market order in ``direction`` meets: the next quote's ask or bid, else the next trade, else the open."""
         quote = self._first_tick(order, ticks)
         if quote is not None:
             side_price = quote.ask if direction > 0 else quote.bid
             price = side_price if side_price is not None else quote.price
             if price is not None:
-                return fill_price(price, direction, slippage) + direction * self._tick_slippage(order.alert)
-        return fill_price(bar.open, direction, slippage) + direction * self._tick_slippage(order.alert)
+                return price, quote.ts
+        return bar.open, bar.start
 
     def _first_tick(self, order: Order, ticks: list[Tick] | None) -> Tick | None:
         """The first tick with a price at least ``lateness_ms`` after the alert's bar end: when the flow had decided it."""
@@ -463,12 +466,7 @@ class Broker:
             self._drop(order, "its position left before the order filled")
             return
         policy = self.policies[alert.model_id]
-        at = max(bar.start, order.after) if ticks else bar.start
-        underlying = bar.open
-        quote = self._first_tick(order, ticks) if self.settings.convention == "market" else None
-        if quote is not None:
-            side_price = quote.bid if position.direction > 0 else quote.ask
-            underlying = side_price if side_price is not None else (quote.price if quote.price is not None else bar.open)
+        underlying, at = self._market(order, -position.direction, bar, ticks) if self.settings.convention == "market" else (bar.open, bar.start)
         price = self._value(position, underlying, at)
         price = fill_price(price, -position.sign, self._slippage(policy))
         self._close(key, position, price, underlying, at, alert.reason, alert.alert_id)
