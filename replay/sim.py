@@ -185,6 +185,7 @@ def execute(home: Path, run_id: str, *, announce: Callable[[str], None] = print)
     (folder / "cancel").unlink(missing_ok=True)
     if run.status == "done":
         return run
+    _reap(folder)
     run.status, run.error = "running", None
     _save(home, run)
     server = None
@@ -194,6 +195,7 @@ def execute(home: Path, run_id: str, *, announce: Callable[[str], None] = print)
             from flows.redis_server import RedisServer
 
             server = RedisServer(folder / "redis", appendonly=True).start()
+            _own(folder, "redis", server.pid)
             server.client().config_set("appendfsync", "always")  # an alert the flow wrote survives a kill of the run
             url = server.url
         if run.phase == "flow":
@@ -247,7 +249,8 @@ def _flow(home: Path, run: SimRun, url: str | None, folder: Path, announce: Call
     command = [sys.executable, "-c", "import sys; from replay.sim import _flow_main; _flow_main(sys.argv[1], sys.argv[2], sys.argv[3])",
                str(home), run.run_id, url or ""]  # fmt: skip
     log = (folder / "flow.log").open("ab")
-    child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    _own(folder, "flow", child.pid)
     shown = time.monotonic()
     try:
         while child.poll() is None:
@@ -267,6 +270,38 @@ def _flow(home: Path, run: SimRun, url: str | None, folder: Path, announce: Call
         tail = (folder / "flow.log").read_text(errors="replace").strip().splitlines()[-3:]
         raise SigmaError(f"the replay's flow stopped with status {child.returncode}: {' | '.join(tail)} (whole log: {folder / 'flow.log'})")
     return True
+
+
+def _own(folder: Path, role: str, pid: int | None) -> None:
+    """Record a child process of the run, so that a run resumed after a crash of this one can stop it first."""
+    path = folder / "processes.json"
+    owned = json.loads(path.read_text()) if path.exists() else {}
+    owned[role] = pid
+    path.write_text(json.dumps(owned))
+
+
+def _reap(folder: Path) -> None:
+    """Stop the children a crashed run left behind (a flow still replaying, a redis-server holding the run's files)."""
+    path = folder / "processes.json"
+    if not path.exists():
+        return
+    for pid in json.loads(path.read_text()).values():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue  # gone
+        if str(folder).encode() in command or folder.name.encode() in command:  # ours, not a process that reused the id
+            os.kill(pid, signal.SIGKILL)
+            while Path(f"/proc/{pid}").exists() and b"zombie" not in _state(pid):
+                time.sleep(0.01)
+    path.unlink()
+
+
+def _state(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/status").read_bytes().lower()
+    except OSError:
+        return b"zombie"
 
 
 def _stop(child: subprocess.Popen) -> None:

@@ -24,21 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.alerts import alert_id
-from engine.calendar import calendar
-from engine.models import create_model
-from engine.packs import load_pack
-from engine.policy import Policy
+from engine.store import load_bars
 from engine.workspace import Workspace
 from flows.live import flow
 from flows.sinks import ALERTS
-from packs import OFFICIAL, catalog
-from research import review, sweep, training
-from research.backtest import replay
-from engine.store import load_bars
-from research.data import ImportOptions, import_bars
-from research.training import TrainRequest, fit_configuration
-from tests.conftest import shared_file
-from tests.flows.conftest import SMALL, _clock, policy_copy
+from replay.parity import backtest
+from tests.flows.conftest import _clock, policy_copy
 
 
 def _bar_feed(home: Path, tickers: list[str], cadence: str, count: int) -> list[dict]:
@@ -60,25 +51,7 @@ def backtest_alerts(home: Path, trained_id: str, first_end: int) -> dict[str, tu
 
     The last bar is left out: a backtest closes everything there, the flow decides as on any other bar.
     """
-    with Workspace(home, clock=_clock) as space:
-        scorer = review.load_scorer(space, trained_id)
-        spec = space.model(space.trained(trained_id).model)
-        request = space.sweep_request(scorer.manifest.sweep)
-    pack = catalog(home).get(f"{spec.pack}@{spec.pack_version}")
-    universe = []
-    for ticker in request.universe:
-        bars, dataset = load_bars(home, ticker, spec.cadence)
-        cal = calendar(dataset.calendar)
-        universe.append((bars, review.replay_history(home, scorer, bars, cal)))
-    axis = np.unique(np.concatenate([bars.start for bars, _ in universe]))
-    stored = np.full((len(axis), len(universe)), np.nan)
-    for j, (bars, probabilities) in enumerate(universe):
-        stored[np.searchsorted(axis, bars.start), j] = probabilities
-    prepared = sweep.build_market([(bars, None) for bars, _ in universe], cal, spec, pack.strategies[spec.strategy].label, request,
-                                  stored=stored)  # fmt: skip
-    market = prepared.market.window(slice(int(np.searchsorted(prepared.market.end, first_end)), None))
-    policy = Policy.from_parameters(scorer.manifest.policy["parameters"])
-    _, _, decisions = replay(market, policy.row())
+    market, _, decisions = backtest(home, trained_id, first_end, 2**62)
     return {alert_id(trained_id, d.ticker, int(market.end[d.bar]), d.intent): (d.reason, d.price, d.size)
             for d in decisions if d.bar < len(market) - 1}  # fmt: skip
 
@@ -141,30 +114,8 @@ def test_the_flow_alerts_what_the_backtest_decides_on_synthetic_bars(parity_home
     assert_same(expected, flow_alerts(home, redis_server, copy, rows, tmp_path / "bars.jsonl"))
 
 
-@pytest.fixture(scope="module")
-def real_served(tmp_path_factory):
-    """A swingsigma model on real daily SPY and AAPL bars (2008-2017), trained and published with a policy that trades."""
-    home = tmp_path_factory.mktemp("real") / "home"
-    files = {"SPY": shared_file("spy-daily-yahoo/yahoofinance-SPY-20080101-20180101.csv"),
-             "AAPL": shared_file("aapl-daily-yahoo/yahoofinance-AAPL-20040819-20180120.csv")}  # fmt: skip
-    with Workspace(home, clock=_clock) as space:
-        for ticker, path in files.items():
-            import_bars(home, [path], ImportOptions(ticker=ticker, cadence="1d"))
-        pack = load_pack(OFFICIAL / "swingsigma")
-        spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"})
-        space.add_model(spec, actor="test")
-        request = sweep.SweepRequest(model=spec.name, universe=list(files))
-        sweep_id = sweep.start(space, pack, spec, request, actor="test", announce=lambda line: None)
-        train = TrainRequest(sweep=sweep_id, rank=1, grid=SMALL)
-        trained_id = training._register(space, spec, train, fit_configuration(home, pack, spec, train), "test")
-        copy = policy_copy(space, trained_id, "trades", threshold=0.5, side=1.0, top_pct=100.0, max_positions=2.0,
-                           hours_mask=float((1 << 24) - 1), stop_loss=0.03, take_profit=0.05, hold_bars=5.0)  # fmt: skip
-        space.publish(copy, actor="test")
-    return home, copy
-
-
-def test_the_flow_alerts_what_the_backtest_decides_on_real_daily_bars(real_served, redis_server, tmp_path):
-    home, trained_id = real_served
+def test_the_flow_alerts_what_the_backtest_decides_on_real_daily_bars(real_daily, redis_server, tmp_path):
+    home, trained_id = real_daily
     rows = _bar_feed(home, ["SPY", "AAPL"], "1d", 250)
     expected = backtest_alerts(home, trained_id, rows[0]["end"])
     assert len(expected) >= 10, "the policy trades in a year of real bars"

@@ -1,0 +1,142 @@
+"""Paper runs end to end: real daily bars through the live flow and a private redis-server, the broker, the parity report.
+
+- Under the backtest's fill convention a replay's decisions and trades are the
+  research backtest's: the parity diff is empty.
+- Under the market convention every difference names a cause.
+- A run killed at a random moment (SIGKILL, the flow and redis-server orphaned)
+  and resumed takes the same alerts, once each, and ends with the same account.
+- Bad input is refused with the field named, exit 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+
+import msgspec
+import pytest
+
+from cli import main
+from engine.workspace import Workspace
+from flows.redis_server import RedisServer
+from replay import parity, sim
+from replay.broker import FillSettings
+from tests.conftest import REPOSITORY
+from tests.flows.conftest import _clock
+
+pytestmark = pytest.mark.skipif(not RedisServer.installed(), reason="needs a redis-server binary (Debian: apt-get install redis-server)")
+FROM = date(2017, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def paper_home(real_daily, tmp_path_factory):
+    """A copy of the real daily workspace whose trading model is not published: paper comes before live."""
+    home = tmp_path_factory.mktemp("paper") / "home"
+    shutil.copytree(real_daily[0], home)
+    with Workspace(home, clock=_clock) as space:
+        space.unpublish(real_daily[1], actor="test")
+    return home, real_daily[1]
+
+
+def _run(home, trained_id, convention: str, **fill) -> sim.SimRun:
+    request = sim.SimRequest(models=[trained_id], start=FROM, fill=FillSettings(convention=convention, **fill))
+    with Workspace(home, clock=_clock) as space:
+        run = sim.start(space, request, actor="test")
+    return sim.execute(home, run.run_id, announce=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def golden(paper_home):
+    home, trained_id = paper_home
+    return _run(home, trained_id, "backtest")
+
+
+def test_a_replay_of_real_daily_bars_is_the_backtest_under_its_fill_convention(paper_home, golden):
+    home, _ = paper_home
+    assert golden.status == "done" and golden.transport == "private-redis"
+    report = parity.report(home, golden.run_id)
+    assert report.decisions >= 100 and report.trades >= 50, "a year of real bars trades"
+    assert report.empty, report.differences[:5]
+    book = sim.account(home, golden.run_id)
+    assert {t.reason for t in book.trades} >= {"time", "take_profit"}
+    ends = [at for at, _, _ in book.equity]
+    assert len(ends) >= 250 and ends == sorted(set(ends))  # a mark at every bar end, once
+
+
+def test_under_the_market_convention_each_difference_names_its_cause(paper_home):
+    home, trained_id = paper_home
+    run = _run(home, trained_id, "market", slippage_bps=8)
+    report = parity.report(home, run.run_id)
+    assert report.differences
+    assert all(d.cause != "unexplained" for d in report.differences), [d for d in report.differences if d.cause == "unexplained"][:3]
+    assert report.return_gap["fees"] < 0  # a $1 minimum on a few shares costs more than 5 bps
+    assert report.return_gap["fill prices"] < 0  # 8 bps of slippage against the policy's
+
+
+def test_a_killed_run_resumes_with_every_alert_once_and_the_same_account(paper_home, golden):
+    home, trained_id = paper_home
+    request = sim.SimRequest(models=[trained_id], start=FROM, fill=FillSettings(convention="backtest"))
+    with Workspace(home, clock=_clock) as space:
+        run = sim.start(space, request, actor="test")
+    code = f"from replay.sim import execute; execute({str(home)!r}, {run.run_id!r}, announce=lambda line: None)"
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPOSITORY)
+    folder = home / "sim" / run.run_id
+    while not (folder / "flow.log").exists() and child.poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 4.0))  # somewhere in the flow (it takes several seconds), or just after it
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    resumed = sim.execute(home, run.run_id, announce=lambda line: None)
+    assert resumed.status == "done"
+    ids = [alert.alert_id for alert in sim.alerts(folder)]
+    golden_ids = [alert.alert_id for alert in sim.alerts(home / "sim" / golden.run_id)]
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == sorted(golden_ids)
+    assert sim.account(home, run.run_id).trades == sim.account(home, golden.run_id).trades
+
+
+def test_a_second_take_of_the_alerts_takes_nothing_twice(paper_home, golden):
+    home, _ = paper_home
+    folder = home / "sim" / golden.run_id
+    before = (folder / "alerts.jsonl").read_bytes()
+    server = RedisServer(folder / "redis", appendonly=True).start()  # the run's own, from its append-only file
+    try:
+        client = server.client()
+        stream = next(key for key in client.scan_iter("{sigma}:alerts:*"))
+        assert client.xpending(stream, sim.GROUP)["pending"] == 0  # every alert acknowledged once written
+        assert sim._take_alerts(folder, golden, server.url) == len(sim.alerts(folder))
+    finally:
+        server.stop()
+    assert (folder / "alerts.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize(("arguments", "field"), [
+    (["no-such-model"], "no-such-model"),
+    (["{model}", "--tickers", "MSFT"], "--tickers"),
+    (["{model}", "--from", "2030-01-01"], "--from/--to"),
+    (["{model}", "--from", "2017-02-01", "--to", "2017-01-01"], "--to"),
+    (["{model}", "--fill", "participation=2"], "--fill"),
+    (["{model}", "--fill", "nonsense=1"], "--fill"),
+    (["{model}", "--speed", "10x"], "--speed"),
+])  # fmt: skip
+def test_bad_input_is_refused_naming_the_field_and_writes_nothing(paper_home, monkeypatch, capsys, arguments, field):
+    home, trained_id = paper_home
+    monkeypatch.setenv("SIGMA_HOME", str(home))
+    before = sorted((home / "sim").iterdir())
+    assert main(["sim", "run", *[a.format(model=trained_id) for a in arguments]]) == 2
+    message = capsys.readouterr().err
+    assert field in message and message.count("\n") == 1, message
+    assert sorted((home / "sim").iterdir()) == before
+
+
+def test_the_run_records_its_lineage_and_fill_settings(paper_home, golden):
+    home, trained_id = paper_home
+    stored = sim.load(home, golden.run_id)
+    assert stored.lineage[trained_id]["artifact_sha"] and set(stored.lineage["data"]) == {"SPY", "AAPL"}
+    assert msgspec.to_builtins(stored.request.fill)["convention"] == "backtest"
+    assert [r.run_id for r in sim.runs(home)].count(golden.run_id) == 1
