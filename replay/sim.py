@@ -288,9 +288,11 @@ def _reap(folder: Path) -> None:
     for pid in json.loads(path.read_text()).values():
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            where = Path(f"/proc/{pid}/cwd").resolve()
         except OSError:
             continue  # gone
-        if str(folder).encode() in command or folder.name.encode() in command:  # ours, not a process that reused the id
+        # Ours, not a process that reused the id: the flow names the run, redis-server (which retitles itself) works in it.
+        if folder.name.encode() in command or where.is_relative_to(folder.resolve()):
             os.kill(pid, signal.SIGKILL)
             while Path(f"/proc/{pid}").exists() and b"zombie" not in _state(pid):
                 time.sleep(0.01)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -98,6 +99,21 @@ def test_a_killed_run_resumes_with_every_alert_once_and_the_same_account(paper_h
     assert len(ids) == len(set(ids))
     assert sorted(ids) == sorted(golden_ids)
     assert sim.account(home, run.run_id).trades == sim.account(home, golden.run_id).trades
+    assert not _processes_in(folder), "the killed run's flow and redis-server were stopped by the resume, and the resume's by its end"
+
+
+def _processes_in(folder) -> list[int]:
+    """Processes working in ``folder`` or naming its run on their command line."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if folder.name.encode() in (proc / "cmdline").read_bytes() or (proc / "cwd").resolve().is_relative_to(folder):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_a_second_take_of_the_alerts_takes_nothing_twice(paper_home, golden):
