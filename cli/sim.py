@@ -95,12 +95,17 @@ def _resume(args: argparse.Namespace) -> int:
 
     run = sim.load(default_home(), args.run)
     if run.status == "done":
-        print(f"{run.run_id} is finished; `sigma sim report {run.run_id}`")
-        return 0
+        print(f"{run.run_id} had finished")
+        return _finish(run, args.json)
     return _finish(sim.execute(default_home(), run.run_id), args.json)
 
 
 def _finish(run, as_json: bool) -> int:
+    from replay import gate, sim
+
+    if run.status == "done" and run.verdict is None:
+        gate.judge(default_home(), run.run_id)
+        run = sim.load(default_home(), run.run_id)
     if as_json:
         print_json(run)
     elif run.status == "done":
@@ -108,7 +113,15 @@ def _finish(run, as_json: bool) -> int:
         print(f"{run.run_id}: done. equity {s['equity']:,.2f} ({s['total_return']:+.2%}), {s['trades']:.0f} trades "
               f"(win rate {s['win_rate']:.0%}), max drawdown {s['max_drawdown']:.2%}, fees {s['fees']:,.2f}; "
               f"`sigma sim report {run.run_id}` compares it with the backtest")  # fmt: skip
+        _print_verdict(run)
     return 0 if run.status == "done" else 130
+
+
+def _print_verdict(run) -> None:
+    verdict = run.verdict
+    print(f"trust gate: {verdict['status']}" + (" (may go live: `sigma publish`)" if verdict["status"] != "FAIL" else ""))
+    for result in verdict["gates"]:
+        print(f"  {result['status']:<8} {result['reason']}")
 
 
 def _cancel(args: argparse.Namespace) -> None:
@@ -160,6 +173,8 @@ def _report(args: argparse.Namespace) -> int:
     s = run.summary
     print(f"{run.run_id} ({run.request.fill.convention} fills): return {s['total_return']:+.2%}, {s['trades']:.0f} trades, "
           f"max drawdown {s['max_drawdown']:.2%}")  # fmt: skip
+    if run.verdict:
+        _print_verdict(run)
     print(f"parity against the backtest: {diff.decisions} decisions and {diff.trades} trades compared, "
           f"{len(diff.differences)} differences")  # fmt: skip
     for d in diff.differences[:40]:

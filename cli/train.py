@@ -50,7 +50,9 @@ def register(commands: argparse._SubParsersAction, models: argparse._SubParsersA
         action.set_defaults(handler=_act, verb=verb)
         if verb == "publish":
             action.add_argument("--force", action="store_true",
-                                help="publish a model that training marked not publishable (recorded in the audit log)")
+                                help="publish a model that training marked not publishable, or without a passing paper record "
+                                "(`sigma sim run`); recorded in the audit log with --reason")  # fmt: skip
+            action.add_argument("--reason", help="why it is forced: kept in the audit log")
     kill = commands.add_parser("kill", help="kill switch: a published model opens no new position (exits still alert)")
     kill.add_argument("trained")
     kill.add_argument("--off", action="store_true", help="turn the kill switch off again")
@@ -121,17 +123,21 @@ def _backtest(args: argparse.Namespace) -> None:
 
 
 def _trained(args: argparse.Namespace) -> None:
+    from replay.gate import stage
+
     with workspace() as space:
         records = space.trained_models()
+        home = space.home
     if args.json:
         print_json([{"id": r.id, "model": r.model, "sweep": r.sweep, "rank": r.rank, "artifact_sha": r.artifact_sha,
-                     "published_at": r.published_at, "not_publishable": r.refusal} for r in records])  # fmt: skip
+                     "published_at": r.published_at, "not_publishable": r.refusal, "stage": stage(home, r.id, r.published_at is not None)}
+                    for r in records])  # fmt: skip
         return
     for r in records:
         holdout = r.manifest["metrics"]["backtest_holdout"]["sharpe"]
         state = f"published {r.published_at} by {r.published_by}" if r.published_at else "not published"
         state += f" (not publishable: {r.refusal})" if r.refusal else ""
-        print(f"{r.id}  {r.model}  holdout Sharpe {holdout:.2f}  {state}")
+        print(f"{r.id}  {r.model}  holdout Sharpe {holdout:.2f}  {stage(home, r.id, r.published_at is not None)}, {state}")
 
 
 def _review(args: argparse.Namespace) -> None:
@@ -156,13 +162,15 @@ def _act(args: argparse.Namespace) -> None:
             print(f"discarded {args.trained}; freed {freed:,} bytes")
             return
         if args.verb == "publish":
-            version = _publish(space, args.trained, args.force)
+            version = _publish(space, args.trained, args.force, args.reason)
         else:
             version = space.unpublish(args.trained, actor=actor())
     print(f"{args.verb}ed {args.trained}; registry version {version} (the live flow picks it up at its next poll)")
 
 
-def _publish(space, trained: str, force: bool) -> int:
+def _publish(space, trained: str, force: bool, reason: str | None) -> int:
+    from replay.gate import refusal as paper_refusal
+
     refusal = space.trained(trained).refusal
     if refusal and not force:
         raise ConfigError("publish", f"{trained} is not publishable: its sweep row's policy, re-run on its own calibrated "
@@ -170,4 +178,10 @@ def _publish(space, trained: str, force: bool) -> int:
                           f"train another row, or `sigma publish {trained} --force` to publish it anyway (audited)")  # fmt: skip
     if refusal:
         print(f"warning: publishing {trained} over its training verdict ({refusal}); recorded in the audit log", file=sys.stderr)
-    return space.publish(trained, actor=actor(), forced=bool(refusal))
+    paper = paper_refusal(space.home, trained)
+    if paper and not force:
+        raise ConfigError("publish", f"{trained} may not go live: {paper}",
+                          f"paper-trade it until it passes, or `sigma publish {trained} --force --reason WHY` (audited)")  # fmt: skip
+    if paper:
+        print(f"warning: publishing {trained} without a passing paper record ({paper}); recorded in the audit log", file=sys.stderr)
+    return space.publish(trained, actor=actor(), forced=bool(refusal or paper), paper=paper, reason=reason)

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["Gates", "GateResult", "PolicyCheck", "Status", "evaluate", "overall", "MARGINAL_FRACTION", "MARGINAL_FLOOR"]
+__all__ = ["Gates", "PaperGates", "GateResult", "PolicyCheck", "Status", "evaluate", "overall", "MARGINAL_FRACTION", "MARGINAL_FLOOR"]
 
 Status = Literal["PASS", "MARGINAL", "FAIL"]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
@@ -20,7 +20,8 @@ Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 MARGINAL_FRACTION = 0.10
 MARGINAL_FLOOR = {
     "min_trades": 1.0, "min_sharpe": 0.05, "max_drawdown": 0.005, "min_win_rate": 0.01,
-    "min_deflated_sharpe": 0.01, "max_pbo": 0.01,
+    "min_deflated_sharpe": 0.01, "max_pbo": 0.01, "min_trading_days": 1.0, "max_return_gap": 0.005, "max_sharpe_gap": 0.05,
+    "min_decision_agreement": 0.01, "max_slippage_bps": 1.0,
 }  # fmt: skip
 
 
@@ -35,6 +36,32 @@ class Gates(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     """Probability that the Sharpe ratio beats the best of as many luck-only trials (0.95 is strict)."""
     max_pbo: Fraction | None = None
     """Highest probability of backtest overfitting the sweep may show."""
+
+
+class PaperGates(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a paper record must show before its model goes live: trained -> paper -> live.
+
+    ``min_trades`` and ``max_drawdown`` are the pack's gates for the model's risk
+    profile (`of`); the tracking gates hold the paper run to the research backtest of
+    the same artifact over the same bars.
+    """
+
+    min_trades: Annotated[int, msgspec.Meta(ge=0)]
+    max_drawdown: Fraction
+    min_trading_days: Annotated[int, msgspec.Meta(ge=0)] = 20
+    """Sessions with at least one fill."""
+    max_return_gap: Annotated[float, msgspec.Meta(ge=0)] = 0.05
+    """|paper total return - backtest total return|, as fractions of equity."""
+    max_sharpe_gap: Annotated[float, msgspec.Meta(ge=0)] = 0.75
+    min_decision_agreement: Fraction = 0.95
+    """The share of the backtest's decisions the replay alerted alike."""
+    max_slippage_bps: Annotated[float, msgspec.Meta(ge=0)] = 20.0
+    """Median of the paper fills against the backtest's fills of the same trades, in basis points, worse counted positive."""
+
+    @classmethod
+    def of(cls, gates: Gates) -> PaperGates:
+        """The trust gate of a pack's risk-profile gates."""
+        return cls(min_trades=gates.min_trades, max_drawdown=gates.max_drawdown)
 
 
 class GateResult(msgspec.Struct, frozen=True):
@@ -74,12 +101,18 @@ _LABELS = {
     "min_win_rate": ("win rate", "{:.1%}"),
     "min_deflated_sharpe": ("deflated Sharpe", "{:.2f}"),
     "max_pbo": ("probability of backtest overfitting", "{:.0%}"),
+    "min_trading_days": ("trading days", "{:.0f}"),
+    "max_return_gap": ("return gap to the backtest", "{:.2%}"),
+    "max_sharpe_gap": ("Sharpe gap to the backtest", "{:.2f}"),
+    "min_decision_agreement": ("decisions alike", "{:.1%}"),
+    "max_slippage_bps": ("median slippage against the backtest", "{:.1f} bps"),
 }
 _METRIC = {
     "min_trades": "trades", "min_sharpe": "sharpe", "max_drawdown": "max_drawdown", "min_win_rate": "win_rate",
-    "min_deflated_sharpe": "deflated_sharpe", "max_pbo": "pbo",
+    "min_deflated_sharpe": "deflated_sharpe", "max_pbo": "pbo", "min_trading_days": "trading_days", "max_return_gap": "return_gap",
+    "max_sharpe_gap": "sharpe_gap", "min_decision_agreement": "decision_agreement", "max_slippage_bps": "slippage_bps",
 }  # fmt: skip
-_CEILINGS = frozenset({"max_drawdown", "max_pbo"})
+_CEILINGS = frozenset({"max_drawdown", "max_pbo", "max_return_gap", "max_sharpe_gap", "max_slippage_bps"})
 
 
 def _judge(gate: str, value: float, threshold: float) -> GateResult:
@@ -97,10 +130,11 @@ def _judge(gate: str, value: float, threshold: float) -> GateResult:
     return GateResult(gate, status, value, threshold, f"{label} {shown} is {relation} the gate {limit}{near}")
 
 
-def evaluate(gates: Gates, metrics: Mapping[str, float]) -> list[GateResult]:
-    """Judge ``metrics`` (trades, sharpe, max_drawdown, win_rate, deflated_sharpe, pbo) against every gate set."""
+def evaluate(gates: Gates | PaperGates, metrics: Mapping[str, float]) -> list[GateResult]:
+    """Judge ``metrics`` against every gate that is set, each reading its metric (`_METRIC`: ``min_trades`` reads ``trades``)."""
     results = []
-    for gate, metric in _METRIC.items():
+    for gate in gates.__struct_fields__:
+        metric = _METRIC[gate]
         threshold = getattr(gates, gate)
         if threshold is None:
             continue

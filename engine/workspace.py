@@ -389,18 +389,20 @@ class Workspace:
         where = {None: "", True: " WHERE p.published_at IS NOT NULL", False: " WHERE p.published_at IS NULL"}[published]
         return [_trained_record(row) for row in self._db.execute(f"SELECT {_TRAINED_COLUMNS}{where} ORDER BY t.created_at, t.id")]
 
-    def publish(self, trained_id: str, *, actor: str, forced: bool = False) -> int:
+    def publish(self, trained_id: str, *, actor: str, forced: bool = False, paper: str = "", reason: str | None = None) -> int:
         """Switch a trained model on for alerting; returns the new registry version the live flow polls.
 
-        ``sigma publish`` refuses a model whose `TrainedRecord.refusal` is set; ``forced``
-        says the publisher overrode it (``--force``), and the audit entry keeps the reason overridden.
+        ``sigma publish`` refuses a model whose `TrainedRecord.refusal` is set, or whose
+        paper record does not pass (``paper``, from `replay.gate`); ``forced`` says the
+        publisher overrode it (``--force``), and the audit entry keeps what was overridden
+        and the publisher's ``reason``.
         """
         record = self.trained(trained_id)
         if record.published_at is not None:
             raise ConfigError("publish", f"{trained_id} is already published (since {record.published_at})")
         details: dict[str, object] = {"lineage": record.manifest.get("lineage")}
         if forced:
-            details |= {"forced": True, "not_publishable": record.refusal}
+            details |= {"forced": True, "not_publishable": record.refusal, "paper": paper, "reason": reason}
         with self._transaction():
             self._db.execute("INSERT INTO publications (trained_model, published_at, published_by) VALUES (?, ?, ?)",
                              (trained_id, self._now(), actor))

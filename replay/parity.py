@@ -34,9 +34,9 @@ from packs import catalog
 from replay.broker import Account
 from replay.sim import SimRun, account, alerts, load
 from research import review, sweep
-from research.backtest import Decision, Market, Trade, replay
+from research.backtest import BLOCKS, METRICS, Decision, Market, Trade, replay, summarise
 
-__all__ = ["Difference", "Parity", "backtest", "report"]
+__all__ = ["Difference", "Parity", "backtest", "report", "figures"]
 
 _TOLERANCE = 1e-9  # relative: the two sides compute the same floats in another order at most
 
@@ -65,14 +65,29 @@ class Parity(msgspec.Struct, frozen=True, kw_only=True):
     differences: list[Difference]
     return_gap: dict[str, float]
     """Per cause, the share of the return gap it explains (trade size x net return difference, summed)."""
+    backtest: dict[str, float]
+    """The backtest's figures over the window (`research.backtest.METRICS`), its models' bar returns summed."""
+    paper: dict[str, float]
+    """The paper account's, from its equity at each bar end, by the same arithmetic."""
+    slippage_bps: list[float]
+    """Each matched fill against the backtest's fill of the same trade, in basis points, worse positive."""
 
     @property
     def empty(self) -> bool:
         return not self.differences
 
+    @property
+    def agreement(self) -> float:
+        """The share of the backtest's decisions the replay alerted alike."""
+        differing = {d.key for d in self.differences if d.what == "decision"}
+        return 1.0 - len(differing) / self.decisions if self.decisions else 1.0
 
-def backtest(home: Path, trained_id: str, first_end: int, last_end: int) -> tuple[Market, list[Trade], list[Decision]]:
-    """The backtest of a trained model over its universe's bars ending from ``first_end`` to ``last_end`` (ns, inclusive)."""
+
+def backtest(home: Path, trained_id: str, first_end: int, last_end: int) -> tuple[Market, list[Trade], list[Decision], np.ndarray]:
+    """The backtest of a trained model over its universe's bars ending from ``first_end`` to ``last_end`` (ns, inclusive).
+
+    Returns the market window, its round trips, its decisions and its portfolio return at each bar.
+    """
     with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
         scorer = review.load_scorer(space, trained_id)
         spec = space.model(space.trained(trained_id).model)
@@ -92,8 +107,8 @@ def backtest(home: Path, trained_id: str, first_end: int, last_end: int) -> tupl
     end = prepared.market.end
     market = prepared.market.window(slice(int(np.searchsorted(end, first_end)), int(np.searchsorted(end, last_end, side="right"))))
     policy = Policy.from_parameters(scorer.manifest.policy["parameters"])
-    listed, _, decisions = replay(market, policy.row())
-    return market, listed, decisions
+    listed, returns, decisions = replay(market, policy.row())
+    return market, listed, decisions, returns
 
 
 def report(home: Path, run_id: str) -> Parity:
@@ -104,9 +119,15 @@ def report(home: Path, run_id: str) -> Parity:
     window_bars = _window_ends(home, run)
     differences: list[Difference] = []
     gap: dict[str, float] = {}
+    slippage: list[float] = []
+    by_end: dict[int, float] = {}
     decisions = trades = 0
+    periods = math.nan
     for model in run.request.models:
-        market, listed, decided = backtest(home, model, window_bars[0], window_bars[-1])
+        market, listed, decided, returns = backtest(home, model, window_bars[0], window_bars[-1])
+        periods = market.periods_per_year
+        for end, value in zip(market.end.tolist(), returns.tolist(), strict=True):
+            by_end[end] = by_end.get(end, 0.0) + value
         last = len(market) - 1
         expected = {}
         for d in decided:
@@ -126,9 +147,19 @@ def report(home: Path, run_id: str) -> Parity:
                 if not _same(want, have):
                     differences.append(Difference(what="decision", key=key, field=field, backtest=_shown(want), replay=_shown(have),
                                                   cause="unexplained"))  # fmt: skip
-        trades += _trades(run, model, market, listed, book, differences, gap)
+        trades += _trades(run, model, market, listed, book, differences, gap, slippage)
+    equity = np.array([run.request.fill.cash] + [value for _, value, _ in book.equity])
     return Parity(run_id=run_id, convention=run.request.fill.convention, decisions=decisions, trades=trades, differences=differences,
-                  return_gap=gap)  # fmt: skip
+                  return_gap=gap, backtest=figures(np.array([by_end[end] for end in sorted(by_end)]), periods),
+                  paper=figures(equity[1:] / equity[:-1] - 1.0, periods), slippage_bps=slippage)  # fmt: skip
+
+
+def figures(returns: np.ndarray, periods_per_year: float) -> dict[str, float]:
+    """Sharpe, total return and maximum drawdown of per-bar returns, by the backtest's own arithmetic (`summarise`)."""
+    out, blocks = np.empty(len(METRICS)), np.empty((BLOCKS, 3))
+    summarise(np.ascontiguousarray(returns, dtype=np.float64), 0, 0, 0.0, 0.0, 0, periods_per_year, out, blocks)
+    figures = dict(zip(METRICS, out.tolist(), strict=True))
+    return {name: figures[name] for name in ("sharpe", "total_return", "max_drawdown", "bars")}
 
 
 def _window_ends(home: Path, run: SimRun) -> list[int]:
@@ -138,7 +169,8 @@ def _window_ends(home: Path, run: SimRun) -> list[int]:
     return [bars[0].end, bars[-1].end]
 
 
-def _trades(run: SimRun, model: str, market: Market, listed: list[Trade], book: Account, differences: list, gap: dict) -> int:
+def _trades(run: SimRun, model: str, market: Market, listed: list[Trade], book: Account, differences: list, gap: dict,
+            slippage: list) -> int:  # fmt: skip
     """Compare one model's backtest round trips (but those the history's end closed) with the broker's; returns how many."""
     market_convention = run.request.fill.convention == "market"
     papered = {(t.ticker, t.entry_at): t for t in book.trades if t.model == model}
@@ -170,6 +202,9 @@ def _trades(run: SimRun, model: str, market: Market, listed: list[Trade], book: 
         ):  # fmt: skip
             if not _same(want, have):
                 differences.append(Difference(what="trade", key=key, field=field, backtest=_shown(want), replay=_shown(have), cause=cause))
+        side = trade.direction if math.isnan(trade.strike) else 1  # of the entry: a buy, but for a short in the ticker itself
+        slippage.append(side * (paper.entry_price - trade.entry_price) / trade.entry_price * 1e4)
+        slippage.append(-side * (paper.exit_price - trade.exit_price) / trade.exit_price * 1e4)
         _add(gap, "fill prices", trade.size * (paper_gross - backtest_gross))
         _add(gap, "fees", trade.size * ((paper.net_return - paper_gross) - (trade.net_return - backtest_gross)))
     for (ticker, entry_at), paper in sorted(papered.items()):

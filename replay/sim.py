@@ -47,7 +47,7 @@ from engine.workspace import Workspace
 from replay import feed as feeds
 from replay.broker import FUTURE_MULTIPLIERS, Account, Broker, FillSettings
 
-__all__ = ["SimRequest", "SimRun", "start", "execute", "cancel", "load", "runs", "account", "alerts", "GROUP"]
+__all__ = ["SimRequest", "SimRun", "start", "execute", "cancel", "load", "runs", "account", "alerts", "record_verdict", "summary", "walk", "GROUP"]
 
 GROUP = "sigma-sim"
 """The consumer group the paper broker reads the alert stream through."""
@@ -85,6 +85,8 @@ class SimRun(msgspec.Struct, kw_only=True):
     phase: Literal["flow", "alerts", "broker", "done"] = "flow"
     error: str | None = None
     summary: dict[str, float] = {}
+    verdict: dict | None = None
+    """The trust gate's verdict (`replay.gate.Verdict`), once judged."""
 
 
 def _folder(home: Path, run_id: str) -> Path:
@@ -167,6 +169,13 @@ def _redis_installed() -> bool:
     from flows.redis_server import RedisServer
 
     return RedisServer.installed()
+
+
+def record_verdict(home: Path, run_id: str, verdict: dict) -> None:
+    """Store the trust gate's verdict with the run."""
+    run = load(home, run_id)
+    run.verdict = verdict
+    _save(home, run)
 
 
 def cancel(home: Path, run_id: str) -> SimRun:

@@ -25,7 +25,7 @@ import pytest
 from cli import main
 from engine.workspace import Workspace
 from flows.redis_server import RedisServer
-from replay import parity, sim
+from replay import gate, parity, sim
 from replay.broker import FillSettings
 from tests.conftest import REPOSITORY
 from tests.flows.conftest import _clock
@@ -45,7 +45,8 @@ def paper_home(real_daily, tmp_path_factory):
 
 
 def _run(home, trained_id, convention: str, **fill) -> sim.SimRun:
-    request = sim.SimRequest(models=[trained_id], start=FROM, fill=FillSettings(convention=convention, **fill))
+    settings = msgspec.convert({"convention": convention, **fill}, FillSettings)
+    request = sim.SimRequest(models=[trained_id], start=FROM, fill=settings)
     with Workspace(home, clock=_clock) as space:
         run = sim.start(space, request, actor="test")
     return sim.execute(home, run.run_id, announce=lambda line: None)
@@ -156,3 +157,44 @@ def test_the_run_records_its_lineage_and_fill_settings(paper_home, golden):
     assert stored.lineage[trained_id]["artifact_sha"] and set(stored.lineage["data"]) == {"SPY", "AAPL"}
     assert msgspec.to_builtins(stored.request.fill)["convention"] == "backtest"
     assert [r.run_id for r in sim.runs(home)].count(golden.run_id) == 1
+
+
+def test_the_trust_gate_refuses_a_failing_paper_record_and_force_is_audited(paper_home, golden, monkeypatch, capsys):
+    home, trained_id = paper_home
+    monkeypatch.setenv("SIGMA_HOME", str(home))
+    with Workspace(home, clock=_clock) as space:  # the same artifact without training's verdict: only the trust gate decides
+        record = space.trained(trained_id)
+        manifest = {key: value for key, value in record.manifest.items() if key != "check"}
+        manifest["trained_id"] = clean = f"{trained_id}-clean"
+        space.add_trained(clean, record.model, record.sweep, record.rank, record.artifact_sha, manifest, actor="test")
+    assert main(["publish", clean]) == 2
+    assert "has no paper record" in capsys.readouterr().err
+    assert gate.stage(home, clean, published=False) == "trained"
+
+    costly = _run(home, clean, "market", fees={"per_share": 0.0, "minimum": 100.0})  # $100 a fill on trades of a few shares
+    verdict = gate.judge(home, costly.run_id)
+    assert verdict.status == "FAIL"
+    failed = {result.gate for result in verdict.gates if result.status == "FAIL"}
+    assert "max_return_gap" in failed
+    assert gate.stage(home, clean, published=False) == f"paper FAIL ({costly.run_id})"
+    assert main(["publish", clean]) == 2
+    err = capsys.readouterr().err
+    assert "failed the trust gate" in err and "return gap to the backtest" in err and "--force --reason" in err
+    assert main(["publish", clean, "--force", "--reason", "desk override for a test"]) == 0
+    with Workspace(home, clock=_clock) as space:
+        entry = space.audit_log(clean)[-1]
+        assert space.trained(clean).published_at is not None
+    assert entry.action == "model.publish" and entry.details["forced"] and entry.details["reason"] == "desk override for a test"
+    assert costly.run_id in entry.details["paper"] and entry.actor
+    with Workspace(home, clock=_clock) as space:
+        space.unpublish(clean, actor="test")
+
+
+def test_a_replay_under_the_backtest_convention_tracks_the_backtest(paper_home, golden):
+    home, _ = paper_home
+    verdict = gate.judge(home, golden.run_id)
+    by_gate = {result.gate: result for result in verdict.gates}
+    assert verdict.metrics["decision_agreement"] == 1.0 and by_gate["min_decision_agreement"].status == "PASS"
+    assert verdict.metrics["slippage_bps"] == pytest.approx(0.0, abs=1e-6)
+    assert by_gate["max_return_gap"].status == "PASS"  # fixed quantities against the backtest's constant weights: a small gap
+    assert sim.load(home, golden.run_id).verdict["status"] == verdict.status

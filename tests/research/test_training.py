@@ -317,7 +317,10 @@ def test_the_command_line_walks_a_row_from_train_to_publish(swept, monkeypatch, 
     code, out, _ = sigma("backtest", trained, "--from", "2023-01-01", "--to", "2023-06-30", "--json")
     assert code == 0 and 120 <= json.loads(out)["bars"] <= 130
     assert sigma("backtest", trained, "--from", "1999-01-01", "--to", "1999-02-01")[0] == 2
-    assert "registry version" in sigma("publish", trained)[1]
+    code, _, err = sigma("publish", trained)  # publishable by training, but live comes after paper
+    assert code == 2 and "has no paper record" in err and f"sigma sim run {trained}" in err
+    code, out, err = sigma("publish", trained, "--force", "--reason", "a test of the flow")
+    assert code == 0 and "registry version" in out and "without a passing paper record" in err
     code, out, _ = sigma("models", "trained", "--json")
     assert any(row["id"] == trained and row["published_at"] for row in json.loads(out))
     code, _, err = sigma("discard", trained)
