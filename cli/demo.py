@@ -20,6 +20,7 @@ from flows.redis_server import RedisServer
 TICKERS = ["SPY", "QQQ", "IWM"]
 HISTORY_SESSIONS = 2000
 LIVE_SESSIONS = 60
+PAPER_SESSIONS = 250  # the last year of the history, paper-traded before the model goes live
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -28,7 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="run the whole pipeline on a synthetic market: pack, model, sweep, train, publish, live flow, alerts",
         description=f"Generates {HISTORY_SESSIONS + LIVE_SESSIONS:,} sessions of daily bars for {', '.join(TICKERS)}, keeps "
         f"{HISTORY_SESSIONS:,} as history, creates a swingsigma stock model over them, sweeps it, trains the best "
-        f"leaderboard row, publishes it, and replays the last {LIVE_SESSIONS} bars through a Redis stream into the live "
+        f"leaderboard row, paper-trades it over the history's last {PAPER_SESSIONS} sessions (`sigma sim`) and prints the "
+        f"trust gate's verdict, publishes it, and replays the last {LIVE_SESSIONS} bars through a Redis stream into the live "
         "dataflow. Redis: --redis-url or $REDIS_URL, else a private redis-server when one is installed (left running), "
         "else alerts go to a local file.",
     )
@@ -70,9 +72,11 @@ def _demo(args: argparse.Namespace) -> int:
         [trained_id] = training.train(space, pack, spec, sweep_id, [best["rank"]], actor=actor()) if best["gate"] != "FAIL" else \
             _train_anyway(space, pack, spec, sweep_id, best["rank"])
         refusal = space.trained(trained_id).refusal
-        if refusal:
-            print(f"    {trained_id} is not publishable ({refusal}); publishing it to show the flow, audited as forced")
-        space.publish(trained_id, actor=actor(), forced=bool(refusal))
+        paper = _paper(space, trained_id, market)
+        if refusal or paper:
+            print(f"    {trained_id} may not go live ({'; '.join(filter(None, (refusal, paper)))}); publishing it to show the flow, "
+                  "audited as forced")  # fmt: skip
+        space.publish(trained_id, actor=actor(), forced=bool(refusal or paper), paper=paper, reason="sigma demo")
         _step(f"published {trained_id}")
 
     url, server = _redis(args.redis_url, home)
@@ -81,6 +85,28 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"the private redis-server (pid {server.pid}) keeps running for a look; stop it with: kill {server.pid}")
     print(f"\n{count} alerts in {time.perf_counter() - started:,.0f} s")
     return 0
+
+
+def _paper(space, trained_id: str, market: dict) -> str:
+    """Paper-trade the model over the history's last sessions and print the trust gate; returns why it may not go live."""
+    from datetime import UTC, datetime
+
+    from replay import gate, sim
+
+    bars, _ = next(iter(market.values()))
+    first = datetime.fromtimestamp(int(bars.start[HISTORY_SESSIONS - PAPER_SESSIONS]) / 1e9, UTC).date()
+    _step(f"paper trading {trained_id} from {first} to the end of the history (`sigma sim run`), fills as a broker would")
+    run = sim.start(space, sim.SimRequest(models=[trained_id], start=first), actor=actor())
+    run = sim.execute(space.home, run.run_id, announce=lambda line: print(f"    {line}"))
+    verdict = gate.judge(space.home, run.run_id)
+    s = sim.load(space.home, run.run_id).summary
+    print(f"    paper: return {s['total_return']:+.2%}, {s['trades']:.0f} trades, max drawdown {s['max_drawdown']:.2%}; "
+          f"the backtest of the same bars: return {verdict.metrics['backtest_return']:+.2%}")  # fmt: skip
+    print(f"    trust gate: {verdict.status}")
+    for result in verdict.gates:
+        print(f"      {result.status:<8} {result.reason}")
+    print(f"    report: sigma sim report {run.run_id}")
+    return gate.refusal(space.home, trained_id)
 
 
 def _train_anyway(space, pack, spec, sweep_id: str, rank: int) -> list[str]:

@@ -116,6 +116,7 @@ def test_the_demo_runs_the_whole_pipeline_into_redis_or_a_file(tmp_path, redis_s
     assert done.returncode == 0, done.stderr
     count = redis_server.client().xlen(ALERTS)
     assert count > 0 and f"{count} alerts" in done.stdout and "sigma alerts tail" in done.stdout
+    assert re.search(r"trust gate: (PASS|MARGINAL|FAIL)", done.stdout) and "sigma sim report sim-" in done.stdout
 
     # No REDIS_URL but a redis-server on the PATH: the demo starts a private one and leaves it running for a look.
     env = {**env, "SIGMA_HOME": str(tmp_path / "private")}
@@ -136,6 +137,7 @@ def test_the_demo_runs_the_whole_pipeline_into_redis_or_a_file(tmp_path, redis_s
     assert done.returncode == 0, done.stderr
     alerts = (tmp_path / "other" / "alerts.jsonl").read_text().splitlines()
     assert "local stream file" in done.stdout and len(alerts) == count, "the same alerts as through Redis"
+    assert "no redis-server installed" in done.stdout and "trust gate:" in done.stdout  # the paper run's alerts went to its file
 
 
 def test_a_slow_consumer_raises_the_lag_alarm_before_the_trim_and_trimmed_pending_alerts_are_settled(served, redis_server):
