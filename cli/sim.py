@@ -52,7 +52,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     status.add_argument("run", nargs="?")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
-    report = verbs.add_parser("report", help="a finished paper run's summary and its parity diff against the research backtest")
+    report = verbs.add_parser("report", help="a finished paper run's summary, trust gate and parity diff, and its HTML report",
+                              description="Prints the summary, the trust gate's verdict and the parity diff against the research "
+                              "backtest of the same artifact over the same bars, and writes report.html in the run's folder: "
+                              "equity and drawdown curves of paper and backtest, the trades with their fills, the slippage "
+                              "distribution, the gates and the diff; one file that loads nothing from elsewhere.")  # fmt: skip
     report.add_argument("run")
     report.add_argument("--json", action="store_true")
     report.set_defaults(handler=_report)
@@ -162,13 +166,17 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from replay import parity, sim
+    from replay import gate, parity, report, sim
 
     home = default_home()
     run = sim.load(home, args.run)
+    if run.status == "done" and run.verdict is None:
+        gate.judge(home, run.run_id)
+        run = sim.load(home, run.run_id)
     diff = parity.report(home, args.run)
+    page = report.write(home, run, sim.account(home, args.run), diff)
     if args.json:
-        print_json({"run": run, "parity": diff})
+        print_json({"run": run, "parity": diff, "html": str(page)})
         return 0
     s = run.summary
     print(f"{run.run_id} ({run.request.fill.convention} fills): return {s['total_return']:+.2%}, {s['trades']:.0f} trades, "
@@ -181,4 +189,5 @@ def _report(args: argparse.Namespace) -> int:
         print(f"  {d.what:<8} {d.key}  {d.field}: backtest {d.backtest}, replay {d.replay}  ({d.cause})")
     for cause, value in sorted(diff.return_gap.items(), key=lambda item: -abs(item[1])):
         print(f"  return gap from {cause}: {value:+.4%}")
+    print(f"report: {page}")
     return 0

@@ -71,6 +71,8 @@ class Parity(msgspec.Struct, frozen=True, kw_only=True):
     """The paper account's, from its equity at each bar end, by the same arithmetic."""
     slippage_bps: list[float]
     """Each matched fill against the backtest's fill of the same trade, in basis points, worse positive."""
+    curve: list[tuple[int, float, float]]
+    """(bar end, paper equity, backtest equity) at each bar end of the window, both starting at 1."""
 
     @property
     def empty(self) -> bool:
@@ -149,9 +151,13 @@ def report(home: Path, run_id: str) -> Parity:
                                                   cause="unexplained"))  # fmt: skip
         trades += _trades(run, model, market, listed, book, differences, gap, slippage)
     equity = np.array([run.request.fill.cash] + [value for _, value, _ in book.equity])
+    ends = sorted(by_end)
+    backtest_equity = np.cumprod(1.0 + np.array([by_end[end] for end in ends]))
+    paper_at = {at: value / run.request.fill.cash for at, value, _ in book.equity}
+    curve = [(end, paper_at.get(end, math.nan), float(value)) for end, value in zip(ends, backtest_equity.tolist(), strict=True)]
     return Parity(run_id=run_id, convention=run.request.fill.convention, decisions=decisions, trades=trades, differences=differences,
                   return_gap=gap, backtest=figures(np.array([by_end[end] for end in sorted(by_end)]), periods),
-                  paper=figures(equity[1:] / equity[:-1] - 1.0, periods), slippage_bps=slippage)  # fmt: skip
+                  paper=figures(equity[1:] / equity[:-1] - 1.0, periods), slippage_bps=slippage, curve=curve)  # fmt: skip
 
 
 def figures(returns: np.ndarray, periods_per_year: float) -> dict[str, float]:

@@ -198,3 +198,34 @@ def test_a_replay_under_the_backtest_convention_tracks_the_backtest(paper_home, 
     assert verdict.metrics["slippage_bps"] == pytest.approx(0.0, abs=1e-6)
     assert by_gate["max_return_gap"].status == "PASS"  # fixed quantities against the backtest's constant weights: a small gap
     assert sim.load(home, golden.run_id).verdict["status"] == verdict.status
+
+
+def test_the_report_is_one_self_contained_html_page_with_its_charts_and_verdict(paper_home, golden, monkeypatch, capsys):
+    from html.parser import HTMLParser
+
+    home, _ = paper_home
+    monkeypatch.setenv("SIGMA_HOME", str(home))
+    assert main(["sim", "report", golden.run_id, "--json"]) == 0
+    shown = msgspec.json.decode(capsys.readouterr().out)
+    assert shown["parity"]["differences"] == [] and shown["run"]["verdict"]["status"] in ("PASS", "MARGINAL", "FAIL")
+
+    class Page(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags, self.links, self.text = {}, [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags[tag] = self.tags.get(tag, 0) + 1
+            self.links += [value for name, value in attrs if name in ("src", "href") and value and not value.startswith("#")]
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    page = Page()
+    page.feed((home / "sim" / golden.run_id / "report.html").read_text())
+    page.close()
+    text = " ".join(page.text)
+    assert page.links == [], "the report loads nothing from elsewhere"
+    assert page.tags["svg"] == 3 and page.tags["path"] >= 4  # equity and drawdown, paper and backtest each; the slippage histogram
+    assert "Trust gate" in text and "No difference." in text and "decisions alike" in text
+    assert page.tags["tr"] >= 50, "a row per trade"
