@@ -52,7 +52,7 @@ YEAR_OF_MINUTES = 100 * 252 * 390  # a year of one-minute bars for 100 tickers
 
 
 def _trained(home: Path, tickers: list[str], sessions: int) -> str:
-    """A zerosigma model swept and trained over ``tickers`` (it trades whatever its leaderboard's first row says)."""
+    """A zerosigma model swept and trained over ``tickers``, under a policy that trades often."""
     with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
         for bars, _ in generate(tickers, "1m", HISTORY + sessions, US, seed=21, start=date(2024, 3, 1)).values():
             store_bars(home, bars, US, source="synthetic")
@@ -62,7 +62,11 @@ def _trained(home: Path, tickers: list[str], sessions: int) -> str:
         sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=tickers), actor="benchmark",
                                announce=lambda line: None)  # fmt: skip
         request = training.TrainRequest(sweep=sweep_id, rank=1, grid=SMALL)
-        return training._register(space, spec, request, training.fit_configuration(home, pack, spec, request), "benchmark")
+        trained_id = training._register(space, spec, request, training.fit_configuration(home, pack, spec, request), "benchmark")
+        # A policy that trades at every hour on a low threshold, a fixed size: the broker and the alert path do work.
+        return training.with_policy(space, trained_id, "eager", actor="benchmark", threshold=0.36, hours_mask=float((1 << 24) - 1),
+                                    top_pct=100.0, max_positions=3.0, hold_bars=5.0, size_by_confidence=0.0, cooldown_minutes=0.0,
+                                    max_trades_per_day=10_000.0)  # fmt: skip
 
 
 def _first_day(home: Path, ticker: str, sessions: int) -> date:

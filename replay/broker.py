@@ -304,7 +304,7 @@ class Broker:
     def equity(self) -> float:
         value = self.account.cash
         for p in self.account.positions.values():
-            if p.margin > 0.0 or p.kind == 0 and p.instrument != p.ticker:  # a future: its P&L is marked to cash as it goes
+            if p.margin > 0.0:  # a future: nothing paid for it, its P&L is what counts
                 value += p.sign * p.quantity * p.multiplier * (p.mark - p.entry_price)
             else:
                 value += p.sign * p.quantity * p.multiplier * p.mark

@@ -68,7 +68,8 @@ from research.leaderboard import Trials, judge, load, trials
 from research.sweep import build_market, configuration, reload
 from research.validation import Probabilities, calibrate, fold_probabilities, walk_forward
 
-__all__ = ["GRID", "TrainRequest", "select", "train", "cancel", "fit", "Fit", "fit_configuration", "trained_id", "Cancelled", "NEAR_DUPLICATE"]
+__all__ = ["GRID", "TrainRequest", "select", "train", "cancel", "fit", "Fit", "fit_configuration", "trained_id", "with_policy", "Cancelled",
+           "NEAR_DUPLICATE"]
 
 GRID: dict[str, list[float]] = {"n_estimators": [100, 200], "max_depth": [3, 5, 7], "learning_rate": [0.01, 0.1]}
 NEAR_DUPLICATE = 0.10
@@ -198,6 +199,17 @@ def _register(space: Workspace, spec: ModelSpec, request: TrainRequest, path: Pa
         raise SigmaError(f"{path / 'model.onnx'} changed after export (SHA-256 {sha}); train it again")
     space.add_trained(manifest.trained_id, spec.name, request.sweep, request.rank, sha, manifest, actor=actor)
     return manifest.trained_id
+
+
+def with_policy(space: Workspace, trained_id: str, suffix: str, *, actor: str, **parameters: float) -> str:
+    """The same artifact registered again as ``<trained_id>-<suffix>`` under changed policy parameters: a what-if of the
+    execution policy without training again (its training verdict stays the original's)."""
+    record = space.trained(trained_id)
+    manifest = dict(record.manifest)
+    manifest["policy"] = {**manifest["policy"], "parameters": {**manifest["policy"]["parameters"], **parameters}}
+    manifest["trained_id"] = copy = f"{trained_id}-{suffix}"
+    space.add_trained(copy, record.model, record.sweep, record.rank, record.artifact_sha, manifest, actor=actor)
+    return copy
 
 
 def _last_progress(folder: Path) -> dict:

@@ -91,9 +91,4 @@ def served(tmp_path_factory):
 
 def policy_copy(space: Workspace, trained_id: str, suffix: str, **parameters: float) -> str:
     """A trained model registered again as ``<trained_id>-<suffix>``, the same artifact under changed policy parameters."""
-    record = space.trained(trained_id)
-    manifest = dict(record.manifest)
-    manifest["policy"] = {**manifest["policy"], "parameters": {**manifest["policy"]["parameters"], **parameters}}
-    manifest["trained_id"] = copy = f"{trained_id}-{suffix}"
-    space.add_trained(copy, record.model, record.sweep, record.rank, record.artifact_sha, manifest, actor="test")
-    return copy
+    return training.with_policy(space, trained_id, suffix, actor="test", **parameters)
