@@ -41,6 +41,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--json", action="store_true", help="print the finished run as JSON")
     run.set_defaults(handler=_run)
 
+    live = verbs.add_parser(
+        "live",
+        help="paper-trade the live flow's alerts against the live tick stream, in an account that survives restarts",
+        description="Reads each model's alert stream and the tick stream through the consumer group sigma-sim-ACCOUNT; "
+        "an alert becomes an order once the ticks reach its time and fills on the ticks that follow it. The account is "
+        "written after every batch, before the entries are acknowledged: a crash and a restart act on no alert or tick "
+        "twice and lose none. One process per account. Ctrl-C stops; `sigma sim status --account ACCOUNT` shows it.",
+    )
+    live.add_argument("models", nargs="+", metavar="TRAINED_ID")
+    live.add_argument("--account", default="paper", help="the paper account's name (default: paper)")
+    live.add_argument("--redis-url", default=None, help="the live flow's Redis (default: $REDIS_URL or redis://127.0.0.1:6379/0)")
+    live.add_argument("--stream", default="{sigma}:ticks", help="the tick stream the flow reads")
+    live.add_argument("--convention", choices=("market", "backtest"), default=None, help="fill convention of a new account (default market)")
+    live.add_argument("--fill", action="append", metavar="NAME=VALUE", help="a fill setting of a new account (as for `sim run`)")
+    live.add_argument("--until-end", action="store_true", help="stop at the tick stream's eof entry once the alerts are read")
+    live.set_defaults(handler=_live)
+
     resume = verbs.add_parser("resume", help="continue a cancelled or failed paper run where it stopped")
     resume.add_argument("run")
     resume.add_argument("--json", action="store_true")
@@ -48,8 +65,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     stop = verbs.add_parser("cancel", help="stop a running paper run (from another shell)")
     stop.add_argument("run")
     stop.set_defaults(handler=_cancel)
-    status = verbs.add_parser("status", help="paper runs, or one run's account: positions, P&L and the last fills")
+    status = verbs.add_parser("status", help="paper runs, or one run's account (or a live one's): positions, P&L and the last fills")
     status.add_argument("run", nargs="?")
+    status.add_argument("--account", help="a live paper account (`sigma sim live --account`)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
     report = verbs.add_parser("report", help="a finished paper run's summary, trust gate and parity diff, and its HTML report",
@@ -128,6 +146,35 @@ def _print_verdict(run) -> None:
         print(f"  {result['status']:<8} {result['reason']}")
 
 
+def _live(args: argparse.Namespace) -> int:
+    import os
+
+    from replay import live
+
+    fill = fill_settings(args.convention or "market", args.fill) if args.convention or args.fill else None
+    url = args.redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    print(f"paper account {args.account}: {', '.join(args.models)} on {args.stream} (Ctrl-C stops; restart to continue)")
+    try:
+        state = live.attach(default_home(), args.account, args.models, url, ticks=args.stream, fill=fill, until_end=args.until_end)
+    except KeyboardInterrupt:
+        state = live.load(default_home(), args.account)
+    _show_account(f"account {args.account}", state.account)
+    return 0
+
+
+def _show_account(title: str, book) -> None:
+    from replay import sim
+
+    print(f"{title}: cash {book.cash:,.2f}, equity {sim.summary(book)['equity']:,.2f}, realised P&L {book.realised:,.2f}, "
+          f"{len(book.trades)} trades, {len(book.fills)} fills")  # fmt: skip
+    for position in book.positions.values():
+        print(f"  open  {position.model} {position.instrument} {position.quantity:g} @ {position.entry_price:.4f}, mark {position.mark:.4f}")
+    for fill in book.fills[-10:]:
+        moment = datetime.fromtimestamp(fill.at / 1e9, UTC)
+        print(f"  fill  {moment:%Y-%m-%d %H:%M:%S} {fill.instrument} {'BUY' if fill.side > 0 else 'SELL'} {fill.quantity:g} @ {fill.price:.4f} "
+              f"fee {fill.fee:.2f} ({fill.reason})")  # fmt: skip
+
+
 def _cancel(args: argparse.Namespace) -> None:
     from replay import sim
 
@@ -139,6 +186,15 @@ def _status(args: argparse.Namespace) -> None:
     from replay import sim
 
     home = default_home()
+    if args.account is not None:
+        from replay import live
+
+        state = live.load(home, args.account)
+        if args.json:
+            print_json(state)
+        else:
+            _show_account(f"live paper account {args.account} ({', '.join(state.models)})", state.account)
+        return
     if args.run is None:
         listed = sim.runs(home)
         if args.json:
@@ -155,14 +211,7 @@ def _status(args: argparse.Namespace) -> None:
     if args.json:
         print_json({"run": run, "account": book})
         return
-    print(f"{run.run_id}: {run.status}; cash {book.cash:,.2f}, equity {sim.summary(book)['equity']:,.2f}, "
-          f"realised P&L {book.realised:,.2f}")  # fmt: skip
-    for position in book.positions.values():
-        print(f"  open  {position.model} {position.instrument} {position.quantity:g} @ {position.entry_price:.4f}, mark {position.mark:.4f}")
-    for fill in book.fills[-10:]:
-        moment = datetime.fromtimestamp(fill.at / 1e9, UTC)
-        print(f"  fill  {moment:%Y-%m-%d %H:%M} {fill.instrument} {'BUY' if fill.side > 0 else 'SELL'} {fill.quantity:g} @ {fill.price:.4f} "
-              f"fee {fill.fee:.2f} ({fill.reason})")  # fmt: skip
+    _show_account(f"{run.run_id}: {run.status}", book)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -240,6 +240,10 @@ class Broker:
 
     # -- alerts ------------------------------------------------------------------
 
+    def knows(self, alert_id: str) -> bool:
+        """True for an alert id acted on before."""
+        return alert_id in self._seen
+
     def on_alert(self, alert: Alert) -> bool:
         """Queue an alert's order; False (and nothing done) for an id acted on before or a model the broker does not trade."""
         if alert.alert_id in self._seen:

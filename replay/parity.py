@@ -47,7 +47,7 @@ class Difference(msgspec.Struct, frozen=True, kw_only=True):
     what: str
     """``decision`` or ``trade``."""
     key: str
-    """The alert id (a decision) or ``model ticker entry-bar-start`` (a trade)."""
+    """The alert id (a decision) or ``model ticker entered <entry bar's start>`` (a trade)."""
     field: str
     backtest: str
     replay: str
@@ -187,7 +187,7 @@ def _trades(run: SimRun, model: str, market: Market, listed: list[Trade], book: 
             continue  # closed by the backtest's last bar; the paper position stays open
         compared += 1
         entry_start = int(market.start[trade.entry_bar])
-        key = f"{model} {trade.ticker} {entry_start}"
+        key = f"{model} {trade.ticker} entered {_moment(entry_start)}"
         paper = papered.pop((trade.ticker, entry_start), None)
         decided = int(market.end[trade.entry_bar - 1]) if trade.entry_bar > 0 else entry_start
         entry_alert = alert_id(model, trade.ticker, decided, "open")
@@ -215,9 +215,13 @@ def _trades(run: SimRun, model: str, market: Market, listed: list[Trade], book: 
         _add(gap, "fees", trade.size * ((paper.net_return - paper_gross) - (trade.net_return - backtest_gross)))
     for (ticker, entry_at), paper in sorted(papered.items()):
         if entry_at >= int(market.start[0]):
-            differences.append(Difference(what="trade", key=f"{model} {ticker} {entry_at}", field="trade", backtest="no trade",
+            differences.append(Difference(what="trade", key=f"{model} {ticker} entered {_moment(entry_at)}", field="trade", backtest="no trade",
                                           replay=f"{paper.reason} {paper.net_return:+.4%}", cause="unexplained"))  # fmt: skip
     return compared
+
+
+def _moment(ns: int) -> str:
+    return f"{datetime.fromtimestamp(ns / 1e9, UTC):%Y-%m-%d %H:%M}"
 
 
 def _gross(sign: int, entry: float, exit_price: float) -> float:

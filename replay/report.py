@@ -17,15 +17,16 @@ from replay.sim import SimRun
 
 __all__ = ["render", "write"]
 
-_WIDTH, _HEIGHT, _PAD = 860, 220, 36
+_WIDTH, _HEIGHT, _PAD = 860, 220, 64
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 920px; color: #1d2430; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 2em; border-bottom: 1px solid #d8dde6; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { text-align: right; padding: 2px 8px; border-bottom: 1px solid #eef0f4; } th:first-child, td:first-child { text-align: left; }
+th, td { text-align: right; padding: 2px 8px; border-bottom: 1px solid #eef0f4; white-space: nowrap; } th:first-child, td:first-child { text-align: left; }
 .PASS { color: #1a7f37; } .MARGINAL { color: #9a6700; } .FAIL { color: #cf222e; font-weight: 600; }
 .legend span { margin-right: 1.5em; } .paper { color: #0969da; } .backtest { color: #8250df; }
 svg { background: #fafbfc; border: 1px solid #eef0f4; }
+table + table { margin-top: 1.5em; } .wide { overflow-x: auto; }
 """
 
 
@@ -33,8 +34,8 @@ def _day(ns: int) -> str:
     return f"{datetime.fromtimestamp(ns / 1e9, UTC):%Y-%m-%d %H:%M}"
 
 
-def _lines(series: dict[str, list[float]], label: str) -> str:
-    """An SVG line chart of equal-length series (NaN breaks a line)."""
+def _lines(series: dict[str, list[float]], label: str, form: str = "{:.4f}") -> str:
+    """An SVG line chart of equal-length series (NaN breaks a line); ``form`` formats the axis labels."""
     values = [v for points in series.values() for v in points if v == v]
     if not values:
         return "<p>nothing to draw</p>"
@@ -44,7 +45,7 @@ def _lines(series: dict[str, list[float]], label: str) -> str:
     out = [f'<svg role="img" aria-label="{html.escape(label)}" width="{_WIDTH}" height="{_HEIGHT}" viewBox="0 0 {_WIDTH} {_HEIGHT}">']
     for y_value in (low, (low + high) / 2, high):
         y = _HEIGHT - _PAD - (y_value - low) / (high - low) * (_HEIGHT - 2 * _PAD)
-        out.append(f'<text x="2" y="{y + 4:.1f}" font-size="10">{y_value:.4g}</text>')
+        out.append(f'<text x="{_PAD - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{form.format(y_value)}</text>')
         out.append(f'<line x1="{_PAD}" x2="{_WIDTH - 4}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e8ee"/>')
     for name, points in series.items():
         colour = "#0969da" if name == "paper" else "#8250df"
@@ -75,9 +76,11 @@ def _drawdown(curve: list[float]) -> list[float]:
 
 def _histogram(values: list[float], label: str, bins: int = 20) -> str:
     if not values:
-        return "<p>no matched fills</p>"
+        return "<p>No matched fills.</p>"
     low, high = min(values), max(values)
-    width = (high - low) / bins or 1.0
+    if high - low < 1e-9:
+        return f"<p>Every one of the {len(values):,} matched fills is at {low:.2f} bps from the backtest's.</p>"
+    width = (high - low) / bins
     counts = [0] * bins
     for value in values:
         counts[min(int((value - low) / width), bins - 1)] += 1
@@ -134,17 +137,18 @@ fills by the <b>{html.escape(run.request.fill.convention)}</b> convention; statu
 <p class="legend"><span class="paper">&#9644; paper</span><span class="backtest">&#9644; backtest</span></p>
 {_lines({"paper": paper, "backtest": backtest}, "equity curves")}
 <h2 id="drawdown">Drawdown</h2>
-{_lines({"paper": _drawdown(paper), "backtest": _drawdown(backtest)}, "drawdowns")}
+{_lines({"paper": _drawdown(paper), "backtest": _drawdown(backtest)}, "drawdowns", "{:.2%}")}
 <h2 id="slippage">Slippage against the backtest's fills (bps, worse positive)</h2>
 {_histogram(parity.slippage_bps, "slippage distribution")}
 <h2 id="parity">Parity with the backtest</h2>
-<p>{parity.decisions} decisions and {parity.trades} trades compared; {len(parity.differences)} differences
-({parity.agreement:.1%} of decisions alike).</p>
-{_table(["cause", "share of the return gap"], gap) if gap else ""}
-{_table(["what", "key", "field", "backtest", "replay", "cause"], differences) if differences else "<p>No difference.</p>"}
+<p>Decisions: {parity.decisions} compared, {parity.agreement:.1%} alike. Trades: {parity.trades} compared.
+Differences: {len(parity.differences)}{" (the first 200 below)" if len(parity.differences) > 200 else ""}.</p>
+{"<h3>The return gap by cause</h3>" + _table(["cause", "share of the return gap"], gap) if gap else ""}
+{"<h3>Each difference</h3><div class=wide>" + _table(["what", "key", "field", "backtest", "replay", "cause"], differences) + "</div>"
+ if differences else "<p>No difference.</p>"}
 <h2 id="trades">Trades</h2>
-{_table(["instrument", "side", "entry", "price", "exit", "price", "reason", "quantity", "fees", "P&L", "net return",
-         "entry vs alert (bps)"], trades)}
+<div class=wide>{_table(["instrument", "side", "entry", "price", "exit", "price", "reason", "quantity", "fees", "P&L", "net return",
+         "entry vs alert (bps)"], trades)}</div>
 </body></html>
 """
 

@@ -1,0 +1,88 @@
+"""Paper trading on the live stream (`sigma sim live`): the account survives a kill, with no alert or fill lost or doubled.
+
+The live flow replays two sessions of SPY and QQQ ticks from a Redis stream into a
+real redis-server; a paper account then reads the model's alert stream and the tick
+stream through its own consumer group. One account runs undisturbed; another is
+SIGKILLed at a random moment and restarted. Both end with the same fills, each alert
+acted on once.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cli import main
+from flows.live import TICKS
+from replay import live
+from tests.conftest import REPOSITORY
+from tests.flows.test_live import push, replay_stream, tick_rows
+
+
+@pytest.fixture(scope="module")
+def streamed(served, redis_server_module):
+    """The flow run over the tick stream: its alerts on the model stream, the ticks still on theirs."""
+    home, replay, trained_id = served
+    replay_stream(home, redis_server_module, tick_rows(replay), group="flow")
+    return home, trained_id, redis_server_module
+
+
+@pytest.fixture(scope="module")
+def redis_server_module(tmp_path_factory):
+    from flows.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("paper-redis")).start()
+    yield server
+    server.stop()
+
+
+def test_a_live_paper_account_killed_and_restarted_loses_and_doubles_nothing(streamed):
+    home, trained_id, server = streamed
+    golden = live.attach(home, "golden", [trained_id], server.url, ticks=TICKS, until_end=True, announce=lambda line: None)
+    assert len(golden.account.fills) >= 10 and golden.account.trades, "the eager model trades in two sessions"
+
+    code = (f"from replay.live import attach; attach({str(home)!r}, 'crash', [{trained_id!r}], {server.url!r}, "
+            f"ticks={TICKS!r}, until_end=True, announce=lambda line: None)")  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPOSITORY)
+    state = live.folder(home, "crash") / "state.msgpack"
+    while not state.exists() and child.poll() is None:
+        time.sleep(0.02)
+    time.sleep(random.uniform(0.0, 0.5))  # the account takes about a second over the two sessions: mostly mid-way
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    resumed = live.attach(home, "crash", [trained_id], server.url, ticks=TICKS, until_end=True, announce=lambda line: None)
+    assert len(resumed.account.seen) == len(set(resumed.account.seen)), "no alert acted on twice"
+    assert sorted(resumed.account.seen) == sorted(golden.account.seen), "none lost"
+    assert resumed.account.fills == golden.account.fills
+    assert resumed.account.cash == golden.account.cash and resumed.account.equity == golden.account.equity
+    assert not server.client().xpending(TICKS, "sigma-sim-crash")["pending"]
+
+
+def test_a_second_process_on_one_account_is_refused(streamed, capsys, monkeypatch):
+    home, trained_id, server = streamed
+    monkeypatch.setenv("SIGMA_HOME", str(home))
+    held = live._lock(live.folder(home, "busy"))
+    try:
+        assert main(["sim", "live", trained_id, "--account", "busy", "--redis-url", server.url, "--until-end"]) == 2
+        err = capsys.readouterr().err
+        assert "busy is already attached" in err and "--account" in err and err.count("\n") == 1
+    finally:
+        held.close()
+    assert main(["sim", "live", trained_id, "--account", "busy", "--redis-url", server.url, "--until-end"]) == 0
+    out = capsys.readouterr().out
+    assert "account busy: cash" in out
+    assert main(["sim", "status", "--account", "busy"]) == 0 and "live paper account busy" in capsys.readouterr().out
+
+
+def test_new_ticks_after_a_restart_move_the_same_account_on(streamed):
+    home, trained_id, server = streamed
+    before = live.attach(home, "later", [trained_id], server.url, ticks=TICKS, until_end=True, announce=lambda line: None)
+    last = live.load(home, "later").taken[TICKS]
+    push(server, [])  # another eof: nothing new but the marker
+    after = live.attach(home, "later", [trained_id], server.url, ticks=TICKS, until_end=True, announce=lambda line: None)
+    assert after.account.fills == before.account.fills and live.load(home, "later").taken[TICKS] != last
