@@ -29,7 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--to", dest="end", type=date.fromisoformat, help="last day (YYYY-MM-DD); default: all stored")
     run.add_argument("--tickers", help="comma-separated tickers of the models' universes (default: all of them)")
     run.add_argument("--source", choices=("bars", "ticks"), default="bars", help="replay stored bars or stored ticks")
-    run.add_argument("--speed", default="max", help="max: as fast as the flow goes (paced replays are not built yet)")
+    run.add_argument("--speed", default="max", help="max: as fast as the flow goes; 1x: real time; 10x, 60x, 0.5x: a multiple of it")
     run.add_argument("--convention", choices=("market", "backtest"), default="market",
                      help="market: fills as a broker would (next quote or open, bps slippage, fees); "
                      "backtest: exactly as the research backtest (the parity convention)")  # fmt: skip

@@ -75,6 +75,7 @@ def flow(
     alert_file: str | Path | None = None,
     recovery: bool = False,
     paper: bool = False,
+    speed: float | None = None,
 ) -> Dataflow:
     """The dataflow that serves the published models of workspace ``home``, alerting to ``redis_url``.
 
@@ -93,6 +94,8 @@ def flow(
     from where the consumer group was left by a run that died before snapshotting.
     ``paper`` serves the ``models`` named whether or not they are published: a
     paper-trading replay (`replay.sim`) of a model that has not earned live yet.
+    ``speed`` paces a file replay: event seconds per wall second (60: an hour of
+    history in a minute); None replays as fast as the flow goes.
     """
     home = Path(home or os.environ.get("SIGMA_HOME", ".sigma"))
     redis_url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -120,7 +123,9 @@ def flow(
     elif source == "files":
         if not files:
             raise ConfigError("files", "a file replay needs at least one file", "pass --file PATH")
-        market = FileSource([Path(f) for f in files], kind, batch=batch, lateness=lateness, idle=idle)  # type: ignore[arg-type]
+        if speed is not None and not speed > 0:
+            raise ConfigError("speed", f"{speed} is not a pace", "give event seconds per wall second above 0, or none for full speed")
+        market = FileSource([Path(f) for f in files], kind, batch=batch, lateness=lateness, idle=idle, speed=speed)  # type: ignore[arg-type]
     elif source == "stdin":
         market = StdinSource(kind, clock, lateness, idle)  # type: ignore[arg-type]
     else:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -275,7 +276,8 @@ class RedisStreamSource(FixedPartitionedSource):
 
 
 class _FilePartition(StatefulSourcePartition):
-    def __init__(self, path: Path, kind: Kind, resume: Resume | None, batch: int, reader: Reader) -> None:
+    def __init__(self, path: Path, kind: Kind, resume: Resume | None, batch: int, reader: Reader, speed: float | None = None,
+                 wall=time.monotonic) -> None:  # fmt: skip
         self.kind = "tick" if kind == "ticks" else "bar"
         self.rows = _read_rows(path, _TYPES[self.kind])
         self.position = 0
@@ -284,12 +286,32 @@ class _FilePartition(StatefulSourcePartition):
             reader.restore(resume.clock)
         self.batch = batch
         self.reader = reader
+        self.speed, self.wall = speed, wall
+        self._pace = None if speed is None else _event_times(self.rows, "ts" if self.kind == "tick" else "end")
+        self._origin: tuple[float, int] | None = None  # (wall, event time) the paced replay counts from
+
+    def _due(self) -> int:
+        """How many rows a paced replay may have emitted by now: event time runs ``speed`` times the wall clock."""
+        times = self._pace
+        if self.position >= len(times):
+            return len(times)
+        now = self.wall()
+        if self._origin is None:
+            self._origin = (now, int(times[self.position]))
+        started, first = self._origin
+        return int(np.searchsorted(times, first + (now - started) * self.speed * 1e9, side="right"))
+
+    def next_awake(self) -> datetime | None:
+        if self._pace is None or self.position >= len(self._pace) or self._due() > self.position:
+            return None
+        return datetime.now(UTC) + timedelta(milliseconds=10)  # nothing due yet: look again shortly, without spinning
 
     def next_batch(self) -> list:
         if self.position >= len(self.rows):
             raise StopIteration
         received = time.time_ns()
-        rows = self.rows[self.position : self.position + self.batch]
+        end = self.position + self.batch if self._pace is None else min(self.position + self.batch, self._due())
+        rows = self.rows[self.position : end]
         self.position += len(rows)
         items = []
         for row in rows:
@@ -310,6 +332,13 @@ class _FilePartition(StatefulSourcePartition):
 
     def snapshot(self) -> Resume:
         return Resume(self.position, self.reader.snapshot())
+
+
+def _event_times(rows: list, field: str) -> np.ndarray:
+    """Each row's event time, for pacing: JSON lines are decoded once, here."""
+    values = [(msgspec.json.decode(row) if isinstance(row, bytes) else row).get(field, 0) for row in rows]
+    times = np.asarray([v if isinstance(v, int) else 0 for v in values], dtype=np.int64)
+    return np.maximum.accumulate(times) if len(times) else times  # a row out of order waits for none behind it
 
 
 def _read_rows(path: Path, kind: type) -> list:
@@ -335,14 +364,18 @@ def _read_rows(path: Path, kind: type) -> list:
 class FileSource(FixedPartitionedSource):
     """Ticks or bars from files, one partition per file: the same flow replays history."""
 
-    def __init__(self, paths: list[Path], kind: Kind = "ticks", *, batch: int = 1000, lateness: int = _SECOND, idle: int = 0) -> None:
+    def __init__(self, paths: list[Path], kind: Kind = "ticks", *, batch: int = 1000, lateness: int = _SECOND, idle: int = 0,
+                 speed: float | None = None) -> None:  # fmt: skip
         self.paths, self.kind, self.batch, self.lateness, self.idle = [Path(p) for p in paths], kind, batch, lateness, idle
+        self.speed = speed
+        """Event seconds per wall second (a paced replay); None: as fast as the flow reads."""
 
     def list_parts(self) -> list[str]:
         return [str(path) for path in self.paths]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Resume | None) -> _FilePartition:
-        return _FilePartition(Path(for_part), self.kind, resume_state, self.batch, Reader("data", lateness=self.lateness, idle=self.idle))
+        return _FilePartition(Path(for_part), self.kind, resume_state, self.batch, Reader("data", lateness=self.lateness, idle=self.idle),
+                              self.speed)  # fmt: skip
 
 
 # -- stdin -------------------------------------------------------------------------

@@ -119,7 +119,7 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True):
     at: int
     """Event time of the data it filled on (ns)."""
     reference: float
-    """The alert's price: the slippage is measured from it."""
+    """The alert's price at an entry, the underlying's at an exit: what the fill is measured against."""
     reason: str
 
 
@@ -207,8 +207,6 @@ class Account(msgspec.Struct, kw_only=True):
     """Alert ids acted on, in arrival order."""
     notes: list[str] = []
     """Alerts not acted on, with why (no position to close, nothing affordable, expired unfilled)."""
-    marks: dict[str, float] = {}
-    """Last close of each ticker."""
 
     @property
     def realised(self) -> float:
@@ -245,7 +243,7 @@ class Broker:
         return alert_id in self._seen
 
     def on_alert(self, alert: Alert) -> bool:
-        """Queue an alert's order; False (and nothing done) for an id acted on before or a model the broker does not trade."""
+        """Queue an alert's order; False (and nothing done) for an id acted on before. A model the broker does not trade raises."""
         if alert.alert_id in self._seen:
             return False
         if alert.model_id not in self.policies:
@@ -297,7 +295,6 @@ class Broker:
             if position.ticker != bar.ticker:
                 continue
             self._inside(key, position, bar)
-        account.marks[bar.ticker] = bar.close
 
     def mark(self, at: int) -> None:
         """Record the equity and exposure at ``at`` (a bar end), after every ticker's bar of it."""

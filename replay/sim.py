@@ -25,6 +25,7 @@ written once per id, so nothing doubles), the alerts from the group's position.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -118,8 +119,7 @@ def _save(home: Path, run: SimRun) -> None:
 
 def start(space: Workspace, request: SimRequest, *, actor: str) -> SimRun:
     """Check ``request`` against the workspace, write the run's feed and record; nothing is written when it is refused."""
-    if request.speed != "max":
-        raise ConfigError("--speed", f"{request.speed!r}: paced replays are not built yet", "use --speed max (as fast as the flow goes)")
+    pace(request.speed)  # ConfigError names --speed
     if not request.models:
         raise ConfigError("models", "no trained model named", "pass one or more trained ids (`sigma models trained` lists them)")
     cadences, universe, lineage, calendars = set(), [], {}, set()
@@ -163,6 +163,19 @@ def start(space: Workspace, request: SimRequest, *, actor: str) -> SimRun:
     _save(space.home, run)
     space.audit(actor, "sim.start", run.run_id, {"models": request.models, "fill": msgspec.to_builtins(request.fill)})
     return run
+
+
+def pace(speed: str) -> float | None:
+    """Event seconds per wall second of ``--speed`` (``max``: None, as fast as the flow goes; ``10x``: 10.0)."""
+    if speed == "max":
+        return None
+    try:
+        value = float(speed.removesuffix("x"))
+    except ValueError:
+        value = math.nan
+    if not (speed.endswith("x") and value > 0 and math.isfinite(value)):
+        raise ConfigError("--speed", f"{speed!r} is not a speed", "use max, or a multiple of real time such as 1x, 10x or 0.5x")
+    return value
 
 
 def _redis_installed() -> bool:
@@ -356,7 +369,7 @@ def _flow_main(home: str, run_id: str, url: str) -> None:
     run = load(Path(home), run_id)
     folder = _folder(Path(home), run_id)
     dataflow = flow(Path(home), url or None, source="files", files=[folder / "feed.parquet"], kind=run.request.source,
-                    models=run.request.models, paper=True, recovery=True,
+                    models=run.request.models, paper=True, recovery=True, speed=pace(run.request.speed),
                     alert_file=folder / "alerts.flow.jsonl" if run.transport == "file" else None)  # fmt: skip
     prepare(folder / "recovery", 1)
     try:

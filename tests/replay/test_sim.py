@@ -139,7 +139,8 @@ def test_a_second_take_of_the_alerts_takes_nothing_twice(paper_home, golden):
     (["{model}", "--from", "2017-02-01", "--to", "2017-01-01"], "--to"),
     (["{model}", "--fill", "participation=2"], "--fill"),
     (["{model}", "--fill", "nonsense=1"], "--fill"),
-    (["{model}", "--speed", "10x"], "--speed"),
+    (["{model}", "--speed", "fast"], "--speed"),
+    (["{model}", "--speed", "0x"], "--speed"),
 ])  # fmt: skip
 def test_bad_input_is_refused_naming_the_field_and_writes_nothing(paper_home, monkeypatch, capsys, arguments, field):
     home, trained_id = paper_home
