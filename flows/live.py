@@ -27,6 +27,7 @@ from bytewax.dataflow import Dataflow
 from engine.alerts import RULES
 from engine.errors import ConfigError
 from engine.schemas import encode_json
+from engine.signals import Scored
 from flows.registry import Registry
 from flows.sinks import (
     AlertFileSink,
@@ -34,6 +35,7 @@ from flows.sinks import (
     DeadLetterFileSink,
     DeadLetterSink,
     HealthSink,
+    LineFileSink,
 )
 from flows.sources import FileSource, RedisStreamSource, StdinSource
 from flows.steps import (
@@ -76,6 +78,7 @@ def flow(
     recovery: bool = False,
     paper: bool = False,
     speed: float | None = None,
+    scores_file: str | Path | None = None,
 ) -> Dataflow:
     """The dataflow that serves the published models of workspace ``home``, alerting to ``redis_url``.
 
@@ -95,7 +98,9 @@ def flow(
     ``paper`` serves the ``models`` named whether or not they are published: a
     paper-trading replay (`replay.sim`) of a model that has not earned live yet.
     ``speed`` paces a file replay: event seconds per wall second (60: an hour of
-    history in a minute); None replays as fast as the flow goes.
+    history in a minute); None replays as fast as the flow goes. ``scores_file`` also
+    writes every scored bar close (`Scored`, JSON lines): what a replay's parity report
+    holds against the backtest's probabilities.
     """
     home = Path(home or os.environ.get("SIGMA_HOME", ".sigma"))
     redis_url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -149,6 +154,8 @@ def flow(
     tickers = op.key_rm("ticker-out", op.stateful_batch("ticker", routed.trues, lambda resume: TickerStep(registry, lateness, resume)))
     closes = op.branch("closes", tickers, lambda item: isinstance(item, (Closed, Quiet)))
     scored = op.flat_map_batch("score", closes.trues, lambda batch: score(registry, batch))
+    if scores_file is not None:
+        op.output("scores", op.filter("scored-bars", scored, lambda item: type(item) is Scored), LineFileSink(Path(scores_file)))
     by_model = op.key_on("by-model", scored, lambda item: item.model)
     decided = op.key_rm("policy-out", op.stateful_batch("policy", by_model, lambda resume: PolicyStep(registry, resume)))
     by_ticker = op.key_on("by-ticker", decided, lambda item: item.ticker)

@@ -33,7 +33,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from engine.schemas import Alert, encode_json
 from flows.steps import DeadLetter, Status
 
-__all__ = ["AlertSink", "DeadLetterSink", "HealthSink", "AlertFileSink", "DeadLetterFileSink", "ALERTS", "DEADLETTER", "HEALTH", "model_stream", "SinkOverflow"]
+__all__ = ["AlertSink", "DeadLetterSink", "HealthSink", "AlertFileSink", "DeadLetterFileSink", "LineFileSink", "ALERTS", "DEADLETTER", "HEALTH", "model_stream", "SinkOverflow"]
 
 PREFIX = "{sigma}"
 ALERTS = f"{PREFIX}:alerts"
@@ -204,21 +204,22 @@ class _LineWriter(StatelessSinkPartition):
         self.file.close()
 
 
-class AlertFileSink(DynamicSink):
+class LineFileSink(DynamicSink):
+    """Items as JSON lines in a local file (refused messages, a replay's scores), written at least once."""
+
+    unique = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _LineWriter:
+        return _LineWriter(self.path, unique=self.unique)
+
+
+class AlertFileSink(LineFileSink):
     """Alerts as JSON lines in a local file, each alert id once: where alerts go when no Redis is at hand."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _LineWriter:
-        return _LineWriter(self.path, unique=True)
+    unique = True
 
 
-class DeadLetterFileSink(DynamicSink):
-    """Refused messages as JSON lines in a local file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _LineWriter:
-        return _LineWriter(self.path, unique=False)
+DeadLetterFileSink = LineFileSink

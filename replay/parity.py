@@ -4,6 +4,9 @@ The backtest (`research.backtest.replay`) scores the stored bars with the model'
 `Pipeline` and runs its policy over the run's window, warmed from the history before
 it, as the replay's flow was. Two comparisons:
 
+- **Probabilities**: every bar close the flow scored (its ``scores.jsonl``) has the
+  probability the backtest scored the same bar with, and every bar the backtest
+  scored was scored by the flow.
 - **Decisions**: every entry and exit the backtest decides is an alert of the run
   (the same id: model, ticker, bar end, intent) with the same reason, price, size and
   confidence, and the run alerts nothing else. The last bar is left out: a backtest
@@ -59,6 +62,8 @@ class Parity(msgspec.Struct, frozen=True, kw_only=True):
 
     run_id: str
     convention: str
+    scores: int
+    """Bar closes whose probability was compared."""
     decisions: int
     """Decisions of the backtest compared."""
     trades: int
@@ -123,13 +128,15 @@ def report(home: Path, run_id: str) -> Parity:
     gap: dict[str, float] = {}
     slippage: list[float] = []
     by_end: dict[int, float] = {}
-    decisions = trades = 0
+    decisions = trades = scores = 0
     periods = math.nan
+    scored = _scores(Path(home) / "sim" / run_id / "scores.jsonl")
     for model in run.request.models:
         market, listed, decided, returns = backtest(home, model, window_bars[0], window_bars[-1])
         periods = market.periods_per_year
         for end, value in zip(market.end.tolist(), returns.tolist(), strict=True):
             by_end[end] = by_end.get(end, 0.0) + value
+        scores += _probabilities(model, market, scored, differences)
         last = len(market) - 1
         expected = {}
         for d in decided:
@@ -155,7 +162,7 @@ def report(home: Path, run_id: str) -> Parity:
     backtest_equity = np.cumprod(1.0 + np.array([by_end[end] for end in ends]))
     paper_at = {at: value / run.request.fill.cash for at, value, _ in book.equity}
     curve = [(end, paper_at.get(end, math.nan), float(value)) for end, value in zip(ends, backtest_equity.tolist(), strict=True)]
-    return Parity(run_id=run_id, convention=run.request.fill.convention, decisions=decisions, trades=trades, differences=differences,
+    return Parity(run_id=run_id, convention=run.request.fill.convention, scores=scores, decisions=decisions, trades=trades, differences=differences,
                   return_gap=gap, backtest=figures(np.array([by_end[end] for end in sorted(by_end)]), periods),
                   paper=figures(equity[1:] / equity[:-1] - 1.0, periods), slippage_bps=slippage, curve=curve)  # fmt: skip
 
@@ -166,6 +173,36 @@ def figures(returns: np.ndarray, periods_per_year: float) -> dict[str, float]:
     summarise(np.ascontiguousarray(returns, dtype=np.float64), 0, 0, 0.0, 0.0, 0, periods_per_year, out, blocks)
     figures = dict(zip(METRICS, out.tolist(), strict=True))
     return {name: figures[name] for name in ("sharpe", "total_return", "max_drawdown", "bars")}
+
+
+def _scores(path: Path) -> dict[tuple[str, str, int], float]:
+    """(model, ticker, bar end) -> probability of the flow's scored bar closes (a resumed flow may have written one twice)."""
+    found = {}
+    if path.exists():
+        for line in path.read_bytes().splitlines():
+            try:
+                model, bar, probability, *_ = msgspec.json.decode(line)
+            except (msgspec.DecodeError, ValueError):
+                continue  # a line a kill cut short: written again whole after the resume
+            found[(model, bar["ticker"], bar["end"])] = math.nan if probability is None else probability
+    return found
+
+
+def _probabilities(model: str, market: Market, scored: dict, differences: list) -> int:
+    """Compare the backtest's probability of each bar of the window with the flow's; returns how many bars were compared."""
+    compared = 0
+    for j, ticker in enumerate(market.tickers):
+        for t in np.flatnonzero(np.isfinite(market.close[:, j])).tolist():
+            end, want = int(market.end[t]), float(market.probability[t, j])
+            have = scored.get((model, ticker, end))
+            if have is None and want != want:
+                continue  # warming up on both sides, and the flow did not even emit it
+            compared += 1
+            if have is None or not _same(want, have):
+                differences.append(Difference(what="probability", key=f"{model} {ticker} {_moment(end)}", field="probability",
+                                              backtest=_shown(want), replay="not scored" if have is None else _shown(have),
+                                              cause="unexplained"))  # fmt: skip
+    return compared
 
 
 def _window_ends(home: Path, run: SimRun) -> list[int]:

@@ -3,7 +3,7 @@
 A run lives in ``SIGMA_HOME/sim/<run id>/``: ``run.json`` (the request, its lineage
 and status), the feed the flow reads, the flow's recovery store, a private
 redis-server's append-only file, ``alerts.jsonl`` (every alert the broker took, once)
-and ``account.msgpack`` (the broker's account at the end). It runs in three phases:
+``scores.jsonl`` (every scored bar close of the flow) and ``account.msgpack`` (the broker's account at the end). It runs in three phases:
 
 1. **The flow.** `flows.live.flow` over the feed (the file source, the data clock)
    in a child process with a recovery store, the named trained models served as they
@@ -369,7 +369,7 @@ def _flow_main(home: str, run_id: str, url: str) -> None:
     run = load(Path(home), run_id)
     folder = _folder(Path(home), run_id)
     dataflow = flow(Path(home), url or None, source="files", files=[folder / "feed.parquet"], kind=run.request.source,
-                    models=run.request.models, paper=True, recovery=True, speed=pace(run.request.speed),
+                    models=run.request.models, paper=True, recovery=True, speed=pace(run.request.speed), scores_file=folder / "scores.jsonl",
                     alert_file=folder / "alerts.flow.jsonl" if run.transport == "file" else None)  # fmt: skip
     prepare(folder / "recovery", 1)
     try:

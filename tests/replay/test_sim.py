@@ -63,7 +63,19 @@ def test_a_replay_of_real_daily_bars_is_the_backtest_under_its_fill_convention(p
     assert golden.status == "done" and golden.transport == "private-redis"
     report = parity.report(home, golden.run_id)
     assert report.decisions >= 100 and report.trades >= 50, "a year of real bars trades"
+    assert report.scores >= 2 * 250, "every bar of both tickers scored alike"
     assert report.empty, report.differences[:5]
+    scores = home / "sim" / golden.run_id / "scores.jsonl"
+    kept = scores.read_bytes()
+    lines = kept.splitlines()
+    row = msgspec.json.decode(lines[-1])
+    row[2] = (row[2] or 0.5) + 1e-6  # one bar scored differently by the flow
+    scores.write_bytes(b"\n".join(lines[:-1] + [msgspec.json.encode(row)]) + b"\n")
+    try:
+        [changed] = parity.report(home, golden.run_id).differences
+    finally:
+        scores.write_bytes(kept)
+    assert (changed.what, changed.field) == ("probability", "probability")
     book = sim.account(home, golden.run_id)
     assert {t.reason for t in book.trades} >= {"time", "take_profit"}
     ends = [at for at, _, _ in book.equity]
