@@ -108,14 +108,14 @@ def attach(
     """Paper-trade ``models``' alerts on ``url`` against the tick stream ``ticks`` until ``stop()`` (or, with ``until_end``,
     the stream's ``eof`` entry); returns the account's state. A restart continues the same account."""
     home = Path(home)
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        rules = policies(space, models)  # NotFoundError names an unknown model, before anything is written
+        symbol = space.model(space.trained(models[0]).model).instrument.symbol
+        cadence = space.trained(models[0]).manifest["cadence"]
     where = folder(home, account)
     lock = _lock(where)
     try:
         path = where / "state.msgpack"
-        with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
-            rules = policies(space, models)  # NotFoundError names an unknown model
-            symbol = space.model(space.trained(models[0]).model).instrument.symbol
-            cadence = space.trained(models[0]).manifest["cadence"]
         if path.exists():
             state = msgspec.msgpack.decode(path.read_bytes(), type=LiveState)
             if sorted(state.models) != sorted(models):

@@ -77,6 +77,8 @@ def test_a_second_process_on_one_account_is_refused(streamed, capsys, monkeypatc
     out = capsys.readouterr().out
     assert "account busy: cash" in out
     assert main(["sim", "status", "--account", "busy"]) == 0 and "live paper account busy" in capsys.readouterr().out
+    assert main(["sim", "live", "no-such-model", "--account", "other", "--redis-url", server.url]) == 2
+    assert "no-such-model" in capsys.readouterr().err and not live.folder(home, "other").exists()
 
 
 def test_new_ticks_after_a_restart_move_the_same_account_on(streamed):
