@@ -273,9 +273,11 @@ class PolicyStep(StatefulBatchLogic):
                 state.progress[bar.ticker] = max(state.progress.get(bar.ticker, -1), bar.end)
             else:
                 state.progress[item.ticker] = max(state.progress.get(item.ticker, -1), item.through)
-            through = min(state.progress.get(ticker, -1) for ticker in model.universe)
-            for end in sorted(end for end in state.pending if end <= through):
-                self._decide(model, state.pending.pop(end), out)
+        # Once per batch, not per item: a universe of 100 tickers would otherwise cost 100 look-ups a bar.
+        if self.state is not None and self.state.pending and (model := self.registry.models.get(self.state.model)) is not None:
+            through = min(self.state.progress.get(ticker, -1) for ticker in model.universe)
+            for end in sorted(end for end in self.state.pending if end <= through):
+                self._decide(model, self.state.pending.pop(end), out)
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable, bool]:
