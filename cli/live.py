@@ -42,6 +42,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--lateness-ms", type=int, default=1000, help="how long a bar waits for delayed ticks after its end")
     run.add_argument("--idle-ms", type=int, default=2000,
                      help="how much longer the clock waits before closing the bar of a ticker with no further tick")
+    run.add_argument("--max-ahead-ms", type=int, default=None,
+                     help="dead-letter a tick stamped further past the stream's time as `future` "
+                          "(default: 5,000 on the wall clock, 10 days on the data clock)")
     run.add_argument("--conflict", choices=RULES, default="highest-confidence",
                      help="how models signalling one ticker at one bar close are decided")
     run.add_argument("--order", help="model order for first-wins, comma-separated trained ids")
@@ -111,6 +114,7 @@ def _run(args: argparse.Namespace) -> None:
         batch=args.batch,
         lateness_ms=args.lateness_ms,
         idle_ms=args.idle_ms,
+        max_ahead_ms=args.max_ahead_ms,
         conflict=args.conflict,
         order=[m for m in (args.order or "").split(",") if m],
         models=args.model or [],

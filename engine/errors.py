@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SigmaError", "ConfigError", "DecodeError", "NotFoundError", "IntegrityError"]
+__all__ = ["SigmaError", "ConfigError", "DecodeError", "NotFoundError", "IntegrityError", "printable"]
 
 
 class SigmaError(Exception):
@@ -42,3 +42,10 @@ class NotFoundError(SigmaError, LookupError):
 
 class IntegrityError(SigmaError):
     """A stored artifact or manifest that no longer matches the SHA-256 recorded for it."""
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` as one safe line: control and non-ASCII characters escaped (a newline in a ticker forges no line), cut to ``limit``."""
+    if not text.isascii() or not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."

@@ -33,11 +33,16 @@ __all__ = [
     "decode_msgpack",
 ]
 
-Nanoseconds = Annotated[int, msgspec.Meta(ge=0, description="nanoseconds since the Unix epoch, UTC")]
+LATEST_NS = 7_258_118_400 * 1_000_000_000
+"""2200-01-01 UTC: event times stop before it, well inside what datetimes, numpy and the calendars can hold
+(a tick stamped 10**30 would otherwise reach the calendar and overflow there)."""
+Nanoseconds = Annotated[int, msgspec.Meta(ge=0, lt=LATEST_NS, description="nanoseconds since the Unix epoch (UTC), before 2200")]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
-Ticker = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+Ticker = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9^][A-Za-z0-9._\-/^=:]{0,31}$",
+                                      description="1 to 32 of letters, digits and . _ - / ^ = : (BRK.B, ES=F, ^GSPC, EUR/USD)")]
+TradeId = Annotated[str, msgspec.Meta(pattern=r"^[\x21-\x7e]{1,64}$", description="1 to 64 printable ASCII characters, no spaces")]
 
 
 def _require_finite(struct: msgspec.Struct, fields: tuple[str, ...]) -> None:
@@ -59,7 +64,7 @@ class Tick(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     ask: float | None = None
     bid_size: NonNegative | None = None
     ask_size: NonNegative | None = None
-    trade_id: str | None = None
+    trade_id: TradeId | None = None
     implied_volatility: Annotated[float, msgspec.Meta(gt=0)] | None = None
     """Annualised implied volatility of the ticker's options, when the feed carries one (prices option alerts)."""
 

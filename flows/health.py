@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 import redis
 
+from engine.errors import printable
 from engine.workspace import Workspace
 from flows.sinks import ALERTS, DEADLETTER_COUNTS, HEALTH, HEARTBEAT, MAXLEN
 from flows.steps import Status
@@ -49,7 +50,7 @@ def report(home: Path, url: str, *, stale_seconds: float = 120.0, maxlen: int = 
         client.ping()
         connection = "ok"
         statuses = [msgspec.json.decode(value, type=Status) for value in client.hgetall(HEALTH).values()]
-        counts = {key.decode(): int(value) for key, value in client.hgetall(DEADLETTER_COUNTS).items()}
+        counts = {printable(key.decode(errors="replace")): int(value) for key, value in client.hgetall(DEADLETTER_COUNTS).items()}
         beat = client.get(HEARTBEAT)
         groups = client.xinfo_groups(ALERTS) if client.exists(ALERTS) else []
     except (redis.ConnectionError, redis.TimeoutError) as error:
@@ -67,8 +68,8 @@ def report(home: Path, url: str, *, stale_seconds: float = 120.0, maxlen: int = 
     for status in sorted(statuses, key=lambda s: s.ticker):
         age = (now - status.received_at) / 1e9
         if age > stale_seconds:
-            problems.append(f"{status.ticker}: no bar for {age:,.0f} s")
-        tickers.append({"ticker": status.ticker, "last_data_age_s": round(age, 3), "last_bar_end": _iso(status.last_bar_end),
+            problems.append(f"{printable(status.ticker)}: no bar for {age:,.0f} s")
+        tickers.append({"ticker": printable(status.ticker), "last_data_age_s": round(age, 3), "last_bar_end": _iso(status.last_bar_end),
                         "last_tick": _iso(status.last_tick), "bars": status.bars, "gaps": status.gaps,
                         "refused": sum(status.refused.values())})  # fmt: skip
     heartbeat = None if beat is None else round((now - int(beat)) / 1e9, 3)
@@ -76,7 +77,7 @@ def report(home: Path, url: str, *, stale_seconds: float = 120.0, maxlen: int = 
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return printable(value.decode(errors="replace") if isinstance(value, bytes) else value)
 
 
 def render(health: Report) -> str:

@@ -41,12 +41,12 @@ from flows.sources import FileSource, RedisStreamSource, StdinSource
 from flows.steps import (
     Closed,
     ConflictStep,
-    DeadLetter,
     PolicyStep,
     Quiet,
     Status,
     TickerStep,
     compile_helpers,
+    dead_letter,
     score,
 )
 
@@ -70,6 +70,7 @@ def flow(
     batch: int = 500,
     lateness_ms: int = 1000,
     idle_ms: int = 2000,
+    max_ahead_ms: int | None = None,
     conflict: str = "highest-confidence",
     order: tuple[str, ...] | list[str] = (),
     models: tuple[str, ...] | list[str] = (),
@@ -87,7 +88,9 @@ def flow(
     ``clock`` is ``data`` (event time from the data: replays) or ``wall`` (live feeds).
     ``lateness_ms`` is how long a bar waits for delayed ticks after its end; the clock
     closes the bar of a ticker that stays silent ``idle_ms`` longer (an active ticker
-    closes its own with its next tick).
+    closes its own with its next tick). A tick stamped more than ``max_ahead_ms`` past the
+    source's time is dead-lettered as ``future`` and does not move it (None: 5 s on the
+    wall clock, 10 days on the data clock; `flows.sources.MAX_AHEAD`).
     ``conflict`` decides between models signalling one ticker at one bar close; ``order``
     ranks models for ``first-wins``. ``models`` limits the flow to some trained ids.
     ``alert_file`` writes alerts (and refused messages beside them) to local JSON-lines
@@ -108,7 +111,7 @@ def flow(
         raise ConfigError("conflict", f"unknown rule {conflict!r}", f"use one of: {', '.join(RULES)}")
     if clock not in ("data", "wall"):
         raise ConfigError("clock", f"unknown clock {clock!r}", "use data (replays) or wall (live feeds)")
-    for name, value in (("lateness_ms", lateness_ms), ("idle_ms", idle_ms)):
+    for name, value in (("lateness_ms", lateness_ms), ("idle_ms", idle_ms), ("max_ahead_ms", max_ahead_ms or 0)):
         if value < 0:
             raise ConfigError(name, f"{value} is negative", "use 0 or more milliseconds")
     if kind not in ("ticks", "bars"):
@@ -120,19 +123,20 @@ def flow(
         raise ConfigError("models", f"no published model in {home}", "train one and `sigma publish TRAINED_ID`")
     compile_helpers()
     lateness, idle = lateness_ms * 1_000_000, idle_ms * 1_000_000
+    ahead = None if max_ahead_ms is None else max_ahead_ms * 1_000_000
     order = tuple(order)
 
     if source == "redis":
         market = RedisStreamSource(redis_url, list(streams), group=group, start=start, batch=batch, clock=clock, lateness=lateness,  # type: ignore[arg-type]
-                                   idle=idle, recovery=recovery)
+                                   idle=idle, recovery=recovery, max_ahead=ahead)
     elif source == "files":
         if not files:
             raise ConfigError("files", "a file replay needs at least one file", "pass --file PATH")
         if speed is not None and not speed > 0:
             raise ConfigError("speed", f"{speed} is not a pace", "give event seconds per wall second above 0, or none for full speed")
-        market = FileSource([Path(f) for f in files], kind, batch=batch, lateness=lateness, idle=idle, speed=speed)  # type: ignore[arg-type]
+        market = FileSource([Path(f) for f in files], kind, batch=batch, lateness=lateness, idle=idle, speed=speed, max_ahead=ahead)  # type: ignore[arg-type]
     elif source == "stdin":
-        market = StdinSource(kind, clock, lateness, idle)  # type: ignore[arg-type]
+        market = StdinSource(kind, clock, lateness, idle, max_ahead=ahead)  # type: ignore[arg-type]
     else:
         raise ConfigError("source", f"unknown source {source!r}", "use redis, files or stdin")
 
@@ -141,7 +145,7 @@ def flow(
         if kind == "clock":
             return [(ticker, item) for ticker in registry.by_ticker]
         if payload.ticker not in registry.by_ticker:
-            letter = DeadLetter("unknown_ticker", payload.ticker, encode_json(payload), "no published model trades it", received)
+            letter = dead_letter("unknown_ticker", payload.ticker, encode_json(payload), "no published model trades it", received)
             return [("", letter)]
         return [(payload.ticker, item)]
 

@@ -11,7 +11,8 @@ a Redis Cluster too:
   the marker (``SET NX``): a replay or a resumed run never writes a second copy.
 - ``{sigma}:health`` each ticker's latest `Status` (JSON), and ``{sigma}:health:heartbeat``
   the wall clock of the flow's latest write: what ``sigma health`` reads.
-- ``{sigma}:deadletter`` refused messages (reason, ticker, raw payload, detail) and
+- ``{sigma}:deadletter`` refused messages (reason, ticker, the first KiB of the raw payload
+  with its size and SHA-256, detail) and
   ``{sigma}:deadletter:counts`` a count per ``ticker:reason``.
 
 When Redis is unreachable a writer keeps its items in a bounded buffer and retries
@@ -138,7 +139,7 @@ class _DeadLetterWriter(_Writer):
     def _queue(self, pipe, letters: list[DeadLetter]) -> None:
         for letter in letters:
             fields = {"reason": letter.reason, "ticker": letter.ticker, "payload": letter.payload, "detail": letter.detail,
-                      "received_at": letter.received_at}  # fmt: skip
+                      "received_at": letter.received_at, "size": letter.size, "sha256": letter.sha256}  # fmt: skip
             pipe.xadd(DEADLETTER, fields, maxlen=self.maxlen, approximate=True)
             pipe.hincrby(DEADLETTER_COUNTS, f"{letter.ticker}:{letter.reason}", 1)
 

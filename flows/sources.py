@@ -7,8 +7,10 @@ Every source yields the same items, ``(kind, payload, received_at)``:
 - ``("clock", event_time, ns)``: the source's event-time watermark, so that a bar of
   a ticker that has gone quiet still closes. With ``clock="data"`` (replays, and
   streams of recorded data) it is the latest event time the source has seen; with
-  ``clock="wall"`` (live feeds) it is the wall clock, and a tick stamped more than
-  ``max_ahead`` in the future is refused rather than allowed to run the clock ahead.
+  ``clock="wall"`` (live feeds) it is the wall clock. On either clock, a tick stamped
+  more than ``max_ahead`` past the source's time (the data clock: the latest event
+  time it has seen) is dead-lettered as ``future``, and the clock does not move: one
+  tick stamped 2096 would otherwise make every later tick late.
   Bars end on whole minutes, so the clock speaks once a minute, ``lateness`` after
   the minute: every ticker hears it, and a clock that spoke more often would cost
   each of them a visit for nothing.
@@ -56,7 +58,7 @@ from bytewax.inputs import (
 from engine.calendar import NS_PER_MINUTE
 from engine.errors import ConfigError, DecodeError
 from engine.schemas import Bar, Tick, decode_json
-from flows.steps import DeadLetter
+from flows.steps import dead_letter
 
 __all__ = ["Reader", "ClockState", "Resume", "RedisStreamSource", "FileSource", "StdinSource", "Kind", "ClockMode"]
 
@@ -65,16 +67,19 @@ ClockMode = Literal["data", "wall"]
 _TYPES = {"tick": Tick, "bar": Bar}
 _FIELDS = {name.encode(): name for name in _TYPES}  # a stream entry's field -> the kind of its payload
 _SECOND = 1_000_000_000
+MAX_AHEAD = {"wall": 5 * _SECOND, "data": 10 * 86_400 * _SECOND}
+"""How far past the source's time a tick may be stamped, by clock: a feed's clock skew (wall), and on the data clock
+longer than any market closure since 1933 (the longest, after 11 September 2001, kept the NYSE shut for 6 days)."""
 
 
 class Reader:
     """Decodes raw messages into flow items and keeps one source partition's clock."""
 
-    def __init__(self, clock: ClockMode = "data", *, lateness: int = _SECOND, idle: int = 0, max_ahead: int = 5 * _SECOND) -> None:
+    def __init__(self, clock: ClockMode = "data", *, lateness: int = _SECOND, idle: int = 0, max_ahead: int | None = None) -> None:
         self.mode = clock
         self.lateness = lateness
         self.idle = idle
-        self.max_ahead = max_ahead
+        self.max_ahead = MAX_AHEAD[clock] if max_ahead is None else max_ahead
         self.latest = -1
         self._next_clock = 0
 
@@ -82,15 +87,18 @@ class Reader:
         try:
             item = decode_json(payload, _TYPES[kind])
         except DecodeError as error:
-            return "dead", DeadLetter("malformed", _ticker_of(payload), payload, str(error), received), received
+            return "dead", dead_letter("malformed", _ticker_of(payload), payload, str(error), received), received
         return self.accept(kind, item, received, payload)
 
     def accept(self, kind: str, item: Tick | Bar, received: int, payload: bytes | None = None) -> tuple:
         ts = item.ts if kind == "tick" else item.end - 1
-        if self.mode == "wall" and ts > received + self.max_ahead:
+        # The data clock holds a tick against the stream's own time only: a replay may be of data stamped after
+        # today (synthetic markets), and its first tick has nothing before it to be held against.
+        reference, against = (received, "the wall clock") if self.mode == "wall" else (self.latest, "the stream's event time")
+        if reference >= 0 and ts > reference + self.max_ahead:
             raw = payload if payload is not None else msgspec.json.encode(item)
-            detail = f"stamped {(ts - received) / 1e9:.1f} s ahead of the wall clock"
-            return "dead", DeadLetter("future_time", item.ticker, raw, detail, received), received
+            detail = f"stamped {_duration(ts - reference)} ahead of {against}, more than the {_duration(self.max_ahead)} allowed"
+            return "dead", dead_letter("future", item.ticker, raw, detail, received), received
         if ts > self.latest:
             self.latest = ts
         return kind, item, received
@@ -134,10 +142,15 @@ class Resume(msgspec.Struct, frozen=True):
     clock: ClockState
 
 
+def _duration(nanoseconds: int) -> str:
+    seconds = nanoseconds / _SECOND
+    return f"{seconds / 86_400:,.1f} days" if seconds >= 86_400 else f"{seconds:,.1f} s"
+
+
 def _ticker_of(payload: bytes) -> str:
     try:
         value = msgspec.json.decode(payload)
-        return str(value.get("ticker", ""))[:32] if isinstance(value, dict) else ""
+        return str(value.get("ticker", "")) if isinstance(value, dict) else ""
     except msgspec.DecodeError:
         return ""
 
@@ -218,7 +231,7 @@ class _StreamPartition(StatefulSourcePartition):
                         items.append(decode(*found[0], received))
                     else:
                         entry = msgspec.json.encode({k.decode(errors="replace"): v.decode(errors="replace") for k, v in named.items()})
-                        items.append(("dead", DeadLetter("malformed", "", entry, "a stream entry needs a `tick` or `bar` field", received),
+                        items.append(("dead", dead_letter("malformed", "", entry, "a stream entry needs a `tick` or `bar` field", received),
                                       received))  # fmt: skip
                 last = entry_id
             if last is not None:
@@ -260,16 +273,16 @@ class RedisStreamSource(FixedPartitionedSource):
 
     def __init__(self, url: str, keys: list[str], *, group: str = "sigma", start: str = "0", batch: int = 500,
                  clock: ClockMode = "data", lateness: int = _SECOND, idle: int = 0, poll: float = 0.0005,
-                 recovery: bool = False) -> None:  # fmt: skip
+                 recovery: bool = False, max_ahead: int | None = None) -> None:  # fmt: skip
         self.url, self.keys, self.group, self.start, self.batch, self.poll = url, keys, group, start, batch, poll
-        self.clock, self.lateness, self.idle, self.recovery = clock, lateness, idle, recovery
+        self.clock, self.lateness, self.idle, self.recovery, self.max_ahead = clock, lateness, idle, recovery, max_ahead
 
     def list_parts(self) -> list[str]:
         return list(self.keys)
 
     def build_part(self, step_id: str, for_part: str, resume_state: Resume | None) -> _StreamPartition:
         return _StreamPartition(self.url, for_part, self.group, f"{self.group}-{for_part}", self.start, resume_state, self.batch,
-                                Reader(self.clock, lateness=self.lateness, idle=self.idle), self.poll, self.recovery)  # fmt: skip
+                                Reader(self.clock, lateness=self.lateness, idle=self.idle, max_ahead=self.max_ahead), self.poll, self.recovery)  # fmt: skip
 
 
 # -- files -------------------------------------------------------------------------
@@ -322,7 +335,7 @@ class _FilePartition(StatefulSourcePartition):
                 item = msgspec.convert(row, _TYPES[self.kind])
             except (msgspec.ValidationError, ValueError) as error:
                 raw = msgspec.json.encode(row)
-                items.append(("dead", DeadLetter("malformed", str(row.get("ticker", ""))[:32], raw, str(error), received), received))
+                items.append(("dead", dead_letter("malformed", str(row.get("ticker", "")), raw, str(error), received), received))
                 continue
             items.append(self.reader.accept(self.kind, item, received))
         clock = self.reader.clock(received)
@@ -346,7 +359,7 @@ def _read_rows(path: Path, kind: type) -> list:
     if not path.exists():
         raise ConfigError("input", f"{path} does not exist")
     if path.suffix in (".jsonl", ".ndjson", ".json"):
-        return [line for line in path.read_bytes().splitlines() if line.strip()]
+        return [line.rstrip(b"\r") for line in path.read_bytes().split(b"\n") if line.strip()]  # JSON lines end at \n only
     if path.suffix == ".parquet":
         table = pq.read_table(path)
     elif path.suffix == ".csv":
@@ -365,8 +378,9 @@ class FileSource(FixedPartitionedSource):
     """Ticks or bars from files, one partition per file: the same flow replays history."""
 
     def __init__(self, paths: list[Path], kind: Kind = "ticks", *, batch: int = 1000, lateness: int = _SECOND, idle: int = 0,
-                 speed: float | None = None) -> None:  # fmt: skip
+                 speed: float | None = None, max_ahead: int | None = None) -> None:  # fmt: skip
         self.paths, self.kind, self.batch, self.lateness, self.idle = [Path(p) for p in paths], kind, batch, lateness, idle
+        self.max_ahead = max_ahead
         self.speed = speed
         """Event seconds per wall second (a paced replay); None: as fast as the flow reads."""
 
@@ -374,7 +388,7 @@ class FileSource(FixedPartitionedSource):
         return [str(path) for path in self.paths]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Resume | None) -> _FilePartition:
-        return _FilePartition(Path(for_part), self.kind, resume_state, self.batch, Reader("data", lateness=self.lateness, idle=self.idle),
+        return _FilePartition(Path(for_part), self.kind, resume_state, self.batch, Reader("data", lateness=self.lateness, idle=self.idle, max_ahead=self.max_ahead),
                               self.speed)  # fmt: skip
 
 
@@ -401,11 +415,12 @@ class _StdinPartition(StatelessSourcePartition):
 class StdinSource(DynamicSource):
     """JSON lines of ticks or bars on standard input (read by the first worker; it cannot resume)."""
 
-    def __init__(self, kind: Kind = "ticks", clock: ClockMode = "data", lateness: int = _SECOND, idle: int = 0) -> None:
-        self.kind, self.clock, self.lateness, self.idle = kind, clock, lateness, idle
+    def __init__(self, kind: Kind = "ticks", clock: ClockMode = "data", lateness: int = _SECOND, idle: int = 0,
+                 max_ahead: int | None = None) -> None:  # fmt: skip
+        self.kind, self.clock, self.lateness, self.idle, self.max_ahead = kind, clock, lateness, idle, max_ahead
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSourcePartition:
-        return _StdinPartition(self.kind, Reader(self.clock, lateness=self.lateness, idle=self.idle)) if worker_index == 0 else _Nothing()
+        return _StdinPartition(self.kind, Reader(self.clock, lateness=self.lateness, idle=self.idle, max_ahead=self.max_ahead)) if worker_index == 0 else _Nothing()
 
 
 class _Nothing(StatelessSourcePartition):

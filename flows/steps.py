@@ -25,6 +25,7 @@ state layout resumes from.
 from __future__ import annotations
 
 import gc
+import hashlib
 import math
 import time
 from collections.abc import Iterable
@@ -36,7 +37,7 @@ from bytewax.operators import StatefulBatchLogic
 from engine.alerts import build_alert, resolve
 from engine.book import EVENT_COLUMNS, Book, live_step
 from engine.calendar import NS_PER_MINUTE
-from engine.errors import NotFoundError
+from engine.errors import NotFoundError, printable
 from engine.pipeline import Closed, Pipeline
 from engine.policy import Policy
 from engine.schemas import Alert, encode_json
@@ -45,17 +46,33 @@ from engine.snapshot import decode_state, encode_state, state
 from engine.store import load_bars, load_ticks
 from flows.registry import Registry, ServingModel
 
-__all__ = ["DeadLetter", "Quiet", "Decided", "Status", "TickerStep", "score", "PolicyStep", "ConflictStep"]
+__all__ = ["DeadLetter", "dead_letter", "Quiet", "Decided", "Status", "TickerStep", "score", "PolicyStep", "ConflictStep"]
+
+
+PAYLOAD_KEPT = 1024
+"""Bytes of a refused payload a dead letter keeps: 100,000 letters of 1 MB payloads would otherwise be 100 GB of Redis."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True, array_like=True):
-    """A message the flow refused: why, the raw payload, where it came from."""
+    """A message the flow refused: why, the start of its raw payload with its size and hash, where it came from.
+
+    Build one with `dead_letter`, which caps the payload and escapes the ticker."""
 
     reason: str
     ticker: str
     payload: bytes
     detail: str
     received_at: int
+    size: int = 0
+    """The whole payload's length in bytes."""
+    sha256: str = ""
+    """The whole payload's SHA-256: ties a letter to the message upstream when ``payload`` was cut."""
+
+
+def dead_letter(reason: str, ticker: str, payload: bytes, detail: str, received: int) -> DeadLetter:
+    """A dead letter of ``payload`` as received: its first `PAYLOAD_KEPT` bytes, its length and hash, its ticker made printable."""
+    return DeadLetter(reason, printable(ticker, 32), payload[:PAYLOAD_KEPT], printable(detail, 500), received, len(payload),
+                      hashlib.sha256(payload).hexdigest())  # fmt: skip
 
 
 class Quiet(msgspec.Struct, frozen=True, array_like=True):
@@ -143,7 +160,7 @@ class TickerStep(StatefulBatchLogic):
             else:
                 refused = pipeline.tick(item) if kind == "tick" else pipeline.bar(item)
                 if refused is not None:
-                    out.append(DeadLetter(refused[0], pipeline.ticker, encode_json(item), refused[1], received))
+                    out.append(dead_letter(refused[0], pipeline.ticker, encode_json(item), refused[1], received))
                     continue
                 watermark = item.ts if kind == "tick" else item.end - 1
             self._advance(watermark, received, out)

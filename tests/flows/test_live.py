@@ -107,6 +107,8 @@ def _bad_ticks(rows: list[dict]) -> list[tuple[int, object, str]]:
         (at + 2, {**good, "ts": stamp + 5, "price": good["price"] * 5}, "outlier"),  # case 13: one bad print
         (at + 3, {**good, "ts": stamp - 30 * 60 * 1_000_000_000}, "late"),  # case 4: its bar closed half an hour ago
         (at + 4, {**good, "ticker": "ZZZZ"}, "unknown_ticker"),  # case 23
+        (at + 5, {**good, "ts": 10**30}, "malformed"),  # past any calendar: refused by the schema, not an OverflowError
+        (at + 6, {**good, "ts": 3_976_000_000 * 1_000_000_000}, "future"),  # case 22 on the data clock: 2096, event time stays
     ]
 
 
@@ -136,7 +138,7 @@ def test_bad_ticks_go_to_the_dead_letter_stream_and_change_no_alert(served, redi
     raw = {fields[b"payload"] for _, fields in letters}
     assert b"{not json" in raw, "the raw payload is kept"
     counts = {key.decode(): int(value) for key, value in client.hgetall(DEADLETTER_COUNTS).items()}
-    assert counts["SPY:malformed"] == 3 and counts[":malformed"] == 1 and counts["ZZZZ:unknown_ticker"] == 1
+    assert counts["SPY:malformed"] == 4 and counts[":malformed"] == 1 and counts["ZZZZ:unknown_ticker"] == 1
 
 
 def test_ticks_out_of_order_within_the_lateness_make_the_sorted_bars(served, redis_server):
@@ -162,7 +164,7 @@ def test_the_future_is_refused_on_the_wall_clock(served, redis_server):
     future = {**row, "ts": time.time_ns() + 3600 * 1_000_000_000}  # case 22: an hour ahead of the wall clock
     replay_stream(home, redis_server, [future], clock="wall")
     [(_, letter)] = redis_server.client().xrange(DEADLETTER)
-    assert letter[b"reason"] == b"future_time"
+    assert letter[b"reason"] == b"future" and b"ahead of the wall clock" in letter[b"detail"]
 
 
 def _sigma(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:

@@ -297,13 +297,14 @@ def test_a_model_unpublished_in_flight_lets_its_peers_through_the_conflict_step(
     idle=st.sampled_from([0, 5 * SECOND]),
 )
 def test_the_source_clock_speaks_once_a_minute_idle_behind_the_source(times, lateness, idle):
+    NOW = _ns(2026, 12, 3, 12, 0)  # the wall clock when the replay runs: after its data
     reader = Reader("data", lateness=lateness, idle=idle)
     base = _ns(2024, 3, 19, 14, 0)
     latest, last = -1, None
     for at in times:
         latest = max(latest, base + at)
-        reader.accept("tick", Tick(ticker="SPY", ts=base + at, price=10.0, size=1.0), 0)
-        item = reader.clock(0)
+        reader.accept("tick", Tick(ticker="SPY", ts=base + at, price=10.0, size=1.0), NOW)
+        item = reader.clock(NOW)
         if item is not None:
             watermark = item[1]
             assert watermark == latest - idle, "the clock runs idle behind the source's time"
@@ -312,3 +313,16 @@ def test_the_source_clock_speaks_once_a_minute_idle_behind_the_source(times, lat
         assert last is not None and (last - lateness) // NS_PER_MINUTE == (latest - idle - lateness) // NS_PER_MINUTE, (
             "every minute that ended lateness + idle before the source's time has been announced"
         )
+
+
+def test_a_tick_too_far_ahead_is_dead_lettered_as_future_and_the_clock_stays():
+    now, base = _ns(2026, 12, 3, 12, 0), _ns(2024, 3, 19, 14, 0)
+    for mode, wall in (("data", now), ("wall", base)):  # a replay after its data; a live feed in step with the wall clock
+        reader = Reader(mode, max_ahead=60 * SECOND)
+        assert reader.accept("tick", Tick(ticker="SPY", ts=base, price=10.0, size=1.0), wall)[0] == "tick"
+        kind, letter, _ = reader.accept("tick", Tick(ticker="SPY", ts=base + 61 * SECOND, price=10.0, size=1.0), wall)
+        assert kind == "dead" and letter.reason == "future" and "60.0 s allowed" in letter.detail
+        assert reader.latest == base, "event time did not move"
+        assert reader.accept("tick", Tick(ticker="SPY", ts=base + 59 * SECOND, price=10.0, size=1.0), wall)[0] == "tick"
+    replay = Reader("data")  # a replay of data stamped after today (a synthetic market) is not held against the wall clock
+    assert replay.accept("tick", Tick(ticker="SPY", ts=_ns(2096, 1, 2, 15, 0), price=10.0, size=1.0), now)[0] == "tick"

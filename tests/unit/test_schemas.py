@@ -94,3 +94,18 @@ def test_non_finite_prices_are_refused_from_msgpack():
 def test_bar_end_must_follow_start():
     with pytest.raises(DecodeError, match="`end` .* must be after `start`"):
         decode_json(b'{"ticker":"A","start":5,"end":5,"open":1,"high":1,"low":1,"close":1}', Bar)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("ts", 10**30), ("ts", -1), ("ticker", "SPY\nSPY:forged 1"), ("ticker", "../../x"), ("ticker", "A" * 33), ("ticker", ""),
+     ("trade_id", "9" * 65), ("trade_id", "a b"), ("trade_id", "")],
+)
+def test_a_tick_out_of_bounds_is_refused_naming_its_field(field, value):
+    with pytest.raises(DecodeError, match=field):
+        decode_json(msgspec.json.encode({"ticker": "SPY", "ts": 1_700_000_000_000_000_000, "price": 1.0, field: value}), Tick)
+
+
+def test_real_ticker_spellings_decode():
+    for ticker in ("SPY", "BRK.B", "BRK-B", "ES=F", "^GSPC", "EUR/USD", "btc_usd", "6E:CME"):
+        assert decode_json(msgspec.json.encode({"ticker": ticker, "ts": 1, "price": 1.0}), Tick).ticker == ticker
