@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from cli._common import print_json, workspace
+from cli._common import cadence, name, print_json, ticker, tickers, workspace
 from engine.calendar import CALENDARS, calendar
 from engine.errors import ConfigError
 from engine.store import datasets, store_bars, store_ticks
@@ -25,8 +25,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "the data-quality report is printed, and data that FAILs is not stored.",
     )
     load.add_argument("files", nargs="+", type=Path, help="CSV (.csv, .csv.gz) or Parquet files, in time order")
-    load.add_argument("--ticker", required=True)
-    load.add_argument("--cadence", required=True, help="bar cadence: 1m, 5m, 1h, 1d, 1w, ...")
+    load.add_argument("--ticker", required=True, type=ticker)
+    load.add_argument("--cadence", required=True, type=cadence, help="bar cadence: 1m, 5m, 1h, 1d, 1w, ...")
     load.add_argument("--calendar", default="us_equities", choices=sorted(CALENDARS), help="exchange calendar (default us_equities)")
     load.add_argument("--timezone", help="time zone of naive times, e.g. America/New_York or UTC (daily dates default to the calendar's)")
     load.add_argument("--columns", help="field=column pairs, e.g. time=Date,close=Close (names or 0-based positions)")
@@ -47,20 +47,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing.set_defaults(handler=_list)
 
     check = verbs.add_parser("check", help="the data-quality report of a dataset (exit 1 when it FAILs)")
-    check.add_argument("ticker")
-    check.add_argument("--cadence", default="1d")
+    check.add_argument("ticker", type=ticker)
+    check.add_argument("--cadence", type=cadence, default="1d")
     check.add_argument("--json", action="store_true")
     check.set_defaults(handler=_check)
 
     coarser = verbs.add_parser("resample", help="store a ticker's bars at a coarser cadence")
-    coarser.add_argument("ticker")
-    coarser.add_argument("--from", dest="source", required=True, help="stored cadence, e.g. 1m")
-    coarser.add_argument("--to", dest="target", required=True, help="coarser cadence, e.g. 1h or 1d")
+    coarser.add_argument("ticker", type=ticker)
+    coarser.add_argument("--from", dest="source", type=cadence, required=True, help="stored cadence, e.g. 1m")
+    coarser.add_argument("--to", dest="target", type=cadence, required=True, help="coarser cadence, e.g. 1h or 1d")
     coarser.set_defaults(handler=_resample)
 
     synth = verbs.add_parser("synth", help="generate a seeded synthetic market into the workspace")
-    synth.add_argument("--tickers", default="SPY,QQQ,IWM", help="comma-separated tickers (default SPY,QQQ,IWM)")
-    synth.add_argument("--cadence", default="1d")
+    synth.add_argument("--tickers", type=tickers, default="SPY,QQQ,IWM", help="comma-separated tickers (default SPY,QQQ,IWM)")
+    synth.add_argument("--cadence", type=cadence, default="1d")
     synth.add_argument("--sessions", type=int, default=1260, help="trading sessions per ticker (default 1260, five years)")
     synth.add_argument("--seed", type=int, default=7)
     synth.add_argument("--start", default="2020-01-02", help="first session date")
@@ -69,7 +69,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     synth.set_defaults(handler=_synth)
 
     look = commands.add_parser("preview", help="a model's features over a short window, with missing shares")
-    look.add_argument("model")
+    look.add_argument("model", type=name("model"))
     look.add_argument("--bars", type=int, default=2000, help="window length (default 2000)")
     look.add_argument("--json", action="store_true")
     look.set_defaults(handler=_preview)
@@ -86,7 +86,7 @@ def _import(args: argparse.Namespace) -> int:
                 raise ConfigError("--columns", f"{pair!r} is not field=column", "write e.g. --columns time=Date,close=Close")
             columns[field.strip()] = column.strip()
     options = ImportOptions(
-        ticker=args.ticker.upper(), cadence=args.cadence, calendar=args.calendar, timezone=args.timezone,
+        ticker=args.ticker, cadence=args.cadence, calendar=args.calendar, timezone=args.timezone,
         columns=columns, header=not args.no_header, time_format=args.time_format, epoch_unit=args.epoch_unit,
         day_offset_unit=args.day_offset_unit, time_label=args.time_label, price_scale=args.price_scale,
         factor_file=args.factor_file, adjustment=args.adjustment, negative_prices=args.negative_prices,
@@ -116,7 +116,7 @@ def _check(args: argparse.Namespace) -> int:
     from research.data import check_dataset
 
     with workspace() as space:
-        report = check_dataset(space.home, args.ticker.upper(), args.cadence)
+        report = check_dataset(space.home, args.ticker, args.cadence)
     if args.json:
         print_json(report)
     else:
@@ -128,7 +128,7 @@ def _resample(args: argparse.Namespace) -> None:
     from research.data import resample_dataset
 
     with workspace() as space:
-        info = resample_dataset(space.home, args.ticker.upper(), args.source, args.target)
+        info = resample_dataset(space.home, args.ticker, args.source, args.target)
     print(f"stored {info.ticker} {info.cadence}: {info.rows:,} bars")
 
 
@@ -136,13 +136,12 @@ def _synth(args: argparse.Namespace) -> None:
     from research.synthetic import generate
 
     cal = calendar(args.calendar)
-    tickers = [ticker.strip().upper() for ticker in args.tickers.split(",") if ticker.strip()]
-    market = generate(tickers, args.cadence, args.sessions, cal, seed=args.seed, start=date.fromisoformat(args.start), ticks=args.ticks)
+    market = generate(args.tickers, args.cadence, args.sessions, cal, seed=args.seed, start=date.fromisoformat(args.start), ticks=args.ticks)
     with workspace() as space:
-        for ticker, (bars, ticks) in market.items():
+        for symbol, (bars, ticks) in market.items():
             info = store_bars(space.home, bars, cal, source=f"synthetic seed {args.seed}")
-            extra = f" and {store_ticks(space.home, ticker, ticks):,} ticks" if ticks is not None else ""
-            print(f"stored {ticker} {info.cadence}: {info.rows:,} bars{extra}")
+            extra = f" and {store_ticks(space.home, symbol, ticks):,} ticks" if ticks is not None else ""
+            print(f"stored {symbol} {info.cadence}: {info.rows:,} bars{extra}")
 
 
 def _preview(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import redis
 
+from cli._common import name, names_list
 from engine.alerts import RULES
 from engine.errors import ConfigError
 from engine.schemas import Alert, decode_json
@@ -47,8 +48,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                           "(default: 5,000 on the wall clock, 10 days on the data clock)")
     run.add_argument("--conflict", choices=RULES, default="highest-confidence",
                      help="how models signalling one ticker at one bar close are decided")
-    run.add_argument("--order", help="model order for first-wins, comma-separated trained ids")
-    run.add_argument("--model", action="append", help="serve only these trained ids (default: every published model)")
+    run.add_argument("--order", type=names_list("--order"), help="model order for first-wins, comma-separated trained ids")
+    run.add_argument("--model", action="append", type=name("--model"), help="serve only these trained ids (default: every published model)")
     run.add_argument("--workers", "-w", type=int, default=1, help="worker threads in this process")
     run.add_argument("--process-id", "-i", type=int, help="this process's index in a cluster")
     run.add_argument("--addresses", "-a", help="host:port of every process of the cluster, ';'-separated")
@@ -80,7 +81,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "cannot be decoded is moved to {sigma}:alerts:poison after --max-deliveries tries.",
     )
     tail.add_argument("--redis-url", default=None)
-    tail.add_argument("--model", help="one model's stream (default: every model's)")
+    tail.add_argument("--model", type=name("--model"), help="one model's stream (default: every model's)")
     tail.add_argument("--group", help="consumer group to read as")
     tail.add_argument("--consumer", default=f"tail-{os.getpid()}", help="this reader's name in the group")
     tail.add_argument("--count", type=int, help="stop after this many alerts")
@@ -116,7 +117,7 @@ def _run(args: argparse.Namespace) -> None:
         idle_ms=args.idle_ms,
         max_ahead_ms=args.max_ahead_ms,
         conflict=args.conflict,
-        order=[m for m in (args.order or "").split(",") if m],
+        order=args.order or [],
         models=args.model or [],
         recovery=args.recovery is not None,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli._common import actor, catalog, key_values, print_json, workspace
+from cli._common import actor, cadence, catalog, key_values, name, print_json, ticker, workspace
 from engine.errors import ConfigError
 from engine.models import create_model
 from engine.packs import TAG_CATEGORIES
@@ -21,18 +21,18 @@ def register(commands: argparse._SubParsersAction) -> argparse._SubParsersAction
         description="A model fixes WHAT is traded: pack strategy, indicators, instrument, risk profile, cadence. "
         "Its name defaults to <ticker>_<asset>_<horizon>_<cadence>[_<variant>].",
     )
-    create.add_argument("--pack", required=True, help="namespace or namespace@version")
+    create.add_argument("--pack", required=True, type=name("pack"), help="namespace or namespace@version")
     create.add_argument("--strategy", required=True, help="a strategy of the pack")
     create.add_argument("--instrument", choices=("stocks", "options", "futures"), help="default: the pack's")
-    create.add_argument("--ticker", help="the stock ticker, option underlying or futures contract root")
+    create.add_argument("--ticker", type=ticker, help="the stock ticker, option underlying or futures contract root")
     create.add_argument("--set", action="append", metavar="KEY=VALUE", help="an instrument setting, e.g. default_dte=7")
     create.add_argument("--indicators", help="comma-separated subset of the pack's indicators (default: the strategy's)")
     create.add_argument("--param", action="append", metavar="INDICATOR.KEY=VALUE", help="an indicator parameter")
     create.add_argument("--risk-profile", choices=("conservative", "balanced", "aggressive"), help="default: the pack's")
-    create.add_argument("--cadence", help="bar cadence such as 1m, 1h, 1d (default: the pack's)")
+    create.add_argument("--cadence", type=cadence, help="bar cadence such as 1m, 1h, 1d (default: the pack's)")
     create.add_argument("--tag", action="append", metavar="CATEGORY=VALUE", help="a tag; replaces that category's inherited tags")
-    create.add_argument("--name", help="an explicit model name")
-    create.add_argument("--variant", help="suffix for the automatic name")
+    create.add_argument("--name", type=name("name"), help="an explicit model name")
+    create.add_argument("--variant", type=name("variant"), help="suffix for the automatic name")
     create.add_argument("--json", action="store_true", help="print the model as JSON")
     create.set_defaults(handler=_create)
 
@@ -41,7 +41,7 @@ def register(commands: argparse._SubParsersAction) -> argparse._SubParsersAction
     listing.set_defaults(handler=_list)
 
     show = verbs.add_parser("show", help="one model in full")
-    show.add_argument("name")
+    show.add_argument("name", type=name("model"))
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_show)
     return verbs
@@ -55,7 +55,7 @@ def _create(args: argparse.Namespace) -> None:
     instrument = args.instrument or pack.default_instrument
     settings = key_values(args.set, "--set")
     if args.ticker:
-        settings[_SYMBOL_FIELD[instrument]] = args.ticker.upper()
+        settings[_SYMBOL_FIELD[instrument]] = args.ticker
     params: dict[str, dict[str, object]] = {}
     for key, value in key_values(args.param, "--param").items():
         indicator, dot, name = key.partition(".")
@@ -109,8 +109,8 @@ def _show(args: argparse.Namespace) -> None:
     print(f"strategy     {spec.strategy}")
     print(f"instrument   {spec.instrument}")
     print(f"risk profile {spec.risk_profile}; cadence {spec.cadence}")
-    for name, params in spec.indicators.items():
-        print(f"indicator    {name} {params}")
+    for indicator, params in spec.indicators.items():
+        print(f"indicator    {indicator} {params}")
     print("tags         " + "; ".join(f"{k}={','.join(v)}" for k, v in spec.tags.items()))
     lineage = spec.lineage
     print(f"lineage      indicator_set {lineage.indicator_set_sha[:12]} model_config {lineage.model_config_sha[:12]} policy {lineage.policy_sha[:12]}")

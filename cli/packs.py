@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from cli._common import catalog, print_json
+from cli._common import catalog, name, print_json
 from engine.errors import ConfigError
 from engine.packs import TAG_CATEGORIES, Check, PackReport, decode_pack, lint
 
@@ -21,7 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing.set_defaults(handler=_list)
 
     show = verbs.add_parser("show", help="one pack in full")
-    show.add_argument("pack", help="namespace or namespace@version")
+    show.add_argument("pack", type=name("pack"), help="namespace or namespace@version")
     show.add_argument("--json", action="store_true", help="print JSON (the default is YAML-like text)")
     show.set_defaults(handler=_show)
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 import msgspec
 
-from cli._common import actor, key_values, print_json, workspace
+from cli._common import actor, key_values, name, print_json, tickers, workspace
 from engine.errors import ConfigError
 from engine.workspace import default_home
 
@@ -24,10 +24,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "and fills them against the data that follows each alert. Ctrl-C or `sigma sim cancel RUN` stops; "
         "`sigma sim resume RUN` continues without doubling an alert or a fill.",
     )
-    run.add_argument("models", nargs="+", metavar="TRAINED_ID", help="trained models to paper-trade (`sigma models trained`)")
+    run.add_argument("models", nargs="+", metavar="TRAINED_ID", type=name("TRAINED_ID"), help="trained models to paper-trade (`sigma models trained`)")
     run.add_argument("--from", dest="start", type=date.fromisoformat, help="first day (YYYY-MM-DD); default: all stored")
     run.add_argument("--to", dest="end", type=date.fromisoformat, help="last day (YYYY-MM-DD); default: all stored")
-    run.add_argument("--tickers", help="comma-separated tickers of the models' universes (default: all of them)")
+    run.add_argument("--tickers", type=tickers, help="comma-separated tickers of the models' universes (default: all of them)")
     run.add_argument("--source", choices=("bars", "ticks"), default="bars", help="replay stored bars or stored ticks")
     run.add_argument("--speed", default="max", help="max: as fast as the flow goes; 1x: real time; 10x, 60x, 0.5x: a multiple of it")
     run.add_argument("--convention", choices=("market", "backtest"), default="market",
@@ -49,8 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "written after every batch, before the entries are acknowledged: a crash and a restart act on no alert or tick "
         "twice and lose none. One process per account. Ctrl-C stops; `sigma sim status --account ACCOUNT` shows it.",
     )
-    live.add_argument("models", nargs="+", metavar="TRAINED_ID")
-    live.add_argument("--account", default="paper", help="the paper account's name (default: paper)")
+    live.add_argument("models", nargs="+", metavar="TRAINED_ID", type=name("TRAINED_ID"))
+    live.add_argument("--account", type=name("--account"), default="paper", help="the paper account's name (default: paper)")
     live.add_argument("--redis-url", default=None, help="the live flow's Redis (default: $REDIS_URL or redis://127.0.0.1:6379/0)")
     live.add_argument("--stream", default="{sigma}:ticks", help="the tick stream the flow reads")
     live.add_argument("--convention", choices=("market", "backtest"), default=None, help="fill convention of a new account (default market)")
@@ -59,15 +59,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     live.set_defaults(handler=_live)
 
     resume = verbs.add_parser("resume", help="continue a cancelled or failed paper run where it stopped")
-    resume.add_argument("run")
+    resume.add_argument("run", type=name("run"))
     resume.add_argument("--json", action="store_true")
     resume.set_defaults(handler=_resume)
     stop = verbs.add_parser("cancel", help="stop a running paper run (from another shell)")
-    stop.add_argument("run")
+    stop.add_argument("run", type=name("run"))
     stop.set_defaults(handler=_cancel)
     status = verbs.add_parser("status", help="paper runs, or one run's account (or a live one's): positions, P&L and the last fills")
-    status.add_argument("run", nargs="?")
-    status.add_argument("--account", help="a live paper account (`sigma sim live --account`)")
+    status.add_argument("run", nargs="?", type=name("run"))
+    status.add_argument("--account", type=name("--account"), help="a live paper account (`sigma sim live --account`)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
     report = verbs.add_parser("report", help="a finished paper run's summary, trust gate and parity diff, and its HTML report",
@@ -75,7 +75,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                               "backtest of the same artifact over the same bars, and writes report.html in the run's folder: "
                               "equity and drawdown curves of paper and backtest, the trades with their fills, the slippage "
                               "distribution, the gates and the diff; one file that loads nothing from elsewhere.")  # fmt: skip
-    report.add_argument("run")
+    report.add_argument("run", type=name("run"))
     report.add_argument("--json", action="store_true")
     report.set_defaults(handler=_report)
 
@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
     from replay import sim
 
     request = sim.SimRequest(models=args.models, start=args.start, end=args.end,
-                             tickers=[t.strip() for t in (args.tickers or "").split(",") if t.strip()], source=args.source,
+                             tickers=args.tickers or [], source=args.source,
                              speed=args.speed, fill=fill_settings(args.convention, args.fill), redis_url=args.redis_url)  # fmt: skip
     with workspace() as space:
         started = sim.start(space, request, actor=actor())

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cli._common import actor, number, pack_and_model, print_json, workspace
+from cli._common import actor, name, number, pack_and_model, print_json, tickers, workspace
 from engine.errors import ConfigError
 from engine.models import SweepRequest
 
@@ -28,10 +28,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "positions, hold days and entry types, at most 1,000 (3,000 with --pro), pruned by successive halving. "
         "Ctrl-C cancels and keeps finished work; `sigma sweep resume ID` continues.",
     )
-    start.add_argument("model")
+    start.add_argument("model", type=name("model"))
     start.add_argument("--mode", choices=("simple", "custom"), default="simple")
     start.add_argument("--preset", help="a sweep preset of the pack (conservative, balanced, aggressive)")
-    start.add_argument("--universe", help="comma-separated tickers to trade cross-sectionally (default: the model's)")
+    start.add_argument("--universe", type=tickers, help="comma-separated tickers to trade cross-sectionally (default: the model's)")
     start.add_argument("--set", action="append", metavar="AXIS=V1,V2", help="replace an axis's values, e.g. stop_loss=0.02,0.04")
     start.add_argument("--pro", action="store_true", help="pro plan: allow up to 3,000 custom combinations")
     start.add_argument("--no-prune", action="store_true", help="backtest every custom combination on the whole window")
@@ -40,21 +40,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     start.set_defaults(handler=_run)
 
     stop = verbs.add_parser("cancel", help="stop a running sweep after its current chunk (from any shell)")
-    stop.add_argument("id")
+    stop.add_argument("id", type=name("sweep"))
     stop.set_defaults(handler=_cancel)
 
     again = verbs.add_parser("resume", help="continue a cancelled or killed sweep without redoing finished work")
-    again.add_argument("id")
+    again.add_argument("id", type=name("sweep"))
     again.set_defaults(handler=_resume)
 
     listing = verbs.add_parser("list", help="the workspace's sweeps")
-    listing.add_argument("--model")
+    listing.add_argument("--model", type=name("--model"))
     listing.add_argument("--tag", action="append", metavar="CATEGORY=VALUE", help="only sweeps of models with this tag")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=_list)
 
     results = verbs.add_parser("results", help="the leaderboard of a finished sweep")
-    results.add_argument("id")
+    results.add_argument("id", type=name("sweep"))
     results.add_argument("--top", type=int, default=10)
     results.add_argument("--csv", type=Path, help="export the whole leaderboard to this CSV file")
     results.add_argument("--save-recipe", type=int, nargs="?", const=1, metavar="RANK", help="save a row's parameters as a JSON recipe (default rank 1)")
@@ -62,7 +62,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     results.set_defaults(handler=_results)
 
     pictures = verbs.add_parser("plot", help="equity curves and a parameter heatmap (PNG) of the top configurations")
-    pictures.add_argument("id")
+    pictures.add_argument("id", type=name("sweep"))
     pictures.add_argument("--top", type=int, default=5)
     pictures.set_defaults(handler=_plot)
 
@@ -95,7 +95,7 @@ def _request(args: argparse.Namespace) -> SweepRequest:
         if not sep:
             raise ConfigError("--set", f"{pair!r} is not AXIS=V1,V2", "write e.g. --set stop_loss=0.02,0.04")
         overrides[axis.strip()] = [number(v.strip()) for v in values.split(",") if v.strip()]
-    universe = [t.strip().upper() for t in (args.universe or "").split(",") if t.strip()]
+    universe = args.universe or []
     return SweepRequest(model=args.model, mode=args.mode, preset=args.preset, universe=universe,
                         overrides=overrides, pro=args.pro, prune=not args.no_prune,
                         commission_bps=args.commission_bps, seed=args.seed)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from datetime import date
 
-from cli._common import actor, pack_and_model, print_json, workspace
+from cli._common import actor, name, pack_and_model, print_json, workspace
 from engine.errors import ConfigError
 
 
@@ -21,7 +21,7 @@ def register(commands: argparse._SubParsersAction, models: argparse._SubParsersA
         "(exit status 1). Checkpoints after every grid point: Ctrl-C (or --cancel from another "
         "shell) stops, and the same command resumes.",
     )
-    train.add_argument("sweep", help="the sweep whose leaderboard rows to train")
+    train.add_argument("sweep", type=name("sweep"), help="the sweep whose leaderboard rows to train")
     train.add_argument("--rows", required=True, help="leaderboard ranks, e.g. 1,3,4")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--workers", type=int, help="parallel trainings (default: one per row, up to the cores)")
@@ -29,7 +29,7 @@ def register(commands: argparse._SubParsersAction, models: argparse._SubParsersA
     train.set_defaults(handler=_train)
 
     test = commands.add_parser("backtest", help="backtest a trained model's ONNX artifact as it will run live")
-    test.add_argument("trained", help="a trained model id (`sigma models trained`)")
+    test.add_argument("trained", type=name("trained"), help="a trained model id (`sigma models trained`)")
     test.add_argument("--from", dest="start", type=date.fromisoformat, help="first day (YYYY-MM-DD), default: all")
     test.add_argument("--to", dest="end", type=date.fromisoformat, help="last day (YYYY-MM-DD), default: all")
     test.add_argument("--json", action="store_true")
@@ -39,14 +39,14 @@ def register(commands: argparse._SubParsersAction, models: argparse._SubParsersA
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=_trained)
     look = models.add_parser("review", help="a trained model's metrics, and review.png (calibration, equity, importance)")
-    look.add_argument("trained")
+    look.add_argument("trained", type=name("trained"))
     look.set_defaults(handler=_review)
 
     for verb, text in (("publish", "switch a trained model on for alerting (the live flow picks it up without a restart)"),
                        ("unpublish", "switch a published model off"),
                        ("discard", "delete an unpublished trained model and its artifact")):  # fmt: skip
         action = commands.add_parser(verb, help=text)
-        action.add_argument("trained")
+        action.add_argument("trained", type=name("trained"))
         action.set_defaults(handler=_act, verb=verb)
         if verb == "publish":
             action.add_argument("--force", action="store_true",
@@ -54,7 +54,7 @@ def register(commands: argparse._SubParsersAction, models: argparse._SubParsersA
                                 "(`sigma sim run`); recorded in the audit log with --reason")  # fmt: skip
             action.add_argument("--reason", help="why it is forced: kept in the audit log")
     kill = commands.add_parser("kill", help="kill switch: a published model opens no new position (exits still alert)")
-    kill.add_argument("trained")
+    kill.add_argument("trained", type=name("trained"))
     kill.add_argument("--off", action="store_true", help="turn the kill switch off again")
     kill.set_defaults(handler=_kill)
 
@@ -97,12 +97,12 @@ def _train(args: argparse.Namespace) -> int:
         except training.Cancelled as stopped:
             print(stopped, file=sys.stderr)
             return 130
-        refused = [name for name in trained if space.trained(name).refusal]
-        for name in trained:
-            print(review.render(space.trained(name).manifest))
-            then = f"NOT publishable (`sigma publish {name} --force` overrides, audited)" if name in refused else \
-                f"publish: `sigma publish {name}`"
-            print(f"review: `sigma models review {name}`; {then}\n")
+        refused = [trained_id for trained_id in trained if space.trained(trained_id).refusal]
+        for trained_id in trained:
+            print(review.render(space.trained(trained_id).manifest))
+            then = f"NOT publishable (`sigma publish {trained_id} --force` overrides, audited)" if trained_id in refused else \
+                f"publish: `sigma publish {trained_id}`"
+            print(f"review: `sigma models review {trained_id}`; {then}\n")
     # Registered, but a model whose policy no longer does what its row promised is not a success to build on.
     return 1 if refused else 0
 

@@ -10,7 +10,7 @@ from engine.errors import ConfigError
 
 __all__ = ["Cadence", "parse_cadence", "cadence_timescale"]
 
-_GRAMMAR = re.compile(r"^([1-9]\d*)(m|h|d|w|mo)$")
+_GRAMMAR = re.compile(r"^([1-9]\d*)(m|h|d|w|mo)\Z")
 _TIMESCALE = {"m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month"}
 _MINUTES = {"m": 1, "h": 60}
 

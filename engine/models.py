@@ -17,13 +17,14 @@ import msgspec
 from engine.errors import ConfigError
 from engine.indicators import check_params
 from engine.lineage import content_sha
+from engine.names import TICKER_PATTERN
 from engine.packs import Pack, Tags, effective_tags, time_problem
 from engine.policy import SIDES
 from engine.schemas import Lineage
 
 __all__ = ["trade_side", "ModelSpec", "SweepRequest", "StockSettings", "OptionSettings", "FutureSettings", "InstrumentSettings", "create_model"]
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}\Z")
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 
@@ -34,7 +35,7 @@ class _Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 class StockSettings(_Settings, frozen=True, kw_only=True, tag="stock"):
     """A stock or ETF: which one, which side, how many shares per signal."""
 
-    ticker: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9.\-]{1,12}$")]
+    ticker: Annotated[str, msgspec.Meta(pattern=TICKER_PATTERN)]
     position_type: Literal["long", "short", "both"] = "long"
     share_size: Positive = 100
 
@@ -46,7 +47,7 @@ class StockSettings(_Settings, frozen=True, kw_only=True, tag="stock"):
 class OptionSettings(_Settings, frozen=True, kw_only=True, tag="option"):
     """Options on an underlying: type, days to expiry, strike rule, contracts per signal."""
 
-    underlying: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9.\-]{1,12}$")]
+    underlying: Annotated[str, msgspec.Meta(pattern=TICKER_PATTERN)]
     option_type: Literal["call", "put", "both"] = "both"
     default_dte: Annotated[int, msgspec.Meta(ge=0, le=730)] = 30
     default_strike: Literal["ATM", "OTM_5", "OTM_10", "ITM_5", "ITM_10"] = "ATM"
@@ -60,9 +61,9 @@ class OptionSettings(_Settings, frozen=True, kw_only=True, tag="option"):
 class FutureSettings(_Settings, frozen=True, kw_only=True, tag="future"):
     """A futures contract root: which month, how it rolls, contracts per signal."""
 
-    contract: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,8}$")]
+    contract: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,8}\Z")]
     contract_month: Literal["front", "back", "specific"] = "front"
-    specific_month: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] | None = None
+    specific_month: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])\Z")] | None = None
     contract_size: Positive = 1
     roll_strategy: Literal["calendar", "volume"] = "volume"
     """``volume`` rolls in the expiry week, ``calendar`` at expiry (open interest is not in the data Sigma stores)."""

@@ -48,7 +48,7 @@ TAG_CATEGORIES = ("risk", "direction", "timeframe", "market", "asset", "style", 
 
 # The C loader is the same safe subset of YAML, several times faster.
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_SEMVER = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$"
+_SEMVER = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?\Z"
 
 HORIZON_TIMESCALES: dict[str, frozenset[str]] = {
     "seconds": frozenset({"tick", "minute"}),

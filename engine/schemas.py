@@ -39,10 +39,10 @@ LATEST_NS = 7_258_118_400 * 1_000_000_000
 Nanoseconds = Annotated[int, msgspec.Meta(ge=0, lt=LATEST_NS, description="nanoseconds since the Unix epoch (UTC), before 2200")]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
-Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
-Ticker = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9^][A-Za-z0-9._\-/^=:]{0,31}$",
+Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z")]
+Ticker = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9^][A-Za-z0-9._\-/^=:]{0,31}\Z",
                                       description="1 to 32 of letters, digits and . _ - / ^ = : (BRK.B, ES=F, ^GSPC, EUR/USD)")]
-TradeId = Annotated[str, msgspec.Meta(pattern=r"^[\x21-\x7e]{1,64}$", description="1 to 64 printable ASCII characters, no spaces")]
+TradeId = Annotated[str, msgspec.Meta(pattern=r"^[\x21-\x7e]{1,64}\Z", description="1 to 64 printable ASCII characters, no spaces")]
 
 
 def _require_finite(struct: msgspec.Struct, fields: tuple[str, ...]) -> None:
@@ -178,7 +178,7 @@ class FutureAlert(_AlertBase, frozen=True, tag="future"):
     """A signal on a futures contract, naming the contract month per the roll strategy."""
 
     contract: Annotated[str, msgspec.Meta(min_length=1)]
-    contract_month: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+    contract_month: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])\Z")]
     contracts: Annotated[int, msgspec.Meta(ge=0)]
     contract_code: str | None = None
     """The exchange symbol, root + month code + year (ESH27)."""

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.bars import COLUMNS, Bars
+from engine import names
+from engine.cadence import parse_cadence
 from engine.calendar import Calendar
 from engine.errors import NotFoundError
 from engine.features import TICK_FIELDS
@@ -48,11 +50,11 @@ class Dataset(msgspec.Struct, frozen=True, kw_only=True):
 
 def bars_path(home: Path, ticker: str, cadence: str) -> Path:
     """Where the workspace ``home`` keeps the bars of ``ticker`` at ``cadence``."""
-    return home / "data" / "bars" / ticker / f"{cadence}.parquet"
+    return home / "data" / "bars" / names.ticker(ticker) / f"{parse_cadence(cadence)}.parquet"
 
 
 def _ticks_path(home: Path, ticker: str) -> Path:
-    return home / "data" / "ticks" / f"{ticker}.parquet"
+    return home / "data" / "ticks" / f"{names.ticker(ticker)}.parquet"
 
 
 def store_bars(home: Path, bars: Bars, cal: Calendar, *, source: str, adjustment: str = "raw",

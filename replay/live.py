@@ -28,6 +28,7 @@ from pathlib import Path
 import msgspec
 import redis
 
+from engine import names
 from engine.alerts import nanoseconds
 from engine.calendar import NS_PER_MINUTE, ExchangeClock, calendar
 from engine.errors import ConfigError, NotFoundError
@@ -55,7 +56,7 @@ class LiveState(msgspec.Struct, kw_only=True):
 
 
 def folder(home: Path, account: str) -> Path:
-    return Path(home) / "sim" / f"live-{account}"
+    return Path(home) / "sim" / f"live-{names.name(account, 'account')}"
 
 
 def load(home: Path, account: str) -> LiveState:

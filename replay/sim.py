@@ -38,6 +38,7 @@ from typing import Literal
 
 import msgspec
 
+from engine import names
 from engine.alerts import nanoseconds
 from engine.calendar import ExchangeClock, calendar
 from engine.errors import ConfigError, NotFoundError, SigmaError
@@ -91,7 +92,7 @@ class SimRun(msgspec.Struct, kw_only=True):
 
 
 def _folder(home: Path, run_id: str) -> Path:
-    return Path(home) / "sim" / run_id
+    return Path(home) / "sim" / names.name(run_id, "run")
 
 
 def load(home: Path, run_id: str) -> SimRun:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from engine import names
 from engine.bars import COLUMNS, Bars, resample
 from engine.cadence import parse_cadence
 from engine.calendar import (
@@ -73,8 +74,7 @@ def import_bars(home: Path, files: Sequence[Path | str], options: ImportOptions)
     """Read ``files`` (one ticker, one cadence, in time order), check them and store them unless they FAIL."""
     cal = calendar(options.calendar)
     parse_cadence(options.cadence)
-    if not re.fullmatch(r"[A-Z0-9.\-_]{1,16}", options.ticker):
-        raise ConfigError("ticker", f"{options.ticker!r} is not a ticker", "use upper-case letters, digits, . - _")
+    names.ticker(options.ticker)
     if options.time_label not in ("start", "end"):
         raise ConfigError("time_label", f"{options.time_label!r} is neither start nor end")
     if not options.replace and bars_path(home, options.ticker, options.cadence).exists():

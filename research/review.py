@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import msgspec
 import numpy as np
 
+from engine import names
 from engine.bars import Bars
 from engine.calendar import Calendar, ExchangeClock, calendar, local_clock
 from engine.errors import ConfigError
@@ -121,7 +122,7 @@ def _check_lines(manifest: dict) -> list[str]:
 def report(space: Workspace, trained_id: str) -> Path:
     """Write ``review.png`` (calibration curve, equity curves, feature importance) into the training folder."""
     manifest = space.trained(trained_id).manifest
-    folder = space.home / "training" / trained_id
+    folder = space.home / "training" / names.name(trained_id, "trained")
     metrics = manifest["metrics"]
     figure, (calibration_axes, equity_axes, importance_axes) = plt.subplots(1, 3, figsize=(16, 4.5))
     for window, style in (("out_of_fold", "o-"), ("holdout", "s--")):

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine import names
 from engine.bars import Bars
 from engine.cadence import parse_cadence
 from engine.calendar import (
@@ -271,7 +272,7 @@ Reporter = Callable[[Progress], None]
 
 
 def _sweep_folder(space: Workspace, sweep_id: str) -> Path:
-    return space.sweeps_folder / sweep_id
+    return space.sweeps_folder / names.name(sweep_id, "sweep")
 
 
 def start(space: Workspace, pack: Pack, spec: ModelSpec, request: SweepRequest, *, actor: str,
