@@ -8,11 +8,17 @@ training stack (XGBoost, scikit-learn, the ONNX converters), as a test holds.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
+
+import redis
 
 from cli import data, demo, indicators, live, models, packs, sim, sweep, train
-from engine.errors import SigmaError
+from engine.errors import SigmaError, printable, redacted
 
 __all__ = ["main"]
 
@@ -40,11 +46,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``sigma`` command; every failure a user can cause is one line on stderr and a non-zero status."""
+    os.umask(0o077)  # the workspace, recovery stores and artifacts are the owner's alone
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0
     except SigmaError as error:
-        print(f"sigma: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(str(error), 2)
     except BrokenPipeError:  # `sigma ... | head` closed the pipe: not an error
         return 0
+    except redis.AuthenticationError as error:
+        return _fail(f"Redis refused the credentials ({error}): check the user and password in --redis-url or REDIS_URL", 2)
+    except redis.ConnectionError as error:
+        return _fail(f"Redis is unreachable ({error}): start it, or point --redis-url or REDIS_URL at one", 2)
+    except redis.RedisError as error:
+        return _fail(f"Redis: {error}", 2)
+    except OSError as error:  # a file that is missing, unreadable or on a full disk
+        return _fail(str(error), 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as error:  # a defect: one line here, the whole traceback kept for the bug report
+        log = Path(tempfile.gettempdir()) / f"sigma-crash-{os.getpid()}.txt"
+        log.write_text(redacted(traceback.format_exc()))
+        return _fail(f"internal error: {type(error).__name__}: {error} (traceback in {log}; please report it)", 1)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"sigma: error: {printable(redacted(message))}", file=sys.stderr)
+    return status

@@ -68,6 +68,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     health.add_argument("--stale-seconds", type=float, default=120.0, help="a ticker without a bar for this long is stale")
     health.add_argument("--json", action="store_true")
     health.add_argument("--serve", type=int, metavar="PORT", help="serve GET /healthz on this port")
+    health.add_argument("--host", default="127.0.0.1",
+                        help="address --serve listens on (default 127.0.0.1; 0.0.0.0 exposes the unauthenticated report to the network)")
     health.set_defaults(handler=_health)
 
     alerts = commands.add_parser("alerts", help="read the alert streams")
@@ -121,6 +123,8 @@ def _run(args: argparse.Namespace) -> None:
         models=args.model or [],
         recovery=args.recovery is not None,
     )
+    # Reached before the flow starts: inside Bytewax an unreachable or refusing server is a panic of a hundred lines.
+    redis.Redis.from_url(_redis_url(args.redis_url), socket_connect_timeout=5).ping()
     recovery = None
     if args.recovery is not None:
         if args.partitions < args.workers:
@@ -137,8 +141,8 @@ def _health(args: argparse.Namespace) -> int:
 
     url = _redis_url(args.redis_url)
     if args.serve is not None:
-        print(f"serving http://0.0.0.0:{args.serve}/healthz (Ctrl-C stops)")
-        serve(default_home(), url, args.serve, args.stale_seconds)
+        print(f"serving http://{args.host}:{args.serve}/healthz (Ctrl-C stops)", flush=True)
+        serve(default_home(), url, args.serve, args.stale_seconds, host=args.host)
         return 0
     health = report(default_home(), url, stale_seconds=args.stale_seconds)
     print(msgspec.json.format(msgspec.json.encode(health)).decode() if args.json else render(health))
@@ -151,13 +155,14 @@ def _tail(args: argparse.Namespace) -> None:
     reader = _GroupReader(client, stream, args) if args.group else _PlainReader(client, stream, args)
     printed = 0
     while args.count is None or printed < args.count:
-        batch = reader.next()
+        batch = reader.next(100 if args.count is None else min(100, args.count - printed))
         if batch is None:
             return
-        for alert in batch:
+        for entry_id, alert in batch:
             sys.stdout.write(msgspec.json.encode(alert).decode() + "\n")
+            sys.stdout.flush()
+            reader.acknowledge(entry_id)  # after it is printed: a reader killed in between sees it again
             printed += 1
-        sys.stdout.flush()
 
 
 class _PlainReader:
@@ -167,18 +172,21 @@ class _PlainReader:
         self.client, self.stream, self.follow = client, stream, args.follow
         self.position = "$" if args.follow else "0"
 
-    def next(self) -> list[Alert] | None:
-        reply = self.client.xread({self.stream: self.position}, count=100, block=1000 if self.follow else None)
+    def next(self, count: int) -> list[tuple[bytes, Alert]] | None:
+        reply = self.client.xread({self.stream: self.position}, count=count, block=1000 if self.follow else None)
         if not reply:
             return [] if self.follow else None
         alerts = []
         for entry_id, fields in reply[0][1]:
             self.position = entry_id
             try:
-                alerts.append(decode_json(fields[b"alert"], Alert))
+                alerts.append((entry_id, decode_json(fields[b"alert"], Alert)))
             except (KeyError, ValueError) as error:
                 print(f"sigma: skipping entry {entry_id.decode()}: {error}", file=sys.stderr)
         return alerts
+
+    def acknowledge(self, entry_id: bytes) -> None:
+        pass  # a plain reader holds nothing pending
 
 
 class _GroupReader:
@@ -188,6 +196,7 @@ class _GroupReader:
         self.client, self.stream, self.group, self.consumer = client, stream, args.group, args.consumer
         self.follow, self.min_idle, self.max_deliveries = args.follow, args.min_idle_ms, args.max_deliveries
         self.phase = "own"  # own pending entries, then claimed ones, then new ones
+        self.cursor = "0-0"  # where XAUTOCLAIM goes on
         self._create()
 
     def _create(self) -> None:
@@ -197,9 +206,9 @@ class _GroupReader:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    def next(self) -> list[Alert] | None:
+    def next(self, count: int) -> list[tuple[bytes, Alert]] | None:
         try:
-            entries = self._entries()
+            entries = self._entries(count)
         except redis.ResponseError as error:
             if "NOGROUP" not in str(error):
                 raise
@@ -208,38 +217,40 @@ class _GroupReader:
             return []
         if entries is None:
             return None
-        alerts = []
+        alerts, trimmed = [], []
         for entry_id, fields in entries:
             if not fields:  # trimmed away (MAXLEN) while pending: Redis answers the id with no fields (or nil)
-                self.client.xack(self.stream, self.group, entry_id)
+                trimmed.append(entry_id)
                 continue
             try:
-                alerts.append(decode_json(fields[b"alert"], Alert))
+                alerts.append((entry_id, decode_json(fields[b"alert"], Alert)))
             except (KeyError, ValueError) as error:
                 self._poison(entry_id, fields, error)
-                continue
-            self.client.xack(self.stream, self.group, entry_id)
+        if trimmed:  # gone for good: acknowledged so that they stop coming back, and said, so that the loss is known
+            self.client.xack(self.stream, self.group, *trimmed)
+            print(f"sigma: {len(trimmed)} alert(s) pending in group {self.group} were trimmed from {self.stream} before they were "
+                  f"read: lost ({trimmed[0].decode()} .. {trimmed[-1].decode()})", file=sys.stderr)  # fmt: skip
         return alerts
 
-    def _entries(self) -> list | None:
+    def acknowledge(self, entry_id: bytes) -> None:
+        self.client.xack(self.stream, self.group, entry_id)
+
+    def _entries(self, count: int) -> list | None:
         if self.phase == "own":
-            reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=100)
+            reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=count)
             entries = reply[0][1] if reply else []
             if entries:
                 return entries
             self.phase = "claim"
-        if self.phase == "claim":
-            cursor = "0-0"
-            claimed = []
-            while True:
-                cursor, entries, *_ = self.client.xautoclaim(self.stream, self.group, self.consumer, self.min_idle, cursor, count=100)
-                claimed.extend(entries)
-                if cursor in (b"0-0", "0-0"):
-                    break
-            self.phase = "new"
+        while self.phase == "claim":
+            self.cursor, entries, *deleted = self.client.xautoclaim(self.stream, self.group, self.consumer, self.min_idle,
+                                                                    self.cursor, count=count)  # fmt: skip
+            if self.cursor in (b"0-0", "0-0"):
+                self.phase = "new"
+            claimed = entries + [(entry_id, None) for entry_id in (deleted[0] if deleted else [])]  # deleted: trimmed while pending
             if claimed:
                 return claimed
-        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=100, block=1000 if self.follow else None)
+        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=count, block=1000 if self.follow else None)
         if not reply or not reply[0][1]:
             return [] if self.follow else None
         return reply[0][1]

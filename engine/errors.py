@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["SigmaError", "ConfigError", "DecodeError", "NotFoundError", "IntegrityError", "printable"]
+import re
+
+__all__ = ["SigmaError", "ConfigError", "DecodeError", "NotFoundError", "IntegrityError", "printable", "redacted"]
 
 
 class SigmaError(Exception):
@@ -45,7 +47,16 @@ class IntegrityError(SigmaError):
 
 
 def printable(text: str, limit: int | None = None) -> str:
-    """``text`` as one safe line: control and non-ASCII characters escaped (a newline in a ticker forges no line), cut to ``limit``."""
-    if not text.isascii() or not text.isprintable():
-        text = text.encode("unicode_escape").decode("ascii")
+    """``text`` as one safe line: characters that are not printable escaped (a newline in a ticker forges no line,
+    a right-to-left override reverses none), cut to ``limit``."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:@/\s]*):(?P<password>[^@/\s]*)@", re.IGNORECASE)
+
+
+def redacted(text: str) -> str:
+    """``text`` with the password of every URL in it (``redis://user:secret@host``) replaced by ``***``."""
+    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)

@@ -184,9 +184,14 @@ class Workspace:
     def __init__(self, home: Path | str, *, clock: Clock) -> None:
         self.home = Path(home)
         self._clock = clock
+        new = not self.home.exists()
         for folder in ("data", "artifacts", "packs"):
-            (self.home / folder).mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.home / "sigma.db", isolation_level=None)
+            (self.home / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+        if new:  # models, artifacts and the audit log are the owner's alone (a folder made by the user keeps its mode)
+            self.home.chmod(0o700)
+        database = self.home / "sigma.db"
+        database.touch(mode=0o600, exist_ok=True)
+        self._db = sqlite3.connect(database, isolation_level=None)
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA journal_mode = WAL")
         self._migrate()

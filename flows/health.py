@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import redis
 
-from engine.errors import printable
+from engine.errors import printable, redacted
 from engine.workspace import Workspace
 from flows.sinks import ALERTS, DEADLETTER_COUNTS, HEALTH, HEARTBEAT, MAXLEN
 from flows.steps import Status
@@ -53,9 +53,16 @@ def report(home: Path, url: str, *, stale_seconds: float = 120.0, maxlen: int = 
         counts = {printable(key.decode(errors="replace")): int(value) for key, value in client.hgetall(DEADLETTER_COUNTS).items()}
         beat = client.get(HEARTBEAT)
         groups = client.xinfo_groups(ALERTS) if client.exists(ALERTS) else []
+    except redis.AuthenticationError as error:  # a ConnectionError too: told apart first
+        connection, statuses, counts, beat, groups = f"authentication failed: {redacted(str(error))}", [], {}, None, []
+        problems.append(f"Redis at {redacted(url)} refused the credentials: check the user and password in the URL")
     except (redis.ConnectionError, redis.TimeoutError) as error:
-        connection, statuses, counts, beat, groups = f"unreachable: {error}", [], {}, None, []
-        problems.append(f"Redis at {url} is unreachable")
+        connection, statuses, counts, beat, groups = f"unreachable: {redacted(str(error))}", [], {}, None, []
+        problems.append(f"Redis at {redacted(url)} is unreachable")
+    except redis.ResponseError as error:  # NOAUTH from a server that wants a password the URL lacks, among others
+        kind = "authentication failed" if "AUTH" in str(error).upper() else "error"
+        connection, statuses, counts, beat, groups = f"{kind}: {redacted(str(error))}", [], {}, None, []
+        problems.append(f"Redis at {redacted(url)}: {kind}: {redacted(str(error))}")
     consumers = []
     for group in groups:
         name, lag = _text(group["name"]), group.get("lag")
@@ -98,8 +105,11 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="seconds") if ns > 0 else "-"
 
 
-def serve(home: Path, url: str, port: int, stale_seconds: float) -> None:
-    """``GET /healthz``: the report as JSON, 200 when healthy and 503 when not."""
+def serve(home: Path, url: str, port: int, stale_seconds: float, host: str = "127.0.0.1") -> None:
+    """``GET /healthz`` on ``host``: the report as JSON, 200 when healthy and 503 when not.
+
+    Localhost by default: the report names models and tickers and has no authentication,
+    so another address is the operator's explicit choice."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
@@ -118,4 +128,4 @@ def serve(home: Path, url: str, port: int, stale_seconds: float) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+    ThreadingHTTPServer((host, port), Handler).serve_forever()

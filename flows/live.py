@@ -37,7 +37,7 @@ from flows.sinks import (
     HealthSink,
     LineFileSink,
 )
-from flows.sources import FileSource, RedisStreamSource, StdinSource
+from flows.sources import SUFFIXES, FileSource, RedisStreamSource, StdinSource
 from flows.steps import (
     Closed,
     ConflictStep,
@@ -132,6 +132,11 @@ def flow(
     elif source == "files":
         if not files:
             raise ConfigError("files", "a file replay needs at least one file", "pass --file PATH")
+        for path in map(Path, files):  # here, not where Bytewax builds the source: there it would be a panic, not a message
+            if not path.is_file():
+                raise ConfigError("files", f"{path} does not exist", "pass an existing .parquet, .csv or .jsonl file")
+            if path.suffix not in SUFFIXES:
+                raise ConfigError("files", f"{path.name}: unknown file type", f"use one of {', '.join(SUFFIXES)}")
         if speed is not None and not speed > 0:
             raise ConfigError("speed", f"{speed} is not a pace", "give event seconds per wall second above 0, or none for full speed")
         market = FileSource([Path(f) for f in files], kind, batch=batch, lateness=lateness, idle=idle, speed=speed, max_ahead=ahead)  # type: ignore[arg-type]

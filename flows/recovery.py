@@ -45,6 +45,8 @@ def prepare(folder: Path, partitions: int) -> None:
             raise ConfigError("recovery", f"the recovery store in {folder} holds state of another layout ({written.version}; "
                               f"this code's is {current.version}): {'; '.join(current.changes(written))}", _FIX)  # fmt: skip
         return
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # live state: the owner's alone
     init_db_dir(folder, partitions)
+    for part in folder.glob("part-*.sqlite3"):
+        part.chmod(0o600)
     stamp.write_text(json.dumps({"layout": msgspec.to_builtins(current), "partitions": partitions}, indent=1) + "\n")

@@ -25,13 +25,21 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server of our own in ``folder``, on a free loopback port; ``appendonly`` keeps an AOF there."""
+    """A redis-server of our own in ``folder``, on a free loopback port; ``appendonly`` keeps an AOF there.
 
-    def __init__(self, folder: Path, *, appendonly: bool = False) -> None:
+    ``password`` makes it require one (the URL carries it); ``tls`` is (certificate, key, CA
+    certificate) files: it then speaks TLS only, and the URL is ``rediss://`` trusting that CA.
+    """
+
+    def __init__(self, folder: Path, *, appendonly: bool = False, password: str | None = None,
+                 tls: tuple[Path, Path, Path] | None = None) -> None:  # fmt: skip
         self.folder = folder
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.appendonly = appendonly
+        credentials = f":{password}@" if password else ""
+        self.url = f"redis://{credentials}127.0.0.1:{self.port}/0"
+        if tls is not None:
+            self.url = f"rediss://{credentials}127.0.0.1:{self.port}/0?ssl_ca_certs={tls[2]}"
+        self.appendonly, self.password, self.tls = appendonly, password, tls
         self.process: subprocess.Popen | None = None
 
     @staticmethod
@@ -47,6 +55,13 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), "--save", "",
                    "--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no", "--loglevel", "warning"]  # fmt: skip
+        if self.password:
+            command += ["--requirepass", self.password]
+        if self.tls is not None:
+            certificate, key, authority = self.tls
+            command[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            command += ["--tls-cert-file", str(certificate), "--tls-key-file", str(key), "--tls-ca-cert-file", str(authority),
+                        "--tls-auth-clients", "no"]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         for _ in range(250):

@@ -354,6 +354,10 @@ def _event_times(rows: list, field: str) -> np.ndarray:
     return np.maximum.accumulate(times) if len(times) else times  # a row out of order waits for none behind it
 
 
+SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson", ".json")
+"""The file types a file source reads: Parquet and CSV columns of the schema's fields, or JSON lines."""
+
+
 def _read_rows(path: Path, kind: type) -> list:
     """A file's rows: dicts of the schema's fields (Parquet, CSV), or raw lines (JSON lines)."""
     if not path.exists():

@@ -41,7 +41,7 @@ import msgspec
 from engine import names
 from engine.alerts import nanoseconds
 from engine.calendar import ExchangeClock, calendar
-from engine.errors import ConfigError, NotFoundError, SigmaError
+from engine.errors import ConfigError, NotFoundError, SigmaError, redacted
 from engine.policy import Policy
 from engine.schemas import Alert, decode_json, encode_json
 from engine.store import dataset
@@ -223,7 +223,7 @@ def execute(home: Path, run_id: str, *, announce: Callable[[str], None] = print)
             url = server.url
         if run.phase == "flow":
             announce(f"{run.run_id}: replaying {', '.join(run.tickers)} ({run.cadence}) through the live flow; alerts to "
-                     + {"private-redis": "a private redis-server of the run", "redis": _redacted(url),
+                     + {"private-redis": "a private redis-server of the run", "redis": redacted(url or ""),
                         "file": f"{folder / 'alerts.flow.jsonl'} (no redis-server installed)"}[run.transport])  # fmt: skip
             if not _flow(home, run, url, folder, announce):
                 run.status = "cancelled"
@@ -258,13 +258,6 @@ def execute(home: Path, run_id: str, *, announce: Callable[[str], None] = print)
     finally:
         if server is not None:
             server.stop()
-
-
-def _redacted(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    password = urlsplit(url).password
-    return url if password is None else url.replace(f":{password}@", ":***@")
 
 
 def _flow(home: Path, run: SimRun, url: str | None, folder: Path, announce: Callable[[str], None]) -> bool:

@@ -46,6 +46,49 @@ def redis_server(tmp_path):
     server.stop()
 
 
+@pytest.fixture
+def secured_redis_servers(tmp_path):
+    """(password-protected server, TLS server with the same password): each started fresh for one test."""
+    secured = RedisServer(tmp_path / "secured", password="s3cret-pass").start()
+    tls = RedisServer(tmp_path / "tls", password="s3cret-pass", tls=certificates(tmp_path / "certificates")).start()
+    yield secured, tls
+    secured.stop()
+    tls.stop()
+
+
+def certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A test certificate authority and a server certificate it signs for 127.0.0.1: (certificate, key, CA certificate)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    authority_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    authority_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sigma test CA")])
+    authority = (x509.CertificateBuilder().subject_name(authority_name).issuer_name(authority_name)
+                 .public_key(authority_key.public_key()).serial_number(x509.random_serial_number())
+                 .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                 .sign(authority_key, hashes.SHA256()))  # fmt: skip
+    server = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+              .issuer_name(authority_name).public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+                             critical=False)
+              .sign(authority_key, hashes.SHA256()))  # fmt: skip
+    paths = folder / "server.crt", folder / "server.key", folder / "ca.crt"
+    paths[0].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))  # fmt: skip
+    paths[2].write_bytes(authority.public_bytes(serialization.Encoding.PEM))
+    return paths
+
+
 def write_ticks(path: Path, ticker_ticks: dict[str, dict[str, np.ndarray]]) -> Path:
     """A Parquet tick file of several tickers in time order; NaN fields become nulls (absent)."""
     tables = []

@@ -142,3 +142,17 @@ def test_models_trained_before_manifests_were_sealed_are_sealed_on_upgrade(tmp_p
         assert space.schema_version == len(MIGRATIONS)
         assert space.load_trained("m-r1")[0].manifest_sha
         assert [(e.action, e.details) for e in space.audit_log("trained_models")] == [("workspace.seal_manifests", {"sealed": ["m-r1"]})]
+
+
+def test_a_new_workspace_and_recovery_store_are_the_owners_alone(tmp_path):
+    import stat
+
+    from flows.recovery import prepare
+
+    with Workspace(tmp_path / "home", clock=lambda: datetime(2026, 1, 1, tzinfo=UTC)):
+        pass
+    mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "home") == 0o700 and mode(tmp_path / "home" / "sigma.db") == 0o600
+    prepare(tmp_path / "recovery", 2)
+    assert mode(tmp_path / "recovery") == 0o700
+    assert all(mode(part) == 0o600 for part in (tmp_path / "recovery").glob("part-*.sqlite3"))
