@@ -28,16 +28,20 @@ class Report(msgspec.Struct):
     tickers: list[dict]
     dead_letters: dict[str, int]
     consumers: list[dict]
-    """Each consumer group of the combined alert stream: how far behind it is, and what it holds unacknowledged."""
+    """Each consumer group of every alert stream (combined and per model): how far behind it is, what it holds
+    unacknowledged, and what it lost: alerts trimmed before it read them, and pending ones trimmed before it acknowledged them."""
     problems: list[str]
 
 
 def report(home: Path, url: str, *, stale_seconds: float = 120.0, maxlen: int = MAXLEN) -> Report:
     """Check Redis and read what the flow last wrote there; ``stale_seconds`` without data marks a ticker stale.
 
-    A consumer group more than half of ``maxlen`` (the alert stream's trim length)
-    behind is a problem before it is a loss: past ``maxlen`` the oldest alerts it has
-    not read are trimmed away.
+    Every alert stream's consumer groups are checked. A group more than half of
+    ``maxlen`` (the streams' trim length) behind is a problem before it is a loss; a
+    group whose unread alerts outnumber what the stream still holds has lost the
+    difference (trimming takes the oldest first), and pending entries older than the
+    stream's first one are gone for a consumer that has not acted on them. A lag Redis
+    cannot count (after deletions) is shown as a problem, not read as healthy.
     """
     problems: list[str] = []
     with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
@@ -52,24 +56,17 @@ def report(home: Path, url: str, *, stale_seconds: float = 120.0, maxlen: int = 
         statuses = [msgspec.json.decode(value, type=Status) for value in client.hgetall(HEALTH).values()]
         counts = {printable(key.decode(errors="replace")): int(value) for key, value in client.hgetall(DEADLETTER_COUNTS).items()}
         beat = client.get(HEARTBEAT)
-        groups = client.xinfo_groups(ALERTS) if client.exists(ALERTS) else []
+        consumers = [row for stream in _alert_streams(client) for row in _groups(client, stream, maxlen, problems)]
     except redis.AuthenticationError as error:  # a ConnectionError too: told apart first
-        connection, statuses, counts, beat, groups = f"authentication failed: {redacted(str(error))}", [], {}, None, []
+        connection, statuses, counts, beat, consumers = f"authentication failed: {redacted(str(error))}", [], {}, None, []
         problems.append(f"Redis at {redacted(url)} refused the credentials: check the user and password in the URL")
     except (redis.ConnectionError, redis.TimeoutError) as error:
-        connection, statuses, counts, beat, groups = f"unreachable: {redacted(str(error))}", [], {}, None, []
+        connection, statuses, counts, beat, consumers = f"unreachable: {redacted(str(error))}", [], {}, None, []
         problems.append(f"Redis at {redacted(url)} is unreachable")
     except redis.ResponseError as error:  # NOAUTH from a server that wants a password the URL lacks, among others
         kind = "authentication failed" if "AUTH" in str(error).upper() else "error"
-        connection, statuses, counts, beat, groups = f"{kind}: {redacted(str(error))}", [], {}, None, []
+        connection, statuses, counts, beat, consumers = f"{kind}: {redacted(str(error))}", [], {}, None, []
         problems.append(f"Redis at {redacted(url)}: {kind}: {redacted(str(error))}")
-    consumers = []
-    for group in groups:
-        name, lag = _text(group["name"]), group.get("lag")
-        consumers.append({"group": name, "lag": lag, "pending": group["pending"]})
-        if lag is not None and lag > maxlen // 2:
-            problems.append(f"consumer group {name} is {lag:,} alerts behind; {ALERTS} keeps about {maxlen:,}: "
-                            "past that its oldest unread alerts are trimmed away")  # fmt: skip
     now = time.time_ns()
     tickers = []
     for status in sorted(statuses, key=lambda s: s.ticker):
@@ -83,6 +80,50 @@ def report(home: Path, url: str, *, stale_seconds: float = 120.0, maxlen: int = 
     return Report(not problems, connection, models, heartbeat, tickers, counts, consumers, problems)
 
 
+def _alert_streams(client: redis.Redis) -> list[str]:
+    """The combined alert stream and every model's, as Redis holds them."""
+    found = {_text(key) for key in client.scan_iter(match=f"{ALERTS}:*", _type="STREAM", count=1000)}
+    return ([ALERTS] if client.exists(ALERTS) else []) + sorted(found)
+
+
+def _groups(client: redis.Redis, stream: str, maxlen: int, problems: list[str]) -> list[dict]:
+    """Each consumer group of ``stream``: lag, pending, and the alerts it lost to trimming (with a problem for each loss)."""
+    groups = client.xinfo_groups(stream)
+    if not groups:
+        return []
+    info = client.xinfo_stream(stream)
+    length, first = info["length"], info["first-entry"][0] if info["first-entry"] else None
+    rows = []
+    for group in groups:
+        name, lag, pending = _text(group["name"]), group.get("lag"), group["pending"]
+        where = f"{stream} group {name}"
+        unread_lost = None if lag is None else max(0, lag - length)  # the unread are the newest `lag`; the stream keeps `length`
+        pending_lost = 0
+        if pending and first is not None:  # pending entries older than the first entry were trimmed before their acknowledgement
+            pending_lost = len(client.xpending_range(stream, name, "-", f"({_text(first)}", 100_000))
+        if lag is None:
+            problems.append(f"{where}: Redis cannot count its lag (entries were deleted or the group was moved by hand): "
+                            "check that it has read everything, or recreate it")  # fmt: skip
+            if first is not None and _stream_id(group["last-delivered-id"]) < _stream_id(first):
+                problems.append(f"{where}: alerts it had not read were trimmed away (how many is unknown)")
+        elif unread_lost:
+            problems.append(f"{where}: {unread_lost:,} alerts were trimmed before it read them: lost to this group")
+        elif lag > maxlen // 2:
+            problems.append(f"{where} is {lag:,} alerts behind; the stream keeps about {maxlen:,}: past that its oldest unread "
+                            "alerts are trimmed away")  # fmt: skip
+        if pending_lost:
+            problems.append(f"{where}: {pending_lost:,} pending alerts were trimmed before they were acknowledged: a consumer "
+                            "that has not acted on them cannot read them again")  # fmt: skip
+        rows.append({"stream": stream, "group": name, "lag": lag, "pending": pending, "lost_unread": unread_lost,
+                     "lost_pending": pending_lost})  # fmt: skip
+    return rows
+
+
+def _stream_id(value: bytes | str) -> tuple[int, int]:
+    milliseconds, _, sequence = _text(value).partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
 def _text(value: bytes | str) -> str:
     return printable(value.decode(errors="replace") if isinstance(value, bytes) else value)
 
@@ -94,11 +135,21 @@ def render(health: Report) -> str:
     for t in health.tickers:
         lines.append(f"{t['ticker']:<8} data {t['last_data_age_s']:>10,.1f} s ago  last bar {t['last_bar_end']}  bars {t['bars']:,}  "
                      f"gaps {t['gaps']}  refused {t['refused']}")  # fmt: skip
-    lines += [f"consumer group {c['group']}: {c['lag']} behind, {c['pending']} pending" for c in health.consumers]
+    lines += [_consumer_line(c) for c in health.consumers]
     if health.dead_letters:
         lines.append("dead letters: " + ", ".join(f"{key} {count}" for key, count in sorted(health.dead_letters.items())))
     lines += [f"problem: {problem}" for problem in health.problems]
     return "\n".join(lines)
+
+
+def _consumer_line(group: dict) -> str:
+    behind = "unknown" if group["lag"] is None else f"{group['lag']:,}"
+    line = f"consumer group {group['group']} of {group['stream']}: {behind} behind, {group['pending']:,} pending"
+    if group["lost_unread"]:
+        line += f", {group['lost_unread']:,} lost unread"
+    if group["lost_pending"]:
+        line += f", {group['lost_pending']:,} lost pending"
+    return line
 
 
 def _iso(ns: int) -> str:

@@ -140,23 +140,43 @@ def test_the_demo_runs_the_whole_pipeline_into_redis_or_a_file(tmp_path, redis_s
     assert "no redis-server installed" in done.stdout and "trust gate:" in done.stdout  # the paper run's alerts went to its file
 
 
-def test_a_slow_consumer_raises_the_lag_alarm_before_the_trim_and_trimmed_pending_alerts_are_settled(served, redis_server):
-    """Case 34: the lag alarm comes at half the trim length; pending alerts trimmed away are acknowledged, not lost in the PEL."""
-    from flows.health import report
+def test_a_slow_consumer_is_warned_before_the_trim_and_what_the_trim_took_is_counted_on_every_alert_stream(served, redis_server):
+    """Case 34: the lag alarm comes at half the trim length; after the trim, each group's loss is counted (unread and
+    pending), on the per-model streams too; an unknown lag is a problem; the group reader says what it lost."""
+    from flows.health import render, report
 
     home = served[0]
     client = redis_server.client()
     writer = AlertSink(redis_server.url, maxlen=1_000).build("alerts", 0, 1)
     writer.write_batch([_alert(n) for n in range(2)])
-    client.xgroup_create(ALERTS, "slow", id="0")
-    client.xreadgroup("slow", "gone", {ALERTS: ">"}, count=2)  # it took two alerts and never acknowledged them
+    for stream in (ALERTS, model_stream("m")):
+        client.xgroup_create(stream, "slow", id="0")
+        client.xreadgroup("slow", "gone", {stream: ">"}, count=2)  # it took two alerts and never acknowledged them
     writer.write_batch([_alert(n) for n in range(2, 80)])
     calm = report(home, redis_server.url, stale_seconds=1e12, maxlen=200)
-    assert calm.consumers == [{"group": "slow", "lag": 78, "pending": 2}] and not calm.problems
+    assert [(c["stream"], c["lag"], c["pending"], c["lost_unread"], c["lost_pending"]) for c in calm.consumers] == [
+        (ALERTS, 78, 2, 0, 0), (model_stream("m"), 78, 2, 0, 0)] and not calm.problems  # fmt: skip
     alarmed = report(home, redis_server.url, stale_seconds=1e12, maxlen=100)
-    assert alarmed.problems == [f"consumer group slow is 78 alerts behind; {ALERTS} keeps about 100: "
-                                "past that its oldest unread alerts are trimmed away"]  # fmt: skip
-    client.xtrim(ALERTS, maxlen=10, approximate=False)  # the trim a backlog above MAXLEN brings: the two pending entries are gone
-    got = _tail(redis_server, "--group", "slow", "--consumer", "gone")
+    assert alarmed.problems == [f"{stream} group slow is 78 alerts behind; the stream keeps about 100: past that its oldest "
+                                "unread alerts are trimmed away" for stream in (ALERTS, model_stream("m"))]  # fmt: skip
+    for stream in (ALERTS, model_stream("m")):  # the trim a backlog above MAXLEN brings: 68 unread and the 2 pending are gone
+        client.xtrim(stream, maxlen=10, approximate=False)
+    lost = report(home, redis_server.url, stale_seconds=1e12, maxlen=100)
+    assert [(c["lost_unread"], c["lost_pending"]) for c in lost.consumers] == [(68, 2), (68, 2)]
+    assert f"{model_stream('m')} group slow: 68 alerts were trimmed before it read them: lost to this group" in lost.problems
+    assert f"{ALERTS} group slow: 2 pending alerts were trimmed before they were acknowledged: a consumer that has not acted on " \
+           "them cannot read them again" in lost.problems  # fmt: skip
+    assert "68 lost unread, 2 lost pending" in render(lost)
+
+    result = subprocess.run([sys.executable, "-m", "cli", "alerts", "tail", "--redis-url", redis_server.url, "--group", "slow",
+                             "--consumer", "gone"], cwd=REPOSITORY, capture_output=True, text=True, timeout=60)  # fmt: skip
+    got = [json.loads(line) for line in result.stdout.splitlines()]
     assert [alert["alert_id"] for alert in got] == [f"m:SPY:{n}:open" for n in range(70, 80)], "what the stream still holds"
+    assert "2 alert(s) pending in group slow were trimmed" in result.stderr and "lost" in result.stderr
     assert client.xpending(ALERTS, "slow")["pending"] == 0, "the trimmed pending entries were acknowledged"
+
+    ids = [entry_id for entry_id, _ in client.xrange(model_stream("m"))]
+    client.xgroup_create(model_stream("m"), "moved", id=ids[3])  # a group set to an id by hand: Redis cannot count its lag
+    unknown = report(home, redis_server.url, stale_seconds=1e12)
+    assert any(problem.startswith(f"{model_stream('m')} group moved: Redis cannot count its lag") for problem in unknown.problems)
+    assert not unknown.healthy
