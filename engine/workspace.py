@@ -20,6 +20,7 @@ whose manifest or ONNX bytes changed since, saying which.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import sqlite3
@@ -191,10 +192,11 @@ class Workspace:
             self.home.chmod(0o700)
         database = self.home / "sigma.db"
         database.touch(mode=0o600, exist_ok=True)
-        self._db = sqlite3.connect(database, isolation_level=None)
+        # Several commands may write at once (two sweeps, a publish during a training): a writer waits up to 30 s for
+        # another's transaction, and every transaction takes the write lock as it begins (`_Transaction`).
+        self._db = sqlite3.connect(database, isolation_level=None, timeout=30.0)
         self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._migrate()
+        self._prepare()
 
     def close(self) -> None:
         self._db.close()
@@ -213,6 +215,15 @@ class Workspace:
     def packs_folder(self) -> Path:
         return self.home / "packs"
 
+    def _prepare(self) -> None:
+        """Put the database in WAL mode and migrate it, once: two commands opening a new workspace at once take turns."""
+        if self.schema_version == len(MIGRATIONS) and self._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        with (self.home / "sigma.db.migrating").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._db.execute("PRAGMA journal_mode = WAL")  # persistent: set once for every later connection
+            self._migrate()
+
     def _migrate(self) -> None:
         current = self.schema_version
         if current > len(MIGRATIONS):
@@ -224,7 +235,7 @@ class Workspace:
             # executescript commits on its own; the script opens the step's transaction, so that the
             # step, with the sealing that follows its SQL, applies whole or not at all.
             try:
-                self._db.executescript(f"BEGIN; {MIGRATIONS[version]}")
+                self._db.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[version]}")
                 if version + 1 == _SEALS_MANIFESTS:
                     self._seal_manifests()
                 self._db.execute(f"PRAGMA user_version = {version + 1}")
@@ -402,13 +413,13 @@ class Workspace:
         publisher overrode it (``--force``), and the audit entry keeps what was overridden
         and the publisher's ``reason``.
         """
-        record = self.trained(trained_id)
-        if record.published_at is not None:
-            raise ConfigError("publish", f"{trained_id} is already published (since {record.published_at})")
-        details: dict[str, object] = {"lineage": record.manifest.get("lineage")}
-        if forced:
-            details |= {"forced": True, "not_publishable": record.refusal, "paper": paper, "reason": reason}
-        with self._transaction():
+        with self._transaction():  # the check and the change under one write lock: two publishers cannot both pass it
+            record = self.trained(trained_id)
+            if record.published_at is not None:
+                raise ConfigError("publish", f"{trained_id} is already published (since {record.published_at})")
+            details: dict[str, object] = {"lineage": record.manifest.get("lineage")}
+            if forced:
+                details |= {"forced": True, "not_publishable": record.refusal, "paper": paper, "reason": reason}
             self._db.execute("INSERT INTO publications (trained_model, published_at, published_by) VALUES (?, ?, ?)",
                              (trained_id, self._now(), actor))
             version = self._bump_registry()
@@ -417,10 +428,10 @@ class Workspace:
 
     def unpublish(self, trained_id: str, *, actor: str) -> int:
         """Switch a published model off; returns the new registry version."""
-        record = self.trained(trained_id)
-        if record.published_at is None:
-            raise ConfigError("unpublish", f"{trained_id} is not published", f"`sigma publish {trained_id}` publishes it")
         with self._transaction():
+            record = self.trained(trained_id)
+            if record.published_at is None:
+                raise ConfigError("unpublish", f"{trained_id} is not published", f"`sigma publish {trained_id}` publishes it")
             self._db.execute("DELETE FROM publications WHERE trained_model = ?", (trained_id,))
             version = self._bump_registry()
             self.audit(actor, "model.unpublish", trained_id, {"registry_version": version, "lineage": record.manifest.get("lineage")})
@@ -428,10 +439,10 @@ class Workspace:
 
     def kill(self, trained_id: str, on: bool, *, actor: str) -> int:
         """Turn a published model's kill switch on (no new entries; exits still alert) or off; returns the registry version."""
-        record = self.trained(trained_id)
-        if record.published_at is None:
-            raise ConfigError("kill", f"{trained_id} is not published", "only a published model alerts")
         with self._transaction():
+            record = self.trained(trained_id)
+            if record.published_at is None:
+                raise ConfigError("kill", f"{trained_id} is not published", "only a published model alerts")
             self._db.execute("UPDATE publications SET killed_at = ? WHERE trained_model = ?", (self._now() if on else None, trained_id))
             version = self._bump_registry()
             self.audit(actor, "model.kill" if on else "model.revive", trained_id, {"registry_version": version})
@@ -550,7 +561,9 @@ class _Transaction:
         self._db = db
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN")
+        # IMMEDIATE: the write lock now, waited for under the busy timeout. A deferred BEGIN that reads, then writes,
+        # fails at once with "database is locked" when another writer got in between.
+        self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, *exc: object) -> None:
         self._db.execute("ROLLBACK" if kind else "COMMIT")

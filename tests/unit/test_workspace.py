@@ -156,3 +156,30 @@ def test_a_new_workspace_and_recovery_store_are_the_owners_alone(tmp_path):
     prepare(tmp_path / "recovery", 2)
     assert mode(tmp_path / "recovery") == 0o700
     assert all(mode(part) == 0o600 for part in (tmp_path / "recovery").glob("part-*.sqlite3"))
+
+
+def test_a_transaction_that_reads_then_writes_is_not_broken_by_another_writer(tmp_path):
+    """Every transaction takes the write lock as it begins: a writer that comes while one reads waits for it, rather
+    than committing underneath it (the reader's write would then fail with "database is locked")."""
+    import threading
+
+    clock = lambda: datetime(2026, 1, 1, tzinfo=UTC)  # noqa: E731
+    Workspace(tmp_path, clock=clock).close()
+    reader, failures = Workspace(tmp_path, clock=clock), []
+
+    def write() -> None:
+        try:
+            with Workspace(tmp_path, clock=clock) as writer:
+                writer.audit("other", "test.write", "x")
+        except Exception as error:  # noqa: BLE001 - reported below, in the test's thread
+            failures.append(error)
+
+    other = threading.Thread(target=write)
+    with reader._transaction():
+        version = reader.registry_version()  # the read ...
+        other.start()
+        other.join(timeout=1.0)  # a deferred transaction lets it commit here; an immediate one makes it wait
+        reader._bump_registry()  # ... then the write
+    other.join()
+    assert not failures and reader.registry_version() == version + 1 and [e.action for e in reader.audit_log("x")] == ["test.write"]
+    reader.close()
