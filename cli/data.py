@@ -11,7 +11,7 @@ import msgspec
 from cli._common import cadence, name, print_json, ticker, tickers, workspace
 from engine.calendar import CALENDARS, calendar
 from engine.errors import ConfigError
-from engine.store import datasets, store_bars, store_ticks
+from engine.store import bars_path, datasets, store_bars, store_ticks
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -56,6 +56,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     coarser.add_argument("ticker", type=ticker)
     coarser.add_argument("--from", dest="source", type=cadence, required=True, help="stored cadence, e.g. 1m")
     coarser.add_argument("--to", dest="target", type=cadence, required=True, help="coarser cadence, e.g. 1h or 1d")
+    coarser.add_argument("--replace", action="store_true", help="overwrite stored bars of the target cadence")
     coarser.set_defaults(handler=_resample)
 
     synth = verbs.add_parser("synth", help="generate a seeded synthetic market into the workspace")
@@ -66,6 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--start", default="2020-01-02", help="first session date")
     synth.add_argument("--ticks", action="store_true", help="also store ticks with bid/ask (intraday cadences)")
     synth.add_argument("--calendar", default="us_equities", choices=sorted(CALENDARS))
+    synth.add_argument("--replace", action="store_true", help="overwrite stored bars of these tickers and cadence")
     synth.set_defaults(handler=_synth)
 
     look = commands.add_parser("preview", help="a model's features over a short window, with missing shares")
@@ -128,7 +130,7 @@ def _resample(args: argparse.Namespace) -> None:
     from research.data import resample_dataset
 
     with workspace() as space:
-        info = resample_dataset(space.home, args.ticker, args.source, args.target)
+        info = resample_dataset(space.home, args.ticker, args.source, args.target, replace=args.replace)
     print(f"stored {info.ticker} {info.cadence}: {info.rows:,} bars")
 
 
@@ -138,6 +140,9 @@ def _synth(args: argparse.Namespace) -> None:
     cal = calendar(args.calendar)
     market = generate(args.tickers, args.cadence, args.sessions, cal, seed=args.seed, start=date.fromisoformat(args.start), ticks=args.ticks)
     with workspace() as space:
+        stored = [symbol for symbol in market if bars_path(space.home, symbol, args.cadence).exists()]
+        if stored and not args.replace:  # checked for every ticker before any is written
+            raise ConfigError("tickers", f"{', '.join(stored)} {args.cadence} bars are already stored", "pass --replace to overwrite them")
         for symbol, (bars, ticks) in market.items():
             info = store_bars(space.home, bars, cal, source=f"synthetic seed {args.seed}")
             extra = f" and {store_ticks(space.home, symbol, ticks):,} ticks" if ticks is not None else ""

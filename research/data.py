@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from engine import names
 from engine.bars import COLUMNS, Bars, resample
-from engine.cadence import parse_cadence
+from engine.cadence import parse_cadence, rolls_up
 from engine.calendar import (
     EPOCH,
     NS_PER_DAY,
@@ -240,11 +240,15 @@ def check_dataset(home: Path, ticker: str, cadence: str) -> QualityReport:
     return check_bars(bars, calendar(info.calendar))
 
 
-def resample_dataset(home: Path, ticker: str, source: str, target: str) -> Dataset:
-    """Store ``ticker``'s ``source`` bars rolled up to the coarser ``target`` cadence."""
+def resample_dataset(home: Path, ticker: str, source: str, target: str, *, replace: bool = False) -> Dataset:
+    """Store ``ticker``'s ``source`` bars rolled up to the coarser ``target`` cadence; stored ``target`` bars are kept
+    unless ``replace``."""
+    if not rolls_up(parse_cadence(source, "from"), parse_cadence(target, "to")):
+        raise ConfigError("to", f"{target} bars cannot be made of {source} bars",
+                          "resample to a coarser cadence made of whole source bars (1m to 5m, 1h or 1d; 1d to 1w or 1mo)")  # fmt: skip
+    if not replace and bars_path(home, ticker, target).exists():
+        raise ConfigError("to", f"{ticker} {target} bars are already stored", "pass --replace to overwrite them")
     bars, info = load_bars(home, ticker, source)
     cal = calendar(info.calendar)
     coarse = resample(bars, target, cal)
-    if len(coarse) > len(bars):
-        raise ConfigError("to", f"{target} is finer than {source}", "resample to a coarser cadence")
     return store_bars(home, coarse, cal, source=f"{info.source} resampled from {source}", adjustment=info.adjustment)

@@ -7,7 +7,7 @@ import pytest
 
 from engine.calendar import CALENDARS
 from engine.errors import ConfigError, SigmaError
-from engine.store import datasets, load_bars, store_bars
+from engine.store import bars_path, datasets, load_bars, store_bars
 from research.data import ImportOptions, import_bars, resample_dataset
 from tests.conftest import shared_file
 
@@ -130,3 +130,29 @@ def test_synthetic_market_is_seeded_and_per_ticker(tmp_path):
     assert minutes.volume.sum() == ticks["size"].sum()
     store_bars(tmp_path, minutes, us, source="synthetic")
     assert datasets(tmp_path)[0].rows == len(minutes)
+
+
+def test_resampling_refuses_a_finer_or_misaligned_target_and_keeps_stored_bars_without_replace(tmp_path, monkeypatch):
+    """`sigma data resample SPY --from 1d --to 1m` once replaced real minute bars with daily bars labelled 1m."""
+    from cli import main
+    from engine.cadence import parse_cadence, rolls_up
+
+    path = shared_file("sp500-index-minute-nov2019/SP500_NOV2019_IDayRVol.csv")
+    import_bars(tmp_path, [path], ImportOptions(ticker="SPX", cadence="1m", timezone="America/New_York"))
+    resample_dataset(tmp_path, "SPX", "1m", "1d")
+    minutes = bars_path(tmp_path, "SPX", "1m").read_bytes()
+    for source, target in (("1d", "1m"), ("1m", "1m"), ("5m", "3m")):
+        with pytest.raises(ConfigError, match="cannot be made of"):
+            resample_dataset(tmp_path, "SPX", source, target)
+    assert bars_path(tmp_path, "SPX", "1m").read_bytes() == minutes, "the minute bars are untouched"
+    with pytest.raises(ConfigError, match="--replace"):
+        resample_dataset(tmp_path, "SPX", "1m", "1d")
+    resample_dataset(tmp_path, "SPX", "1m", "1d", replace=True)
+    monkeypatch.setenv("SIGMA_HOME", str(tmp_path))
+    assert main(["data", "resample", "SPX", "--from", "1d", "--to", "1m"]) == 2
+    assert main(["data", "synth", "--tickers", "SPX", "--cadence", "1m", "--sessions", "2"]) == 2
+    assert bars_path(tmp_path, "SPX", "1m").read_bytes() == minutes
+    ok = [("1m", "5m"), ("5m", "1h"), ("1m", "1d"), ("1h", "1d"), ("1d", "1w"), ("1d", "1mo"), ("1w", "2w")]
+    refused = [("1d", "1m"), ("1h", "1m"), ("5m", "3m"), ("1w", "1mo"), ("2d", "1w"), ("1h", "1h")]
+    assert all(rolls_up(parse_cadence(a), parse_cadence(b)) for a, b in ok)
+    assert not any(rolls_up(parse_cadence(a), parse_cadence(b)) for a, b in refused)
