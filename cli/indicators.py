@@ -67,17 +67,25 @@ def _list(args: argparse.Namespace) -> None:
 def _read_table(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise ConfigError("--input", f"no file at {path}")
+    import pyarrow as pa
+
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        from pyarrow import csv as arrow_csv
-
-        table = arrow_csv.read_csv(path)
-    elif suffix == ".parquet":
-        import pyarrow.parquet as parquet
-
-        table = parquet.read_table(path)
-    else:
+    if suffix not in (".csv", ".parquet"):
         raise ConfigError("--input", f"{path.name} is neither .csv nor .parquet")
+    try:
+        if suffix == ".csv":
+            from pyarrow import csv as arrow_csv
+
+            table = arrow_csv.read_csv(path)
+        else:
+            import pyarrow.parquet as parquet
+
+            table = parquet.read_table(path)
+    except (pa.ArrowInvalid, OSError) as error:  # an empty file, a header alone, a file that is not what its name says
+        raise ConfigError("--input", f"{path.name} cannot be read: {str(error).splitlines()[0]}",
+                          "give a CSV with a header row and at least one row, or a Parquet file") from None
+    if table.num_rows == 0:
+        raise ConfigError("--input", f"{path.name} has no rows", "give a file with at least one row of prices")
     return {name.strip().lower(): table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 

@@ -123,11 +123,61 @@ def _axes(pack: Pack, spec: ModelSpec, request: SweepRequest) -> dict[str, list]
         if parameter not in axes:
             raise ConfigError(f"set.{parameter}", f"{parameter} is not an axis of this {request.mode} sweep",
                               f"axes: {', '.join(axes)}")
-        unknown = [v for v in values if parameter == "strike_selection" and v not in STRIKE_DELTAS]
-        if unknown:
-            raise ConfigError(f"set.{parameter}", f"unknown strike rule {unknown[0]!r}", f"use: {', '.join(STRIKE_DELTAS)}")
-        axes[parameter] = list(values)
+        if not values:
+            raise ConfigError(f"set.{parameter}", "no values given", f"write e.g. --set {parameter}=V1,V2")
+        axes[parameter] = [_axis_value(parameter, value) for value in values]
     return axes
+
+
+def _hours(value: object) -> list[int]:
+    hours = [_whole(hour, 0) for hour in (value if isinstance(value, list) else [value])]
+    if not hours or max(hours) > 23:
+        raise ValueError
+    return hours
+
+
+_AXIS_RULES: dict[str, tuple[Callable[[object], object], str]] = {
+    "threshold": (lambda v: _number(v, 0.0, 1.0, low_open=True, high_open=True), "a probability between 0 and 1, e.g. 0.55"),
+    "allowed_hours": (_hours, "hours of the day 0 to 23 (an hour per value: --set allowed_hours=9,10)"),
+    "top_pct": (lambda v: _number(v, 0.0, 100.0, low_open=True), "a percentage above 0 and at most 100"),
+    "position_size_pct": (lambda v: _number(v, 0.0, 100.0, low_open=True), "a percentage of equity above 0 and at most 100"),
+    "stop_loss": (lambda v: _number(v, 0.0, 1.0, high_open=True), "a fraction of the entry price from 0 (none) to below 1, e.g. 0.02"),
+    "take_profit": (lambda v: _number(v, 0.0, 10.0), "a fraction of the entry price from 0 (none) to 10, e.g. 0.04"),
+    "max_positions": (lambda v: _whole(v, 1), "a whole number of positions, 1 or more"),
+    "hold_days": (lambda v: _number(v, 0.0, 10_000.0, low_open=True), "days above 0, e.g. 1 or 0.5"),
+    "entry_type": (lambda v: v if v in ENTRY_TYPES else _refuse(), f"one of {', '.join(ENTRY_TYPES)}"),
+    "strike_selection": (lambda v: v if v in STRIKE_DELTAS else _refuse(), f"one of {', '.join(STRIKE_DELTAS)}"),
+    "dte_target": (lambda v: _whole(v, 0), "whole days to expiry, 0 or more"),
+}
+
+
+def _refuse() -> None:
+    raise ValueError
+
+
+def _number(value: object, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError
+    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+        raise ValueError
+    return value
+
+
+def _whole(value: object, low: int) -> int:
+    if isinstance(value, float) and value.is_integer():  # a stored request gives its numbers back as floats
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError
+    return value
+
+
+def _axis_value(parameter: str, value: object) -> object:
+    """One ``--set`` value of an axis, checked before any work starts: `ConfigError` naming the axis and what it takes."""
+    check, takes = _AXIS_RULES[parameter]
+    try:
+        return check(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"set.{parameter}", f"{value!r} is not a value of {parameter}", f"give {takes}") from None
 
 
 def grid(pack: Pack, spec: ModelSpec, request: SweepRequest) -> tuple[list[str], list[tuple]]:

@@ -2,10 +2,12 @@ import csv
 import json
 import shutil
 import subprocess
+from datetime import UTC, datetime
 
 import pytest
 
 from cli import main
+from engine.workspace import Workspace
 from tests.conftest import shared_file
 
 SPY_DAILY = "spy-daily-yahoo/yahoofinance-SPY-20080101-20180101.csv"
@@ -116,3 +118,30 @@ def test_models_create_list_show(capsys, workspace):
     code, out, _ = run(capsys, "models", "show", "spy_stock_days_1d", "--json")
     assert json.loads(out)["indicators"]["rsi"] == {"period": 10}
     assert (workspace / "sigma.db").exists()
+
+
+def test_an_empty_or_header_only_input_is_one_line_naming_input(tmp_path, capsys):
+    for content in ("", "close\n"):
+        path = tmp_path / "prices.csv"
+        path.write_text(content)
+        assert main(["indicators", "compute", "rsi", "--input", str(path), "--output", str(tmp_path / "out.csv")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("sigma: error: --input: prices.csv") and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [("stop_loss=abc", "set.stop_loss"), ("stop_loss=-0.5", "set.stop_loss"), ("threshold=1.5", "set.threshold"),
+     ("max_positions=2.5", "set.max_positions"), ("entry_type=fast", "set.entry_type"), ("allowed_hours=25", "set.allowed_hours"),
+     ("hold_days=0", "set.hold_days"), ("stop_loss=", "set.stop_loss")],
+)
+def test_every_set_value_is_checked_before_any_sweep_work(setting, field, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SIGMA_HOME", str(tmp_path))
+    assert main(["models", "create", "--pack", "swingsigma", "--strategy", "momentum_swing", "--ticker", "SPY", "--name", "m"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "run", "m", "--mode", "custom", "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sigma: error: {field}:") and len(err.strip().splitlines()) == 1, err
+    with Workspace(tmp_path, clock=lambda: datetime.now(UTC)) as space:
+        assert space.sweeps() == [], "refused before the sweep was recorded or any data read"
