@@ -106,7 +106,7 @@ def _finish(space, sweep_id: str) -> int:
 
     record = space.sweep(sweep_id)
     if record.status != "finished":
-        print(f"sweep {sweep_id} {record.status} after {record.done:,} of {record.total:,}; "
+        print(f"sweep {sweep_id} {record.shown_status} after {record.done:,} of {record.total:,}; "
               f"continue it with `sigma sweep resume {sweep_id}`")
         return 130 if record.status == "cancelled" else 1
     table, meta = leaderboard.load(space, sweep_id)
@@ -153,7 +153,7 @@ def _list(args: argparse.Namespace) -> None:
     for r in records:
         best = (r.summary or {}).get("best", {})
         shown = f"best Sharpe {best['sharpe']:.2f} ({best['gate']})" if best else ""
-        print(f"{r.id:<40} {r.status:<10} {r.done:>6,}/{r.total:<6,} {r.created_at[:19]}  {shown}")
+        print(f"{r.id:<40} {r.shown_status:<10} {r.done:>6,}/{r.total:<6,} {r.created_at[:19]}  {shown}")
 
 
 def _results(args: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
 from engine.gates import PolicyCheck
 from engine.models import ModelSpec, SweepRequest
 
-__all__ = ["Workspace", "AuditEntry", "SweepRecord", "TrainedRecord", "MIGRATIONS", "default_home"]
+__all__ = ["Workspace", "AuditEntry", "SweepRecord", "TrainedRecord", "MIGRATIONS", "default_home", "process_alive"]
 
 Clock = Callable[[], datetime]
 
@@ -139,6 +139,24 @@ class SweepRecord(msgspec.Struct, frozen=True):
     summary: dict[str, object] | None
     created_at: str
     finished_at: str | None
+
+    @property
+    def shown_status(self) -> str:
+        """The status as a user should read it: a "running" sweep whose process is gone was killed."""
+        if self.status == "running" and not (self.pid and process_alive(self.pid)):
+            return "killed"
+        return self.status
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a sweep's or a run's recorded worker)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 class TrainedRecord(msgspec.Struct, frozen=True):

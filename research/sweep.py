@@ -53,7 +53,7 @@ from engine.options import STRIKE_DELTAS, strike_score, volatility_window
 from engine.packs import Label, Pack
 from engine.policy import ENTRY_TYPES, Policy, hours_mask
 from engine.store import dataset, load_bars, load_ticks
-from engine.workspace import Workspace
+from engine.workspace import Workspace, process_alive
 from research.backtest import METRICS, Market, run
 from research.labels import label
 from research.leaderboard import build
@@ -334,8 +334,16 @@ def start(space: Workspace, pack: Pack, spec: ModelSpec, request: SweepRequest, 
     folder.mkdir(parents=True)
     space.add_sweep(sweep_id, spec.name, request, spec.tags, msgspec.to_builtins(spec.lineage), len(combinations), actor=actor)
     started = time.perf_counter()
-    prepared = prepare(space.home, pack, spec, request)
-    pq.write_table(pa.table({"probability": prepared.market.probability.ravel()}), folder / "probabilities.parquet")
+    try:
+        prepared = _prepare_and_keep(space, pack, spec, request, folder)
+    except KeyboardInterrupt:
+        space.update_sweep(sweep_id, status="cancelled")
+        space.audit(actor, "sweep.cancel", sweep_id, {"done": 0, "reason": "interrupted during the out-of-fold training"})
+        return sweep_id
+    except Exception as error:  # a sweep that cannot go on says so, rather than stay "running"
+        space.update_sweep(sweep_id, status="failed")
+        space.audit(actor, "sweep.fail", sweep_id, {"error": str(error), "stage": "out-of-fold training"})
+        raise
     training = time.perf_counter() - started
     announce(
         f"sweep {sweep_id}: {len(combinations):,} {request.mode} configurations x {len(prepared.market.tickers)} ticker(s), "
@@ -351,7 +359,7 @@ def resume(space: Workspace, pack: Pack, spec: ModelSpec, sweep_id: str, *, acto
     record = space.sweep(sweep_id)
     if record.status == "finished":
         raise ConfigError("sweep", f"{sweep_id} already finished", f"see `sigma sweep results {sweep_id}`")
-    if record.status == "running" and record.pid and _alive(record.pid):
+    if record.status == "running" and record.pid and process_alive(record.pid):
         raise ConfigError("sweep", f"{sweep_id} is still running (process {record.pid})", f"cancel it first: `sigma sweep cancel {sweep_id}`")
     request, names, combinations, prepared = reload(space, sweep_id, pack, spec)
     space.update_sweep(sweep_id, status="running", pid=os.getpid(), cancel_requested=0)
@@ -360,12 +368,25 @@ def resume(space: Workspace, pack: Pack, spec: ModelSpec, sweep_id: str, *, acto
 
 
 def reload(space: Workspace, sweep_id: str, pack: Pack, spec: ModelSpec) -> tuple[SweepRequest, list[str], list[tuple], Prepared]:
-    """A stored sweep's request, grid and inputs, with the probabilities it computed (no retraining)."""
+    """A stored sweep's request, grid and inputs, with the probabilities it computed (trained again only when the sweep
+    stopped before its out-of-fold training had finished)."""
     request = space.sweep_request(sweep_id)
     names, combinations = grid(pack, spec, request)
-    stored = pq.read_table(_sweep_folder(space, sweep_id) / "probabilities.parquet").column("probability").to_numpy()
+    path = _sweep_folder(space, sweep_id) / "probabilities.parquet"
+    if not path.exists():
+        return request, names, combinations, _prepare_and_keep(space, pack, spec, request, path.parent)
+    stored = pq.read_table(path).column("probability").to_numpy()
     prepared = prepare(space.home, pack, spec, request, stored=stored.reshape(-1, len(request.universe) or 1))
     return request, names, combinations, prepared
+
+
+def _prepare_and_keep(space: Workspace, pack: Pack, spec: ModelSpec, request: SweepRequest, folder: Path) -> Prepared:
+    """The sweep's inputs, with its out-of-fold probabilities written (atomically) for a resume to reuse."""
+    prepared = prepare(space.home, pack, spec, request)
+    partial = folder / "probabilities.parquet.partial"
+    pq.write_table(pa.table({"probability": prepared.market.probability.ravel()}), partial)
+    partial.replace(folder / "probabilities.parquet")
+    return prepared
 
 
 def cancel(space: Workspace, sweep_id: str, *, actor: str) -> None:
@@ -375,18 +396,8 @@ def cancel(space: Workspace, sweep_id: str, *, actor: str) -> None:
         raise ConfigError("sweep", f"{sweep_id} is {record.status}, not running")
     space.update_sweep(sweep_id, cancel_requested=1)
     space.audit(actor, "sweep.cancel_requested", sweep_id)
-    if record.pid and not _alive(record.pid):  # killed: nothing will pick the flag up
+    if record.pid and not process_alive(record.pid):  # killed: nothing will pick the flag up
         space.update_sweep(sweep_id, status="cancelled")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _data_sha(home: Path, tickers: list[str], cadence: str) -> str:
@@ -418,6 +429,7 @@ def _execute(space, sweep_id, pack, spec, request, prepared, names, combinations
     survivors = np.arange(len(combinations))
     done_before = _finished(folder)
     total_work = _total_work(len(combinations), rungs)
+    space.update_sweep(sweep_id, total=total_work)  # counters count backtests: with pruning, more than the configurations
     progress = {"done": 0, "best": -math.inf, "began": time.perf_counter()}
     try:
         for rung in [*rungs, 0]:  # rung 0 is the whole development window

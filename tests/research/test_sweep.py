@@ -151,3 +151,22 @@ def test_pruning_halves_by_rung_and_lists_what_it_pruned(swing):
     assert pruned.num_rows == len(combinations) - sizes[-1]
     assert set(pruned.column("pruned_at_rung").to_pylist()) == {1, 2, 3, 4}
     assert space.sweep(sweep_id).summary["pruned"] == pruned.num_rows
+    record = space.sweep(sweep_id)
+    assert record.done == record.total == sum(sizes), "the counter counts the backtests the total counts (465/240 once)"
+
+
+def test_a_sweep_that_fails_or_is_killed_is_never_shown_running(swing, monkeypatch):
+    space, pack, spec = swing
+    request, _ = _custom(space, pack, spec, prune=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the out-of-fold training broke")
+
+    monkeypatch.setattr(sweep, "prepare", broken)
+    with pytest.raises(RuntimeError):
+        sweep.start(space, pack, spec, request, actor="test", announce=lambda line: None)
+    [failed] = space.sweeps()
+    assert failed.status == failed.shown_status == "failed"
+    assert [e.action for e in space.audit_log(failed.id)] == ["sweep.start", "sweep.fail"]
+    space.update_sweep(failed.id, status="running", pid=2**22 + 12345)  # what a SIGKILLed sweep leaves behind
+    assert space.sweep(failed.id).shown_status == "killed"
