@@ -16,7 +16,6 @@ from engine.alerts import RULES
 from engine.errors import ConfigError
 from engine.schemas import Alert, decode_json
 from engine.workspace import default_home
-from flows.sinks import ALERTS, model_stream
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -150,6 +149,8 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _tail(args: argparse.Namespace) -> None:
+    from flows.sinks import ALERTS, model_stream  # here: the flow's modules load Bytewax and ONNX Runtime
+
     client = redis.Redis.from_url(_redis_url(args.redis_url))
     stream = model_stream(args.model) if args.model else ALERTS
     reader = _GroupReader(client, stream, args) if args.group else _PlainReader(client, stream, args)
@@ -260,6 +261,8 @@ class _GroupReader:
         deliveries = pending[0]["times_delivered"] if pending else self.max_deliveries
         if deliveries < self.max_deliveries:
             return  # left pending: it is delivered again when claimed
+        from flows.sinks import ALERTS
+
         self.client.xadd(f"{ALERTS}:poison", {**fields, b"error": str(error), b"source_id": entry_id})
         self.client.xack(self.stream, self.group, entry_id)
         print(f"sigma: entry {entry_id.decode()} undecodable after {deliveries} deliveries; moved to {ALERTS}:poison",

@@ -172,6 +172,7 @@ def render(table: pa.Table, meta: dict, top: int = 10) -> str:
     for row in table.slice(0, top).to_pylist():
         if row["reasons"]:
             text.append(f"#{row['rank']} {row['gate']}: {row['reasons']}")
+    text.append("return: equity compounded bar by bar, each trade's bar return on its entry price (not the trades' compound)")
     pbo = meta["pbo"]
     text.append(
         f"{meta['configurations']:,} configurations tried; probability of backtest overfitting "
