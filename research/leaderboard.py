@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.errors import ConfigError, NotFoundError
@@ -45,8 +46,14 @@ def build(space: Workspace, sweep_id: str, pack, spec, request, prepared, names,
     periods = prepared.market.periods_per_year
     folds = blocks.reshape(len(ids), BLOCKS // _FOLD_BLOCKS, _FOLD_BLOCKS, 3).sum(axis=2)
     fold_sharpe = block_sharpe(folds) * math.sqrt(periods)
-    pbo = probability_of_overfitting(blocks)
-    trials = _trials(final, len(combinations), pbo)
+    all_rungs = read_parts(folder)
+    # A pruned sweep judges its winner against every configuration it evaluated, not the survivors alone: the spread of
+    # Sharpe ratios takes each configuration at its last round, and PBO compares them all on the window every one of
+    # them was run on (the first rung's; the whole window when nothing was pruned).
+    first = _first_round(all_rungs, final)
+    first_blocks = np.array(first.column("blocks").to_pylist()).reshape(first.num_rows, BLOCKS, 3)
+    pbo = probability_of_overfitting(first_blocks)
+    trials = _trials(_last_rounds(all_rungs), len(combinations), pbo)
     statuses, reasons, deflated = [], [], []
     for k in range(len(ids)):
         result = {name: final.column(name)[k].as_py() for name in METRICS}
@@ -71,7 +78,6 @@ def build(space: Workspace, sweep_id: str, pack, spec, request, prepared, names,
         {"sweep": sweep_id, "model": spec.name, "axes": names, "pbo": pbo, "configurations": len(combinations),
          "lineage": msgspec.to_builtins(spec.lineage)})})
     pq.write_table(table, folder / "leaderboard.parquet")
-    all_rungs = read_parts(folder)
     pruned = _pruned(all_rungs, set(ids.tolist()), combinations, names)
     pq.write_table(pruned, folder / "pruned.parquet")
     best = table.slice(0, 1).to_pylist()[0] if len(ids) else {}
@@ -101,6 +107,24 @@ class Trials(msgspec.Struct, frozen=True):
     pbo: float
 
 
+def _first_round(rows: pa.Table, final: pa.Table) -> pa.Table:
+    """The results every configuration has on one window: the first rung's when the sweep pruned, else the final ones."""
+    rungs = [rung for rung in set(rows.column("rung").to_pylist()) if rung > 0] if rows.num_rows else []
+    if not rungs:
+        return final
+    return rows.filter(pc.equal(rows.column("rung"), min(rungs)))
+
+
+def _last_rounds(rows: pa.Table) -> pa.Table:
+    """Each evaluated configuration's result at the last round it reached (rung 0, the whole window, last of all)."""
+    latest: dict[int, tuple[float, int]] = {}  # config -> (how far it got, its row)
+    for index, (config, rung) in enumerate(zip(rows.column("config").to_pylist(), rows.column("rung").to_pylist())):
+        reached = math.inf if rung == 0 else rung
+        if reached >= latest.get(config, (-1, 0))[0]:
+            latest[config] = (reached, index)
+    return rows.take(sorted(index for _, index in latest.values()))
+
+
 def _trials(final: pa.Table, count: int, pbo: float) -> Trials:
     mean, std = final.column("mean").to_numpy(), final.column("std").to_numpy()
     per_bar = np.where(std > 0, mean / np.where(std > 0, std, 1), 0.0)
@@ -110,7 +134,7 @@ def _trials(final: pa.Table, count: int, pbo: float) -> Trials:
 def trials(space: Workspace, sweep_id: str) -> Trials:
     """The trials of a finished sweep, as its leaderboard counted them."""
     _, meta = load(space, sweep_id)
-    return _trials(read_parts(space.sweeps_folder / sweep_id, rung=0), meta["configurations"], meta["pbo"])
+    return _trials(_last_rounds(read_parts(space.sweeps_folder / sweep_id)), meta["configurations"], meta["pbo"])
 
 
 def deflate(result: Mapping[str, float], trials: Trials) -> float:
@@ -176,7 +200,7 @@ def render(table: pa.Table, meta: dict, top: int = 10) -> str:
     pbo = meta["pbo"]
     text.append(
         f"{meta['configurations']:,} configurations tried; probability of backtest overfitting "
-        + ("n/a (one configuration)" if pbo != pbo else f"{pbo:.0%}" + (" - the winner is likely luck" if pbo > 0.5 else ""))
+        + ("undefined (one configuration, or none traded)" if pbo != pbo else f"{pbo:.0%}" + (" - the winner is likely luck" if pbo > 0.5 else ""))
     )
     return "\n".join(text)
 

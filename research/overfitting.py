@@ -53,11 +53,12 @@ def probability_of_overfitting(blocks: np.ndarray) -> float:
 
     ``blocks`` has shape (configurations, S, 3): each configuration's per-block return
     sums over S equal time blocks (S even). Every half of the blocks serves once as
-    the in-sample set and its complement as the out-of-sample set.
+    the in-sample set and its complement as the out-of-sample set. NaN (undefined) for
+    fewer than two configurations or when none of them traded.
     """
     configurations, count, _ = blocks.shape
-    if configurations < 2 or count < 2:
-        return float("nan")
+    if configurations < 2 or count < 2 or not blocks[:, :, 1].any():
+        return float("nan")  # undefined: nothing to choose between, or no configuration traded (every return zero)
     logits = []
     for chosen in combinations(range(count), count // 2):
         inside = np.zeros(count, bool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import msgspec
 import numpy as np
@@ -153,6 +154,18 @@ def test_pruning_halves_by_rung_and_lists_what_it_pruned(swing):
     assert space.sweep(sweep_id).summary["pruned"] == pruned.num_rows
     record = space.sweep(sweep_id)
     assert record.done == record.total == sum(sizes), "the counter counts the backtests the total counts (465/240 once)"
+    # The winner is judged against every configuration tried: each pruned one at the round it reached, not survivors alone.
+    rows = read_parts(folder).to_pylist()
+    last = {}
+    for row in rows:
+        reached = math.inf if row["rung"] == 0 else row["rung"]
+        if reached >= last.get(row["config"], (-1, None))[0]:
+            last[row["config"]] = (reached, row)
+    per_bar = [r["mean"] / r["std"] if r["std"] > 0 else 0.0 for _, r in last.values()]
+    trials = leaderboard.trials(space, sweep_id)
+    assert len(last) == len(combinations) == trials.count and trials.variance == pytest.approx(np.var(per_bar, ddof=1))
+    survivors = [r for r in rows if r["rung"] == 0]
+    assert len(survivors) < len(last), "the survivors alone would have been a narrower spread of trials"
 
 
 def test_a_sweep_that_fails_or_is_killed_is_never_shown_running(swing, monkeypatch):
