@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -13,9 +13,9 @@ import redis
 
 from cli._common import name, names_list
 from engine.alerts import RULES
-from engine.errors import ConfigError
+from engine.errors import ConfigError, redacted
 from engine.schemas import Alert, decode_json
-from engine.workspace import default_home
+from engine.workspace import Workspace, default_home
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -100,9 +100,10 @@ def _run(args: argparse.Namespace) -> None:
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
-    from flows.live import TICKS, flow
+    from flows.live import TICKS, Tally, flow
     from flows.recovery import prepare
 
+    tally = Tally()
     dataflow = flow(
         default_home(),
         _redis_url(args.redis_url),
@@ -121,6 +122,7 @@ def _run(args: argparse.Namespace) -> None:
         order=args.order or [],
         models=args.model or [],
         recovery=args.recovery is not None,
+        tally=tally,
     )
     # Reached before the flow starts: inside Bytewax an unreachable or refusing server is a panic of a hundred lines.
     redis.Redis.from_url(_redis_url(args.redis_url), socket_connect_timeout=5).ping()
@@ -131,8 +133,18 @@ def _run(args: argparse.Namespace) -> None:
         prepare(args.recovery, args.partitions)
         recovery = RecoveryConfig(str(args.recovery), backup_interval=timedelta(0))
     addresses = args.addresses.split(";") if args.addresses else None
-    cli_main(dataflow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
-             epoch_interval=timedelta(seconds=args.snapshot_seconds), recovery_config=recovery)  # fmt: skip
+    with Workspace(default_home(), clock=lambda: datetime.now(UTC)) as space:
+        served = args.model or [record.id for record in space.trained_models(published=True)]
+    source = ", ".join(args.file or []) if args.source == "files" else "stdin" if args.source == "stdin" else \
+        f"{', '.join(args.stream or [TICKS])} (group {args.group})"
+    print(f"sigma run: {len(served)} model(s) ({', '.join(served)}) on {args.kind} from {source}, {args.clock} clock; alerts to "
+          f"{redacted(_redis_url(args.redis_url))}" + (f"; recovery store {args.recovery}" if args.recovery else ""),
+          file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        cli_main(dataflow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
+                 epoch_interval=timedelta(seconds=args.snapshot_seconds), recovery_config=recovery)  # fmt: skip
+    finally:  # also after Ctrl-C: what the run did before it stopped
+        print(f"sigma run: {tally.summary()}" + ("; see {sigma}:deadletter" if tally.refused else ""), file=sys.stderr, flush=True)
 
 
 def _health(args: argparse.Namespace) -> int:

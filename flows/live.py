@@ -19,6 +19,7 @@ exactly the code that alerts live.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import bytewax.operators as op
@@ -50,10 +51,41 @@ from flows.steps import (
     score,
 )
 
-__all__ = ["flow", "TICKS"]
+__all__ = ["flow", "Tally", "TICKS"]
 
 TICKS = "{sigma}:ticks"
 """The default market-data stream."""
+
+
+class Tally:
+    """What a run of the flow did in this process, counted as it goes: what `sigma run` says when it ends."""
+
+    __slots__ = ("ticks", "bars", "closes", "alerts", "refused")
+
+    def __init__(self) -> None:
+        self.ticks = self.bars = self.closes = self.alerts = 0
+        self.refused: Counter[str] = Counter()
+
+    def read(self, kind: str) -> None:
+        if kind == "tick":
+            self.ticks += 1
+        elif kind == "bar":
+            self.bars += 1
+
+    def closed(self, step: str, status: object) -> None:
+        self.closes += 1
+
+    def alerted(self, step: str, alert: object) -> None:
+        self.alerts += 1
+
+    def dead_lettered(self, step: str, letter: object) -> None:
+        self.refused[letter.reason] += 1
+
+    def summary(self) -> str:
+        refused = sum(self.refused.values())
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in self.refused.most_common())
+        return (f"read {self.ticks:,} ticks and {self.bars:,} bars; {self.closes:,} bar closes; {self.alerts:,} alerts emitted; "
+                f"{refused:,} messages dead-lettered" + (f" ({reasons})" if refused else ""))
 
 
 def flow(
@@ -80,6 +112,7 @@ def flow(
     paper: bool = False,
     speed: float | None = None,
     scores_file: str | Path | None = None,
+    tally: Tally | None = None,
 ) -> Dataflow:
     """The dataflow that serves the published models of workspace ``home``, alerting to ``redis_url``.
 
@@ -103,7 +136,8 @@ def flow(
     ``speed`` paces a file replay: event seconds per wall second (60: an hour of
     history in a minute); None replays as fast as the flow goes. ``scores_file`` also
     writes every scored bar close (`Scored`, JSON lines): what a replay's parity report
-    holds against the backtest's probabilities.
+    holds against the backtest's probabilities. ``tally`` counts what the run reads, closes,
+    emits and refuses (`Tally`).
     """
     home = Path(home or os.environ.get("SIGMA_HOME", ".sigma"))
     redis_url = redis_url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -149,6 +183,8 @@ def flow(
         kind, payload, received = item
         if kind == "clock":
             return [(ticker, item) for ticker in registry.by_ticker]
+        if tally is not None:
+            tally.read(kind)
         if payload.ticker not in registry.by_ticker:
             letter = dead_letter("unknown_ticker", payload.ticker, encode_json(payload), "no published model trades it", received)
             return [("", letter)]
@@ -171,6 +207,10 @@ def flow(
     alerts = op.key_rm("conflict-out", op.stateful_batch("conflict", by_ticker, lambda resume: ConflictStep(conflict, order, resume)))
     reports = op.branch("reports", closes.falses, lambda item: isinstance(item, Status))
     refusals = op.merge("refusals", refused, unknown, reports.falses)
+    if tally is not None:
+        op.inspect("count-refused", refusals, tally.dead_lettered)
+        op.inspect("count-alerts", alerts, tally.alerted)
+        op.inspect("count-closes", reports.trues, tally.closed)
     if alert_file is not None:
         alert_file = Path(alert_file)
         op.output("alerts", alerts, AlertFileSink(alert_file))

@@ -334,6 +334,8 @@ def start(space: Workspace, pack: Pack, spec: ModelSpec, request: SweepRequest, 
     folder.mkdir(parents=True)
     space.add_sweep(sweep_id, spec.name, request, spec.tags, msgspec.to_builtins(spec.lineage), len(combinations), actor=actor)
     started = time.perf_counter()
+    announce(f"sweep {sweep_id}: training the model's out-of-fold probabilities first (walk-forward XGBoost; the slow step, "
+             "often a minute or more)")  # fmt: skip
     try:
         prepared = _prepare_and_keep(space, pack, spec, request, folder)
     except KeyboardInterrupt:
@@ -349,7 +351,8 @@ def start(space: Workspace, pack: Pack, spec: ModelSpec, request: SweepRequest, 
         f"sweep {sweep_id}: {len(combinations):,} {request.mode} configurations x {len(prepared.market.tickers)} ticker(s), "
         f"{prepared.development.stop - prepared.development.start:,} development bars, "
         f"{prepared.holdout.stop - prepared.holdout.start:,} holdout bars "
-        f"(out-of-fold training took {training:.1f} s); estimated {_estimate(prepared, pack, spec, request, names, combinations):.0f} s more"
+        f"(out-of-fold training took {training:.1f} s); the backtests should take about "
+        f"{_estimate(prepared, pack, spec, request, names, combinations):.0f} s more"
     )
     return _execute(space, sweep_id, pack, spec, request, prepared, names, combinations, actor=actor, report=report)
 

@@ -230,3 +230,25 @@ def test_ticks_decode_with_msgspec_as_the_flow_reads_them(served):
     _, replay, _ = served
     row = tick_rows(replay)[0]
     assert msgspec.json.decode(json.dumps(row), type=Tick).ts == row["ts"]
+
+
+def test_sigma_run_says_what_it_serves_and_what_it_did(served, redis_server, tmp_path):
+    home, replay, trained_id = served
+    env = {"SIGMA_HOME": str(home)}
+    done = _sigma("run", "--source", "files", "--file", str(replay), "--redis-url", redis_server.url, env=env,
+                  stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    start, end = err.strip().splitlines()[0], err.strip().splitlines()[-1]
+    assert start.startswith(f"sigma run: 1 model(s) ({trained_id}) on ticks from {replay}") and redis_server.url in start
+    rows = len(tick_rows(replay))
+    alerted = redis_server.client().xlen(ALERTS)
+    assert f"read {rows:,} ticks and 0 bars" in end and f"{alerted:,} alerts emitted" in end
+
+    wrong = tmp_path / "wrong.csv"  # a header that names none of the tick fields: every row is refused
+    wrong.write_text("symbol,time,last\n" + "".join(f"SPY,{i},1.0\n" for i in range(50)))
+    done = _sigma("run", "--source", "files", "--file", str(wrong), "--redis-url", redis_server.url, env=env,
+                  stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    assert "0 alerts emitted; 50 messages dead-lettered (malformed 50); see {sigma}:deadletter" in err.strip().splitlines()[-1]
