@@ -49,6 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``sigma`` command; every failure a user can cause is one line on stderr and a non-zero status."""
     os.umask(0o077)  # the workspace, recovery stores and artifacts are the owner's alone
     args = build_parser().parse_args(argv)
+    if args.command in _COMPILING:
+        from engine import _jit
+
+        if _jit.cold():
+            print(f"sigma: compiling the numba kernels this command uses, once after an install (cached in {_jit.cache_folder()})",
+                  file=sys.stderr, flush=True)  # fmt: skip
     try:
         return args.handler(args) or 0
     except SigmaError as error:
@@ -69,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log = Path(tempfile.gettempdir()) / f"sigma-crash-{os.getpid()}.txt"
         log.write_text(redacted(traceback.format_exc()))
         return _fail(f"internal error: {type(error).__name__}: {error} (traceback in {log}; please report it)", 1)
+
+
+_COMPILING = frozenset({"sweep", "train", "backtest", "preview", "indicators", "run", "sim", "demo", "models"})
+"""Commands that run compiled kernels: the first one after an install says it compiles them."""
 
 
 def _fail(message: str, status: int) -> int:

@@ -32,7 +32,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--redis-url", default=None, help=f"where alerts go (default: $REDIS_URL or {DEFAULT_REDIS})")
     run.add_argument("--source", choices=("redis", "files", "stdin"), default="redis")
     run.add_argument("--stream", action="append", help="market-data stream key (repeatable; default {sigma}:ticks)")
-    run.add_argument("--file", action="append", help="Parquet, CSV or JSON-lines file to replay (repeatable)")
+    run.add_argument("--file", action="append",
+                     help="Parquet, CSV or JSON-lines file to replay (repeatable), in event-time order. Columns (JSON keys): "
+                          "ticks: ticker, ts (nanoseconds since 1970 UTC), price and size and/or bid and ask, optional "
+                          "bid_size, ask_size, trade_id, implied_volatility; bars (--kind bars): ticker, start, end "
+                          "(nanoseconds), open, high, low, close, optional volume, trades, vwap. Other columns are ignored; "
+                          "a row that does not fit is dead-lettered with its reason")  # fmt: skip
     run.add_argument("--kind", choices=("ticks", "bars"), default="ticks", help="what the files or stdin hold")
     run.add_argument("--clock", choices=("data", "wall"), default="data",
                      help="event time from the data (replays) or the wall clock (live feeds: closes bars of silent tickers)")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numba
 
-__all__ = ["kernel", "helper"]
+__all__ = ["kernel", "helper", "cache_folder", "cold"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -31,3 +31,14 @@ def kernel(function):
 def helper(function):
     """Compile a small helper that is inlined into every kernel that calls it."""
     return numba.njit(cache=True, inline="always")(function)
+
+
+def cache_folder() -> Path:
+    """Where the compiled kernels are kept."""
+    return Path(numba.config.CACHE_DIR)
+
+
+def cold() -> bool:
+    """True when no kernel of this engine's source has been compiled and cached yet (the first run after an install)."""
+    folder = cache_folder()
+    return not folder.is_dir() or not any(folder.rglob("*.nbi"))

@@ -5,8 +5,11 @@ are read in the exchange's own time zone, so daylight saving and half-hour opens
 land where a trader expects them. A session that opens in the evening (CME Globex,
 FX) belongs to the next calendar day's session date, as the exchanges count it.
 
-Only the NYSE calendar knows holidays; elsewhere a holiday shows up as a gap, which
-the data-quality report lists as a warning, never as an error.
+Only the NYSE calendar knows holidays and early closes (13:00 New York time on the day
+after Thanksgiving, Christmas Eve and July 3 when they are weekdays, as the NYSE's rules
+give them, held against exchange_calendars' XNYS from 2000 in the tests); elsewhere a
+holiday shows up as a gap, which the data-quality report lists as a warning, never as
+an error, and every session closes at the calendar's close.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from engine.snapshot import state
 
 __all__ = [
     "Calendar", "CALENDARS", "calendar", "local_clock", "local_to_utc", "session_days", "trading_days", "bars_per_year",
-    "session_clock", "ExchangeClock",
+    "session_clock", "close_minutes", "ExchangeClock",
 ]  # fmt: skip
 
 NS_PER_MINUTE = 60_000_000_000
@@ -98,6 +101,14 @@ def local_to_utc(local: np.ndarray, timezone: str) -> np.ndarray:
     return aware.cast(pa.int64()).to_numpy()
 
 
+def close_minutes(days: np.ndarray, cal: Calendar) -> np.ndarray:
+    """The local minute each session dated ``days`` closes: the calendar's close, or its early close on those days."""
+    closes = np.full(len(days), cal.close_minute, dtype=np.int64)
+    if cal.holidays == "nyse" and len(days):
+        closes[np.isin(days, _nyse_early_closes(int(days.min()), int(days.max())))] = NYSE_EARLY_CLOSE
+    return closes
+
+
 def session_days(ts: np.ndarray, cal: Calendar) -> tuple[np.ndarray, np.ndarray]:
     """(session date as a day number, whether the time is inside that session's hours) per time."""
     day, minute = local_clock(ts, cal.timezone)
@@ -106,7 +117,7 @@ def session_days(ts: np.ndarray, cal: Calendar) -> tuple[np.ndarray, np.ndarray]
         day = day + evening
         inside = evening | (minute < cal.close_minute)
     else:
-        inside = (minute >= cal.open_minute) & (minute < cal.close_minute)
+        inside = (minute >= cal.open_minute) & (minute < close_minutes(day, cal))
     if cal.round_the_clock:
         inside = np.ones(len(ts), bool)
     weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
@@ -150,14 +161,18 @@ def session_clock(start: np.ndarray, end: np.ndarray, cal: Calendar, intraday: b
     if not intraday:
         return ordinal, np.searchsorted(days, last, side="right").astype(np.float64)
     # Minutes to the close from a bar's start and end; a start on the close of a round-the-clock calendar opens one.
+    # An early close makes a shorter session: its minutes count for more of it.
     _, first_minute = local_clock(start, cal.timezone)
     _, last_minute = local_clock(end, cal.timezone)
-    left_at_open = ((cal.close_minute - first_minute - 1) % 1440 + 1) / cal.session_minutes
-    left_at_close = ((cal.close_minute - last_minute) % 1440) / cal.session_minutes
+    close = close_minutes(day, cal)
+    length = (close - cal.open_minute) % 1440
+    length = np.where(length == 0, 1440, length)
+    left_at_open = ((close - first_minute - 1) % 1440 + 1) / length
+    left_at_close = ((close - last_minute) % 1440) / length
     return ordinal + 1.0 - np.clip(left_at_open, 0.0, 1.0), ordinal + 1.0 - np.clip(left_at_close, 0.0, 1.0)
 
 
-@state(derived=("_zone", "_offsets", "_holidays", "_minutes", "_ordinals"))
+@state(derived=("_zone", "_offsets", "_holidays", "_early", "_minutes", "_ordinals"))
 class ExchangeClock:
     """One calendar's local time of single timestamps, for the streaming path.
 
@@ -168,13 +183,14 @@ class ExchangeClock:
     same few minutes.
     """
 
-    __slots__ = ("calendar", "_zone", "_offsets", "_holidays", "_minutes", "_ordinals")
+    __slots__ = ("calendar", "_zone", "_offsets", "_holidays", "_early", "_minutes", "_ordinals")
 
     def __init__(self, cal: Calendar) -> None:
         self.calendar = cal
         self._zone = ZoneInfo(cal.timezone)
         self._offsets: dict[int, int] = {}
         self._holidays: dict[int, frozenset[int]] = {}
+        self._early: dict[int, frozenset[int]] = {}
         self._minutes: dict[int, tuple[tuple[int, int], tuple[int, bool]]] = {}  # UTC minute -> (local, session)
         self._ordinals: dict[int, int] = {}  # session date -> trading sessions before it since 1970
 
@@ -216,8 +232,18 @@ class ExchangeClock:
             day += evening
             inside = cal.round_the_clock or evening or minute < cal.close_minute
         else:
-            inside = cal.round_the_clock or cal.open_minute <= minute < cal.close_minute
+            inside = cal.round_the_clock or cal.open_minute <= minute < self.close_minute(day)
         return day, inside and self.trades(day)
+
+    def close_minute(self, day: int) -> int:
+        """The local minute the session dated ``day`` closes (`close_minutes` of one session)."""
+        if self.calendar.holidays != "nyse":
+            return self.calendar.close_minute
+        year = (EPOCH + timedelta(days=day)).year
+        early = self._early.get(year)
+        if early is None:
+            early = self._early[year] = frozenset(_nyse_early_year(year).tolist())
+        return NYSE_EARLY_CLOSE if day in early else self.calendar.close_minute
 
     def trades(self, day: int) -> bool:
         """True when the session dated ``day`` trades (a weekday of the calendar and no holiday)."""
@@ -253,15 +279,18 @@ class ExchangeClock:
             last = self.session(end - 1)[0]
             return float(base), float(base + sum(1 for d in range(day, last + 1) if self.trades(d)))
         # Minutes to the close from the bar's start and end; a start on the close of a round-the-clock calendar opens one.
-        left_at_open = ((cal.close_minute - self.local(start)[1] - 1) % 1440 + 1) / cal.session_minutes
-        left_at_close = ((cal.close_minute - self.local(end)[1]) % 1440) / cal.session_minutes
+        close = self.close_minute(day)
+        length = (close - cal.open_minute) % 1440 or 1440
+        left_at_open = ((close - self.local(start)[1] - 1) % 1440 + 1) / length
+        left_at_close = ((close - self.local(end)[1]) % 1440) / length
         return base + 1.0 - min(max(left_at_open, 0.0), 1.0), base + 1.0 - min(max(left_at_close, 0.0), 1.0)
 
     def session_bounds(self, day: int) -> tuple[int, int]:
-        """UTC (open, close) of the session dated ``day``; a session opening in the evening opens the day before."""
+        """UTC (open, close) of the session dated ``day`` (its early close, if it has one); a session opening in the
+        evening opens the day before."""
         cal = self.calendar
         opens = self.utc(day - 1 if cal.overnight else day, cal.open_minute)
-        return opens, (opens + NS_PER_DAY if cal.round_the_clock else self.utc(day, cal.close_minute))
+        return opens, (opens + NS_PER_DAY if cal.round_the_clock else self.utc(day, self.close_minute(day)))
 
 
 # Unscheduled NYSE closures (weather, national mourning, 9/11) that rules cannot derive.
@@ -270,6 +299,30 @@ _NYSE_CLOSURES = (
     date(2004, 6, 11), date(2007, 1, 2), date(2012, 10, 29), date(2012, 10, 30),
     date(2018, 12, 5), date(2025, 1, 9),
 )  # fmt: skip
+
+
+NYSE_EARLY_CLOSE = 13 * 60
+"""13:00 New York time: the NYSE's early close."""
+# Where the NYSE departed from its early-close rules (exchange_calendars' XNYS has the same).
+_NYSE_EARLY_ADDED = (date(2002, 7, 5), date(2003, 12, 26))
+_NYSE_EARLY_REMOVED = (date(2002, 7, 3),)
+
+
+def _nyse_early_closes(first: int, last: int) -> np.ndarray:
+    first_year = (EPOCH + timedelta(days=first)).year
+    last_year = (EPOCH + timedelta(days=last)).year
+    return np.concatenate([_nyse_early_year(year) for year in range(first_year, last_year + 1)])
+
+
+@cache
+def _nyse_early_year(year: int) -> np.ndarray:
+    """Sessions closing at 13:00: the day after Thanksgiving, and July 3 and Christmas Eve when they fall Monday to Thursday
+    (a Friday July 3 or December 24 is the holiday observed for a Saturday one)."""
+    thanksgiving = date(year, 11, 1) + timedelta(days=(3 - date(year, 11, 1).weekday()) % 7 + 21)
+    days = [thanksgiving + timedelta(days=1), *(day for day in (date(year, 7, 3), date(year, 12, 24)) if day.weekday() < 4)]
+    days = [day for day in days if day not in _NYSE_EARLY_REMOVED] + [day for day in _NYSE_EARLY_ADDED if day.year == year]
+    closed = set(_nyse_year(year).tolist())
+    return np.array(sorted(n for n in ((day - EPOCH).days for day in days) if n not in closed), dtype=np.int64)
 
 
 def _nyse_holidays(first: int, last: int) -> np.ndarray:

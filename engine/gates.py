@@ -117,7 +117,11 @@ _CEILINGS = frozenset({"max_drawdown", "max_pbo", "max_return_gap", "max_sharpe_
 
 def _judge(gate: str, value: float, threshold: float) -> GateResult:
     label, form = _LABELS[gate]
+    if gate == "max_pbo" and value != value:  # one configuration, or none traded: no choice among them to be luck
+        return GateResult(gate, "PASS", value, threshold, f"{label} undefined (one configuration, or none traded)")
     shown, limit = form.format(value), form.format(threshold)
+    if shown == limit and value != threshold:  # "Sharpe 0.70 is below the gate 0.70": more digits tell them apart
+        shown, limit = f"{value:.6g}", f"{threshold:.6g}"
     band = max(MARGINAL_FRACTION * abs(threshold), MARGINAL_FLOOR[gate])
     # Distance on the wrong side of the gate: positive means it was missed.
     shortfall = value - threshold if gate in _CEILINGS else threshold - value

@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.bars import Bars
 from engine.cadence import parse_cadence
-from engine.calendar import Calendar, session_days, trading_days
+from engine.calendar import Calendar, close_minutes, session_days, trading_days
 
 __all__ = ["Finding", "QualityReport", "check_bars", "ohlc_violations", "OUTLIER_MADS", "NAN_FAIL_SHARE"]
 
@@ -168,9 +168,10 @@ def _gaps(bars: Bars, cal: Calendar, when) -> list[Finding]:
     missing_bars = 0
     if minutes is not None and len(present) > 2:
         # The first and last sessions may be cut by the file's edges; they are not gaps.
-        per_session = -(-cal.session_minutes // minutes)
+        length = (close_minutes(present, cal) - cal.open_minute) % 1440  # an early close is a shorter session, not a gap
+        per_session = -(-np.where(length == 0, 1440, length) // minutes)
         counts = np.bincount(np.searchsorted(present, session[inside]), minlength=len(present))
-        missing_bars = int(np.clip(per_session - counts[1:-1], 0, None).sum())
+        missing_bars = int(np.clip(per_session[1:-1] - counts[1:-1], 0, None).sum())
     if len(absent) == 0 and missing_bars == 0:
         findings.append(Finding("gaps", "PASS", 0, f"no missing {cal.name} sessions or bars"))
         return findings

@@ -28,6 +28,7 @@ from engine.calendar import (
     NS_PER_MINUTE,
     Calendar,
     calendar,
+    close_minutes,
     local_to_utc,
     session_days,
 )
@@ -152,7 +153,8 @@ def _read(path: Path, options: ImportOptions, cal: Calendar) -> dict[str, np.nda
         # Daily rows are exchange dates: the bar runs from the session's open to its close.
         day, _ = session_days(start, cal)
         start = local_to_utc(day * NS_PER_DAY + cal.open_minute * NS_PER_MINUTE, cal.timezone)
-        end = start + cal.session_minutes * NS_PER_MINUTE
+        end = local_to_utc(day * NS_PER_DAY + close_minutes(day, cal) * NS_PER_MINUTE, cal.timezone) if not cal.overnight and \
+            not cal.round_the_clock else start + cal.session_minutes * NS_PER_MINUTE
     if end is None:
         end = np.r_[start[1:], start[-1:] + 7 * NS_PER_DAY] if len(start) else start
     prices = {field: pc.cast(picked[field], pa.float64()).to_numpy(zero_copy_only=False) / options.price_scale

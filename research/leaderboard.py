@@ -177,7 +177,10 @@ def load(space: Workspace, sweep_id: str) -> tuple[pa.Table, dict]:
         raise NotFoundError(f"sweep {sweep_id} is {record.status}; its leaderboard exists once it finishes"
                             + (f" (`sigma sweep resume {sweep_id}`)" if record.status in ("cancelled", "failed") else ""))
     table = pq.read_table(path)
-    return table, msgspec.json.decode(table.schema.metadata[b"sigma.sweep"])
+    meta = msgspec.json.decode(table.schema.metadata[b"sigma.sweep"])
+    if meta.get("pbo") is None:  # JSON keeps an undefined PBO (NaN) as null
+        meta["pbo"] = math.nan
+    return table, meta
 
 
 def render(table: pa.Table, meta: dict, top: int = 10) -> str:

@@ -25,7 +25,9 @@ from engine.calendar import (
     NS_PER_DAY,
     NS_PER_MINUTE,
     Calendar,
+    close_minutes,
     local_to_utc,
+    session_days,
     trading_days,
 )
 
@@ -104,7 +106,7 @@ def _sessions(rng: np.random.Generator, days: np.ndarray, price: float, cal: Cal
     low = np.minimum(open_, close) * np.exp(-wick[1])
     volume = np.round(1e6 * np.exp(0.3 * rng.standard_normal(count) + 20 * np.abs(returns)))
     start = local_to_utc(days * NS_PER_DAY + cal.open_minute * NS_PER_MINUTE, cal.timezone)
-    end = start + cal.session_minutes * NS_PER_MINUTE
+    end = start + (close_minutes(days, cal) - cal.open_minute if cal.holidays else cal.session_minutes) * NS_PER_MINUTE
     return Bars("", "1d", start, end, open_, high, low, close, volume)
 
 
@@ -135,6 +137,8 @@ def _minutes(
     local = (days[:, None] * NS_PER_DAY + (cal.open_minute + np.arange(per_session)) * NS_PER_MINUTE).ravel()
     start = local_to_utc(local, cal.timezone)
     arrivals = rng.poisson(6.0 * shape)
+    if cal.holidays:  # nothing trades after an early close
+        arrivals[~session_days(start, cal)[1]] = 0
     if not with_ticks:
         wick = volatility * np.abs(rng.standard_normal((2, count))) * mid
         open_ = np.r_[price, mid[:-1]]

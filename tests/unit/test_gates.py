@@ -52,3 +52,10 @@ def test_better_sharpe_never_gets_a_worse_status(sharpe, threshold):
     def status(s):
         return rank[evaluate(gates, {"trades": 0, "sharpe": s, "max_drawdown": 0})[1].status]
     assert status(sharpe + 0.1) >= status(sharpe)
+
+
+def test_a_reason_never_says_a_value_is_below_an_equal_looking_gate():
+    from engine.gates import _judge
+
+    result = _judge("min_sharpe", 0.6996, 0.70)
+    assert result.status != "PASS" and "0.6996 is below the gate 0.7" in result.reason
