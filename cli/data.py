@@ -70,6 +70,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--replace", action="store_true", help="overwrite stored bars of these tickers and cadence")
     synth.set_defaults(handler=_synth)
 
+    export = verbs.add_parser(
+        "export",
+        help="write stored bars (or ticks) as a feed `sigma run --source files` replays",
+        description="Writes the stored bars of TICKERS at --cadence (with --ticks: their stored ticks) between --from and "
+        "--to, merged across tickers in event-time order, in the columns the flow reads. .parquet or .jsonl.",
+    )
+    export.add_argument("tickers", type=tickers, help="comma-separated tickers")
+    export.add_argument("--cadence", type=cadence, default="1d")
+    export.add_argument("--from", dest="start", type=date.fromisoformat, help="first day (YYYY-MM-DD); default: all stored")
+    export.add_argument("--to", dest="end", type=date.fromisoformat, help="last day (YYYY-MM-DD); default: all stored")
+    export.add_argument("--ticks", action="store_true", help="the stored ticks instead of the bars")
+    export.add_argument("--output", type=Path, required=True, help="the file to write: .parquet or .jsonl")
+    export.set_defaults(handler=_export)
+
     look = commands.add_parser("preview", help="a model's features over a short window, with missing shares")
     look.add_argument("model", type=name("model"))
     look.add_argument("--bars", type=int, default=2000, help="window length (default 2000)")
@@ -132,6 +146,31 @@ def _resample(args: argparse.Namespace) -> None:
     with workspace() as space:
         info = resample_dataset(space.home, args.ticker, args.source, args.target, replace=args.replace)
     print(f"stored {info.ticker} {info.cadence}: {info.rows:,} bars")
+
+
+def _export(args: argparse.Namespace) -> None:
+    import pyarrow.parquet as pq
+
+    from replay import feed
+
+    if args.output.suffix not in (".parquet", ".jsonl"):
+        raise ConfigError("--output", f"{args.output.name}: unknown file type", "use .parquet or .jsonl")
+    with workspace() as space:
+        window = feed.window(space.home, args.tickers, args.cadence, args.start, args.end, with_ticks=args.ticks)
+    parquet = args.output if args.output.suffix == ".parquet" else args.output.with_suffix(".parquet.partial")
+    if args.ticks:
+        feed.write_ticks(window, parquet)
+    else:
+        feed.write_bars(window.bars, parquet)
+    table = pq.read_table(parquet)
+    if args.output.suffix == ".jsonl":  # one JSON object a row, nulls (absent fields) left out
+        with args.output.open("wb") as out:
+            for row in table.to_pylist():
+                out.write(msgspec.json.encode({key: value for key, value in row.items() if value is not None}) + b"\n")
+        parquet.unlink()
+    kind = "ticks" if args.ticks else "bars"
+    print(f"wrote {table.num_rows:,} {kind} of {', '.join(args.tickers)} to {args.output}: "
+          f"`sigma run --source files --file {args.output}{'' if args.ticks else ' --kind bars'}` replays them")  # fmt: skip
 
 
 def _synth(args: argparse.Namespace) -> None:

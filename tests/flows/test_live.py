@@ -293,3 +293,21 @@ def test_a_paced_replay_alerts_as_the_full_speed_one(served, tmp_path):
 
     fast = replayed("fast", None)
     assert fast and replayed("paced", 20_000.0) == fast
+
+
+def test_stored_bars_export_as_a_feed_the_flow_replays(served, tmp_path, monkeypatch, capsys):
+    from cli import main
+
+    home = served[0]
+    monkeypatch.setenv("SIGMA_HOME", str(home))
+    for suffix in (".parquet", ".jsonl"):
+        path = tmp_path / f"feed{suffix}"
+        assert main(["data", "export", "SPY,QQQ", "--cadence", "1m", "--from", "2024-03-15", "--output", str(path)]) == 0
+        assert f"--file {path} --kind bars" in capsys.readouterr().out
+        alerts = tmp_path / f"alerts{suffix}.jsonl"
+        run_main(flow(home, None, source="files", files=[path], kind="bars", alert_file=alerts))
+        letters = alerts.with_suffix(".deadletter.jsonl")
+        assert not letters.exists() or not letters.read_text().strip(), "every exported bar is a bar the flow takes"
+    rows = [json.loads(line) for line in (tmp_path / "feed.jsonl").read_text().splitlines()]
+    assert {row["ticker"] for row in rows} == {"SPY", "QQQ"} and rows == sorted(rows, key=lambda row: (row["end"], row["ticker"]))
+    assert main(["data", "export", "SPY", "--output", str(tmp_path / "feed.txt")]) == 2
