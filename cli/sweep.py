@@ -187,6 +187,6 @@ def _plot(args: argparse.Namespace) -> None:
         for config in table.column("config").to_pylist()[: args.top]:
             row = sweep.config_row(names, combinations[config], pack, spec, request, len(market.tickers))
             curves[config] = trades(market, row)[1]
-        paths = plot(space, args.id, curves, args.top)
+        paths = plot(space, args.id, curves, args.top, times=market.end)
     for path in paths:
         print(f"wrote {path}")

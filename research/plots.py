@@ -12,8 +12,9 @@ from research.leaderboard import load
 __all__ = ["plot"]
 
 
-def plot(space: Workspace, sweep_id: str, curves: dict[int, np.ndarray], top: int = 5) -> list[Path]:
-    """Write ``equity.png`` (``curves``: config id -> per-bar returns) and ``heatmap.png``; returns their paths."""
+def plot(space: Workspace, sweep_id: str, curves: dict[int, np.ndarray], top: int = 5, times: np.ndarray | None = None) -> list[Path]:
+    """Write ``equity.png`` (``curves``: config id -> per-bar returns, at bar ``times`` in UTC nanoseconds) and
+    ``heatmap.png``; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no screen
@@ -26,15 +27,19 @@ def plot(space: Workspace, sweep_id: str, curves: dict[int, np.ndarray], top: in
     for row in rows:
         equity = np.cumprod(1.0 + curves[row["config"]])
         label = ", ".join(f"{a}={row[a]}" for a in meta["axes"])
-        axis.plot(equity, label=f"#{row['rank']} Sharpe {row['sharpe']:.2f}: {label}", linewidth=1)
+        x = np.arange(len(equity)) if times is None else np.asarray(times[: len(equity)], dtype="datetime64[ns]")
+        axis.plot(x, equity, label=f"#{row['rank']} Sharpe {row['sharpe']:.2f}: {label}", linewidth=1)
     axis.set(title=f"{meta['model']}: equity of the top {len(rows)} configurations (development window)",
-             xlabel="bar", ylabel="equity")
-    axis.legend(fontsize=7)
+             xlabel="bar" if times is None else "date (UTC)", ylabel="equity")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the curves, not on them
+    figure.autofmt_xdate()
     equity_path = folder / "equity.png"
     figure.savefig(equity_path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
-    first, second = meta["axes"][0], meta["axes"][1] if len(meta["axes"]) > 1 else meta["axes"][0]
+    # The two axes with the most distinct values: an axis the sweep held at one value would make a heatmap of one row.
+    varied = sorted(meta["axes"], key=lambda a: -len(set(map(str, table.column(a).to_pylist()))))
+    first, second = varied[0], varied[1] if len(varied) > 1 else varied[0]
     xs = sorted(set(table.column(first).to_pylist()), key=str)
     ys = sorted(set(table.column(second).to_pylist()), key=str)
     best = np.full((len(ys), len(xs)), np.nan)

@@ -84,6 +84,12 @@ def test_a_finished_sweep_has_a_gated_ranked_leaderboard(swing, tmp_path):
     recipe = msgspec.json.decode(leaderboard.save_recipe(space, sweep_id).read_bytes())
     assert recipe["parameters"]["threshold"] == rows[0]["threshold"] and recipe["lineage"]["model_config_sha"] == spec.model_config_sha
     assert "probability of backtest overfitting" in leaderboard.render(table, meta)
+    from research.plots import plot
+
+    curves = {row["config"]: np.zeros(100) for row in rows[:3]}
+    times = np.arange(100, dtype=np.int64) * 86_400_000_000_000 + 1_700_000_000_000_000_000
+    paths = plot(space, sweep_id, curves, 3, times=times)
+    assert [path.name for path in paths] == ["equity.png", "heatmap.png"] and all(path.stat().st_size > 1000 for path in paths)
 
 
 def _custom(space, pack, spec, **given):
