@@ -68,3 +68,4 @@ def test_a_sweep_killed_at_random_points_resumes_to_the_uninterrupted_leaderboar
         assert _board(home, sweep_id) == expected, f"killed {delay:.2f} s in: the resumed leaderboard differs"
     with Workspace(home, clock=lambda: datetime.now(UTC)) as check:
         assert check._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+

@@ -7,12 +7,16 @@ import hashlib
 import json
 import multiprocessing
 import os
+import random
 import shutil
 import signal
+import subprocess
+import sys
 import sqlite3
 import threading
 import time
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -461,3 +465,63 @@ def test_a_model_whose_policy_no_longer_trades_is_flagged_refused_and_published_
         assert (entry.action, entry.details["forced"], entry.details["not_publishable"]) == ("model.publish", True, check.reason)
         space.unpublish(trained, actor="test")
         space.discard(trained, actor="test")
+
+
+_REPOSITORY = Path(__file__).resolve().parent.parent.parent
+
+TRAIN = """
+import sys
+from datetime import UTC, datetime
+
+import msgspec
+
+from engine.packs import PackTraining, load_pack
+from engine.workspace import Workspace
+from packs import OFFICIAL
+from research import training
+
+home, sweep_id, rank = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pack = msgspec.structs.replace(load_pack(OFFICIAL / "swingsigma"),
+                               training=PackTraining(grid={"n_estimators": [60], "max_depth": [2, 3, 4, 5, 6]}))
+with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+    spec = space.model(space.sweep(sweep_id).model)
+    print(training.train(space, pack, spec, sweep_id, [rank], actor="test", workers=1)[0])
+"""
+
+
+def _train(home: Path, sweep_id: str, rank: int) -> subprocess.Popen:
+    # Its own process group: the kill takes the training's worker process with it, as a killed machine would.
+    return subprocess.Popen([sys.executable, "-c", TRAIN, str(home), sweep_id, str(rank)], cwd=_REPOSITORY, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_a_training_killed_at_a_random_point_resumes_to_the_uninterrupted_artifact(swept, tmp_path):
+    """SIGKILL of the training (its worker too) at a random point, then the same call: the artifact equals the
+    uninterrupted training's byte for byte, and the database passes its integrity check."""
+    home, _, _, sweep_id, passing = swept
+    rank = passing[-1]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for copy in (reference, killed):
+        shutil.copytree(home, copy)
+        shutil.rmtree(copy / "training" / training.trained_id(sweep_id, rank), ignore_errors=True)  # another test's work
+
+    began = time.monotonic()
+    done = _train(reference, sweep_id, rank)
+    out, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err
+    took = time.monotonic() - began
+    trained_id = out.strip().splitlines()[-1]
+
+    delay = random.uniform(0.1, 0.9) * took
+    victim = _train(killed, sweep_id, rank)
+    time.sleep(delay)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(60)
+    again = _train(killed, sweep_id, rank)
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0 and out.strip().splitlines()[-1] == trained_id, err
+    with Workspace(reference, clock=lambda: datetime.now(UTC)) as one, Workspace(killed, clock=lambda: datetime.now(UTC)) as other:
+        first, second = one.load_trained(trained_id), other.load_trained(trained_id)
+        assert second[1] == first[1], f"killed {delay:.2f} s in: the ONNX artifact differs"
+        assert second[0].manifest["metrics"] == first[0].manifest["metrics"]
+        assert other._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
