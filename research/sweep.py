@@ -254,6 +254,10 @@ class Prepared:
 def prepare(home: Path, pack: Pack, spec: ModelSpec, request: SweepRequest, stored: np.ndarray | None = None) -> Prepared:
     """Load the universe's bars (and ticks) from the workspace and build its market; ``stored`` reuses probabilities."""
     loaded = [load_bars(home, ticker, spec.cadence) for ticker in request.universe or [spec.instrument.symbol]]
+    if len({info.adjustment for _, info in loaded}) > 1:  # case 15: raw Close beside Adj Close is not one market
+        shown = ", ".join(f"{bars.ticker} {info.adjustment}" for bars, info in loaded)
+        raise ConfigError("universe", f"the tickers' prices are normalised differently ({shown})",
+                          "import every ticker of the universe with one --adjustment (raw, split or total_return)")  # fmt: skip
     universe = [(bars, None if stored is not None else load_ticks(home, bars.ticker)) for bars, _ in loaded]
     return build_market(universe, calendar(loaded[0][1].calendar), spec, pack.strategies[spec.strategy].label, request, stored)
 

@@ -19,7 +19,7 @@ from engine.schemas import Tick
 from flows.live import TICKS, flow
 from flows.recovery import STAMP, prepare
 from flows.redis_server import free_port
-from flows.sinks import ALERTS, DEADLETTER, DEADLETTER_COUNTS, model_stream
+from flows.sinks import ALERTS, DEADLETTER, DEADLETTER_COUNTS, HEALTH, model_stream
 from tests.flows.conftest import REPOSITORY
 
 TIMES = ("received_at", "emitted_at")
@@ -109,6 +109,7 @@ def _bad_ticks(rows: list[dict]) -> list[tuple[int, object, str]]:
         (at + 4, {**good, "ticker": "ZZZZ"}, "unknown_ticker"),  # case 23
         (at + 5, {**good, "ts": 10**30}, "malformed"),  # past any calendar: refused by the schema, not an OverflowError
         (at + 6, {**good, "ts": 3_976_000_000 * 1_000_000_000}, "future"),  # case 22 on the data clock: 2096, event time stays
+        (at + 7, {"ticker": "SPY", "ts": stamp + 6, "bid": 0.0, "ask": good["ask"]}, "bad_price"),  # case 7: a zero bid
     ]
 
 
@@ -139,6 +140,7 @@ def test_bad_ticks_go_to_the_dead_letter_stream_and_change_no_alert(served, redi
     assert b"{not json" in raw, "the raw payload is kept"
     counts = {key.decode(): int(value) for key, value in client.hgetall(DEADLETTER_COUNTS).items()}
     assert counts["SPY:malformed"] == 4 and counts[":malformed"] == 1 and counts["ZZZZ:unknown_ticker"] == 1
+    assert b"ZZZZ" not in client.hgetall(HEALTH), "case 23: an unknown ticker gets no state"
 
 
 def test_ticks_out_of_order_within_the_lateness_make_the_sorted_bars(served, redis_server):

@@ -189,3 +189,16 @@ def test_a_sweep_that_fails_or_is_killed_is_never_shown_running(swing, monkeypat
     assert [e.action for e in space.audit_log(failed.id)] == ["sweep.start", "sweep.fail"]
     space.update_sweep(failed.id, status="running", pid=2**22 + 12345)  # what a SIGKILLed sweep leaves behind
     assert space.sweep(failed.id).shown_status == "killed"
+
+
+def test_a_universe_mixing_raw_and_adjusted_prices_is_refused(swing):
+    """Case 15: one declared normalisation per feed; Close beside Adj Close in one sweep is refused before any work."""
+    from engine.store import load_bars, store_bars
+    from tests.research.conftest import US
+
+    space, pack, spec = swing
+    bars, _ = load_bars(space.home, "QQQ", "1d")
+    store_bars(space.home, bars, US, source="synthetic, dividend-adjusted", adjustment="total_return")
+    with pytest.raises(ConfigError, match="universe: the tickers' prices are normalised differently .*QQQ total_return"):
+        sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=["SPY", "QQQ"]), actor="test", announce=lambda line: None)
+    assert all(record.status != "running" for record in space.sweeps())
