@@ -206,8 +206,12 @@ class _StreamPartition(StatefulSourcePartition):
         except redis.ResponseError as error:
             if "NOGROUP" not in str(error):
                 raise
-            # Redis restarted without persistence: stream and group are gone; rejoin and go on with what comes.
-            print(f"sigma: {self.key}: consumer group {self.group} vanished (Redis restarted?); recreated", file=sys.stderr)
+            # Redis restarted without persistence: stream and group are gone; rejoin and go on with what comes. What was
+            # written after the last entry read and before the restart is gone with it: the gap is said, from where.
+            after = f"after entry {self.position}" if self.position else "before its first entry was read"
+            print(f"sigma: {self.key}: consumer group {self.group} vanished {after} (Redis restarted without persistence?); "
+                  f"recreated, reading the stream anew: entries written between then and the restart are lost to this flow",
+                  file=sys.stderr, flush=True)  # fmt: skip
             self._join(None)
             return []
         self.backoff = 0.0

@@ -287,3 +287,40 @@ def test_inputs_far_beyond_the_training_range_score_within_bounds_and_the_same_e
     redis_server.client().flushall()
     _replay_bars(home, redis_server, rows, tmp_path / "again.jsonl")
     assert alerts(redis_server) == first, "the same input, the same scores to the last bit"
+
+
+def test_a_redis_restart_without_persistence_rejoins_the_recreated_stream_and_reports_the_gap(served, redis_server, capfd):
+    """Case 29: stream and group vanish with the restart; the source recreates its group, says from where the gap runs,
+    and goes on with what the producer writes afterwards."""
+    from flows.redis_server import RedisServer
+
+    home, replay, _ = served
+    rows = tick_rows(replay)
+    half = len(rows) // 2
+    client = redis_server.client()
+    pipe = client.pipeline(transaction=False)
+    for row in rows[:half]:
+        pipe.xadd(TICKS, {"tick": json.dumps(row)})
+    pipe.execute()
+    last = client.xrevrange(TICKS, count=1)[0][0]
+    thread = _run_stream(home, redis_server)
+
+    def read_through() -> bool:
+        groups = client.xinfo_groups(TICKS)
+        return bool(groups) and groups[0]["last-delivered-id"] == last
+
+    _wait(read_through, 300, "the first half to be read")
+    redis_server.stop()  # killed: without persistence, stream, group and alerts are gone
+    again = RedisServer(redis_server.folder)
+    again.port, again.url = redis_server.port, redis_server.url
+    again.start()
+    try:
+        push(again, rows[half:])  # the producer writes on into a new stream, then ends it
+        thread.join(300)
+        assert not thread.is_alive(), "the flow went on after the restart and ended with the stream"
+        err = capfd.readouterr().err
+        assert f"consumer group sigma vanished after entry {last.decode()}" in err and "lost to this flow" in err
+        after = _health(again)
+        assert after and max(status.last_bar_end for status in after.values()) >= rows[-1]["ts"] - MINUTE, "the second half was read"
+    finally:
+        again.stop()
