@@ -30,7 +30,7 @@ import msgspec
 import numba
 import numpy as np
 
-from engine._jit import helper, kernel
+from engine._jit import helper, kernel, load
 from engine.book import EVENT_COLUMNS, LOG_COLUMNS, OPEN, empty, rank, skip, step
 from engine.policy import EXIT_REASONS, PARAMETERS
 
@@ -225,6 +225,7 @@ def _run(open_, high, low, close, probability, ranking, confidence, hour, sessio
             summarise(returns, trades, wins, profit, loss, exposed, periods_per_year, results[c], blocks[c])
 
 
+load()  # the kernels `_run` calls are dispatchers before numba compiles it here
 _run_parallel = numba.njit(parallel=True, cache=True, error_model="numpy")(_run)
 
 
