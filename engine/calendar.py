@@ -14,6 +14,7 @@ an error, and every session closes at the calendar's close.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Literal
@@ -308,10 +309,14 @@ _NYSE_EARLY_ADDED = (date(2002, 7, 5), date(2003, 12, 26))
 _NYSE_EARLY_REMOVED = (date(2002, 7, 3),)
 
 
+def _over_years(per_year: Callable[[int], np.ndarray], first: int, last: int) -> np.ndarray:
+    """``per_year``'s day numbers for every year from day ``first`` to day ``last``."""
+    first_year, last_year = (EPOCH + timedelta(days=first)).year, (EPOCH + timedelta(days=last)).year
+    return np.concatenate([per_year(year) for year in range(first_year, last_year + 1)])
+
+
 def _nyse_early_closes(first: int, last: int) -> np.ndarray:
-    first_year = (EPOCH + timedelta(days=first)).year
-    last_year = (EPOCH + timedelta(days=last)).year
-    return np.concatenate([_nyse_early_year(year) for year in range(first_year, last_year + 1)])
+    return _over_years(_nyse_early_year, first, last)
 
 
 @cache
@@ -326,9 +331,7 @@ def _nyse_early_year(year: int) -> np.ndarray:
 
 
 def _nyse_holidays(first: int, last: int) -> np.ndarray:
-    first_year = (EPOCH + timedelta(days=first)).year
-    last_year = (EPOCH + timedelta(days=last)).year
-    return np.concatenate([_nyse_year(year) for year in range(first_year, last_year + 1)])
+    return _over_years(_nyse_year, first, last)
 
 
 @cache
