@@ -158,7 +158,8 @@ class _TimedReader(sources.Reader):
 
 class _TimedWriter(sinks._AlertWriter):
     def flush(self) -> None:
-        received = [_received_ns(alert) for alert in self.pending]
+        through = _measured.get("through", 1 << 62)  # a bar the stream's end closes was closed by no tick: not a live close
+        received = [_received_ns(alert) for alert in self.pending if alert.timestamp.timestamp() * 1e9 <= through]
         super().flush()
         if not self.pending and _recording.is_set():
             done = time.time_ns()
@@ -241,16 +242,17 @@ def _produced(url: str, rate: int, seconds: float, start_ns: int) -> int:
     return count
 
 
-def _run_flow(home: Path, url: str) -> None:
-    run_main(live.flow(home, url, lateness_ms=0, group=f"bench-{time.time_ns()}"))
+def _run_flow(home: Path, url: str, batch: int = 500) -> None:
+    run_main(live.flow(home, url, lateness_ms=0, group=f"bench-{time.time_ns()}", batch=batch))
 
 
-def _maximum(client: redis.Redis, home: Path, url: str, start_ns: int, total: int = 400_000, runs: int = 3) -> None:
+def _maximum(client: redis.Redis, home: Path, url: str, start_ns: int, batch: int, total: int = 400_000, runs: int = 3) -> None:
     """The flow's throughput over a pre-filled stream of ``total`` ticks, read ``runs`` times (a fresh consumer group each)."""
     client.flushall()
     pipe = client.pipeline(transaction=False)
-    for ticker, price in zip(TICKERS, PRICES, strict=True):
-        pipe.xadd(live.TICKS, _tick(ticker, start_ns - 60_000_000_000, price))
+    warming = -(-len(TICKERS) // batch) * batch  # whole batches: no measured tick waits behind a ticker's warm-up
+    for n in range(warming):
+        pipe.xadd(live.TICKS, _tick(TICKERS[n % len(TICKERS)], start_ns - 60_000_000_000 + n, PRICES[n % len(TICKERS)]))
     for n in range(total):
         event = start_ns + n * (60_000_000_000 // 20_000)  # 20,000 ticks per event minute: a bar a minute per ticker
         pipe.xadd(live.TICKS, _tick(TICKERS[n % len(TICKERS)], event, PRICES[n % len(TICKERS)]))
@@ -264,13 +266,14 @@ def _maximum(client: redis.Redis, home: Path, url: str, start_ns: int, total: in
         _latencies.clear()
         _measured.clear()
         _measured["from"] = start_ns
+        _measured["through"] = start_ns + (total - 1) * (60_000_000_000 // 20_000)
         _recording.set()
-        _run_flow(home, url)
+        _run_flow(home, url, batch)
         _recording.clear()
         rates.append(total / ((time.time_ns() - _measured["at"]) / 1e9))
         for marker in client.scan_iter(f"{sinks.PREFIX}:alert-ids:*", count=10_000):  # the next run writes its alerts as the first did
             client.delete(marker)
-    print(f"maximum: {total:,} pre-filled ticks after the warm-up, read {runs} times: median {statistics.median(rates):,.0f} ticks/s "
+    print(f"maximum: {total:,} pre-filled ticks after the warm-up, read {runs} times at batch {batch}: median {statistics.median(rates):,.0f} ticks/s "
           f"sustained (budget >= 100,000; runs {', '.join(f'{rate:,.0f}' for rate in rates)}); every ticker alerts at each minute's end, "
           f"last run receipt -> XADD {_percentiles(_latencies)}")  # fmt: skip
 
@@ -541,6 +544,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stages", action="store_true", help="the floors and the stage costs only, not the flow runs")
     parser.add_argument("--minutes", type=int, default=6, help="event minutes of ticks the stage harness drives (default 6)")
+    parser.add_argument("--maximum", action="store_true", help="the floors and the pre-filled maximum only")
+    parser.add_argument("--batch", type=int, default=500, help="entries the flow reads per call in the pre-filled maximum (default 500, the flow's own)")
     parser.add_argument("--home", type=Path, help="a workspace this benchmark trained before (reused as is), or where to train one")
     arguments = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="sigma-bench-live-"))
@@ -558,6 +563,9 @@ def main() -> None:
         _floors(server.url, model.scorer, _sample_alert(model))
         client = server.client()
         start_ns = int(datetime(2024, 3, 19, 13, 29, 50, tzinfo=UTC).timestamp()) * 1_000_000_000
+        if arguments.maximum:
+            _maximum(client, home, server.url, start_ns, arguments.batch)
+            return
         _stages(home, server.url, start_ns, arguments.minutes)
         if arguments.stages:
             return
@@ -580,7 +588,7 @@ def main() -> None:
                 flow_thread.join()
                 print(f"  {rate:>6,} ticks/s x {seconds:.0f} s ({sent:,} ticks): receipt -> XADD      {_percentiles(_latencies)}")
                 print(f"  {'':>30}  receipt -> decision  {_percentiles(_decisions, 'bar closes')}")
-        _maximum(client, home, server.url, start_ns)
+        _maximum(client, home, server.url, start_ns, arguments.batch)
     finally:
         server.stop()
 

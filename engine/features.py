@@ -105,11 +105,16 @@ def _picker(fields: tuple[str, ...], inputs: tuple[str, ...]):
     return itemgetter(*positions) if len(positions) > 1 else lambda values: (values[positions[0]],)
 
 
-@state(derived=("_bar_indicators", "_tick_indicators", "_taps"))
+@state(derived=("_bar_indicators", "_tick_indicators", "_taps", "_twins", "_peek_taps", "peeked"))
 class FeatureVector:
-    """The model's features, one bar at a time: feed ticks and bars, read ``values`` after each bar."""
+    """The model's features, one bar at a time: feed ticks and bars, read ``values`` after each bar.
 
-    __slots__ = ("features", "values", "ready", "_indicators", "_bar_indicators", "_tick_indicators", "_taps")
+    `peek_bar` reads the features of a bar still forming, as if it closed now, from
+    twins of the bar indicators: nothing is committed until the bar's own close.
+    """
+
+    __slots__ = ("features", "values", "ready", "_indicators", "_bar_indicators", "_tick_indicators", "_taps", "_twins",
+                 "_peek_taps", "peeked")  # fmt: skip
 
     def __init__(self, features: list[Feature], indicators: Mapping[str, Mapping[str, float]]) -> None:
         self.features = features
@@ -130,6 +135,11 @@ class FeatureVector:
             (instance.update, _picker(TICK_FIELDS, instance.inputs)) for name, instance in used.items() if needs_ticks(name)
         ]
         self._taps = [(used[f.indicator], f.output, f.per_close) for f in self.features]
+        twins = {name: type(instance)(**instance.params) for name, instance in used.items() if not needs_ticks(name)}
+        self._twins = [(used[name].peek, twin, _picker(BAR_FIELDS, twin.inputs)) for name, twin in twins.items()]
+        self._peek_taps = [(twins.get(f.indicator, used[f.indicator]), f.output, f.per_close) for f in self.features]
+        self.peeked = np.full(len(self.features), np.nan)
+        """The features of the latest `peek_bar`."""
 
     def update_tick(self, ts: float, price: float, size: float, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
         """Feed one tick to the tick indicators (NaN for the fields it does not carry)."""
@@ -142,13 +152,28 @@ class FeatureVector:
         fields = (open, high, low, close, volume, session)
         for update, pick in self._bar_indicators:
             update(*pick(fields))
-        values = self.values
-        ready = True
-        for column, (indicator, output, per_close) in enumerate(self._taps):
-            value = getattr(indicator, output)
-            if per_close:
-                value /= close
-            ready = ready and value == value
-            values[column] = value
-        self.ready = ready
-        return values
+        self.ready = _tap(self._taps, close, self.values)
+        return self.values
+
+    def peek_bar(self, open: float, high: float, low: float, close: float, volume: float, session: float) -> np.ndarray | None:  # noqa: A002
+        """The features of a bar still forming (its open, high, low, close and volume so far), committing nothing.
+
+        Returns ``peeked``, or None while a feature is undefined. Tick indicators read
+        as they stand: they are sampled at the last tick, as at a close.
+        """
+        fields = (open, high, low, close, volume, session)
+        for peek, twin, pick in self._twins:
+            peek(*pick(fields), into=twin)
+        return self.peeked if _tap(self._peek_taps, close, self.peeked) else None
+
+
+def _tap(taps: list, close: float, values: np.ndarray) -> bool:
+    """Write each tapped output into ``values`` (price outputs divided by ``close``); True when all are defined."""
+    ready = True
+    for column, (indicator, output, per_close) in enumerate(taps):
+        value = getattr(indicator, output)
+        if per_close:
+            value /= close
+        ready = ready and value == value
+        values[column] = value
+    return ready

@@ -7,6 +7,10 @@ updates have been taken. ``batch(*arrays, **params)`` computes the same numbers 
 whole numpy arrays with a compiled loop that does the same arithmetic in the same
 order, so the two agree to the last bit.
 
+``peek(*inputs)`` gives what ``update(*inputs)`` would, without changing the
+indicator: a model evaluated inside a bar that is still forming reads the forming
+bar's features from a twin, and the bar's close commits it as usual.
+
 Non-finite inputs (NaN, ±inf) are skipped: state and outputs stay as they were, and
 batch repeats the previous output at that row. The test ``x - x != 0.0`` is true for
 exactly those values and costs one subtraction; for several inputs, their sum is tested
@@ -21,7 +25,7 @@ from typing import ClassVar
 import msgspec
 import numpy as np
 
-__all__ = ["Indicator", "Parameter", "BAR_TIMESCALES", "TICK_TIMESCALES", "TIMESCALES", "converged_after"]
+__all__ = ["Indicator", "Parameter", "BAR_TIMESCALES", "TICK_TIMESCALES", "TIMESCALES", "converged_after", "copy_state"]
 
 TIMESCALES = ("tick", "minute", "hour", "day", "week", "month")
 BAR_TIMESCALES = frozenset({"minute", "hour", "day", "week", "month"})
@@ -102,6 +106,17 @@ class Indicator:
     def value(self) -> float:
         return getattr(self, self.outputs[0])
 
+    def peek(self, *inputs: float, into: Indicator | None = None) -> Indicator:
+        """This indicator as ``update(*inputs)`` would leave it, itself unchanged: a twin holding the outcome.
+
+        ``into`` is a twin of the same parameters to overwrite (one from an earlier
+        peek), so a caller peeking at every evaluation point allocates nothing.
+        """
+        twin = into if into is not None else type(self)(**self.params)
+        copy_state(self, twin)
+        twin.update(*inputs)
+        return twin
+
     def reset(self) -> None:
         """Forget everything, as if freshly built with the same parameters."""
         self.__init__(**self.params)  # type: ignore[misc]
@@ -109,6 +124,28 @@ class Indicator:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+_SLOTS: dict[type, tuple[str, ...]] = {}
+
+
+def _slots(cls: type) -> tuple[str, ...]:
+    names = _SLOTS.get(cls)
+    if names is None:
+        names = _SLOTS[cls] = tuple(name for klass in reversed(cls.__mro__) for name in getattr(klass, "__slots__", ()))
+    return names
+
+
+def copy_state(source: object, target: object) -> None:
+    """Overwrite ``target``'s state with ``source``'s (same class and sizes): buffers element by element, parts recursively."""
+    for name in _slots(type(source)):
+        value = getattr(source, name)
+        if type(value) is list or type(value) is np.ndarray:
+            getattr(target, name)[:] = value
+        elif hasattr(type(value), "__slots__"):
+            copy_state(value, getattr(target, name))
+        else:  # numbers, flags: immutable
+            setattr(target, name, value)
 
 
 def as_input(array: object) -> np.ndarray:

@@ -108,6 +108,33 @@ def test_non_finite_rows_are_skipped(name, data):
             np.testing.assert_array_equal(result[:, row], result[:, row - 1])
 
 
+def _outputs(indicator) -> list[float]:
+    return [getattr(indicator, output) for output in indicator.outputs]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_peeking_never_changes_state_and_equals_the_committed_value(name, data):
+    cls = INDICATORS[name]
+    market_data = market.synthetic(700, seed=data.draw(st.integers(0, 10_000)))
+    columns = _columns(cls, market_data)
+    prefix = data.draw(st.integers(0, 650))  # before, across and after the warm-up
+    indicator = cls()
+    market.run_incremental(indicator, [c[:prefix] for c in columns])
+    before = encode_state(indicator)
+    final = [float(c[prefix]) for c in columns]
+    twin = None
+    for _ in range(data.draw(st.integers(1, 4))):  # provisional rows of a forming bar, then its final row
+        provisional = [data.draw(st.sampled_from([x, x * 1.01, x * 0.99, math.nan])) for x in final]
+        twin = indicator.peek(*provisional, into=twin)
+        assert encode_state(indicator) == before
+    peeked = _outputs(indicator.peek(*final, into=twin))
+    assert encode_state(indicator) == before
+    indicator.update(*final)
+    np.testing.assert_array_equal(peeked, _outputs(indicator))
+
+
 CONSTANT = {
     "sma": lambda c: [c], "ema": lambda c: [c], "wma": lambda c: [c], "rsi": lambda c: [50.0],
     "macd": lambda c: [0.0, 0.0, 0.0], "roc": lambda c: [0.0], "stochastic": lambda c: [50.0, 50.0],

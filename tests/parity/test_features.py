@@ -32,6 +32,29 @@ def test_swing_features_batch_equals_incremental_on_real_spy(tmp_path):
     assert np.isfinite(matrix[-1]).all()
 
 
+def test_a_forming_bar_peeked_gives_the_features_of_its_close_and_commits_nothing(tmp_path):
+    import_bars(tmp_path, [shared_file("spy-daily-yahoo/yahoofinance-SPY-20080101-20180101.csv")],
+                ImportOptions(ticker="SPY", cadence="1d"))
+    bars, _ = load_bars(tmp_path, "SPY", "1d")
+    pack = load_pack(OFFICIAL / "swingsigma")
+    spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"})
+    features = model_features(spec.features, spec.indicators)
+    session, _ = session_days(bars.start, CALENDARS["us_equities"])
+    matrix = feature_matrix(features, spec.indicators, bars, session)
+    vector = FeatureVector(features, spec.indicators)
+    for row in range(len(bars)):
+        first = bars.open[row], bars.high[row], bars.low[row], bars.close[row], bars.volume[row], session[row]
+        morning = first[0], first[0], first[0], first[0], first[4] / 4, first[5]  # the bar an hour into the session
+        vector.peek_bar(*morning)
+        peeked = vector.peek_bar(*first)
+        if peeked is None:
+            assert np.isnan(matrix[row]).any(), row
+        else:
+            assert np.array_equal(peeked, matrix[row]), row
+        values = vector.update_bar(*first)
+        assert np.array_equal(values, matrix[row], equal_nan=True), row
+
+
 def test_tick_features_are_sampled_from_the_last_tick_before_the_bar_closed():
     us = CALENDARS["us_equities"]
     bars, ticks = generate(["SPY"], "1m", 2, us, seed=5, ticks=True)["SPY"]
