@@ -4,6 +4,8 @@ Prints, per indicator, the median µs per incremental update beside talipp's for
 same indicator, and the median ns per bar in batch beside TA-Lib's, with the ratios
 the budgets are set in (incremental >= 3x faster than talipp; batch within 3x of
 TA-Lib). A hand-written ``__slots__`` EMA is printed as the floor of a Python update.
+Beside each update, the median µs of a ``peek`` (a forming bar read from a reused
+twin of the state, nothing committed): what an evaluation point inside a bar costs.
 Also checks that our state has a fixed size while talipp keeps every input.
 
     python benchmarks/indicators.py [--updates 20000] [--bars 100000] [--repeats 5]
@@ -111,6 +113,20 @@ def incremental_us(cls, rows: list[tuple[float, ...]], repeats: int) -> float:
     return median_seconds(run, repeats) / len(rows) * 1e6
 
 
+def peek_us(cls, rows: list[tuple[float, ...]], repeats: int) -> float:
+    indicator = cls()
+    for row in rows[: len(rows) // 2]:
+        indicator.update(*row)
+    twin = indicator.peek(*rows[0])
+
+    def run() -> None:
+        peek = indicator.peek
+        for row in rows:
+            peek(*row, into=twin)
+
+    return median_seconds(run, repeats) / len(rows) * 1e6
+
+
 def talipp_us(factory, values: list, repeats: int) -> tuple[float, int]:
     kept = 0
 
@@ -145,13 +161,14 @@ def main() -> None:
     floor_us = median_seconds(floor, args.repeats) / len(floor_rows) * 1e6
     print(f"floor: hand-written __slots__ EMA update {floor_us:.3f} µs   ({args.updates:,} updates, {args.bars:,} bars, median of {args.repeats})")
     print()
-    header = f"{'indicator':<22}{'ours µs':>9}{'talipp µs':>11}{'faster':>8}  {'state':<26}{'ours ns/bar':>12}{'TA-Lib ns/bar':>14}{'ratio':>7}  anchors"
+    header = f"{'indicator':<22}{'ours µs':>9}{'peek µs':>9}{'talipp µs':>11}{'faster':>8}  {'state':<26}{'ours ns/bar':>12}{'TA-Lib ns/bar':>14}{'ratio':>7}  anchors"
     print(header)
     print("-" * len(header))
     misses = []
     for name, cls in INDICATORS.items():
         rows = list(zip(*(small[column].tolist() for column in cls.inputs)))
         ours_us = incremental_us(cls, rows, args.repeats)
+        peeked_us = peek_us(cls, rows, args.repeats)
         indicator = cls()
         for row in rows[:1_000]:
             indicator.update(*row)
@@ -186,7 +203,7 @@ def main() -> None:
         if not fixed:
             misses.append(f"{name}: state grows")
         print(
-            f"{name:<22}{ours_us:>9.3f}{talipp_cell:>11}{faster_cell:>8}  {state:<26}"
+            f"{name:<22}{ours_us:>9.3f}{peeked_us:>9.3f}{talipp_cell:>11}{faster_cell:>8}  {state:<26}"
             f"{ours_ns:>12.1f}{talib_cell:>14}{ratio_cell:>7}  {', '.join(anchors) or 'no counterpart'}"
         )
     print()

@@ -149,7 +149,7 @@ def main() -> None:
     broker_seconds = median_seconds(walk, arguments.repeats)
     ends = (long_window.bars[0].end, long_window.bars[-1].end)
     research_seconds = median_seconds(lambda: parity.backtest(home, trained_id, *ends), arguments.repeats)
-    market, _, _, _ = parity.backtest(home, trained_id, *ends)
+    market, _, _, _, _ = parity.backtest(home, trained_id, *ends)
     row = rules[trained_id].row()
     backtest_replay(market, row)  # compiled already; once more so the timing holds no compilation
     kernel_seconds = median_seconds(lambda: backtest_replay(market, row), arguments.repeats)

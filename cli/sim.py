@@ -232,7 +232,7 @@ def _report(args: argparse.Namespace) -> int:
           f"max drawdown {s['max_drawdown']:.2%}")  # fmt: skip
     if run.verdict:
         _print_verdict(run)
-    print(f"parity against the backtest: {diff.scores} bar probabilities, {diff.decisions} decisions and {diff.trades} trades compared, "
+    print(f"parity against the backtest: {diff.features} feature rows, {diff.scores} bar probabilities, {diff.decisions} decisions and {diff.trades} trades compared, "
           f"{len(diff.differences)} differences")  # fmt: skip
     for d in diff.differences[:40]:
         print(f"  {d.what:<8} {d.key}  {d.field}: backtest {d.backtest}, replay {d.replay}  ({d.cause})")

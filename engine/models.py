@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Union
 import msgspec
 
 from engine.errors import ConfigError
-from engine.indicators import check_params
+from engine.indicators import check_params, indicator_class
 from engine.lineage import content_sha
 from engine.names import TICKER_PATTERN
 from engine.packs import Pack, Tags, effective_tags, time_problem
@@ -158,7 +158,8 @@ def create_model(
         if indicator not in pack.indicators:
             allowed = ", ".join(pack.indicators)
             raise ConfigError("indicators", f"{indicator!r} is not in pack {pack.ref}", f"choose from: {allowed}")
-        merged = {**pack.indicators[indicator], **recipe.indicators.get(indicator, {}), **params.get(indicator, {})}
+        merged = {**_pack_tolerance(pack, indicator), **pack.indicators[indicator], **recipe.indicators.get(indicator, {}),
+                  **params.get(indicator, {})}  # fmt: skip
         resolved[indicator] = check_params(indicator, merged, where=f"params.{indicator}")
     for indicator in params:
         if indicator not in resolved:
@@ -211,6 +212,12 @@ def create_model(
         model_config_sha=content_sha(what),
         policy_sha=content_sha(policy),
     )
+
+
+def _pack_tolerance(pack: Pack, indicator: str) -> dict[str, float]:
+    """The pack's ``warmup_tolerance`` as the seed tolerance of ``indicator``, when it is recursive."""
+    recursive = any(parameter.name == "tolerance" for parameter in indicator_class(indicator).parameters)
+    return {"tolerance": pack.warmup_tolerance} if recursive else {}
 
 
 _NARROWING = {StockSettings: "position_type", OptionSettings: "option_type"}

@@ -34,7 +34,7 @@ from engine.screening import LEVEL_SHIFT, TickScreen
 from engine.signals import Scored
 from engine.snapshot import state
 
-__all__ = ["Pipeline", "Closed"]
+__all__ = ["Pipeline", "Closed", "Replayed"]
 
 _NO_CLOCK = (0.0, 1.0)  # the session clock of a model that holds no option: read by nothing
 _NONE: list = []  # what `advance` returns when nothing closed; callers only read it
@@ -46,6 +46,14 @@ class Closed(msgspec.Struct, frozen=True, array_like=True):
     scored: Scored
     features: object
     """The (1 x features) float32 row, or None while the features warm up (the probability stays NaN)."""
+
+
+class Replayed(msgspec.Struct, frozen=True):
+    """What one model made of a replayed history: its probability and its feature row at every bar (NaN while warming up)."""
+
+    probability: np.ndarray
+    features: np.ndarray
+    """(bars x features) float32, as scored."""
 
 
 @state
@@ -272,8 +280,8 @@ class Pipeline:
 
     # -- research's driver -----------------------------------------------------------
 
-    def replay(self, bars: Bars, ticks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """Feed a stored history as a bar feed and return each model's probability at every bar (NaN while warming up).
+    def replay(self, bars: Bars, ticks: dict[str, np.ndarray] | None = None) -> dict[str, Replayed]:
+        """Feed a stored history as a bar feed and return each model's probabilities and feature rows (NaN while warming up).
 
         Each bar's stored ticks reach the tick features before its close, but not the
         bar builders: the stored bars are the bars. Each bar closes as soon as it is
@@ -297,12 +305,16 @@ class Pipeline:
                     if closed.features is not None:
                         where[closed.scored.model].append(t)
                         found[closed.scored.model].append(closed.features)
-        probabilities = {}
+        replayed = {}
         for name, model in self.models.items():
-            probabilities[name] = np.full(len(bars), np.nan)
+            probability = np.full(len(bars), np.nan)
+            features = np.full((len(bars), len(model.features.features)), np.nan, dtype=np.float32)
             if found[name]:
-                probabilities[name][where[name]] = model.scorer.score(np.concatenate(found[name]))
-        return probabilities
+                rows = np.concatenate(found[name])
+                probability[where[name]] = model.scorer.score(rows)
+                features[where[name]] = rows
+            replayed[name] = Replayed(probability, features)
+        return replayed
 
 
 def _feed(features: FeatureVector, bars: Bars, session: np.ndarray, ticks: dict[str, np.ndarray] | None) -> None:

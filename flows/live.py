@@ -88,6 +88,14 @@ class Tally:
                 f"{refused:,} messages dead-lettered" + (f" ({reasons})" if refused else ""))
 
 
+def _feature_row(item: Closed | Quiet) -> tuple | None:
+    """``(model, ticker, bar end, values)`` of a scored close's feature row; None for a warming row or a quiet mark."""
+    if type(item) is not Closed or item.features is None:
+        return None
+    bar = item.scored.bar
+    return item.scored.model, bar.ticker, bar.end, item.features[0].tolist()
+
+
 def flow(
     home: str | Path | None = None,
     redis_url: str | None = None,
@@ -112,6 +120,7 @@ def flow(
     paper: bool = False,
     speed: float | None = None,
     scores_file: str | Path | None = None,
+    features_file: str | Path | None = None,
     tally: Tally | None = None,
 ) -> Dataflow:
     """The dataflow that serves the published models of workspace ``home``, alerting to ``redis_url``.
@@ -136,7 +145,9 @@ def flow(
     ``speed`` paces a file replay: event seconds per wall second (60: an hour of
     history in a minute); None replays as fast as the flow goes. ``scores_file`` also
     writes every scored bar close (`Scored`, JSON lines): what a replay's parity report
-    holds against the backtest's probabilities. ``tally`` counts what the run reads, closes,
+    holds against the backtest's probabilities. ``features_file`` writes the feature
+    row of every bar close as ``[model, ticker, bar end, [values]]`` lines, for the same
+    report's feature comparison. ``tally`` counts what the run reads, closes,
     emits and refuses (`Tally`).
     """
     home = Path(home or os.environ.get("SIGMA_HOME", ".sigma"))
@@ -199,6 +210,9 @@ def flow(
     tickers = op.key_rm("ticker-out", op.stateful_batch("ticker", routed.trues, lambda resume: TickerStep(registry, lateness, resume)))
     closes = op.branch("closes", tickers, lambda item: isinstance(item, (Closed, Quiet)))
     scored = op.flat_map_batch("score", closes.trues, lambda batch: score(registry, batch))
+    if features_file is not None:
+        rows = op.filter_map("feature-rows", closes.trues, _feature_row)
+        op.output("features", rows, LineFileSink(Path(features_file)))
     if scores_file is not None:
         op.output("scores", op.filter("scored-bars", scored, lambda item: type(item) is Scored), LineFileSink(Path(scores_file)))
     by_model = op.key_on("by-model", scored, lambda item: item.model)

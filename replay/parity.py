@@ -2,8 +2,12 @@
 
 The backtest (`research.backtest.replay`) scores the stored bars with the model's
 `Pipeline` and runs its policy over the run's window, warmed from the history before
-it, as the replay's flow was. Two comparisons:
+it, as the replay's flow was. The comparisons:
 
+- **Features**: every feature row the flow scored (its ``features.jsonl``) equals,
+  column by column, the row the backtest's replay of the stored bars built for the
+  same bar, and every bar the backtest has a row for has one from the flow; a
+  difference names the feature.
 - **Probabilities**: every bar close the flow scored (its ``scores.jsonl``) has the
   probability the backtest scored the same bar with, and every bar the backtest
   scored was scored by the flow.
@@ -62,6 +66,8 @@ class Parity(msgspec.Struct, frozen=True, kw_only=True):
 
     run_id: str
     convention: str
+    features: int
+    """Feature rows compared."""
     scores: int
     """Bar closes whose probability was compared."""
     decisions: int
@@ -90,21 +96,25 @@ class Parity(msgspec.Struct, frozen=True, kw_only=True):
         return 1.0 - len(differing) / self.decisions if self.decisions else 1.0
 
 
-def backtest(home: Path, trained_id: str, first_end: int, last_end: int) -> tuple[Market, list[Trade], list[Decision], np.ndarray]:
+def backtest(home: Path, trained_id: str, first_end: int, last_end: int) -> tuple[Market, list[Trade], list[Decision], np.ndarray, dict]:
     """The backtest of a trained model over its universe's bars ending from ``first_end`` to ``last_end`` (ns, inclusive).
 
-    Returns the market window, its round trips, its decisions and its portfolio return at each bar.
+    Returns the market window, its round trips, its decisions, its portfolio return at
+    each bar, and the feature rows of the window's bars: (ticker, bar end) -> row.
     """
     with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
         scorer = review.load_scorer(space, trained_id)
         spec = space.model(space.trained(trained_id).model)
         request = space.sweep_request(scorer.manifest.sweep)
     pack = catalog(home).get(f"{spec.pack}@{spec.pack_version}")
-    universe = []
+    universe, rows = [], {}
     for ticker in request.universe or [spec.instrument.symbol]:
         bars, dataset = load_bars(home, ticker, spec.cadence)
         cal = calendar(dataset.calendar)
-        universe.append((bars, review.replay_history(home, scorer, bars, cal)))
+        replayed = review.replay_history(home, scorer, bars, cal)
+        universe.append((bars, replayed.probability))
+        inside = np.flatnonzero((bars.end >= first_end) & (bars.end <= last_end))
+        rows |= {(ticker, int(bars.end[t])): replayed.features[t] for t in inside.tolist()}
     axis = np.unique(np.concatenate([bars.start for bars, _ in universe]))
     stored = np.full((len(axis), len(universe)), np.nan)
     for j, (bars, probabilities) in enumerate(universe):
@@ -115,7 +125,7 @@ def backtest(home: Path, trained_id: str, first_end: int, last_end: int) -> tupl
     market = prepared.market.window(slice(int(np.searchsorted(end, first_end)), int(np.searchsorted(end, last_end, side="right"))))
     policy = Policy.from_parameters(scorer.manifest.policy["parameters"])
     listed, returns, decisions = replay(market, policy.row())
-    return market, listed, decisions, returns
+    return market, listed, decisions, returns, rows
 
 
 def report(home: Path, run_id: str) -> Parity:
@@ -128,11 +138,13 @@ def report(home: Path, run_id: str) -> Parity:
     gap: dict[str, float] = {}
     slippage: list[float] = []
     by_end: dict[int, float] = {}
-    decisions = trades = scores = 0
+    decisions = trades = scores = compared_rows = 0
     periods = math.nan
     scored = _scores(Path(home) / "sim" / run_id / "scores.jsonl")
+    built = _feature_rows(Path(home) / "sim" / run_id / "features.jsonl")
     for model in run.request.models:
-        market, listed, decided, returns = backtest(home, model, window_bars[0], window_bars[-1])
+        market, listed, decided, returns, rows = backtest(home, model, window_bars[0], window_bars[-1])
+        compared_rows += _features(model, _names(home, model), rows, built, differences)
         periods = market.periods_per_year
         for end, value in zip(market.end.tolist(), returns.tolist(), strict=True):
             by_end[end] = by_end.get(end, 0.0) + value
@@ -162,7 +174,7 @@ def report(home: Path, run_id: str) -> Parity:
     backtest_equity = np.cumprod(1.0 + np.array([by_end[end] for end in ends]))
     paper_at = {at: value / run.request.fill.cash for at, value, _ in book.equity}
     curve = [(end, paper_at.get(end, math.nan), float(value)) for end, value in zip(ends, backtest_equity.tolist(), strict=True)]
-    return Parity(run_id=run_id, convention=run.request.fill.convention, scores=scores, decisions=decisions, trades=trades, differences=differences,
+    return Parity(run_id=run_id, convention=run.request.fill.convention, features=compared_rows, scores=scores, decisions=decisions, trades=trades, differences=differences,
                   return_gap=gap, backtest=figures(np.array([by_end[end] for end in sorted(by_end)]), periods),
                   paper=figures(equity[1:] / equity[:-1] - 1.0, periods), slippage_bps=slippage, curve=curve)  # fmt: skip
 
@@ -186,6 +198,43 @@ def _scores(path: Path) -> dict[tuple[str, str, int], float]:
                 continue  # a line a kill cut short: written again whole after the resume
             found[(model, bar["ticker"], bar["end"])] = math.nan if probability is None else probability
     return found
+
+
+def _feature_rows(path: Path) -> dict[tuple[str, str, int], list[float]]:
+    """(model, ticker, bar end) -> the feature row the flow scored (a resumed flow may have written one twice)."""
+    found = {}
+    if path.exists():
+        for line in path.read_bytes().splitlines():
+            try:
+                model, ticker, end, values = msgspec.json.decode(line)
+            except (msgspec.DecodeError, ValueError):
+                continue  # a line a kill cut short: written again whole after the resume
+            found[(model, ticker, end)] = values
+    return found
+
+
+def _names(home: Path, trained_id: str) -> list[str]:
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        return list(review.load_scorer(space, trained_id).manifest.features)
+
+
+def _features(model: str, names: list[str], rows: dict, built: dict, differences: list) -> int:
+    """Compare the backtest's feature row of each bar of the window with the flow's; returns how many rows were compared."""
+    compared = 0
+    for (ticker, end), want in sorted(rows.items()):
+        have = built.get((model, ticker, end))
+        if have is None and np.isnan(want).any():
+            continue  # warming up: neither side scores the bar
+        compared += 1
+        key = f"{model} {ticker} {_moment(end)}"
+        if have is None:
+            differences.append(Difference(what="features", key=key, field="row", backtest="built", replay="no row", cause="unexplained"))
+            continue
+        for name, mine, theirs in zip(names, want.tolist(), have, strict=True):
+            if not (mine == theirs or mine != mine and theirs != theirs):  # float32 values, bit for bit
+                differences.append(Difference(what="features", key=key, field=name, backtest=_shown(mine), replay=_shown(theirs),
+                                              cause="unexplained"))  # fmt: skip
+    return compared
 
 
 def _probabilities(model: str, market: Market, scored: dict, differences: list) -> int:

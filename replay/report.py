@@ -141,7 +141,7 @@ fills by the <b>{html.escape(run.request.fill.convention)}</b> convention; statu
 <h2 id="slippage">Slippage against the backtest's fills (bps, worse positive)</h2>
 {_histogram(parity.slippage_bps, "slippage distribution")}
 <h2 id="parity">Parity with the backtest</h2>
-<p>Probabilities: {parity.scores} bar closes compared. Decisions: {parity.decisions} compared, {parity.agreement:.1%} alike.
+<p>Features: {parity.features} rows compared. Probabilities: {parity.scores} bar closes compared. Decisions: {parity.decisions} compared, {parity.agreement:.1%} alike.
 Trades: {parity.trades} compared.
 Differences: {len(parity.differences)}{" (the first 200 below)" if len(parity.differences) > 200 else ""}.</p>
 {"<h3>The return gap by cause</h3>" + _table(["cause", "share of the return gap"], gap) if gap else ""}

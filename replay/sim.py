@@ -364,6 +364,7 @@ def _flow_main(home: str, run_id: str, url: str) -> None:
     folder = _folder(Path(home), run_id)
     dataflow = flow(Path(home), url or None, source="files", files=[folder / "feed.parquet"], kind=run.request.source,
                     models=run.request.models, paper=True, recovery=True, speed=pace(run.request.speed), scores_file=folder / "scores.jsonl",
+                    features_file=folder / "features.jsonl",
                     alert_file=folder / "alerts.flow.jsonl" if run.transport == "file" else None)  # fmt: skip
     prepare(folder / "recovery", 1)
     try:

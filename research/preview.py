@@ -1,7 +1,11 @@
 """The preview matrix: a model's features over a short window, and how much of each is missing.
 
-A feature missing on more than 30% of the window's bars FAILs (its warm-up is too
-long for the data, or its inputs are absent); 10% to 30% WARNs.
+The indicators warm up on the bars stored before the window, so the window shows the
+features a model would see. Where the store does not reach back far enough, the rows
+an indicator spends warming up are counted apart from missing data: they say "store
+more history, or loosen the pack's ``warmup_tolerance``", not "the data has holes".
+A feature missing on more than 30% of the window's bars FAILs (its inputs are absent
+or broken); 10% to 30% WARNs.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import msgspec
 import numpy as np
 
 from engine.calendar import calendar, session_days
-from engine.features import feature_matrix, model_features
+from engine.features import Feature, feature_matrix, model_features, needs_ticks, warmup_bars
+from engine.indicators import make
 from engine.models import ModelSpec
 from engine.store import load_bars, load_ticks
 
@@ -23,10 +28,13 @@ WARN_SHARE = 0.10
 
 
 class Column(msgspec.Struct, frozen=True):
-    """One feature column of the preview: its share of missing values and verdict."""
+    """One feature column of the preview: its shares of missing and warming-up bars, and its verdict (on missing)."""
 
     feature: str
     nan_share: float
+    """Bars of the window where the feature is undefined for want of data (not warm-up)."""
+    warmup_share: float
+    """Bars of the window spent warming up, because the store holds too little history before it."""
     status: str
 
 
@@ -36,6 +44,10 @@ class Preview(msgspec.Struct, frozen=True):
     model: str
     ticker: str
     bars: int
+    history: int
+    """Stored bars before the window that warmed the indicators."""
+    warmup: int
+    """Bars the slowest feature needs before its first value."""
     columns: list[Column]
 
     @property
@@ -44,22 +56,45 @@ class Preview(msgspec.Struct, frozen=True):
         return "FAIL" if "FAIL" in statuses else "WARN" if "WARN" in statuses else "PASS"
 
     def render(self) -> str:
-        lines = [f"{self.model} on {self.ticker}: {len(self.columns)} features over the last {self.bars:,} bars"]
-        lines += [f"  {c.status:<4} {c.feature:<24} {c.nan_share:6.1%} missing" for c in self.columns]
+        lines = [f"{self.model} on {self.ticker}: {len(self.columns)} features over the last {self.bars:,} bars, "
+                 f"warmed on {self.history:,} stored bars before them (the slowest feature needs {self.warmup:,})"]  # fmt: skip
+        lines += [f"  {c.status:<4} {c.feature:<24} {c.nan_share:6.1%} missing" + (f"  {c.warmup_share:6.1%} warming up" if c.warmup_share else "")
+                  for c in self.columns]  # fmt: skip
+        if any(c.warmup_share for c in self.columns):
+            lines.append("Warming up: the store holds too little history before the window; "
+                         "import more, or loosen the pack's warmup_tolerance")  # fmt: skip
         lines.append(f"Status: {self.status}")
         return "\n".join(lines)
 
 
 def preview(home: Path, spec: ModelSpec, window: int = 2000) -> Preview:
-    """Build ``spec``'s features over the last ``window`` bars of its data and judge each column."""
+    """Build ``spec``'s features over the last ``window`` bars of its data, warmed on the bars before, and judge each column."""
     bars, info = load_bars(home, spec.instrument.symbol, spec.cadence)
-    bars = bars.select(slice(max(0, len(bars) - window), len(bars)))
-    session, _ = session_days(bars.start, calendar(info.calendar))
     features = model_features(spec.features, spec.indicators)
-    matrix = feature_matrix(features, spec.indicators, bars, session, load_ticks(home, bars.ticker))
-    shares = np.isnan(matrix).mean(axis=0) if len(bars) else np.ones(len(features))
-    columns = [
-        Column(feature.name, float(share), "FAIL" if share > FAIL_SHARE else "WARN" if share >= WARN_SHARE else "PASS")
-        for feature, share in zip(features, shares)
-    ]
-    return Preview(spec.name, bars.ticker, len(bars), columns)
+    warmup = warmup_bars(features, spec.indicators)
+    first = max(0, len(bars) - window)
+    begin = max(0, first - warmup)
+    span = bars.select(slice(begin, len(bars)))
+    session, _ = session_days(span.start, calendar(info.calendar))
+    matrix = feature_matrix(features, spec.indicators, span, session, load_ticks(home, bars.ticker))
+    history, shown = first - begin, len(bars) - first
+    columns = []
+    for feature, values in zip(features, matrix.T, strict=True):
+        warming = min(shown, max(0, _warming_rows(feature, spec, values) - history))
+        missing = np.isnan(values[history + warming :]).sum() / shown if shown else 1.0
+        status = "FAIL" if missing > FAIL_SHARE else "WARN" if missing >= WARN_SHARE else "PASS"
+        columns.append(Column(feature.name, float(missing), warming / shown if shown else 0.0, status))
+    return Preview(spec.name, bars.ticker, shown, history, warmup, columns)
+
+
+def _warming_rows(feature: Feature, spec: ModelSpec, values: np.ndarray) -> int:
+    """Leading rows of ``values`` that are undefined because the indicator is still warming up.
+
+    A bar indicator warms up in at most ``warmup - 1`` bars; leading NaNs beyond them are
+    missing data. A tick indicator counts ticks, not bars: its whole leading run is warm-up.
+    """
+    defined = np.flatnonzero(~np.isnan(values))
+    leading = int(defined[0]) if defined.size else len(values)
+    if needs_ticks(feature.indicator):
+        return leading
+    return min(leading, make(feature.indicator, spec.indicators[feature.indicator]).warmup - 1)

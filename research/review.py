@@ -26,7 +26,7 @@ from engine.calendar import Calendar, ExchangeClock, calendar, local_clock
 from engine.errors import ConfigError
 from engine.gates import PolicyCheck
 from engine.models import InstrumentSettings
-from engine.pipeline import Pipeline
+from engine.pipeline import Pipeline, Replayed
 from engine.scoring import Manifest, Scorer
 from engine.store import load_bars, load_ticks
 from engine.workspace import Workspace
@@ -48,11 +48,11 @@ def score_history(home: Path, scorer: Scorer) -> tuple[Bars, Calendar, np.ndarra
     symbol = msgspec.convert(manifest.instrument, InstrumentSettings).symbol
     bars, dataset = load_bars(home, symbol, manifest.cadence)
     cal = calendar(dataset.calendar)
-    return bars, cal, replay_history(home, scorer, bars, cal)
+    return bars, cal, replay_history(home, scorer, bars, cal).probability
 
 
-def replay_history(home: Path, scorer: Scorer, bars: Bars, cal: Calendar) -> np.ndarray:
-    """The probabilities the live flow's `Pipeline` gives ``bars`` (one ticker's stored history), with its stored ticks where the model reads ticks."""
+def replay_history(home: Path, scorer: Scorer, bars: Bars, cal: Calendar) -> Replayed:
+    """The probabilities and feature rows the live flow's `Pipeline` gives ``bars`` (one ticker's stored history), with its stored ticks where the model reads ticks."""
     manifest = scorer.manifest
     pipeline = Pipeline(bars.ticker, 0)
     pipeline.subscribe(manifest.trained_id, scorer, manifest.cadence, ExchangeClock(cal))

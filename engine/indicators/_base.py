@@ -25,21 +25,17 @@ from typing import ClassVar
 import msgspec
 import numpy as np
 
-__all__ = ["Indicator", "Parameter", "BAR_TIMESCALES", "TICK_TIMESCALES", "TIMESCALES", "converged_after", "copy_state"]
+__all__ = ["Indicator", "Parameter", "BAR_TIMESCALES", "TICK_TIMESCALES", "TIMESCALES", "TOLERANCE", "converged_after", "copy_state"]
 
 TIMESCALES = ("tick", "minute", "hour", "day", "week", "month")
 BAR_TIMESCALES = frozenset({"minute", "hour", "day", "week", "month"})
 TICK_TIMESCALES = frozenset({"tick"})
 
-# A seeding error must shrink below this fraction before a recursive indicator counts
-# as warm. 1e-9 leaves three orders of magnitude under the 1e-6 relative promise,
-# for seeds that start far (even 100x) from the value unlimited history would give.
-_SEED_TOLERANCE = 1e-9
 
 
-def converged_after(decay: float) -> int:
-    """Updates after which ``decay ** n`` (a recursion's memory of its seed) is below 1e-9."""
-    return math.ceil(math.log(_SEED_TOLERANCE) / math.log(decay))
+def converged_after(decay: float, tolerance: float) -> int:
+    """Updates after which ``decay ** n`` (a recursion's memory of its seed) is below ``tolerance``."""
+    return math.ceil(math.log(tolerance) / math.log(decay))
 
 
 class Parameter(msgspec.Struct, frozen=True):
@@ -54,6 +50,16 @@ class Parameter(msgspec.Struct, frozen=True):
     @property
     def kind(self) -> type:
         return type(self.default)
+
+
+TOLERANCE = Parameter("tolerance", 1e-9, 1e-12, 1e-2, "share of its seed a recursive indicator may still remember at its "
+                      "first value: larger starts sooner, and depends more on where history starts")  # fmt: skip
+"""The seed error a recursive indicator (EMA, Wilder's smoothing) allows before it counts as warm.
+
+The default, 1e-9, leaves three orders of magnitude under a 1e-6 relative promise for
+seeds that start far (even 100x) from the value unlimited history would give; a pack
+that cannot spare the history declares a larger one (``warmup_tolerance``).
+"""
 
 
 class Indicator:
@@ -76,7 +82,7 @@ class Indicator:
     """``"session"`` when history must start at a session open to be exact."""
 
     warmup: int
-    """Updates after which outputs are defined and within 1e-6 of unlimited history."""
+    """Updates after which outputs are defined and, for a recursive indicator, remember at most ``tolerance`` of its seed."""
 
     @classmethod
     def warmup_for(cls, **params: int | float) -> int:

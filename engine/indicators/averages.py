@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from engine._jit import kernel
-from engine.indicators._base import Indicator, Parameter, as_input, converged_after
+from engine.indicators._base import TOLERANCE, Indicator, Parameter, as_input, converged_after
 from engine.indicators._rolling import lap_sum, ring_push
 
 __all__ = ["SimpleMovingAverage", "ExponentialMovingAverage", "WeightedMovingAverage"]
@@ -80,13 +80,14 @@ class ExponentialMovingAverage(Indicator):
     inputs = ("close",)
     outputs = ("value",)
     price_outputs = frozenset(("value",))
-    parameters = (_PERIOD,)
-    __slots__ = ("_count", "period", "value", "_alpha", "_seed", "_average")
+    parameters = (_PERIOD, TOLERANCE)
+    __slots__ = ("_count", "period", "tolerance", "value", "_alpha", "_seed", "_average")
 
-    def __init__(self, period: int = 20) -> None:
+    def __init__(self, period: int = 20, tolerance: float = 1e-9) -> None:
         self.period = period
+        self.tolerance = tolerance
         self._alpha = 2.0 / (period + 1)
-        self.warmup = period + converged_after(1.0 - self._alpha)
+        self.warmup = period + converged_after(1.0 - self._alpha, tolerance)
         self._count = 0
         self.value = math.nan
         self._seed = 0.0
@@ -109,9 +110,9 @@ class ExponentialMovingAverage(Indicator):
             self.value = self._average
 
     @staticmethod
-    def batch(close: np.ndarray, period: int = 20) -> np.ndarray:
+    def batch(close: np.ndarray, period: int = 20, tolerance: float = 1e-9) -> np.ndarray:
         alpha = 2.0 / (period + 1)
-        return _ema(as_input(close), period, alpha, period + converged_after(1.0 - alpha))
+        return _ema(as_input(close), period, alpha, period + converged_after(1.0 - alpha, tolerance))
 
 
 @kernel

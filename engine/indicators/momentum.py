@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from engine._jit import kernel
-from engine.indicators._base import Indicator, Parameter, as_input, converged_after
+from engine.indicators._base import TOLERANCE, Indicator, Parameter, as_input, converged_after
 from engine.indicators._rolling import (
     RollingExtremes,
     ring_push,
@@ -30,12 +30,13 @@ class RelativeStrengthIndex(Indicator):
     group = "momentum"
     inputs = ("close",)
     outputs = ("value",)
-    parameters = (Parameter("period", 14, 2, 500, "bars in Wilder's smoothing"),)
-    __slots__ = ("_count", "period", "value", "_previous", "_gain", "_loss")
+    parameters = (Parameter("period", 14, 2, 500, "bars in Wilder's smoothing"), TOLERANCE)
+    __slots__ = ("_count", "period", "tolerance", "value", "_previous", "_gain", "_loss")
 
-    def __init__(self, period: int = 14) -> None:
+    def __init__(self, period: int = 14, tolerance: float = 1e-9) -> None:
         self.period = period
-        self.warmup = period + 1 + converged_after(1.0 - 1.0 / period)
+        self.tolerance = tolerance
+        self.warmup = period + 1 + converged_after(1.0 - 1.0 / period, tolerance)
         self._count = 0
         self.value = math.nan
         self._previous = 0.0
@@ -69,8 +70,8 @@ class RelativeStrengthIndex(Indicator):
             self.value = 100.0 * (self._gain / total) if total != 0.0 else 50.0
 
     @staticmethod
-    def batch(close: np.ndarray, period: int = 14) -> np.ndarray:
-        warmup = period + 1 + converged_after(1.0 - 1.0 / period)
+    def batch(close: np.ndarray, period: int = 14, tolerance: float = 1e-9) -> np.ndarray:
+        warmup = period + 1 + converged_after(1.0 - 1.0 / period, tolerance)
         return _rsi(as_input(close), period, warmup)
 
 
@@ -118,21 +119,23 @@ class MovingAverageConvergenceDivergence(Indicator):
         Parameter("fast", 12, 2, 500, "bars in the fast EMA"),
         Parameter("slow", 26, 3, 1000, "bars in the slow EMA; more than `fast`"),
         Parameter("signal_period", 9, 2, 500, "bars in the signal EMA of the MACD line"),
+        TOLERANCE,
     )
     __slots__ = (
-        "_count", "fast", "slow", "signal_period", "macd", "signal", "histogram",
+        "_count", "fast", "slow", "signal_period", "tolerance", "macd", "signal", "histogram",
         "_fast_alpha", "_slow_alpha", "_signal_alpha",
         "_fast_average", "_slow_average", "_signal_average", "_signal_seed",
     )  # fmt: skip
 
-    def __init__(self, fast: int = 12, slow: int = 26, signal_period: int = 9) -> None:
+    def __init__(self, fast: int = 12, slow: int = 26, signal_period: int = 9, tolerance: float = 1e-9) -> None:
         self.fast = fast
         self.slow = slow
         self.signal_period = signal_period
+        self.tolerance = tolerance
         self._fast_alpha = 2.0 / (fast + 1)
         self._slow_alpha = 2.0 / (slow + 1)
         self._signal_alpha = 2.0 / (signal_period + 1)
-        self.warmup = _macd_warmup(slow, signal_period)
+        self.warmup = _macd_warmup(slow, signal_period, tolerance)
         self._count = 0
         self.macd = self.signal = self.histogram = math.nan
         self._fast_average = self._slow_average = self._signal_average = self._signal_seed = 0.0
@@ -178,19 +181,19 @@ class MovingAverageConvergenceDivergence(Indicator):
 
     @staticmethod
     def batch(
-        close: np.ndarray, fast: int = 12, slow: int = 26, signal_period: int = 9
+        close: np.ndarray, fast: int = 12, slow: int = 26, signal_period: int = 9, tolerance: float = 1e-9
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _macd(as_input(close), fast, slow, signal_period, _macd_warmup(slow, signal_period))
+        return _macd(as_input(close), fast, slow, signal_period, _macd_warmup(slow, signal_period, tolerance))
 
 
-def _macd_warmup(slow: int, signal_period: int) -> int:
+def _macd_warmup(slow: int, signal_period: int, tolerance: float) -> int:
     # The slow line's seed error passes through the signal EMA: both must fade.
     return (
         slow
         + signal_period
         - 1
-        + converged_after(1.0 - 2.0 / (slow + 1))
-        + converged_after(1.0 - 2.0 / (signal_period + 1))
+        + converged_after(1.0 - 2.0 / (slow + 1), tolerance)
+        + converged_after(1.0 - 2.0 / (signal_period + 1), tolerance)
     )
 
 

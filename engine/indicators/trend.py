@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from engine._jit import kernel
-from engine.indicators._base import Indicator, Parameter, as_input, converged_after
+from engine.indicators._base import TOLERANCE, Indicator, Parameter, as_input, converged_after
 
 __all__ = ["AverageDirectionalIndex"]
 
@@ -19,15 +19,16 @@ class AverageDirectionalIndex(Indicator):
     group = "trend"
     inputs = ("high", "low", "close")
     outputs = ("adx", "plus_di", "minus_di")
-    parameters = (Parameter("period", 14, 2, 500, "bars in Wilder's smoothing"),)
+    parameters = (Parameter("period", 14, 2, 500, "bars in Wilder's smoothing"), TOLERANCE)
     __slots__ = (
-        "_count", "period", "adx", "plus_di", "minus_di",
+        "_count", "period", "tolerance", "adx", "plus_di", "minus_di",
         "_high", "_low", "_close", "_plus_dm", "_minus_dm", "_true_range", "_dx_sum", "_average",
     )  # fmt: skip
 
-    def __init__(self, period: int = 14) -> None:
+    def __init__(self, period: int = 14, tolerance: float = 1e-9) -> None:
         self.period = period
-        self.warmup = _adx_warmup(period)
+        self.tolerance = tolerance
+        self.warmup = _adx_warmup(period, tolerance)
         self._count = 0
         self.adx = self.plus_di = self.minus_di = math.nan
         self._high = self._low = self._close = 0.0
@@ -85,14 +86,14 @@ class AverageDirectionalIndex(Indicator):
 
     @staticmethod
     def batch(
-        high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14
+        high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14, tolerance: float = 1e-9
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _adx(as_input(high), as_input(low), as_input(close), period, _adx_warmup(period))
+        return _adx(as_input(high), as_input(low), as_input(close), period, _adx_warmup(period, tolerance))
 
 
-def _adx_warmup(period: int) -> int:
+def _adx_warmup(period: int, tolerance: float) -> int:
     # Two Wilder stages in series (DM/TR, then ADX): both seeds must fade.
-    return 2 * period + 2 * converged_after(1.0 - 1.0 / period)
+    return 2 * period + 2 * converged_after(1.0 - 1.0 / period, tolerance)
 
 
 @kernel

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from engine._jit import kernel
-from engine.indicators._base import Indicator, Parameter, as_input, converged_after
+from engine.indicators._base import TOLERANCE, Indicator, Parameter, as_input, converged_after
 from engine.indicators._rolling import (
     RollingExtremes,
     RollingWindow,
@@ -99,16 +99,17 @@ class AverageTrueRange(Indicator):
     inputs = ("high", "low", "close")
     outputs = ("value",)
     price_outputs = frozenset(("value",))
-    parameters = (Parameter("period", 14, 2, 500, "bars in Wilder's smoothing"),)
-    __slots__ = ("_count", "period", "value", "_previous_close", "_average", "_decay", "_weight")
+    parameters = (Parameter("period", 14, 2, 500, "bars in Wilder's smoothing"), TOLERANCE)
+    __slots__ = ("_count", "period", "tolerance", "value", "_previous_close", "_average", "_decay", "_weight")
 
-    def __init__(self, period: int = 14) -> None:
+    def __init__(self, period: int = 14, tolerance: float = 1e-9) -> None:
         self.period = period
+        self.tolerance = tolerance
         # Wilder's (average * (n - 1) + tr) / n, with the division off the recursion's
         # critical path; within 1e-15 of TA-Lib's operation order.
         self._decay = (period - 1) / period
         self._weight = 1.0 / period
-        self.warmup = period + 1 + converged_after(1.0 - 1.0 / period)
+        self.warmup = period + 1 + converged_after(1.0 - 1.0 / period, tolerance)
         self._count = 0
         self.value = math.nan
         self._previous_close = 0.0
@@ -138,8 +139,8 @@ class AverageTrueRange(Indicator):
             self.value = self._average
 
     @staticmethod
-    def batch(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
-        warmup = period + 1 + converged_after(1.0 - 1.0 / period)
+    def batch(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14, tolerance: float = 1e-9) -> np.ndarray:
+        warmup = period + 1 + converged_after(1.0 - 1.0 / period, tolerance)
         return _atr(as_input(high), as_input(low), as_input(close), period, warmup)
 
 

@@ -51,7 +51,7 @@ def backtest_alerts(home: Path, trained_id: str, first_end: int) -> dict[str, tu
 
     The last bar is left out: a backtest closes everything there, the flow decides as on any other bar.
     """
-    market, _, decisions, _ = backtest(home, trained_id, first_end, 2**62)
+    market, _, decisions, _, _ = backtest(home, trained_id, first_end, 2**62)
     return {alert_id(trained_id, d.ticker, int(market.end[d.bar]), d.intent): (d.reason, d.price, d.size)
             for d in decisions if d.bar < len(market) - 1}  # fmt: skip
 

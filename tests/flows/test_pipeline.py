@@ -35,7 +35,7 @@ def _bar(bars, t) -> Bar:
 def test_the_live_driver_with_a_snapshot_anywhere_scores_what_research_replays(served, cut):
     home, _, trained_id = served
     scorer, bars = _model(home, trained_id)
-    replayed = review.replay_history(home, scorer, bars, US)
+    replayed = review.replay_history(home, scorer, bars, US).probability
     assert np.isfinite(replayed).sum() > len(bars) // 2, "the model is warm for most of the history"
 
     # As the flow's ticker step feeds a bar feed: each bar moves event time to its last nanosecond, so a bar closes

@@ -44,7 +44,7 @@ def test_batch_equals_incremental(name, series):
 def test_matches_reference_after_warmup(name, series):
     cls, data, columns, params = _load(name, series)
     ours = market.run_batch(cls, columns, params)
-    expected = reference.REFERENCES[name](data, **params)
+    expected = reference.REFERENCES[name](data, **{k: v for k, v in params.items() if k != "tolerance"})  # ours alone
     warm = cls(**params).warmup - 1
     assert np.isnan(ours[:, :warm]).all(), "outputs must be NaN before warm-up"
     for output, mine, theirs in zip(cls.outputs, ours, expected, strict=True):
@@ -58,6 +58,22 @@ def test_matches_reference_after_warmup(name, series):
 def test_warmup_bars_converge_to_unlimited_history(name, series):
     """freqtrade's recursive analysis, before the fact: `warmup` bars are enough history."""
     cls, _, columns, params = _load(name, series)
+    _assert_converged(cls, columns, params, 1e-6)
+
+
+RECURSIVE = [name for name, cls in INDICATORS.items() if "tolerance" in {p.name for p in cls.parameters}]
+
+
+@pytest.mark.parametrize("tolerance", [1e-6, 1e-4, 1e-2])
+@pytest.mark.parametrize(("name", "series"), [case for case in _cases() if case.values[0] in RECURSIVE])
+def test_a_declared_tolerance_starts_sooner_and_holds(name, series, tolerance):
+    """A looser seed tolerance gives the first value sooner, within a few tolerances of unlimited history."""
+    cls, _, columns, params = _load(name, series)
+    assert cls(**{**params, "tolerance": tolerance}).warmup < cls(**params).warmup
+    _assert_converged(cls, columns, {**params, "tolerance": tolerance}, 10 * tolerance)
+
+
+def _assert_converged(cls, columns, params, bound):
     warmup = cls(**params).warmup
     full = market.run_batch(cls, columns, params)
     n = columns[0].size
@@ -72,6 +88,6 @@ def test_warmup_bars_converge_to_unlimited_history(name, series):
         short = market.run_batch(cls, [column[start : t + 1] for column in columns], params)[:, -1]
         for output, mine, truth, history in zip(cls.outputs, short, full[:, t], full, strict=True):
             scale = max(abs(truth), np.nanmedian(np.abs(history)))
-            assert abs(mine - truth) <= 1e-6 * scale, f"{output} at bar {t}: {mine} vs {truth}"
+            assert abs(mine - truth) <= bound * scale, f"{output} at bar {t}: {mine} vs {truth}"
         checked += 1
     assert checked >= 10

@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 
 from cli import main
@@ -27,6 +28,7 @@ from engine.workspace import Workspace
 from flows.redis_server import RedisServer
 from replay import gate, parity, sim
 from replay.broker import FillSettings
+from research import review
 from tests.conftest import REPOSITORY
 from tests.flows.conftest import _clock
 
@@ -76,6 +78,20 @@ def test_a_replay_of_real_daily_bars_is_the_backtest_under_its_fill_convention(p
     finally:
         scores.write_bytes(kept)
     assert (changed.what, changed.field) == ("probability", "probability")
+    assert report.features == report.scores, "every scored bar's feature row compared"
+    features = home / "sim" / golden.run_id / "features.jsonl"
+    kept = features.read_bytes()
+    lines = kept.splitlines()
+    model, ticker, end, values = msgspec.json.decode(lines[-1])
+    values[3] = float(np.float32(values[3] * 1.001))  # one feature of one bar built differently by the flow
+    features.write_bytes(b"\n".join(lines[:-1] + [msgspec.json.encode([model, ticker, end, values])]) + b"\n")
+    try:
+        [changed] = parity.report(home, golden.run_id).differences
+    finally:
+        features.write_bytes(kept)
+    with Workspace(home, clock=_clock) as space:
+        names = review.load_scorer(space, golden.request.models[0]).manifest.features
+    assert (changed.what, changed.field) == ("features", names[3]) and ticker in changed.key
     book = sim.account(home, golden.run_id)
     assert {t.reason for t in book.trades} >= {"time", "take_profit"}
     ends = [at for at, _, _ in book.equity]

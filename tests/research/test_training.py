@@ -59,7 +59,8 @@ def swept(tmp_path_factory):
         bars, _ = generate(["SPY"], "1d", 2000, US, seed=1, start=date(2017, 1, 3))["SPY"]
         store_bars(home, bars, US, source="synthetic")
         pack = load_pack(OFFICIAL / "swingsigma")
-        spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"})
+        # A random walk has no edge to find: the aggressive gates (Sharpe 0.4) let its luckiest rows through.
+        spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"}, risk_profile="aggressive")
         space.add_model(spec, actor="test")
         sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name), actor="test", announce=lambda line: None)
         table, _ = load(space, sweep_id)
@@ -420,7 +421,7 @@ def test_the_sweep_and_training_compute_one_probability_scale_and_the_row_trades
                 "holdout_trades": direct["holdout"]["trades"]}  # fmt: skip
     assert check.row == pytest.approx(promised, rel=1e-12)  # the row's promise, kept
     assert check.status == check.row_gate != "FAIL" and check.publishable and check.reason == ""
-    assert [g.gate for g in check.gates] == ["min_trades", "min_sharpe", "max_drawdown", "min_win_rate"]
+    assert [g.gate for g in check.gates] == ["min_trades", "min_sharpe", "max_drawdown"]  # the aggressive gates
 
 
 def test_a_model_whose_policy_no_longer_trades_is_flagged_refused_and_published_only_by_force(swept, monkeypatch, capsys):

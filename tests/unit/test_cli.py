@@ -116,7 +116,7 @@ def test_models_create_list_show(capsys, workspace):
     code, out, _ = run(capsys, "models", "list", "--json")
     assert [row["name"] for row in json.loads(out)] == ["aapl_option_days_1d", "spy_stock_days_1d"]
     code, out, _ = run(capsys, "models", "show", "spy_stock_days_1d", "--json")
-    assert json.loads(out)["indicators"]["rsi"] == {"period": 10}
+    assert json.loads(out)["indicators"]["rsi"] == {"period": 10, "tolerance": 1e-4}  # the pack's warmup_tolerance
     assert (workspace / "sigma.db").exists()
 
 

@@ -15,10 +15,20 @@ TREND = CATALOG.get("trendsigma")
 def test_defaults_come_from_the_strategy_and_the_pack():
     spec = create_model(SWING, strategy="mean_reversion", settings={"ticker": "SPY"})
     assert spec.name == "spy_stock_days_1d"
-    assert spec.indicators["rsi"] == {"period": 7}  # the strategy's override of the pack's 14
+    assert spec.indicators["rsi"] == {"period": 7, "tolerance": 1e-4}  # the strategy's override of the pack's 14; the pack's tolerance
     assert spec.indicators["bollinger"] == {"period": 20, "deviations": 2.0}
     assert spec.instrument == StockSettings(ticker="SPY")
     assert spec.risk_profile == "balanced" and spec.cadence == "1d"
+
+
+def test_the_packs_warmup_tolerance_reaches_its_recursive_indicators_unless_they_set_their_own():
+    spec = create_model(SWING, strategy="momentum_swing", settings={"ticker": "SPY"}, params={"adx": {"tolerance": 1e-6}})
+    assert spec.indicators["macd"]["tolerance"] == 1e-4 and spec.indicators["adx"]["tolerance"] == 1e-6
+    assert "tolerance" not in spec.indicators["roc"]  # not recursive: nothing to remember
+    with pytest.raises(ConfigError, match=r"params.adx.tolerance: 0.5 is out of range; use 1e-12 to 0.01"):
+        create_model(SWING, strategy="momentum_swing", settings={"ticker": "SPY"}, params={"adx": {"tolerance": 0.5}})
+    loose = create_model(SWING, strategy="momentum_swing", settings={"ticker": "SPY"}, params={"adx": {"tolerance": 1e-2}})
+    assert loose.indicator_set_sha != spec.indicator_set_sha  # part of the model's lineage
 
 
 def test_tags_inherit_pack_then_strategy_then_model():
