@@ -13,6 +13,8 @@ their medians. Beside it, measured in the same run on the same bars:
 - the research backtest of the same artifact over the same bars
   (`replay.parity.backtest`: every stored bar scored through the pipeline, then
   the policy kernel), and the kernel alone on the prepared market;
+- the flow alone over the run's bar feed (file source, alerts to a local file), on
+  one and on two Bytewax workers: what ``-w 2`` adds;
 - backtesting.py (an event-driven backtester, the ``bench`` extra), one
   ``Backtest`` per ticker on the same bars, trading the same probabilities at the
   same threshold and holding time: the outside anchor.
@@ -78,6 +80,22 @@ def _paper(home: Path, trained_id: str, first: date) -> sim.SimRun:
     with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
         run = sim.start(space, sim.SimRequest(models=[trained_id], start=first, fill=FillSettings(convention="backtest")), actor="bench")
     return sim.execute(home, run.run_id, announce=lambda line: None)
+
+
+def _flow_seconds(home: Path, run: sim.SimRun, workers: int, repeats: int) -> float:
+    """Seconds for the live flow alone over the run's feed on ``workers`` Bytewax workers (threads of one process)."""
+    from bytewax.run import cli_main
+
+    from flows.live import flow
+
+    folder = home / "sim" / run.run_id
+
+    def once() -> None:
+        alerts = Path(tempfile.mkdtemp(prefix="sigma-bench-flow-")) / "alerts.jsonl"
+        cli_main(flow(home, None, source="files", files=[folder / "feed.parquet"], kind=run.request.source, models=run.request.models,
+                      paper=True, alert_file=alerts), workers_per_process=workers)  # fmt: skip
+
+    return median_seconds(once, repeats)
 
 
 def _anchor(window: feed.Window, probabilities: dict[str, np.ndarray], policy: Policy, repeats: int) -> float | None:
@@ -155,11 +173,14 @@ def main() -> None:
     kernel_seconds = median_seconds(lambda: backtest_replay(market, row), arguments.repeats)
     probabilities = {ticker: market.probability[:, j] for j, ticker in enumerate(market.tickers)}
     anchor_seconds = _anchor(long_window, probabilities, rules[trained_id], arguments.repeats)
+    one_worker, two_workers = (_flow_seconds(home, run, workers, arguments.repeats) for workers in (1, 2))
 
     print(f"replay of {n_long:,} one-minute bars ({len(tickers)} tickers x {arguments.sessions} sessions; "
           f"{run.summary['trades']:.0f} trades, {len(taken):,} alerts), medians of {arguments.repeats}:")  # fmt: skip
     print(f"  sigma sim (flow + Redis + broker): {long_seconds:6.2f} s; a one-session run ({n_short:,} bars) {short_seconds:.2f} s: "
           f"marginal {marginal:,.0f} bars/s")  # fmt: skip
+    print(f"  the flow alone over the feed (alerts to a file): {one_worker:6.2f} s on one worker, {two_workers:.2f} s on two "
+          f"(-w 2: {one_worker / two_workers:.2f}x; Bytewax workers are threads of one process, and the steps hold the GIL)")  # fmt: skip
     print(f"  broker walk alone:                 {broker_seconds:6.3f} s  {n_long / broker_seconds:,.0f} bars/s")
     print(f"  research backtest (scoring + kernel): {research_seconds:6.2f} s over every stored bar of the universe; "
           f"kernel alone {kernel_seconds * 1e3:.1f} ms ({n_long / kernel_seconds:,.0f} bars/s)")  # fmt: skip

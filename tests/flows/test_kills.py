@@ -282,7 +282,7 @@ COOLDOWN = 120
 @pytest.fixture(scope="module")
 def capped(served, tmp_path_factory):
     """(home, {name: trained id}): the served workspace with the eager policy capped at 2 trades a day, one at a time, a 2 h
-    cooldown; and a control without cap or cooldown, to show that both bind."""
+    cooldown; the same capped at 3; and a control without cap or cooldown, to show that both bind."""
     home = tmp_path_factory.mktemp("capped") / "home"
     shutil.copytree(served[0], home)
     with Workspace(home, clock=_clock) as space:
@@ -291,6 +291,7 @@ def capped(served, tmp_path_factory):
         models = {
             "capped": policy_copy(space, eager, "capped", max_trades_per_day=2.0, cooldown_minutes=float(COOLDOWN), max_positions=1.0),
             "free": policy_copy(space, eager, "free", max_trades_per_day=100.0, cooldown_minutes=0.0, max_positions=1.0),
+            "three": policy_copy(space, eager, "three", max_trades_per_day=3.0, cooldown_minutes=float(COOLDOWN), max_positions=1.0),
         }  # fmt: skip
         for trained_id in models.values():
             space.publish(trained_id, actor="test")
@@ -332,7 +333,7 @@ def test_the_daily_cap_and_the_cooldown_hold_across_kills_between_the_second_and
                 "--snapshot-seconds", interval]  # fmt: skip
 
     found = {}
-    for name in models:
+    for name in ("capped", "free"):
         _attempts(zygote, home, arguments(name, tmp_path / name, "0.5"), [])
         found[name] = alerts(redis_server)
     days: dict[int, list[int]] = {}
@@ -355,3 +356,31 @@ def test_the_daily_cap_and_the_cooldown_hold_across_kills_between_the_second_and
         resumed_at = attempt.resumed["clock"]["latest"]  # the latest event time in the snapshot it resumed from
         assert mark <= resumed_at < cooled, "resumed after the second trade, inside its cooldown"
     assert alerts(redis_server) == found["capped"]
+
+
+def test_a_third_trade_the_cap_allows_still_comes_after_a_kill_between_the_second_and_third(served, capped, redis_server, zygote,
+                                                                                               tmp_path):  # fmt: skip
+    """Case 24, the other side: a resumed flow counts the day's trades from its snapshot, so it neither forgets them nor
+    refuses the one the cap still allows."""
+    _, replay, _ = served
+    home, models = capped
+    rows = tick_rows(replay)
+    client = redis_server.client()
+
+    def arguments(store: Path, interval: str) -> list[str]:
+        client.flushall()
+        push(redis_server, rows)
+        return ["run", "--redis-url", redis_server.url, "--model", models["three"], "--batch", "20", "--recovery", str(store),
+                "--snapshot-seconds", interval]  # fmt: skip
+
+    _attempts(zygote, home, arguments(tmp_path / "golden", "0.5"), [])
+    golden = alerts(redis_server)
+    days: dict[int, list[int]] = {}
+    for end, _ in _opens(golden):
+        days.setdefault(end // (86_400 * SECOND), []).append(end)
+    assert max(len(ends) for ends in days.values()) == 3, "the cap of three binds on some day"
+    second, third = next(ends for ends in days.values() if len(ends) == 3)[1:]
+    assert third - second > 2 * MINUTE, "room for a kill between them"
+    log = _attempts(zygote, home, arguments(tmp_path / "killed", "0"), [("after", second + MINUTE)])
+    assert second + MINUTE <= log[1].resumed["clock"]["latest"] < third, "resumed between the second and the third trade"
+    assert alerts(redis_server) == golden  # the third trade comes, and no fourth

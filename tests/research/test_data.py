@@ -156,3 +156,66 @@ def test_resampling_refuses_a_finer_or_misaligned_target_and_keeps_stored_bars_w
     refused = [("1d", "1m"), ("1h", "1m"), ("5m", "3m"), ("1w", "1mo"), ("2d", "1w"), ("1h", "1h")]
     assert all(rolls_up(parse_cadence(a), parse_cadence(b)) for a, b in ok)
     assert not any(rolls_up(parse_cadence(a), parse_cadence(b)) for a, b in refused)
+
+
+def test_a_fixed_offset_zone_and_a_daylight_saving_zone_agree_in_winter_and_part_in_summer(tmp_path):
+    """Case 20: a file written in fixed EST (UTC-5 all year) is read as that, not as New York time."""
+    winter = shared_file("sp500-index-minute-nov2019/SP500_NOV2019_IDayRVol.csv")  # after the 2019-11-03 change
+    firsts = {}
+    for zone in ("America/New_York", "Etc/GMT+5"):
+        import_bars(tmp_path / zone.replace("/", "-"), [winter], ImportOptions(ticker="SPX", cadence="1m", timezone=zone))
+        bars, _ = load_bars(tmp_path / zone.replace("/", "-"), "SPX", "1m")
+        firsts[zone] = int(bars.start[0])
+    assert firsts["America/New_York"] == firsts["Etc/GMT+5"] == _utc("2019-11-05T14:30")
+    summer = tmp_path / "summer.csv"
+    summer.write_text("Date,Open,High,Low,Close,Volume\n" + "".join(f"2019-07-01 10:{m:02d}:00,10,11,9,10,100\n" for m in range(3)))
+    starts = {}
+    for zone in ("America/New_York", "Etc/GMT+5"):
+        home = tmp_path / f"summer-{zone.replace('/', '-')}"
+        import_bars(home, [summer], ImportOptions(ticker="X", cadence="1m", timezone=zone))
+        starts[zone] = int(load_bars(home, "X", "1m")[0].start[0])
+    assert starts["America/New_York"] == _utc("2019-07-01T14:00") and starts["Etc/GMT+5"] == _utc("2019-07-01T15:00")
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_epoch_times_in_any_unit_give_the_same_bars(tmp_path, unit):
+    """Case 21: seconds, milliseconds, microseconds and nanoseconds since 1970 are one time, told by --epoch-unit."""
+    scale = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    first = _utc("2019-11-05T14:30") // 10**9
+    path = tmp_path / "epoch.csv"
+    path.write_text("Date,Open,High,Low,Close,Volume\n" + "".join(f"{(first + 60 * m) * scale},10,11,9,10,100\n" for m in range(30)))
+    import_bars(tmp_path / "home", [path], ImportOptions(ticker="X", cadence="1m", epoch_unit=unit))
+    bars, _ = load_bars(tmp_path / "home", "X", "1m")
+    assert bars.start.tolist() == [(first + 60 * m) * 10**9 for m in range(30)]
+
+
+def test_rows_with_and_without_fractional_seconds_read_alike(tmp_path):
+    """Case 21: a vendor that writes ``09:31:00.000`` on some rows and ``09:32:00`` on others."""
+    source = shared_file("sp500-index-minute-nov2019/SP500_NOV2019_IDayRVol.csv").read_text().splitlines()
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("\n".join([source[0]] + [line.replace(":00,", ":00.000,", 1) if i % 2 else line for i, line in enumerate(source[1:])]) + "\n")
+    import_bars(tmp_path / "plain", [shared_file("sp500-index-minute-nov2019/SP500_NOV2019_IDayRVol.csv")],
+                ImportOptions(ticker="SPX", cadence="1m", timezone="America/New_York"))
+    import_bars(tmp_path / "mixed", [mixed], ImportOptions(ticker="SPX", cadence="1m", timezone="America/New_York"))
+    plain, _ = load_bars(tmp_path / "plain", "SPX", "1m")
+    read, _ = load_bars(tmp_path / "mixed", "SPX", "1m")
+    assert read.start.tolist() == plain.start.tolist() and len(read) == 1_563
+
+
+def _utc(moment: str) -> int:
+    return int(np.datetime64(moment, "ns").astype(np.int64))
+
+
+def test_zero_volume_bars_are_stored_and_flagged_and_negative_volume_is_refused(tmp_path):
+    """Case 10: no trades in a bar (or an index) is real data, flagged; a negative volume is a broken feed."""
+    quiet = tmp_path / "quiet.csv"
+    quiet.write_text("Date,Open,High,Low,Close,Volume\n2020-01-02,10,11,9,10,100\n2020-01-03,10,11,9,10,0\n2020-01-06,10,11,9,10,0\n")
+    info, report = import_bars(tmp_path / "home", [quiet], ImportOptions(ticker="QUIET", cadence="1d"))
+    [zero] = [finding for finding in report.findings if finding.check == "zero volume"]
+    assert zero.status == "WARN" and zero.count == 2 and report.status == "WARN"
+    assert load_bars(tmp_path / "home", "QUIET", "1d")[0].volume.tolist() == [100.0, 0.0, 0.0]
+    broken = tmp_path / "broken.csv"
+    broken.write_text("Date,Open,High,Low,Close,Volume\n2020-01-02,10,11,9,10,100\n2020-01-03,10,11,9,10,-5\n")
+    with pytest.raises(SigmaError) as caught:
+        import_bars(tmp_path / "home", [broken], ImportOptions(ticker="BROKEN", cadence="1d"))
+    assert "FAIL volume: 1 bars with negative volume" in str(caught.value) and not bars_path(tmp_path / "home", "BROKEN", "1d").exists()
