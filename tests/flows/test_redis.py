@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -71,6 +72,31 @@ def test_the_group_reader_claims_a_dead_members_alerts_and_sets_poison_aside(red
     [(_, poison)] = client.xrange(f"{ALERTS}:poison")
     assert poison[b"alert"] == b"{not an alert"
     assert len(_tail(redis_server)) == 12, "without a group: the whole stream (the poison entry skipped)"
+
+
+def test_a_dead_members_alerts_wait_for_the_idle_time_and_a_poison_entry_for_its_deliveries(redis_server):
+    """Case 32 with a real idle time: a live member's alerts are not taken from it; once idle, they are claimed, and each
+    claim counts as a delivery."""
+    client = redis_server.client()
+    writer = AlertSink(redis_server.url).build("alerts", 0, 1)
+    writer.write_batch([_alert(n, "w") for n in range(12)])
+    client.xadd(ALERTS, {"alert_id": "broken", "alert": b"{not an alert"})
+    client.xgroup_create(ALERTS, "desk", id="0")
+    client.xreadgroup("desk", "slow-member", {ALERTS: ">"}, count=10)
+    tail = ("--group", "desk", "--consumer", "peer", "--max-deliveries", "3")
+    early = _tail(redis_server, *tail, "--min-idle-ms", "600000")  # ten minutes: the slow member is not dead yet
+    assert [alert["alert_id"] for alert in early] == ["w:SPY:10:open", "w:SPY:11:open"], "only the new alerts"
+    holders = {c["name"].decode(): c["pending"] for c in client.xinfo_consumers(ALERTS, "desk")}
+    assert holders == {"slow-member": 10, "peer": 1}, "the slow member keeps its ten; the poison entry waits, delivered once"
+    [poison] = client.xpending_range(ALERTS, "desk", "-", "+", 10, consumername="peer")
+    assert poison["times_delivered"] == 1
+    time.sleep(0.05)  # the slow member's entries idle past 10 ms
+    late = _tail(redis_server, *tail, "--min-idle-ms", "10")
+    assert sorted(alert["alert_id"] for alert in late) == sorted(f"w:SPY:{n}:open" for n in range(10)), "claimed once idle"
+    # The poison entry came twice more (the peer's own pending, then the claim of idle entries): its third delivery.
+    [(_, set_aside)] = client.xrange(f"{ALERTS}:poison")
+    assert set_aside[b"source_id"] == poison["message_id"] and client.xpending(ALERTS, "desk")["pending"] == 0
+    assert _tail(redis_server, *tail, "--min-idle-ms", "10") == []
 
 
 def test_the_registry_follows_publish_unpublish_and_the_kill_switch(served):
