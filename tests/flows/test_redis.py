@@ -23,6 +23,7 @@ from tests.flows.conftest import REPOSITORY
 
 LINEAGE = Lineage(pack_sha="a" * 64, indicator_set_sha="b" * 64, model_config_sha="c" * 64, policy_sha="d" * 64)
 NOW = datetime(2024, 3, 19, 14, 31, tzinfo=UTC)
+SECOND = 1_000_000_000
 
 
 def _alert(number: int, model: str = "m") -> StockAlert:
@@ -97,6 +98,24 @@ def test_a_dead_members_alerts_wait_for_the_idle_time_and_a_poison_entry_for_its
     [(_, set_aside)] = client.xrange(f"{ALERTS}:poison")
     assert set_aside[b"source_id"] == poison["message_id"] and client.xpending(ALERTS, "desk")["pending"] == 0
     assert _tail(redis_server, *tail, "--min-idle-ms", "10") == []
+
+
+def test_a_silent_ticker_is_flagged_stale_on_its_own(served, redis_server):
+    """Case 17: one ticker's feed goes silent while another's goes on; health names the silent one, only it."""
+    from flows.health import report
+    from flows.sinks import HealthSink
+    from flows.steps import Status
+
+    home, _, _ = served
+    now = time.time_ns()
+    writer = HealthSink(redis_server.url).build("health", 0, 1)
+    writer.write_batch([Status("SPY", now, now - 5 * SECOND, now, 400, 0, {}),
+                        Status("QQQ", now - 600 * SECOND, now - 600 * SECOND, now - 600 * SECOND, 390, 0, {})])  # fmt: skip
+    health = report(home, redis_server.url, stale_seconds=120.0)
+    assert not health.healthy and [problem for problem in health.problems if "no bar for" in problem] == [health.problems[0]]
+    assert health.problems[0].startswith("QQQ: no bar for 60") and not any(p.startswith("SPY") for p in health.problems)
+    ages = {ticker["ticker"]: ticker["last_data_age_s"] for ticker in health.tickers}
+    assert ages["QQQ"] >= 600 > 120 > ages["SPY"]
 
 
 def test_the_registry_follows_publish_unpublish_and_the_kill_switch(served):
