@@ -100,12 +100,22 @@ def fold_probabilities(
         model = classifier({"n_estimators": sizes[-1], "max_depth": depth, "learning_rate": rate}, seed=seed, threads=threads)
         model.fit(matrix[: split.train_end][usable], outcomes[: split.train_end][usable].astype(int))
         test = slice(split.test_start, split.test_end)
-        warm = np.isfinite(matrix[test]).all(axis=1)  # no score where a feature is not warm yet
         for size in sizes:
-            block = np.full(test.stop - test.start, np.nan)
-            block[warm] = model.predict_proba(matrix[test][warm], iteration_range=(0, size))[:, 1]
-            values[size][test] = block
+            values[size][test] = _scored(model, matrix[test], (0, size))
     return values
+
+
+def _scored(model: xgboost.XGBClassifier, rows: np.ndarray, trees: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """``model``'s probability of each row whose features are all warm, NaN for the others.
+
+    A block still warming up everywhere is not handed to XGBoost, which would only warn
+    of an empty dataset: its rows stay NaN, as the warm-up shares report them.
+    """
+    scores = np.full(len(rows), np.nan)
+    warm = np.isfinite(rows).all(axis=1)
+    if warm.any():
+        scores[warm] = model.predict_proba(rows[warm], iteration_range=trees)[:, 1]
+    return scores
 
 
 class Probabilities(msgspec.Struct, kw_only=True):
@@ -154,10 +164,7 @@ def calibrate(
                                   f"(at least {MIN_ROWS} labelled, with both outcomes)", "import more history")  # fmt: skip
     final = classifier(point, seed=seed, threads=threads)
     final.fit(matrix[:end][usable], outcomes[:end][usable].astype(int))
-    holdout = matrix[holdout_start:]
-    warm = np.isfinite(holdout).all(axis=1)
-    holdout_raw = np.full(len(holdout), np.nan)
-    holdout_raw[warm] = final.predict_proba(holdout[warm])[:, 1]
+    holdout_raw = _scored(final, matrix[holdout_start:])
     calibrated[holdout_start:] = calibration.apply(chosen[0], holdout_raw)
     return Probabilities(classifier=final, calibrator=chosen[0], calibration_scores=chosen[1], out_of_fold=raw,
                          holdout=holdout_raw, calibrated=calibrated)  # fmt: skip

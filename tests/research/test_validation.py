@@ -14,7 +14,7 @@ from engine.packs import load_pack
 from packs import OFFICIAL
 from research.labels import forward_returns, label
 from research.synthetic import generate
-from research.validation import out_of_fold, walk_forward
+from research.validation import _scored, out_of_fold, walk_forward
 from tests.research.conftest import US
 
 
@@ -71,3 +71,23 @@ def test_changing_the_future_changes_nothing_before_it():
     assert np.array_equal(labels[before], labels_after[before], equal_nan=True)
     assert np.array_equal(probabilities[:cut - horizon], probabilities_after[:cut - horizon], equal_nan=True)
     assert not np.array_equal(probabilities[cut:], probabilities_after[cut:], equal_nan=True)  # the shock is seen
+
+
+def test_a_block_still_warming_up_is_not_handed_to_xgboost():
+    """Item 21 of the hardening issue: an empty dataset made XGBoost warn into the sweep's output."""
+
+    class Untouchable:
+        def predict_proba(self, rows, iteration_range):
+            raise AssertionError(f"asked to score {len(rows)} rows")
+
+    cold = np.full((5, 3), np.nan, dtype=np.float32)
+    assert np.isnan(_scored(Untouchable(), cold)).all()
+    half = cold.copy()
+    half[3:] = 1.0
+
+    class Half:
+        def predict_proba(self, rows, iteration_range):
+            assert len(rows) == 2
+            return np.tile([0.3, 0.7], (len(rows), 1))
+
+    np.testing.assert_array_equal(_scored(Half(), half), [np.nan, np.nan, np.nan, 0.7, 0.7])
