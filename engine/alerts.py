@@ -42,7 +42,7 @@ from engine.options import option_price, option_strike, strike_score
 from engine.schemas import Alert, FutureAlert, Lineage, OptionAlert, StockAlert
 from engine.signals import Signal
 
-__all__ = ["alert_id", "nanoseconds", "next_bar_end", "listed_expiry", "years_to_expiry", "strike_increment", "on_grid", "contract_month", "build_alert", "resolve", "RULES"]
+__all__ = ["alert_id", "nanoseconds", "next_bar_end", "listed_expiry", "years_to_expiry", "strike_increment", "on_grid", "contract_month", "contract_code", "build_alert", "resolve", "RULES"]
 
 RULES = ("first-wins", "highest-confidence", "ensemble")
 """The conflict rules a user can choose."""
@@ -104,6 +104,11 @@ def on_grid(strike: float, spot: float) -> float:
     return max(round(strike / step) * step, step)
 
 
+def contract_code(root: str, month: date) -> str:
+    """The exchange's code of ``root``'s contract of ``month``: ES and March 2024 give ESH24."""
+    return f"{root}{_MONTH_CODES[month.month - 1]}{month.year % 100:02d}"
+
+
 def contract_month(root: str, day: int, position: Literal["front", "back"], roll: Literal["volume", "calendar"] = "volume") -> date:
     """First day of the contract month that ``position`` trades on session ``day`` for futures ``root``.
 
@@ -158,7 +163,7 @@ def build_alert(
             month = date.fromisoformat(f"{settings.specific_month}-01")
         else:
             month = contract_month(settings.contract, row.session, settings.contract_month, settings.roll_strategy)
-        code = f"{settings.contract}{_MONTH_CODES[month.month - 1]}{month.year % 100:02d}"
+        code = contract_code(settings.contract, month)
         return FutureAlert(ticker=bar.ticker, quantity=settings.contract_size, entry_price=signal.price, contract=settings.contract,
                            contract_month=f"{month:%Y-%m}", contracts=settings.contract_size, contract_code=code, **common)  # fmt: skip
     return _option_alert(signal, settings, clock, multiplier, common)

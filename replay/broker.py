@@ -22,7 +22,11 @@ on. Two fill conventions:
 Instruments: stocks; options at the Black-Scholes premium of the alert's contract at
 fill time (`engine.options`, the alert's volatility), settled at intrinsic value at
 their expiry; futures with a multiplier, a tick size, initial margin held against
-cash and per-contract fees, the contract month the alert names.
+cash and per-contract fees, in the contract month the alert names, rolled to the
+next one by the model's rule (`engine.alerts.contract_month`) while held. A roll
+sells the old contract and buys the new one at the bar's close: under the market
+convention it pays both legs' slippage and fees, under the backtest convention
+nothing (the research backtest trades one continuous series).
 
 The account (cash, positions, realised and unrealised P&L, exposure) is marked at
 every bar end into an equity curve. Everything is a plain value (`Account`), so a
@@ -39,9 +43,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from engine.alerts import nanoseconds, years_to_expiry
+from engine.alerts import contract_code, contract_month, nanoseconds, years_to_expiry
 from engine.calendar import EPOCH, ExchangeClock
 from engine.options import option_price
+from engine.models import FutureSettings, InstrumentSettings
 from engine.policy import (
     ENTRY_TYPES,
     EXIT_EXPIRY,
@@ -57,7 +62,7 @@ from engine.policy import (
 )
 from engine.schemas import Alert, Bar, FutureAlert, OptionAlert, Tick
 
-__all__ = ["Fees", "FillSettings", "Fill", "Position", "Order", "Trade", "Account", "Broker", "FUTURE_MULTIPLIERS"]
+__all__ = ["Fees", "FillSettings", "Fill", "Position", "Order", "Trade", "Account", "Broker", "Roll", "rolls_of", "FUTURE_MULTIPLIERS"]
 
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
 FUTURE_MULTIPLIERS = {
@@ -154,6 +159,9 @@ class Position(msgspec.Struct, kw_only=True):
     """Option expiry as a day number."""
     volatility: float = math.nan
     margin: float = 0.0
+    contract: str = ""
+    """A future's root (ES), with ``month`` (YYYY-MM) the contract held: what a roll moves on."""
+    month: str = ""
 
 
 class Order(msgspec.Struct, kw_only=True):
@@ -217,6 +225,16 @@ _RESTING = frozenset({EXIT_REASONS[EXIT_STOP], EXIT_REASONS[EXIT_TAKE], EXIT_REA
 """Exits the broker acts on itself, from the fill on: a close alert for one only confirms it."""
 
 
+Roll = tuple[str, str]
+"""How a model's futures roll: the contract it trades (``front`` or ``back``) and the rule (``volume`` or ``calendar``)."""
+
+
+def rolls_of(instruments: dict[str, InstrumentSettings]) -> dict[str, Roll]:
+    """Each model's roll from its instrument settings: futures on the front or back month roll; a specific month is held."""
+    return {model: (settings.contract_month, settings.roll_strategy) for model, settings in instruments.items()
+            if isinstance(settings, FutureSettings) and settings.contract_month != "specific"}  # fmt: skip
+
+
 def _key(model: str, ticker: str) -> str:
     return f"{model}|{ticker}"
 
@@ -224,17 +242,19 @@ def _key(model: str, ticker: str) -> str:
 class Broker:
     """Fills a model's alerts against the bars (and ticks) that follow them; ``account`` is its whole state."""
 
-    def __init__(self, policies: dict[str, Policy], clock: ExchangeClock, account: Account) -> None:
+    def __init__(self, policies: dict[str, Policy], clock: ExchangeClock, account: Account, rolls: dict[str, Roll] | None = None) -> None:
         self.policies = policies
         self.clock = clock
         self.account = account
         self.settings = account.settings
+        self.rolls = rolls or {}
+        """Model -> how its futures roll (`rolls_of`); a model absent holds its contract."""
         self._seen = set(account.seen)
 
     @classmethod
-    def open(cls, policies: dict[str, Policy], clock: ExchangeClock, settings: FillSettings) -> Broker:
+    def open(cls, policies: dict[str, Policy], clock: ExchangeClock, settings: FillSettings, rolls: dict[str, Roll] | None = None) -> Broker:
         """A fresh account with the settings' cash."""
-        return cls(policies, clock, Account(cash=settings.cash, settings=settings))
+        return cls(policies, clock, Account(cash=settings.cash, settings=settings), rolls)
 
     # -- alerts ------------------------------------------------------------------
 
@@ -325,6 +345,7 @@ class Broker:
                 self._drop(order, "expired unfilled at its valid_until (its limit or stop was not reached)")
             return
         kind, price, strike, expiry, volatility, multiplier, instrument = 0, underlying, math.nan, -1, math.nan, 1.0, alert.ticker
+        contract = month = ""
         if isinstance(alert, OptionAlert):
             kind, strike, volatility = direction, alert.strike, alert.volatility or math.nan
             expiry = (alert.expiration - EPOCH).days
@@ -339,6 +360,7 @@ class Broker:
         elif isinstance(alert, FutureAlert):
             multiplier = self._multiplier(alert.contract)
             instrument = alert.contract_code or f"{alert.contract} {alert.contract_month}"
+            contract, month = alert.contract, alert.contract_month
         sign = 1 if kind != 0 else direction
         quantity = self._size(order, price, multiplier, bar)
         if quantity <= 0.0:
@@ -368,7 +390,7 @@ class Broker:
                 model=alert.model_id, ticker=alert.ticker, instrument=instrument, direction=direction, sign=sign, quantity=quantity,
                 entry_price=price, entry_at=at, entry_alert=alert.alert_id, multiplier=multiplier, committed=notional, fees=fee,
                 stop=stop, target=target, entered_bar=bar.start, mark=price, underlying=underlying, kind=kind, strike=strike,
-                expiry=expiry, volatility=volatility, margin=margin,
+                expiry=expiry, volatility=volatility, margin=margin, contract=contract, month=month,
             )  # fmt: skip
         self.account.fills.append(Fill(alert_id=alert.alert_id, model=alert.model_id, ticker=alert.ticker, instrument=instrument,
                                        side=sign, quantity=quantity, price=price, fee=fee, at=at, reference=alert.entry_price,
@@ -484,10 +506,34 @@ class Broker:
             price = fill_price(price, -position.sign, self._slippage(policy))
             self._close(key, position, price, level, at, EXIT_REASONS[reason], None)
             return
+        if position.contract and position.model in self.rolls:
+            self._roll(position, bar)
         position.underlying = bar.close
         position.mark = self._value(position, bar.close, bar.end)
         if position.kind != 0 and self._years(position, bar.end) <= 0.0:
             self._close(key, position, position.mark, bar.close, bar.end, EXIT_REASONS[EXIT_EXPIRY], None)  # intrinsic value, no spread to cross
+
+    def _roll(self, position: Position, bar: Bar) -> None:
+        """Move a held future to the contract its model's rule trades at this bar's session, when that is another."""
+        which, rule = self.rolls[position.model]
+        session, _ = self.clock.session(bar.end)
+        month = contract_month(position.contract, session, which, rule)
+        if f"{month:%Y-%m}" == position.month:
+            return
+        market = self.settings.convention == "market"
+        slippage = self._slippage(self.policies[position.model]) if market else 0.0
+        sold, bought = fill_price(bar.close, -position.sign, slippage), fill_price(bar.close, position.sign, slippage)
+        fee = self.settings.fees.per_future_contract * position.quantity if market else 0.0
+        code = contract_code(position.contract, month)
+        for instrument, side, price in ((position.instrument, -position.sign, sold), (code, position.sign, bought)):
+            self.account.fills.append(Fill(alert_id=f"{position.entry_alert}:roll:{month:%Y-%m}", model=position.model, ticker=position.ticker,
+                                           instrument=instrument, side=side, quantity=position.quantity, price=price, fee=fee, at=bar.end,
+                                           reference=bar.close, reason="roll"))  # fmt: skip
+        # One series of prices carries both contracts: the legs' spread moves the entry, so the trade's P&L pays it.
+        position.entry_price += bought - sold
+        position.fees += 2 * fee
+        self.account.cash -= 2 * fee
+        position.instrument, position.month = code, f"{month:%Y-%m}"
 
     def _years(self, position: Position, at: int) -> float:
         session, _ = self.clock.session(at)

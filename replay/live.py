@@ -36,7 +36,7 @@ from engine.schemas import Alert, Bar, Tick, decode_json
 from engine.store import dataset
 from engine.workspace import Workspace
 from replay.broker import Account, Broker, FillSettings
-from replay.sim import policies
+from replay.sim import policies, rolls
 
 __all__ = ["LiveState", "attach", "load", "folder"]
 
@@ -111,6 +111,7 @@ def attach(
     home = Path(home)
     with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
         rules = policies(space, models)  # NotFoundError names an unknown model, before anything is written
+        rolled = rolls(space, models)
         symbol = space.model(space.trained(models[0]).model).instrument.symbol
         cadence = space.trained(models[0]).manifest["cadence"]
     where = folder(home, account)
@@ -130,7 +131,7 @@ def attach(
             clock = ExchangeClock(calendar(dataset(home, symbol, cadence).calendar))
         except NotFoundError:
             clock = ExchangeClock(calendar("us_equities"))
-        broker = Broker(rules, clock, state.account)
+        broker = Broker(rules, clock, state.account, rolled)
         client = redis.Redis.from_url(url)
         group = f"sigma-sim-{account}"
         streams = [f"{{sigma}}:alerts:{model}" for model in models] + [ticks]

@@ -47,7 +47,7 @@ from engine.schemas import Alert, decode_json, encode_json
 from engine.store import dataset
 from engine.workspace import Workspace
 from replay import feed as feeds
-from replay.broker import FUTURE_MULTIPLIERS, Account, Broker, FillSettings
+from replay.broker import FUTURE_MULTIPLIERS, Account, Broker, FillSettings, Roll, rolls_of
 
 __all__ = ["SimRequest", "SimRun", "start", "execute", "cancel", "load", "runs", "account", "alerts", "record_verdict", "summary", "walk", "GROUP"]
 
@@ -439,12 +439,17 @@ def policies(space: Workspace, models: list[str]) -> dict[str, Policy]:
     return {m: Policy.from_parameters(space.trained(m).manifest["policy"]["parameters"], where=f"{m}: policy.parameters") for m in models}
 
 
+def rolls(space: Workspace, models: list[str]) -> dict[str, Roll]:
+    """How each futures model's contracts roll, from its model's instrument settings."""
+    return rolls_of({m: space.model(space.trained(m).model).instrument for m in models})
+
+
 def _trade(home: Path, run: SimRun, folder: Path) -> Account:
     """The broker over the window's bars with the taken alerts; writes and returns the account."""
     with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
-        rules = policies(space, run.request.models)
+        rules, rolled = policies(space, run.request.models), rolls(space, run.request.models)
     window = feeds.window(home, run.tickers, run.cadence, run.request.start, run.request.end, with_ticks=run.request.source == "ticks")
-    broker = Broker.open(rules, ExchangeClock(calendar(run.calendar)), run.request.fill)
+    broker = Broker.open(rules, ExchangeClock(calendar(run.calendar)), run.request.fill, rolled)
     account = walk(broker, window, alerts(folder))
     partial = folder / "account.partial"
     partial.write_bytes(msgspec.msgpack.encode(account))  # msgpack: NaN (a level that is off) survives

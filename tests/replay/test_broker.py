@@ -193,3 +193,36 @@ def test_futures_hold_margin_and_refuse_what_it_cannot_cover():
     assert (position.quantity, position.multiplier, position.margin) == (1, 50.0, 125_000.0)
     assert b.available() == pytest.approx(300_000 - 125_000 - 2.25)
     assert math.isclose(b.equity(), 300_000 - 2.25)
+
+
+def _es_days() -> list[Bar]:
+    """Two one-minute ES bars at the open: Friday 2024-03-08, and Monday 2024-03-11, the March contract's volume roll day."""
+    friday, monday = nanoseconds(datetime(2024, 3, 8, 14, 30, tzinfo=UTC)), nanoseconds(datetime(2024, 3, 11, 13, 30, tzinfo=UTC))
+    return [Bar(ticker="ES", start=start, end=start + MINUTE, open=5000.0, high=5000.0, low=5000.0, close=5000.0, volume=1e6)
+            for start in (friday, friday + MINUTE, monday, monday + MINUTE)]  # fmt: skip
+
+
+@pytest.mark.parametrize("convention", ["market", "backtest"])
+def test_a_held_future_rolls_to_the_next_contract_by_its_models_rule(convention):
+    history = _es_days()
+    entry = alert(history[0], kind=FutureAlert, size=1.0, contract="ES", contract_month="2024-03", contracts=1, contract_code="ESH24")
+    leave = alert(history[2], intent="close", action="SELL", reason="time", kind=FutureAlert, contract="ES", contract_month="2024-06",
+                  contracts=1, contract_code="ESM24")  # fmt: skip
+    fill = dict(convention=convention, initial_margin=0.5, cash=300_000) | ({"slippage_bps": 10} if convention == "market" else {})
+    rolled = Broker.open({"m": POLICY}, CLOCK, FillSettings(**fill), {"m": ("front", "volume")})
+    walk(rolled, history[:3], [entry])
+    position = rolled.account.positions["m|ES"]
+    assert (position.instrument, position.month) == ("ESM24", "2024-06"), "rolled on the Monday of the expiry week"
+    legs = [f for f in rolled.account.fills if f.reason == "roll"]
+    assert [(f.instrument, f.side) for f in legs] == [("ESH24", -1), ("ESM24", 1)] and {f.at for f in legs} == {history[2].end}
+    held = Broker.open({"m": POLICY}, CLOCK, FillSettings(**fill))  # a model with no roll rule (a specific month) holds
+    walk(held, history, [entry, leave])
+    walk(rolled, history[3:], [leave])
+    [trade], [kept] = rolled.account.trades, held.account.trades
+    if convention == "market":  # both legs cross the spread (10 bps each) and pay the per-contract fee
+        assert [f.fee for f in legs] == [2.25, 2.25] and [f.price for f in legs] == pytest.approx([4995.0, 5005.0])
+        assert trade.pnl == pytest.approx(kept.pnl - 2 * 2.25 - 50 * 10.0)
+    else:  # the research backtest trades one continuous series: a roll costs nothing there
+        assert [f.fee for f in legs] == [0.0, 0.0] and [f.price for f in legs] == [5000.0, 5000.0]
+        assert trade.pnl == kept.pnl
+    assert trade.instrument == "ESM24" and kept.instrument == "ESH24"
