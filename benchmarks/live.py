@@ -291,7 +291,8 @@ def _sample_alert(model) -> Alert:
     bar = Bar(ticker="T000", start=end - 60_000_000_000, end=end, open=100.0, high=100.5, low=99.5, close=100.2)
     scored = Scored(model.trained_id, bar, 0.6, 11, 19801, 5000.5, 5000.51, 0.2, False, time.time_ns(), 1)
     signal = Signal(scored, 1, "open", "entry", 100.2, 0.1, 99.8, 100.6, 0.6)
-    return build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=time.time_ns())
+    return build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=time.time_ns(),
+                       option=model.option)  # fmt: skip
 
 
 def _floors(url: str, scorer, alert: Alert) -> None:

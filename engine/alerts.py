@@ -135,8 +135,14 @@ def build_alert(
     *,
     multiplier: int = 100,
     emitted_at: int,
+    option: tuple[int, float] | None = None,
 ) -> Alert:
-    """The alert a trader acts on for ``signal``, as the model's instrument settings say."""
+    """The alert a trader acts on for ``signal``, as the model's instrument settings say.
+
+    ``option`` is the contract rule its policy trades, (sessions to expiry, strike score),
+    as the sweep's row chose them (``dte_target``, ``strike_selection``); None takes the
+    instrument settings' ``default_dte`` and ``default_strike``.
+    """
     row = signal.scored
     bar = row.bar
     common = {
@@ -166,19 +172,22 @@ def build_alert(
         code = contract_code(settings.contract, month)
         return FutureAlert(ticker=bar.ticker, quantity=settings.contract_size, entry_price=signal.price, contract=settings.contract,
                            contract_month=f"{month:%Y-%m}", contracts=settings.contract_size, contract_code=code, **common)  # fmt: skip
-    return _option_alert(signal, settings, clock, multiplier, common)
+    rule = option if option is not None else (settings.default_dte, strike_score(settings.default_strike))
+    return _option_alert(signal, settings, clock, multiplier, rule, common)
 
 
-def _option_alert(signal: Signal, settings: OptionSettings, clock: ExchangeClock, multiplier: int, common: dict) -> OptionAlert:
+def _option_alert(signal: Signal, settings: OptionSettings, clock: ExchangeClock, multiplier: int, rule: tuple[int, float],
+                  common: dict) -> OptionAlert:  # fmt: skip
     row = signal.scored
     bar = row.bar
     kind = signal.direction if signal.intent == "open" else -signal.direction  # a close sells the contract it bought
-    expiry = _listed(clock, row.session, settings.default_dte)
+    sessions, score = rule
+    expiry = _listed(clock, row.session, sessions)
     years = years_to_expiry(clock, row.session, bar.end, expiry)
     volatility = row.volatility
     strike, premium = math.nan, None
     if volatility == volatility and volatility > 0:
-        strike = on_grid(option_strike(kind, bar.close, strike_score(settings.default_strike), years, volatility), bar.close)
+        strike = on_grid(option_strike(kind, bar.close, score, years, volatility), bar.close)
         premium = option_price(kind, bar.close, strike, years, volatility)
     else:  # nothing to price with yet: the at-the-money strike, and no premium
         strike = on_grid(bar.close, bar.close)

@@ -313,7 +313,8 @@ class PolicyStep(StatefulBatchLogic):
         if signals:
             emitted = _now()
             for signal in signals:
-                alert = build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=emitted)
+                alert = build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=emitted,
+                                    option=model.option)  # fmt: skip
                 alerts.setdefault(signal.scored.bar.ticker, []).append(alert)
         for row in rows:
             out.append(Decided(row.bar.ticker, row.bar.end, row.peers, alerts.pop(row.bar.ticker, [])))

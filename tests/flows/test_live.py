@@ -313,3 +313,37 @@ def test_stored_bars_export_as_a_feed_the_flow_replays(served, tmp_path, monkeyp
     rows = [json.loads(line) for line in (tmp_path / "feed.jsonl").read_text().splitlines()]
     assert {row["ticker"] for row in rows} == {"SPY", "QQQ"} and rows == sorted(rows, key=lambda row: (row["end"], row["ticker"]))
     assert main(["data", "export", "SPY", "--output", str(tmp_path / "feed.txt")]) == 2
+
+
+def test_option_alerts_name_the_expiry_and_strike_their_policy_chose(served, tmp_path):
+    """A sweep row's dte_target and strike_selection reach the live alerts: the contract the backtest priced."""
+    import shutil
+
+    from engine.alerts import listed_expiry
+    from engine.workspace import Workspace
+    from tests.flows.conftest import _clock, policy_copy
+
+    home, replay, eager = served
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    with Workspace(copy, clock=_clock) as space:
+        dated = policy_copy(space, eager, "dated", expiry_sessions=10.0, strike_score=-0.35)  # a 36-delta option: out of the money
+    found = {}
+    for name in (eager, dated):
+        path = tmp_path / f"{name}.jsonl"
+        run_main(flow(copy, None, source="files", files=[replay], alert_file=path, models=[name], paper=True))
+        found[name] = [json.loads(line) for line in path.read_text().splitlines() if json.loads(line)["intent"] == "open"]
+    assert found[eager] and len(found[dated]) == len(found[eager])
+    further = []
+    for plain, chosen in zip(found[eager], found[dated], strict=True):
+        session = int((np.datetime64(plain["timestamp"][:10]) - np.datetime64("1970-01-01")).astype(int))
+        assert plain["expiration"] == plain["timestamp"][:10], "the model's own default: expiring the same session"
+        assert int((np.datetime64(chosen["expiration"]) - np.datetime64("1970-01-01")).astype(int)) == listed_expiry(_clock_of(), session, 10)
+        further.append((chosen["strike"] - plain["strike"]) * (1 if chosen["option_type"] == "call" else -1))
+    assert min(further) >= 0 < max(further), "further out of the money (or on the same listed strike)"
+
+
+def _clock_of():
+    from engine.calendar import CALENDARS, ExchangeClock
+
+    return ExchangeClock(CALENDARS["us_equities"])

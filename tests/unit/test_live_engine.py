@@ -30,6 +30,7 @@ from engine.calendar import (
     session_days,
 )
 from engine.models import FutureSettings, OptionSettings, StockSettings
+from engine.options import strike_score
 from engine.policy import Policy
 from engine.schemas import Bar, Lineage, Tick
 from engine.screening import LEVEL_SHIFT, TickScreen
@@ -326,3 +327,15 @@ def test_a_tick_too_far_ahead_is_dead_lettered_as_future_and_the_clock_stays():
         assert reader.accept("tick", Tick(ticker="SPY", ts=base + 59 * SECOND, price=10.0, size=1.0), wall)[0] == "tick"
     replay = Reader("data")  # a replay of data stamped after today (a synthetic market) is not held against the wall clock
     assert replay.accept("tick", Tick(ticker="SPY", ts=_ns(2096, 1, 2, 15, 0), price=10.0, size=1.0), now)[0] == "tick"
+
+
+def test_an_option_alert_names_the_contract_its_policy_chose_not_the_instruments_default():
+    """A sweep row that chose dte_target and strike_selection is traded live with them, as the backtest priced it."""
+    signal = _signal()
+    settings = OptionSettings(underlying="SPY", default_dte=0, default_strike="ATM")
+    default = build_alert(signal, settings, LINEAGE, CLOCK, emitted_at=0)
+    chosen = build_alert(signal, settings, LINEAGE, CLOCK, emitted_at=0, option=(10, strike_score("OTM_10")))
+    session = (date(2024, 3, 19) - date(1970, 1, 1)).days
+    assert default.expiration == date(2024, 3, 19)
+    assert (chosen.expiration - date(1970, 1, 1)).days == listed_expiry(CLOCK, session, 10) and chosen.expiration > default.expiration
+    assert chosen.strike > default.strike, "out of the money: a call's strike above the spot"
