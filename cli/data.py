@@ -84,7 +84,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--output", type=Path, required=True, help="the file to write: .parquet or .jsonl")
     export.set_defaults(handler=_export)
 
-    look = commands.add_parser("preview", help="a model's features over a short window, with missing shares")
+    look = commands.add_parser("preview", help="a model's features over its last bars (warmed on the bars stored before them), "
+                                               "with their missing and warm-up shares")  # fmt: skip
     look.add_argument("model", type=name("model"))
     look.add_argument("--bars", type=int, default=2000, help="window length (default 2000)")
     look.add_argument("--json", action="store_true")

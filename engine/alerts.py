@@ -42,7 +42,8 @@ from engine.options import option_price, option_strike, strike_score
 from engine.schemas import Alert, FutureAlert, Lineage, OptionAlert, StockAlert
 from engine.signals import Signal
 
-__all__ = ["alert_id", "nanoseconds", "next_bar_end", "listed_expiry", "years_to_expiry", "strike_increment", "on_grid", "contract_month", "contract_code", "build_alert", "resolve", "RULES"]
+__all__ = ["alert_id", "nanoseconds", "next_bar_end", "listed_expiry", "years_to_expiry", "strike_increment", "on_grid", "contract_month",
+           "contract_code", "build_alert", "resolve", "RULES"]  # fmt: skip
 
 RULES = ("first-wins", "highest-confidence", "ensemble")
 """The conflict rules a user can choose."""

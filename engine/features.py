@@ -155,7 +155,9 @@ class FeatureVector:
         self.ready = _tap(self._taps, close, self.values)
         return self.values
 
-    def peek_bar(self, open: float, high: float, low: float, close: float, volume: float, session: float) -> np.ndarray | None:  # noqa: A002
+    def peek_bar(
+        self, open: float, high: float, low: float, close: float, volume: float, session: float  # noqa: A002
+    ) -> np.ndarray | None:
         """The features of a bar still forming (its open, high, low, close and volume so far), committing nothing.
 
         Returns ``peeked``, or None while a feature is undefined. Tick indicators read

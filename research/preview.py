@@ -58,8 +58,9 @@ class Preview(msgspec.Struct, frozen=True):
     def render(self) -> str:
         lines = [f"{self.model} on {self.ticker}: {len(self.columns)} features over the last {self.bars:,} bars, "
                  f"warmed on {self.history:,} stored bars before them (the slowest feature needs {self.warmup:,})"]  # fmt: skip
-        lines += [f"  {c.status:<4} {c.feature:<24} {c.nan_share:6.1%} missing" + (f"  {c.warmup_share:6.1%} warming up" if c.warmup_share else "")
-                  for c in self.columns]  # fmt: skip
+        for c in self.columns:
+            warming = f"  {c.warmup_share:6.1%} warming up" if c.warmup_share else ""
+            lines.append(f"  {c.status:<4} {c.feature:<24} {c.nan_share:6.1%} missing{warming}")
         if any(c.warmup_share for c in self.columns):
             lines.append("Warming up: the store holds too little history before the window; "
                          "import more, or loosen the pack's warmup_tolerance")  # fmt: skip

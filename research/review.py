@@ -52,7 +52,10 @@ def score_history(home: Path, scorer: Scorer) -> tuple[Bars, Calendar, np.ndarra
 
 
 def replay_history(home: Path, scorer: Scorer, bars: Bars, cal: Calendar) -> Replayed:
-    """The probabilities and feature rows the live flow's `Pipeline` gives ``bars`` (one ticker's stored history), with its stored ticks where the model reads ticks."""
+    """The probabilities and feature rows the live flow's `Pipeline` gives ``bars`` (one ticker's stored history).
+
+    The stored ticks go in too, where the model reads ticks.
+    """
     manifest = scorer.manifest
     pipeline = Pipeline(bars.ticker, 0)
     pipeline.subscribe(manifest.trained_id, scorer, manifest.cadence, ExchangeClock(cal))
