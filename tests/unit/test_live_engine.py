@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import msgspec
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -339,3 +340,33 @@ def test_an_option_alert_names_the_contract_its_policy_chose_not_the_instruments
     assert default.expiration == date(2024, 3, 19)
     assert (chosen.expiration - date(1970, 1, 1)).days == listed_expiry(CLOCK, session, 10) and chosen.expiration > default.expiration
     assert chosen.strike > default.strike, "out of the money: a call's strike above the spot"
+
+
+@pytest.mark.parametrize(("first", "change"), [(date(2013, 10, 30), date(2013, 11, 4)), (date(2014, 3, 5), date(2014, 3, 10))])
+def test_minute_bars_built_from_ticks_across_a_daylight_saving_change_keep_their_spacing_and_sessions(first, change):
+    """Case 19: ticks replayed across 2013-11-03 and 2014-03-09 make one-minute bars on whole minutes of UTC, inside the
+    session that opens at 09:30 in New York (13:30 UTC in summer time, 14:30 in winter), local hours 9 to 15 on both sides:
+    no hour missing or doubled, and the bars research resamples from the same ticks."""
+    from research.synthetic import generate
+
+    bars, ticks = generate(["SPY"], "1m", 6, US, seed=3, start=first, ticks=True)["SPY"]
+    builder = BarBuilder("SPY", "1m", CLOCK, 0)
+    built = []
+    for ts, price, size in zip(ticks["ts"].tolist(), ticks["price"].tolist(), ticks["size"].tolist(), strict=True):
+        builder.add(ts, price, size)
+        built += builder.advance(ts)
+    built += builder.close_all()
+    starts = [bar.start for bar in built]
+    assert starts == bars.start.tolist() and len(starts) > 6 * 380, "the bars research resamples from the same ticks"
+    assert all(b > a for a, b in zip(starts, starts[1:])) and all(start % NS_PER_MINUTE == 0 for start in starts)
+    opens = {}
+    for bar in built:
+        session = CLOCK.session(bar.start)[0]
+        bounds = CLOCK.session_bounds(session)
+        assert bounds[0] <= bar.start and bar.end <= bounds[1], "inside its session"
+        opens[EPOCH + timedelta(days=session)] = datetime.fromtimestamp(bounds[0] / 1e9, UTC)
+    assert len(opens) == 6 and {moment.minute for moment in opens.values()} == {30}
+    summer, winter = (min(opens), change) if first.month == 10 else (change, min(opens))
+    assert (opens[summer].hour, opens[winter].hour) == (13, 14)
+    hours = set((local_clock(np.array(starts), US.timezone)[1] // 60).tolist())
+    assert hours == set(range(9, 16)), "exchange-local hours, what allowed_hours reads: none shifted by the change"
