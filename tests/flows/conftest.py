@@ -135,3 +135,37 @@ def served(tmp_path_factory):
 def policy_copy(space: Workspace, trained_id: str, suffix: str, **parameters: float) -> str:
     """A trained model registered again as ``<trained_id>-<suffix>``, the same artifact under changed policy parameters."""
     return training.with_policy(space, trained_id, suffix, actor="test", **parameters)
+
+
+def state_digests(store: Path) -> dict[tuple[str, str], str]:
+    """sha256 of each stateful step's latest snapshot per key (ticker, model) in a recovery store: case 36's state digests.
+
+    The source's resume position is left out (a stream's entry ids differ between two pushes of the same ticks), and the
+    policy's last scored row per ticker loses its ``received_at``: the wall clock, the one thing two runs cannot share.
+    """
+    import hashlib
+    import pickle
+    import sqlite3
+
+    import msgspec
+
+    from engine.snapshot import decode_state, encode_state
+    from flows.steps import PolicyState
+
+    latest: dict[tuple[str, str], tuple[int, bytes | None]] = {}
+    for part in sorted(Path(store).glob("part-*.sqlite3")):
+        with sqlite3.connect(part) as connection:
+            for step, key, epoch, change in connection.execute("SELECT step_id, state_key, snap_epoch, ser_change FROM snaps"):
+                if not step.endswith(".market") and ((step, key) not in latest or epoch > latest[(step, key)][0]):
+                    latest[(step, key)] = (epoch, change)  # None: the state was discarded then
+    digests = {}
+    for (step, key), (_, change) in latest.items():
+        if change is None:
+            continue
+        state = pickle.loads(change)
+        if step.endswith(".policy"):
+            policy = decode_state(state, PolicyState)
+            policy.signals.latest = {t: msgspec.structs.replace(row, received_at=0) for t, row in policy.signals.latest.items()}
+            state = encode_state(policy)
+        digests[(step, key)] = hashlib.sha256(state).hexdigest()
+    return digests

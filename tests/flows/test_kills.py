@@ -32,7 +32,7 @@ import pytest
 from engine.schemas import Tick
 from engine.workspace import Workspace
 from flows.sources import FileSource, RedisStreamSource
-from tests.flows.conftest import REPOSITORY, _clock, policy_copy
+from tests.flows.conftest import REPOSITORY, _clock, policy_copy, state_digests
 from tests.flows.test_live import alerts, push, tick_rows
 
 SECOND = 1_000_000_000
@@ -256,6 +256,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_alerts(ser
     _attempts(zygote, home, arguments(tmp_path / "whole", "0.5"), [])
     expected = alerts(redis_server)
     assert len(expected) >= 10, "the fixture's eager model should alert several times in two sessions"
+    states = state_digests(tmp_path / "whole")
 
     cold = warm = 0
     for run, (kind, interval, seed) in enumerate(RUNS):
@@ -270,6 +271,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_alerts(ser
         got = alerts(redis_server)
         assert len(got) == len({alert["alert_id"] for alert in got}), f"run {run}: an alert was written twice"
         assert got == expected, f"run {run} ({kind}, {interval} s): kills {_schedule(seed)} changed the alerts"
+        assert state_digests(tmp_path / f"run-{run}") == states, f"run {run}: resumed, a ticker's or the model's state differs"
     print(f"{source}: {cold} kills before the first snapshot committed, {warm} after one")
     assert cold >= 2 and warm >= 1
 

@@ -20,7 +20,7 @@ from flows.live import TICKS, flow
 from flows.recovery import STAMP, prepare
 from flows.redis_server import free_port
 from flows.sinks import ALERTS, DEADLETTER, DEADLETTER_COUNTS, HEALTH, model_stream
-from tests.flows.conftest import REPOSITORY
+from tests.flows.conftest import REPOSITORY, state_digests
 
 TIMES = ("received_at", "emitted_at")
 
@@ -173,17 +173,20 @@ def _sigma(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPOSITORY, env={**os.environ, **(env or {})}, **kwargs)
 
 
-def test_two_workers_and_two_processes_give_the_alerts_of_one(served, redis_server, monkeypatch):
+def test_two_workers_and_two_processes_give_the_alerts_of_one(served, redis_server, monkeypatch, tmp_path):
     home, replay, _ = served
-    replay_file(home, redis_server, replay)
-    expected = alerts(redis_server)
     env = {"SIGMA_HOME": str(home)}
-
-    for workers in ("2", "4"):  # case 36: -w1 against -w2 and -w4
+    digests = {}
+    for workers in ("1", "2", "4"):  # case 36: -w1 against -w2 and -w4, alerts and each ticker's and model's state
         redis_server.client().flushall()
         assert _sigma("run", "--source", "files", "--file", str(replay), "--redis-url", redis_server.url, "-w", workers,
-                      env=env).wait(300) == 0  # fmt: skip
+                      "--recovery", str(tmp_path / workers), env=env).wait(300) == 0  # fmt: skip
+        if workers == "1":
+            expected = alerts(redis_server)
         assert alerts(redis_server) == expected
+        digests[workers] = state_digests(tmp_path / workers)
+    assert len(digests["1"]) == 2 + 1 + 2, "the ticker and conflict states of SPY and QQQ, the model's policy state"
+    assert digests["2"] == digests["1"] and digests["4"] == digests["1"]
 
     redis_server.client().flushall()
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
