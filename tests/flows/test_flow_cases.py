@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -324,3 +325,48 @@ def test_a_redis_restart_without_persistence_rejoins_the_recreated_stream_and_re
         assert after and max(status.last_bar_end for status in after.values()) >= rows[-1]["ts"] - MINUTE, "the second half was read"
     finally:
         again.stop()
+
+
+def test_a_running_flow_rides_out_a_redis_outage_with_bounded_backoff_and_writes_every_alert_once(served, tmp_path, capfd,
+                                                                                                    monkeypatch):  # fmt: skip
+    """Case 31 in a running flow: Redis is away when the flow starts writing; the sinks buffer, retry with a growing and
+    bounded backoff and say so; Redis comes back after several retries; every alert is written, once."""
+    from flows import sinks
+    from flows.redis_server import RedisServer
+
+    home, replay, _ = served
+    up = RedisServer(tmp_path / "up").start()
+    try:
+        run_main(flow(home, up.url, source="files", files=[replay]))
+        expected = alerts(up)
+    finally:
+        up.stop()
+    assert expected
+
+    away = RedisServer(tmp_path / "away")  # not started yet
+    failures = threading.Semaphore(0)
+    flush = sinks._Writer.flush
+
+    def counted(self) -> None:
+        flush(self)
+        if self.pending:
+            failures.release()
+
+    monkeypatch.setattr(sinks._Writer, "flush", counted)
+
+    def come_back() -> None:
+        for _ in range(6):  # six failed tries of the sinks, however long the machine takes to get there
+            failures.acquire(timeout=300)
+        away.start()
+
+    returning = threading.Thread(target=come_back)
+    returning.start()
+    try:
+        run_main(flow(home, away.url, source="files", files=[replay]))
+        returning.join(60)
+        assert alerts(away) == expected, "every alert, once"
+    finally:
+        away.stop()
+    delays = [float(found) for found in re.findall(r"Redis unreachable .*?; [\d,]+ items buffered, retrying in ([\d.]+) s", capfd.readouterr().err)]
+    assert len(delays) >= 6 and max(delays) <= 2.0, delays
+    assert {0.05, 0.1, 0.2} <= set(delays), "a backoff that doubles from 50 ms (each sink has its own), bounded at 2 s"
