@@ -64,7 +64,7 @@ from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
-from engine.alerts import build_alert
+from engine.alerts import build_alert, nanoseconds
 from engine import signals as signals_module
 from engine.bar_builder import BarBuilder
 from engine.calendar import CALENDARS, ExchangeClock
@@ -159,7 +159,7 @@ class _TimedReader(sources.Reader):
 class _TimedWriter(sinks._AlertWriter):
     def flush(self) -> None:
         through = _measured.get("through", 1 << 62)  # a bar the stream's end closes was closed by no tick: not a live close
-        received = [_received_ns(alert) for alert in self.pending if alert.timestamp.timestamp() * 1e9 <= through]
+        received = [nanoseconds(alert.received_at) for alert in self.pending if nanoseconds(alert.timestamp) <= through]
         super().flush()
         if not self.pending and _recording.is_set():
             done = time.time_ns()
@@ -172,10 +172,6 @@ class _TimedPolicy(steps.PolicyStep):
         done = time.time_ns()
         if _recording.is_set():
             _decisions.extend(done - row.received_at for row in rows)
-
-
-def _received_ns(alert) -> int:
-    return int(alert.received_at.timestamp() * 1_000_000) * 1000
 
 
 def _tick(ticker: str, event: int, price: float) -> dict:

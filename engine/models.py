@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Union
 import msgspec
 
 from engine.errors import ConfigError
-from engine.indicators import check_params, indicator_class
+from engine.indicators import TOLERANCE, check_params, indicator_class
 from engine.lineage import content_sha
 from engine.names import TICKER_PATTERN
 from engine.packs import Pack, Tags, effective_tags, time_problem
@@ -216,8 +216,7 @@ def create_model(
 
 def _pack_tolerance(pack: Pack, indicator: str) -> dict[str, float]:
     """The pack's ``warmup_tolerance`` as the seed tolerance of ``indicator``, when it is recursive."""
-    recursive = any(parameter.name == "tolerance" for parameter in indicator_class(indicator).parameters)
-    return {"tolerance": pack.warmup_tolerance} if recursive else {}
+    return {"tolerance": pack.warmup_tolerance} if TOLERANCE in indicator_class(indicator).parameters else {}
 
 
 _NARROWING = {StockSettings: "position_type", OptionSettings: "option_type"}

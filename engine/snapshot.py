@@ -39,7 +39,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 
-__all__ = ["state", "encode_state", "decode_state", "layout", "Layout", "Snapshot"]
+__all__ = ["state", "encode_state", "decode_state", "copy_state", "layout", "Layout", "Snapshot"]
 
 T = TypeVar("T")
 """Type of the decoded state."""
@@ -151,6 +151,27 @@ def _layout_version() -> str:
     if _version is None:
         _version = layout().version
     return _version
+
+
+def copy_state(source: object, target: object) -> None:
+    """Overwrite ``target``'s state with ``source``'s, field by field as a snapshot carries it, allocating nothing.
+
+    Both are instances of one registered slotted class with buffers of the same sizes
+    (an indicator and its twin): lists and arrays are copied element by element, parts
+    that are registered slotted state recursively, everything else (numbers, flags,
+    frozen Structs) by reference.
+    """
+    for name in _CLASSES[type(source)][1]:
+        value = getattr(source, name)
+        kind = type(value)
+        if kind is list or kind is np.ndarray:
+            getattr(target, name)[:] = value
+        elif kind in _CLASSES and not _CLASSES[kind][2]:
+            copy_state(value, getattr(target, name))
+        elif kind in (dict, set, deque):
+            raise TypeError(f"{type(source).__qualname__}.{name}: a {kind.__name__} cannot be copied in place")
+        else:
+            setattr(target, name, value)
 
 
 def encode_state(value: object) -> bytes:

@@ -523,7 +523,7 @@ class Broker:
         market = self.settings.convention == "market"
         slippage = self._slippage(self.policies[position.model]) if market else 0.0
         sold, bought = fill_price(bar.close, -position.sign, slippage), fill_price(bar.close, position.sign, slippage)
-        fee = self.settings.fees.per_future_contract * position.quantity if market else 0.0
+        fee = self._exit_fee(position) if market else 0.0  # each leg: the per-contract fee
         code = contract_code(position.contract, month)
         for instrument, side, price in ((position.instrument, -position.sign, sold), (code, position.sign, bought)):
             self.account.fills.append(Fill(alert_id=f"{position.entry_alert}:roll:{month:%Y-%m}", model=position.model, ticker=position.ticker,

@@ -187,30 +187,27 @@ def figures(returns: np.ndarray, periods_per_year: float) -> dict[str, float]:
     return {name: figures[name] for name in ("sharpe", "total_return", "max_drawdown", "bars")}
 
 
-def _scores(path: Path) -> dict[tuple[str, str, int], float]:
-    """(model, ticker, bar end) -> probability of the flow's scored bar closes (a resumed flow may have written one twice)."""
-    found = {}
+def _lines(path: Path) -> list[list]:
+    """The JSON lines the flow wrote to ``path`` (none if it wrote none); a resumed flow may have written some twice."""
+    found = []
     if path.exists():
         for line in path.read_bytes().splitlines():
             try:
-                model, bar, probability, *_ = msgspec.json.decode(line)
+                found.append(msgspec.json.decode(line))
             except (msgspec.DecodeError, ValueError):
                 continue  # a line a kill cut short: written again whole after the resume
-            found[(model, bar["ticker"], bar["end"])] = math.nan if probability is None else probability
     return found
+
+
+def _scores(path: Path) -> dict[tuple[str, str, int], float]:
+    """(model, ticker, bar end) -> probability of the flow's scored bar closes."""
+    return {(model, bar["ticker"], bar["end"]): math.nan if probability is None else probability
+            for model, bar, probability, *_ in _lines(path)}  # fmt: skip
 
 
 def _feature_rows(path: Path) -> dict[tuple[str, str, int], list[float]]:
-    """(model, ticker, bar end) -> the feature row the flow scored (a resumed flow may have written one twice)."""
-    found = {}
-    if path.exists():
-        for line in path.read_bytes().splitlines():
-            try:
-                model, ticker, end, values = msgspec.json.decode(line)
-            except (msgspec.DecodeError, ValueError):
-                continue  # a line a kill cut short: written again whole after the resume
-            found[(model, ticker, end)] = values
-    return found
+    """(model, ticker, bar end) -> the feature row the flow scored."""
+    return {(model, ticker, end): values for model, ticker, end, values in _lines(path)}
 
 
 def _names(home: Path, trained_id: str) -> list[str]:

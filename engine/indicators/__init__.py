@@ -4,6 +4,7 @@ from engine.indicators._base import (
     BAR_TIMESCALES,
     TICK_TIMESCALES,
     TIMESCALES,
+    TOLERANCE,
     Indicator,
     Parameter,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "TIMESCALES",
     "BAR_TIMESCALES",
     "TICK_TIMESCALES",
+    "TOLERANCE",
     "indicator_class",
     "check_params",
     "make",

@@ -25,12 +25,13 @@ from typing import ClassVar
 import msgspec
 import numpy as np
 
-__all__ = ["Indicator", "Parameter", "BAR_TIMESCALES", "TICK_TIMESCALES", "TIMESCALES", "TOLERANCE", "converged_after", "copy_state"]
+from engine.snapshot import copy_state
+
+__all__ = ["Indicator", "Parameter", "BAR_TIMESCALES", "TICK_TIMESCALES", "TIMESCALES", "TOLERANCE", "converged_after"]
 
 TIMESCALES = ("tick", "minute", "hour", "day", "week", "month")
 BAR_TIMESCALES = frozenset({"minute", "hour", "day", "week", "month"})
 TICK_TIMESCALES = frozenset({"tick"})
-
 
 
 def converged_after(decay: float, tolerance: float) -> int:
@@ -130,28 +131,6 @@ class Indicator:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
-
-
-_SLOTS: dict[type, tuple[str, ...]] = {}
-
-
-def _slots(cls: type) -> tuple[str, ...]:
-    names = _SLOTS.get(cls)
-    if names is None:
-        names = _SLOTS[cls] = tuple(name for klass in reversed(cls.__mro__) for name in getattr(klass, "__slots__", ()))
-    return names
-
-
-def copy_state(source: object, target: object) -> None:
-    """Overwrite ``target``'s state with ``source``'s (same class and sizes): buffers element by element, parts recursively."""
-    for name in _slots(type(source)):
-        value = getattr(source, name)
-        if type(value) is list or type(value) is np.ndarray:
-            getattr(target, name)[:] = value
-        elif hasattr(type(value), "__slots__"):
-            copy_state(value, getattr(target, name))
-        else:  # numbers, flags: immutable
-            setattr(target, name, value)
 
 
 def as_input(array: object) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.indicators import INDICATORS
+from engine.indicators import INDICATORS, TOLERANCE
 from tests import market, reference
 
 
@@ -61,7 +61,7 @@ def test_warmup_bars_converge_to_unlimited_history(name, series):
     _assert_converged(cls, columns, params, 1e-6)
 
 
-RECURSIVE = [name for name, cls in INDICATORS.items() if "tolerance" in {p.name for p in cls.parameters}]
+RECURSIVE = [name for name, cls in INDICATORS.items() if TOLERANCE in cls.parameters]
 
 
 @pytest.mark.parametrize("tolerance", [1e-6, 1e-4, 1e-2])
