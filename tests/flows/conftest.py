@@ -140,8 +140,9 @@ def policy_copy(space: Workspace, trained_id: str, suffix: str, **parameters: fl
 def state_digests(store: Path) -> dict[tuple[str, str], str]:
     """sha256 of each stateful step's latest snapshot per key (ticker, model) in a recovery store: case 36's state digests.
 
-    The source's resume position is left out (a stream's entry ids differ between two pushes of the same ticks), and the
-    policy's last scored row per ticker loses its ``received_at``: the wall clock, the one thing two runs cannot share.
+    The source's resume position is left out (a stream's entry ids differ between two pushes of the same ticks); the
+    policy's last scored row per ticker loses its ``received_at`` (the wall clock, which two runs cannot share) and its
+    dicts are taken in key order (several workers deliver a model's tickers in either order).
     """
     import hashlib
     import pickle
@@ -165,7 +166,11 @@ def state_digests(store: Path) -> dict[tuple[str, str], str]:
         state = pickle.loads(change)
         if step.endswith(".policy"):
             policy = decode_state(state, PolicyState)
-            policy.signals.latest = {t: msgspec.structs.replace(row, received_at=0) for t, row in policy.signals.latest.items()}
+            # Rows of several tickers reach one model in the order the workers deliver them: the dicts' content is the
+            # state, not their insertion order.
+            policy.signals.latest = {t: msgspec.structs.replace(row, received_at=0) for t, row in sorted(policy.signals.latest.items())}
+            policy.progress = dict(sorted(policy.progress.items()))
+            policy.pending = dict(sorted(policy.pending.items()))
             state = encode_state(policy)
         digests[(step, key)] = hashlib.sha256(state).hexdigest()
     return digests
