@@ -69,6 +69,7 @@ from engine import signals as signals_module
 from engine.bar_builder import BarBuilder
 from engine.calendar import CALENDARS, ExchangeClock
 from engine.features import FeatureVector
+from engine.options import contract_expiry
 from engine.models import SweepRequest, create_model
 from engine.packs import load_pack
 from engine.pipeline import Closed
@@ -286,9 +287,9 @@ def _sample_alert(model) -> Alert:
     end = int(datetime(2024, 3, 19, 15, 0, tzinfo=UTC).timestamp()) * 1_000_000_000
     bar = Bar(ticker="T000", start=end - 60_000_000_000, end=end, open=100.0, high=100.5, low=99.5, close=100.2)
     scored = Scored(model.trained_id, bar, 0.6, 11, 19801, 5000.5, 5000.51, 0.2, False, time.time_ns(), 1)
-    signal = Signal(scored, 1, "open", "entry", 100.2, 0.1, 99.8, 100.6, 0.6)
-    return build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=time.time_ns(),
-                       option=model.option)  # fmt: skip
+    expiry, _ = contract_expiry(model.clock, end, max(model.policy.expiry_sessions, 0))
+    signal = Signal(scored, 1, "open", "entry", 100.2, 0.1, 99.8, 100.6, 0.6, 100.0, expiry)
+    return build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=time.time_ns())
 
 
 def _floors(url: str, scorer, alert: Alert) -> None:

@@ -24,32 +24,29 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 import msgspec
 
-from engine.calendar import EPOCH, ExchangeClock, bars_per_year
+from engine.calendar import EPOCH, ExchangeClock, third_friday
 from engine.models import (
     FutureSettings,
     InstrumentSettings,
     OptionSettings,
     StockSettings,
 )
-from engine.options import option_price, option_strike, strike_score
+from engine.options import option_price, years_to_expiry
 from engine.schemas import Alert, FutureAlert, Lineage, OptionAlert, StockAlert
 from engine.signals import Signal
 
-__all__ = ["alert_id", "nanoseconds", "next_bar_end", "listed_expiry", "years_to_expiry", "strike_increment", "on_grid", "contract_month",
-           "contract_code", "build_alert", "resolve", "RULES"]  # fmt: skip
+__all__ = ["alert_id", "nanoseconds", "next_bar_end", "contract_month", "contract_code", "build_alert", "resolve", "RULES"]
 
 RULES = ("first-wins", "highest-confidence", "ensemble")
 """The conflict rules a user can choose."""
 Rule = Literal["first-wins", "highest-confidence", "ensemble"]
 
-_WEEKLY_LIMIT = 60  # sessions: beyond this target only the monthly expiries are listed
 _MONTH_CODES = "FGHJKMNQUVXZ"
 _QUARTERLY = frozenset({"ES", "MES", "NQ", "MNQ", "YM", "MYM", "RTY", "M2K", "ZN", "ZB", "ZF", "ZT", "6E", "6J", "6B", "6A", "6C"})
 
@@ -63,46 +60,6 @@ def alert_id(model: str, ticker: str, bar_end: int, intent: str) -> str:
 def _stamp(seconds: int) -> str:
     # Every ticker's bar of a minute ends at the same second: a burst of alerts formats it once.
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def listed_expiry(clock: ExchangeClock, session: int, sessions: int) -> int:
-    """The day number of the listed expiry for a target ``sessions`` trading sessions after ``session``."""
-    day, left = session, sessions
-    while left > 0:
-        day += 1
-        left -= clock.trades(day)
-    if sessions == 0:
-        return day
-    if sessions <= _WEEKLY_LIMIT:
-        friday = day + (1 - day) % 7  # day 1 (1970-01-02) was a Friday
-        return _trading_on_or_before(clock, friday)
-    third_friday = _third_friday(EPOCH + timedelta(days=day))
-    if third_friday < day:
-        moment = EPOCH + timedelta(days=day)
-        third_friday = _third_friday(date(moment.year + moment.month // 12, moment.month % 12 + 1, 1))
-    return _trading_on_or_before(clock, third_friday)
-
-
-def _third_friday(moment: date) -> int:
-    first = (date(moment.year, moment.month, 1) - EPOCH).days
-    return first + (1 - first) % 7 + 14
-
-
-def _trading_on_or_before(clock: ExchangeClock, day: int) -> int:
-    while not clock.trades(day):
-        day -= 1
-    return day
-
-
-def strike_increment(spot: float) -> float:
-    """The listed strike spacing near ``spot``: 0.5 below $25, 1 below $200, 5 below $1,000, then 10."""
-    return 0.5 if spot < 25 else 1.0 if spot < 200 else 5.0 if spot < 1000 else 10.0
-
-
-def on_grid(strike: float, spot: float) -> float:
-    """``strike`` rounded to the nearest listed strike."""
-    step = strike_increment(spot)
-    return max(round(strike / step) * step, step)
 
 
 def contract_code(root: str, month: date) -> str:
@@ -120,7 +77,7 @@ def contract_month(root: str, day: int, position: Literal["front", "back"], roll
     moment = EPOCH + timedelta(days=day)
     month = moment.year * 12 + moment.month - 1
     month += (2 - month) % step  # the cycle's next contract month: March, June, September, December (month 2 counting from 0)
-    expiry = _third_friday(date(month // 12, month % 12 + 1, 1))
+    expiry = third_friday(date(month // 12, month % 12 + 1, 1))
     if day >= (expiry - 4 if roll == "volume" else expiry + 1):  # the Monday of the third Friday's week, or the day after it
         month += step
     if position == "back":
@@ -136,13 +93,12 @@ def build_alert(
     *,
     multiplier: int = 100,
     emitted_at: int,
-    option: tuple[int, float] | None = None,
 ) -> Alert:
     """The alert a trader acts on for ``signal``, as the model's instrument settings say.
 
-    ``option`` is the contract rule its policy trades, (sessions to expiry, strike score),
-    as the sweep's row chose them (``dte_target``, ``strike_selection``); None takes the
-    instrument settings' ``default_dte`` and ``default_strike``.
+    An option alert names the contract the policy kernel chose (the signal's strike and
+    expiry, from the rule the sweep's row chose: ``dte_target``, ``strike_selection``),
+    so that the alert, the backtest and the paper broker trade one contract.
     """
     row = signal.scored
     bar = row.bar
@@ -173,25 +129,20 @@ def build_alert(
         code = contract_code(settings.contract, month)
         return FutureAlert(ticker=bar.ticker, quantity=settings.contract_size, entry_price=signal.price, contract=settings.contract,
                            contract_month=f"{month:%Y-%m}", contracts=settings.contract_size, contract_code=code, **common)  # fmt: skip
-    rule = option if option is not None else (settings.default_dte, strike_score(settings.default_strike))
-    return _option_alert(signal, settings, clock, multiplier, rule, common)
+    return _option_alert(signal, settings, clock, multiplier, common)
 
 
-def _option_alert(signal: Signal, settings: OptionSettings, clock: ExchangeClock, multiplier: int, rule: tuple[int, float],
-                  common: dict) -> OptionAlert:  # fmt: skip
+def _option_alert(signal: Signal, settings: OptionSettings, clock: ExchangeClock, multiplier: int, common: dict) -> OptionAlert:
     row = signal.scored
     bar = row.bar
+    if signal.expiry < 0:
+        raise ValueError(f"{row.model}: an option signal without its contract (the policy's expiry_sessions is not set)")
     kind = signal.direction if signal.intent == "open" else -signal.direction  # a close sells the contract it bought
-    sessions, score = rule
-    expiry = _listed(clock, row.session, sessions)
-    years = years_to_expiry(clock, row.session, bar.end, expiry)
+    strike, expiry = signal.strike, signal.expiry
     volatility = row.volatility
-    strike, premium = math.nan, None
-    if volatility == volatility and volatility > 0:
-        strike = on_grid(option_strike(kind, bar.close, score, years, volatility), bar.close)
-        premium = option_price(kind, bar.close, strike, years, volatility)
-    else:  # nothing to price with yet: the at-the-money strike, and no premium
-        strike = on_grid(bar.close, bar.close)
+    premium = None
+    if volatility == volatility and volatility > 0:  # indicative: at the close, where the order fills at the next price
+        premium = option_price(kind, bar.close, strike, years_to_expiry(clock, row.session, bar.end, expiry), volatility)
     common["action"] = "BUY" if signal.intent == "open" else "SELL"  # options are bought to open, sold to close
     return OptionAlert(
         ticker=bar.ticker,
@@ -225,25 +176,6 @@ def _next_session(clock: ExchangeClock, session: int) -> tuple[int, int]:
     while not clock.trades(day):
         day += 1
     return clock.session_bounds(day)
-
-
-@functools.lru_cache(maxsize=4096)
-def _listed(clock: ExchangeClock, session: int, sessions: int) -> int:
-    return listed_expiry(clock, session, sessions)  # one per session date and target
-
-
-def years_to_expiry(clock: ExchangeClock, session: int, ts: int, expiry: int) -> float:
-    """Trading years from ``ts`` (in the session dated ``session``) to the close of the expiry session: an option's time left."""
-    opens, closes, later, per_year = _span(clock, session, expiry)
-    return (min(max((closes - ts) / (closes - opens), 0.0), 1.0) + later) / per_year
-
-
-@functools.lru_cache(maxsize=4096)
-def _span(clock: ExchangeClock, session: int, expiry: int) -> tuple[int, int, int, float]:
-    """(session open, session close, whole sessions after it until the expiry, sessions a year): one per session and expiry."""
-    opens, closes = clock.session_bounds(session)
-    later = sum(clock.trades(day) for day in range(session + 1, expiry + 1))
-    return opens, closes, later, bars_per_year(clock.calendar, "1d")
 
 
 def resolve(rule: Rule, alerts: Sequence[Alert], order: Sequence[str] = ()) -> tuple[list[Alert], str | None]:

@@ -9,7 +9,8 @@ what alerts live. One step, in this order:
 
 1. **The open.** An option past its expiry settles at its last mark; a trade whose
    time stop is due leaves at the open; the orders decided at the previous close
-   fill by their entry type (`engine.policy.entry_fill`) or lapse.
+   fill by their entry type (`engine.policy.entry_fill`) or lapse (an option order also when its contract has
+   expired or is worth nothing by then).
 2. **Inside the bar.** Stop-loss, then take-profit, against the high and low.
 3. **The close.** Open trades are marked to the close; an option that expires
    there settles at its intrinsic value; on the history's last bar everything left
@@ -21,7 +22,10 @@ what alerts live. One step, in this order:
    universe order); the best ``ceil(top_pct% x N)`` take the free slots of
    ``max_positions`` while the session's ``max_trades_per_day`` and the
    ``max_exposure`` last. Each entry is sized (`engine.policy.position_size`) and
-   starts its (ticker, side) cooldown of ``cooldown_minutes`` of event time.
+   starts its (ticker, side) cooldown of ``cooldown_minutes`` of event time. An
+   option entry names its contract here, as its alert does: the listed expiry the
+   caller gives (`engine.options.contract_expiry`) and the listed strike of the
+   rule's delta at the close; it fills at that contract's premium at the open.
 
 The state is a handful of fixed-size arrays (`Book`), so a compiled loop runs many
 configurations at once and the live flow snapshots it as plain values. Every
@@ -36,7 +40,7 @@ import math
 import numpy as np
 
 from engine._jit import helper, kernel
-from engine.options import option_price, option_strike
+from engine.options import on_grid, option_price, option_strike
 from engine.policy import (
     ENTRY_TYPES,
     EXIT_END,
@@ -67,11 +71,13 @@ _NS_PER_MINUTE = 60_000_000_000
 # its option kind (+1 call, -1 put, 0 the ticker itself), whether its time stop was announced.
 _TICKER, _DIRECTION, _SIGN, _ENTERED, _DUE, _KIND, _ANNOUNCED = range(7)
 # Float columns: entry price, the underlying's stop and target, weight (size * sign / entry: its return per unit of
-# price move), last mark, an option's strike, expiry (on the session clock) and volatility, the committed size.
-_ENTRY_PRICE, _STOP_PRICE, _TARGET_PRICE, _WEIGHT, _LAST, _STRIKE_PRICE, _EXPIRES, _SIGMA, _COMMITTED = range(9)
-# An order decided at a close waits for the next open: ticker and direction; reference price, volatility, size.
+# price move), last mark, an option's strike, expiry (on the session clock) and volatility, the committed size, the
+# option's expiry as a day number.
+_ENTRY_PRICE, _STOP_PRICE, _TARGET_PRICE, _WEIGHT, _LAST, _STRIKE_PRICE, _EXPIRES, _SIGMA, _COMMITTED, _EXPIRY_DAY = range(10)
+# An order decided at a close waits for the next open: ticker and direction; reference price, volatility, size, and an
+# option's contract as the decision chose it: strike, expiry on the session clock and as a day number.
 _ORDER_TICKER, _ORDER_DIRECTION = range(2)
-_ORDER_REFERENCE, _ORDER_VOLATILITY, _ORDER_SIZE = range(3)
+_ORDER_REFERENCE, _ORDER_VOLATILITY, _ORDER_SIZE, _ORDER_STRIKE, _ORDER_EXPIRES, _ORDER_EXPIRY_DAY = range(6)
 # Per ticker: in a position (0/1), the event time its long and its short cooldown end.
 _HOLDING, _COOLDOWN_LONG, _COOLDOWN_SHORT = range(3)
 # Counters: open trades, orders waiting, the session the daily count is of, entries that session, steps taken, killed.
@@ -79,14 +85,16 @@ _OPEN, _ORDERS, _SESSION, _TODAY, _STEPS, _KILLED = range(6)
 
 OPEN, CLOSE = 1, 2
 """Kinds of event: an entry decided at the close, an exit."""
-EVENT_COLUMNS = 9
+EVENT_COLUMNS = 11
 """An event row: kind, ticker, direction of its order (+1 buy, -1 sell), price (the underlying's: the close an
-entry is decided at, the level an exit leaves at), exit reason, stop, target, size, confidence."""
-LOG_COLUMNS = 10
-"""A round trip: ticker, direction, entry step, entry price, exit step, exit price, reason, net return, strike, size."""
+entry is decided at, the level an exit leaves at), exit reason, stop, target, size, confidence, and an option's
+contract: strike and expiry day (NaN for the ticker itself)."""
+LOG_COLUMNS = 11
+"""A round trip: ticker, direction, entry step, entry price, exit step, exit price, reason, net return, strike, size,
+expiry day (the last two NaN for the ticker itself)."""
 
 
-@state
+@state(revision=2)  # 2: an order holds its option contract, a slot its expiry day
 class Book:
     """The policy state of one model over ``tickers`` tickers with ``slots`` (max_positions) trade slots."""
 
@@ -126,7 +134,7 @@ def empty(slots: int, tickers: int) -> tuple:
     counters = np.zeros(6, np.int64)
     counters[_SESSION] = never
     tally = np.zeros(5)  # trades, winners, gross profit, gross loss, bars with a trade open
-    return slot_ints, np.zeros((slots, 9)), np.zeros((slots, 2), np.int64), np.zeros((slots, 3)), ticker_state, counters, tally
+    return slot_ints, np.zeros((slots, 10)), np.zeros((slots, 2), np.int64), np.zeros((slots, 6)), ticker_state, counters, tally
 
 
 @helper
@@ -153,7 +161,7 @@ def _confidence(probability: float, direction: int, side: int) -> float:
 
 
 @helper
-def _event(events, count, kind, ticker, direction, price, reason, stop, target, size, confidence) -> int:
+def _event(events, count, kind, ticker, direction, price, reason, stop, target, size, confidence, strike, expiry) -> int:
     if count < events.shape[0]:
         events[count, 0] = kind
         events[count, 1] = ticker
@@ -164,6 +172,8 @@ def _event(events, count, kind, ticker, direction, price, reason, stop, target, 
         events[count, 6] = target
         events[count, 7] = size
         events[count, 8] = confidence
+        events[count, 9] = strike
+        events[count, 10] = expiry
     return count + 1
 
 
@@ -187,6 +197,7 @@ def _leave(s, t, price, reason, commission, slot_ints, slot_floats, tickers, cou
         log[row, 7] = net
         log[row, 8] = slot_floats[s, _STRIKE_PRICE]
         log[row, 9] = size
+        log[row, 10] = slot_floats[s, _EXPIRY_DAY]
     tally[0] += 1.0
     if net > 0.0:
         tally[1] += 1.0
@@ -202,16 +213,18 @@ def _leave(s, t, price, reason, commission, slot_ints, slot_floats, tickers, cou
 @helper
 def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, tally, config,
          open_, high, low, close, probability, ranking, volatility, row, best, hour, session, end, opened, closed,
-         sessions_per_year, last, log, events, written):  # fmt: skip
+         sessions_per_year, expires, expiry_day, last, log, events, written):  # fmt: skip
     """One bar of the universe through the policy; returns (the portfolio's return over the bar, events written in all).
 
     Row ``row`` of ``open_`` to ``volatility`` holds the universe's values at this bar
     (NaN for a ticker without one; a backtest passes its whole history, the live flow
     one row); ``ranking`` and ``best`` come from `rank`; ``hour`` is the bar's
     exchange-local hour, ``session`` its session date, ``end`` its end (event time, ns),
-    ``opened`` and ``closed`` the session clock at its open and close; ``last`` closes
-    everything at the close (the end of a backtest's history). Events go to
-    ``events`` from row ``written`` on.
+    ``opened`` and ``closed`` the session clock at its open and close; ``expires`` and
+    ``expiry_day`` the expiry of the option an entry decided at this close buys
+    (`engine.options.contract_expiry`: on the session clock and as a day number; NaN
+    when the model trades the ticker itself); ``last`` closes everything at the close
+    (the end of a backtest's history). Events go to ``events`` from row ``written`` on.
     """
     t = counters[_STEPS]
     counters[_STEPS] = t + 1
@@ -243,7 +256,7 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
                 if slot_ints[s, _ANNOUNCED] == 0:
                     written = _event(events, written, CLOSE, i, -slot_ints[s, _DIRECTION], open_[row, i], EXIT_EXPIRY,
                                      slot_floats[s, _STOP_PRICE], slot_floats[s, _TARGET_PRICE], slot_floats[s, _COMMITTED],
-                                     0.0)  # fmt: skip
+                                     0.0, slot_floats[s, _STRIKE_PRICE], slot_floats[s, _EXPIRY_DAY])  # fmt: skip
                 r += _leave(s, t, slot_floats[s, _LAST], EXIT_EXPIRY, commission, slot_ints, slot_floats, tickers, counters, tally, log)
             elif t >= slot_ints[s, _DUE] and open_[row, i] == open_[row, i]:
                 price = open_[row, i]
@@ -260,28 +273,31 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
         price = entry_fill(entry_type, d, order_floats[k, _ORDER_REFERENCE], open_[row, i], high[row, i], low[row, i], underlying_slippage)
         if price != price or counters[_OPEN] == slots:
             continue  # unfilled, or its slot's trade could not leave (no bar for that ticker)
+        underlying = price
+        if options:  # the contract the decision named, at its premium now
+            price = option_price(d, underlying, order_floats[k, _ORDER_STRIKE],
+                                 (order_floats[k, _ORDER_EXPIRES] - opened) / sessions_per_year, order_floats[k, _ORDER_VOLATILITY])  # fmt: skip
+            if not price > 0.0 or opened >= order_floats[k, _ORDER_EXPIRES]:
+                continue  # its contract expired before a bar came to fill it, or is worth nothing: it lapses
+            if entry_type != _LIMIT:
+                price = fill_price(price, 1, slippage)
         s = 0
         while slot_ints[s, _TICKER] >= 0:
             s += 1
         size = order_floats[k, _ORDER_SIZE]
-        slot_floats[s, _STOP_PRICE], slot_floats[s, _TARGET_PRICE] = exit_levels(d, price, stop_loss, take_profit)
+        slot_floats[s, _STOP_PRICE], slot_floats[s, _TARGET_PRICE] = exit_levels(d, underlying, stop_loss, take_profit)
         if options:
             slot_ints[s, _KIND] = d
             slot_ints[s, _SIGN] = 1  # long the premium, a call or a put
-            expires = math.floor(opened) + config[_EXPIRY] + 1.0  # the close of its last session
-            years = (expires - opened) / sessions_per_year
-            sigma = order_floats[k, _ORDER_VOLATILITY]
-            strike = option_strike(d, price, config[_STRIKE], years, sigma)
-            price = option_price(d, price, strike, years, sigma)
-            if entry_type != _LIMIT:
-                price = fill_price(price, 1, slippage)
-            slot_floats[s, _EXPIRES] = expires
-            slot_floats[s, _STRIKE_PRICE] = strike
-            slot_floats[s, _SIGMA] = sigma
+            slot_floats[s, _EXPIRES] = order_floats[k, _ORDER_EXPIRES]
+            slot_floats[s, _STRIKE_PRICE] = order_floats[k, _ORDER_STRIKE]
+            slot_floats[s, _SIGMA] = order_floats[k, _ORDER_VOLATILITY]
+            slot_floats[s, _EXPIRY_DAY] = order_floats[k, _ORDER_EXPIRY_DAY]
         else:
             slot_ints[s, _KIND] = 0
             slot_ints[s, _SIGN] = d
             slot_floats[s, _STRIKE_PRICE] = math.nan
+            slot_floats[s, _EXPIRY_DAY] = math.nan
         slot_ints[s, _TICKER] = i
         slot_ints[s, _DIRECTION] = d
         slot_ints[s, _ENTERED] = t
@@ -317,10 +333,10 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
                 mark = close[row, i]
                 expired = False
             else:  # an option's level is reached at the open (a gap) or, pessimistically, at the close's time to expiry
-                strike, sigma, expires = slot_floats[s, _STRIKE_PRICE], slot_floats[s, _SIGMA], slot_floats[s, _EXPIRES]
-                years = (expires - closed) / sessions_per_year
+                strike, sigma, held = slot_floats[s, _STRIKE_PRICE], slot_floats[s, _SIGMA], slot_floats[s, _EXPIRES]
+                years = (held - closed) / sessions_per_year
                 if reason != EXIT_NONE:
-                    at = (expires - opened) / sessions_per_year if level == open_[row, i] else years
+                    at = (held - opened) / sessions_per_year if level == open_[row, i] else years
                     level = option_price(kind, level, strike, at, sigma)
                 mark = option_price(kind, close[row, i], strike, years, sigma)
                 expired = years <= 0.0
@@ -335,7 +351,8 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
                     p = probability[row, i]
                     written = _event(events, written, CLOSE, i, -direction, underlying, reason, slot_floats[s, _STOP_PRICE],
                                      slot_floats[s, _TARGET_PRICE], slot_floats[s, _COMMITTED],
-                                     _confidence(p, direction, side) if p == p else 0.0)  # fmt: skip
+                                     _confidence(p, direction, side) if p == p else 0.0, slot_floats[s, _STRIKE_PRICE],
+                                     slot_floats[s, _EXPIRY_DAY])  # fmt: skip
                 r += _leave(s, t, price, reason, commission, slot_ints, slot_floats, tickers, counters, tally, log)
             else:
                 r += slot_floats[s, _WEIGHT] * (mark - slot_floats[s, _LAST])
@@ -357,7 +374,8 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
                 direction = slot_ints[s, _DIRECTION]
                 written = _event(events, written, CLOSE, i, -direction, close[row, i], EXIT_TIME, slot_floats[s, _STOP_PRICE],
                                  slot_floats[s, _TARGET_PRICE], slot_floats[s, _COMMITTED],
-                                 _confidence(p, direction, side) if p == p else 0.0)  # fmt: skip
+                                 _confidence(p, direction, side) if p == p else 0.0, slot_floats[s, _STRIKE_PRICE],
+                                 slot_floats[s, _EXPIRY_DAY])  # fmt: skip
         else:
             exposure += slot_floats[s, _COMMITTED]
     if _no_entry(counters, config, best, hour, session):
@@ -387,15 +405,25 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
         if size <= 1e-12:
             continue  # no exposure left for it
         exposure += size
+        reference = close[row, i]
+        strike = math.nan
+        if options:  # the listed contract of the rule's delta, as the close and the time it has left there give it
+            sigma = volatility[row, i]
+            strike = on_grid(option_strike(direction, reference, config[_STRIKE], (expires - closed) / sessions_per_year, sigma),
+                             reference)  # fmt: skip
         order_ints[orders, _ORDER_TICKER] = i
         order_ints[orders, _ORDER_DIRECTION] = direction
-        order_floats[orders, _ORDER_REFERENCE] = close[row, i]
+        order_floats[orders, _ORDER_REFERENCE] = reference
         order_floats[orders, _ORDER_VOLATILITY] = volatility[row, i]
         order_floats[orders, _ORDER_SIZE] = size
+        order_floats[orders, _ORDER_STRIKE] = strike
+        order_floats[orders, _ORDER_EXPIRES] = expires
+        order_floats[orders, _ORDER_EXPIRY_DAY] = expiry_day
         orders += 1
         tickers[i, _COOLDOWN_LONG if direction > 0 else _COOLDOWN_SHORT] = end + cooldown
-        stop, target = exit_levels(direction, close[row, i], stop_loss, take_profit)
-        written = _event(events, written, OPEN, i, direction, close[row, i], 0, stop, target, size, confidence)
+        stop, target = exit_levels(direction, reference, stop_loss, take_profit)
+        written = _event(events, written, OPEN, i, direction, reference, 0, stop, target, size, confidence, strike,
+                         expiry_day if options else math.nan)  # fmt: skip
     counters[_ORDERS] = orders
     counters[_TODAY] += orders
     return r, written
@@ -447,7 +475,8 @@ def _leaving(slot_ints, i, t) -> bool:
 
 @kernel
 def live_step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, tally, config,
-              open_, high, low, close, probability, hour, session, end, opened, closed, sessions_per_year, volatility, events):  # fmt: skip
+              open_, high, low, close, probability, hour, session, end, opened, closed, sessions_per_year, expires, expiry_day,
+              volatility, events):  # fmt: skip
     """`step` at one live bar close of the universe, ranking first; returns the events written."""
     ranking = np.empty((1, close.shape[0]), np.int64)
     best = rank(probability, close, ranking[0])
@@ -455,5 +484,5 @@ def live_step(slot_ints, slot_floats, order_ints, order_floats, tickers, counter
     _, written = step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, tally, config,
                       open_.reshape(1, -1), high.reshape(1, -1), low.reshape(1, -1), close.reshape(1, -1),
                       probability.reshape(1, -1), ranking, volatility.reshape(1, -1), 0, best, hour, session, end, opened,
-                      closed, sessions_per_year, False, no_log, events, 0)  # fmt: skip
+                      closed, sessions_per_year, expires, expiry_day, False, no_log, events, 0)  # fmt: skip
     return written

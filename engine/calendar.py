@@ -31,7 +31,7 @@ from engine.snapshot import state
 
 __all__ = [
     "Calendar", "CALENDARS", "calendar", "local_clock", "local_to_utc", "session_days", "trading_days", "bars_per_year",
-    "session_clock", "close_minutes", "ExchangeClock",
+    "session_clock", "close_minutes", "third_friday", "ExchangeClock",
 ]  # fmt: skip
 
 NS_PER_MINUTE = 60_000_000_000
@@ -146,6 +146,12 @@ def bars_per_year(cal: Calendar, cadence: str) -> float:
     return {"d": days, "w": 52.0, "mo": 12.0}[parsed.unit] / parsed.count
 
 
+def third_friday(moment: date) -> int:
+    """The day number of the third Friday of ``moment``'s month: where monthly options and futures expire."""
+    first = (date(moment.year, moment.month, 1) - EPOCH).days
+    return first + (1 - first) % 7 + 14  # day 1 (1970-01-02) was a Friday
+
+
 def session_clock(start: np.ndarray, end: np.ndarray, cal: Calendar, intraday: bool) -> tuple[np.ndarray, np.ndarray]:
     """Trading sessions elapsed at each bar's open and at its close, from the first bar's session.
 
@@ -173,7 +179,7 @@ def session_clock(start: np.ndarray, end: np.ndarray, cal: Calendar, intraday: b
     return ordinal + 1.0 - np.clip(left_at_open, 0.0, 1.0), ordinal + 1.0 - np.clip(left_at_close, 0.0, 1.0)
 
 
-@state(derived=("_zone", "_offsets", "_holidays", "_early", "_minutes", "_ordinals"))
+@state(derived=("_zone", "_offsets", "_holidays", "_early", "_minutes", "_ordinals", "_sessions"))
 class ExchangeClock:
     """One calendar's local time of single timestamps, for the streaming path.
 
@@ -184,7 +190,7 @@ class ExchangeClock:
     same few minutes.
     """
 
-    __slots__ = ("calendar", "_zone", "_offsets", "_holidays", "_early", "_minutes", "_ordinals")
+    __slots__ = ("calendar", "_zone", "_offsets", "_holidays", "_early", "_minutes", "_ordinals", "_sessions")
 
     def __init__(self, cal: Calendar) -> None:
         self.calendar = cal
@@ -194,6 +200,7 @@ class ExchangeClock:
         self._early: dict[int, frozenset[int]] = {}
         self._minutes: dict[int, tuple[tuple[int, int], tuple[int, bool]]] = {}  # UTC minute -> (local, session)
         self._ordinals: dict[int, int] = {}  # session date -> trading sessions before it since 1970
+        self._sessions = np.zeros(0, np.int64)  # trading days since 1970, as far ahead as asked
 
     def rebuild(self) -> None:
         """Start the caches afresh: a snapshot keeps only the calendar."""
@@ -273,9 +280,7 @@ class ExchangeClock:
         """
         cal = self.calendar
         day = self.session(start)[0]
-        base = self._ordinals.get(day)
-        if base is None:
-            base = self._ordinals[day] = len(trading_days(cal, 0, day - 1))
+        base = self.ordinal(day)
         if not intraday:  # from the bar's first session to after its last one
             last = self.session(end - 1)[0]
             return float(base), float(base + sum(1 for d in range(day, last + 1) if self.trades(d)))
@@ -285,6 +290,15 @@ class ExchangeClock:
         left_at_open = ((close - self.local(start)[1] - 1) % 1440 + 1) / length
         left_at_close = ((close - self.local(end)[1]) % 1440) / length
         return base + 1.0 - min(max(left_at_open, 0.0), 1.0), base + 1.0 - min(max(left_at_close, 0.0), 1.0)
+
+    def ordinal(self, day: int) -> int:
+        """Trading sessions before the one dated ``day``, since 1970: the session clock at its open."""
+        base = self._ordinals.get(day)
+        if base is None:
+            if len(self._sessions) == 0 or day > self._sessions[-1]:  # a decade ahead at a time: an expiry is a lookup
+                self._sessions = trading_days(self.calendar, 0, day + 3660)
+            base = self._ordinals[day] = int(np.searchsorted(self._sessions, day))
+        return base
 
     def session_bounds(self, day: int) -> tuple[int, int]:
         """UTC (open, close) of the session dated ``day`` (its early close, if it has one); a session opening in the

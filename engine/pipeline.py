@@ -70,9 +70,10 @@ class _Cadence:
         self.last_session = -1
 
 
-@state(derived=("scorer",))
+@state(derived=("scorer", "row"))
 class _Model:
-    """One model's features on the ticker; its scorer is bound, not state (an ONNX session cannot be snapshotted)."""
+    """One model's features on the ticker; its scorer is bound, not state (an ONNX session cannot be snapshotted), and its
+    row is the scorer's input buffer, rewritten at each close."""
 
     __slots__ = ("cadence", "option", "intraday", "ticks", "features", "indicators", "scorer", "row")
 
@@ -92,6 +93,7 @@ class _Model:
     def rebuild(self) -> None:
         """Restored from a snapshot: no scorer until `Pipeline.subscribe` binds the model's again."""
         self.scorer = None
+        self.row = np.empty((1, len(self.features.features)), dtype=np.float32)
 
     def restart(self) -> None:
         """Forget every indicator's history (the price level it described is gone)."""

@@ -10,7 +10,9 @@ and turns the step's events into `Signal`s:
   bar is signalled at its close, at the level; a time stop at the close before the
   open it leaves at.
 - **Entries** at the close, for the next bar's open, with the size, stop and target
-  the policy gave them.
+  the policy gave them; an option's with the contract the kernel chose
+  (`engine.options.contract_expiry`'s expiry, the listed strike of the rule's
+  delta), and its exits with the contract it holds.
 
 Cooldowns and counts run on event time and session dates, never the wall clock, so
 a replay at any speed and a resumed run take the same decisions.
@@ -24,6 +26,8 @@ import msgspec
 import numpy as np
 
 from engine.book import CLOSE, EVENT_COLUMNS, Book, live_step
+from engine.calendar import ExchangeClock
+from engine.options import contract_expiry
 from engine.policy import EXIT_REASONS, Policy
 from engine.schemas import Bar
 from engine.snapshot import state
@@ -74,6 +78,10 @@ class Signal(msgspec.Struct, frozen=True, array_like=True):
     target: float
     confidence: float
     """The probability behind the order's side: ``p`` for a one-sided model or a buy, ``1 - p`` for a two-sided sell."""
+    strike: float = math.nan
+    """An option's listed strike: the one bought, or the one held for an exit; NaN for the ticker itself."""
+    expiry: int = -1
+    """An option's expiry as a day number; -1 for the ticker itself."""
 
 
 @state(derived=("_config", "_index", "_events"))
@@ -105,8 +113,8 @@ class Signals:
     def killed(self, on: bool) -> None:
         self.book.killed = on
 
-    def close(self, rows: list[Scored]) -> list[Signal]:
-        """The exits and entries at one bar close of the universe (``rows``: the tickers that had a bar)."""
+    def close(self, rows: list[Scored], clock: ExchangeClock) -> list[Signal]:
+        """The exits and entries at one bar close of the universe (``rows``: the tickers that had a bar, on ``clock``'s calendar)."""
         n = len(self.universe)
         nan = math.nan
         columns = np.full((6, n), nan)  # open, high, low, close, probability, volatility
@@ -119,19 +127,23 @@ class Signals:
             self.latest[bar.ticker] = row
         first = rows[0]
         end = first.bar.end
+        expiry, expires = -1, nan
+        if self.policy.expiry_sessions >= 0:
+            expiry, expires = contract_expiry(clock, end, self.policy.expiry_sessions)
         written = live_step(*self.book.arrays(), self._config, columns[0], columns[1], columns[2], columns[3], columns[4],
-                            first.hour, first.session, end, first.opened, first.closed, self._per_year, columns[5],
-                            self._events)  # fmt: skip
+                            first.hour, first.session, end, first.opened, first.closed, self._per_year, expires, float(expiry),
+                            columns[5], self._events)  # fmt: skip
         signals = []
-        for kind, ticker, direction, price, reason, stop, target, size, confidence in self._events[:written].tolist():
+        for kind, ticker, direction, price, reason, stop, target, size, confidence, strike, day in self._events[:written].tolist():
             name = self.universe[int(ticker)]
             row = self.latest[name]
             if row.bar.end != end:  # an exit on a bar the ticker did not have: dated by this close, priced by its last
                 bar = msgspec.structs.replace(row.bar, start=first.bar.start, end=end)
                 row = msgspec.structs.replace(row, bar=bar, hour=first.hour, session=first.session, received_at=first.received_at)
+            contract = int(day) if day == day else -1
             if kind == CLOSE:
                 signals.append(Signal(row, int(direction), "close", EXIT_REASONS[int(reason)], price if price == price else row.bar.close,
-                                      size, stop, target, confidence))  # fmt: skip
+                                      size, stop, target, confidence, strike, contract))  # fmt: skip
             else:
-                signals.append(Signal(row, int(direction), "open", "entry", price, size, stop, target, confidence))
+                signals.append(Signal(row, int(direction), "open", "entry", price, size, stop, target, confidence, strike, contract))
         return signals

@@ -16,8 +16,10 @@ by accident. A member that is not state (an ONNX scorer, an exchange clock's cac
 is declared by its class, ``@state(derived=(...))``, and rebuilt from the state by
 the class's ``rebuild()`` after a restore.
 
-The *layout* (`layout`) lists every registered class with its fields in order, the
-Bytewax version and this encoding's format; its hash is the layout version. A new
+The *layout* (`layout`) lists every registered class with its fields in order (and
+the revision a class declares when its fields keep their names but change form, as
+arrays of another width do), the Bytewax version and this encoding's format; its
+hash is the layout version. A new
 version of the code with the same layout reads the snapshots of the old one; a
 snapshot of another layout is refused (`decode_state`), and `Layout.changes` says
 what differs.
@@ -53,6 +55,7 @@ _FIX = "delete the recovery folder to start fresh (the flow then replays from th
 
 _CLASSES: dict[type, tuple[str, tuple[str, ...], bool, bool]] = {}
 """Registered class -> (name, state fields in order, whether it is a msgspec Struct, whether it has derived members)."""
+_REVISIONS: dict[str, int] = {}
 _NAMED: dict[str, type] = {}
 _version: str | None = None  # of the current layout, once asked for
 
@@ -63,6 +66,8 @@ class Layout(msgspec.Struct, frozen=True):
     format: int
     bytewax: str
     classes: dict[str, tuple[str, ...]]
+    revisions: dict[str, int] = msgspec.field(default_factory=dict)
+    """Classes past their first revision: ``@state(revision=2)``."""
 
     @property
     def version(self) -> str:
@@ -89,6 +94,10 @@ class Layout(msgspec.Struct, frozen=True):
                         found.append(f"{name} {verb} field{'s' * (len(fields) > 1)} {', '.join(f'`{f}`' for f in fields)}")
                 if not gained and not lost:
                     found.append(f"{name}'s fields changed order")
+        for name in sorted(written.revisions.keys() | self.revisions.keys()):
+            before, now = written.revisions.get(name, 1), self.revisions.get(name, 1)
+            if before != now and name in written.classes and name in self.classes:
+                found.append(f"{name}'s state changed form (revision {before} to {now})")
         return found
 
 
@@ -99,12 +108,14 @@ class Snapshot(msgspec.Struct, frozen=True, array_like=True):
     state: msgspec.Raw
 
 
-def state(cls: type | None = None, /, *, derived: tuple[str, ...] = ()):
+def state(cls: type | None = None, /, *, derived: tuple[str, ...] = (), revision: int = 1):
     """Register ``cls`` as snapshot state: ``@state``, or ``@state(derived=(...))`` naming slots that are not state.
 
     A class with derived members defines ``rebuild(self)``, which sets them from the
     restored state. Slotted classes only (every base declares ``__slots__``), so the
     fields are known before any instance exists; msgspec Structs have no derived members.
+    Raise ``revision`` when a field keeps its name but not its form (an array's width),
+    so that snapshots of the old form are refused rather than misread.
     """
 
     def register(cls: type) -> type:
@@ -129,6 +140,8 @@ def state(cls: type | None = None, /, *, derived: tuple[str, ...] = ()):
             fields, struct = tuple(slot for slot in slots if slot not in derived), False
         _CLASSES[cls] = (name, fields, struct, bool(derived))
         _NAMED[name] = cls
+        if revision != 1:
+            _REVISIONS[name] = revision
         _version = None
         return cls
 
@@ -143,7 +156,7 @@ def _slots(cls: type) -> tuple[str, ...]:
 def layout() -> Layout:
     """The layout of the registered state classes (of the modules imported so far)."""
     classes = {name: fields for name, fields, _, _ in sorted(_CLASSES.values())}
-    return Layout(_FORMAT, version("bytewax"), classes)
+    return Layout(_FORMAT, version("bytewax"), classes, {name: _REVISIONS[name] for name in sorted(_REVISIONS) if name in classes})
 
 
 def _layout_version() -> str:

@@ -63,12 +63,6 @@ class ServingModel(msgspec.Struct, frozen=True, kw_only=True):
     def negative_prices(self) -> bool:
         return isinstance(self.settings, FutureSettings)
 
-    @property
-    def option(self) -> tuple[int, float] | None:
-        """The contract its alerts name, (sessions to expiry, strike score), as the sweep's row chose and the backtest priced."""
-        policy = self.policy
-        return (policy.expiry_sessions, policy.strike_score) if policy.expiry_sessions >= 0 else None
-
 
 class Registry:
     """The published models of one workspace, by trained id and by ticker."""

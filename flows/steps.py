@@ -116,7 +116,7 @@ def compile_helpers() -> None:
     """Load the policy kernel now (compiled, or from numba's cache), so that the first bar close does not wait for it."""
     prices = np.ones(1)
     live_step(*Book(1, 1).arrays(), np.zeros(len(Policy.__struct_fields__)), prices, prices, prices, prices, prices * 0.5,
-              0, 0, 0, 0.0, 1.0, 252.0, prices, np.zeros((3, EVENT_COLUMNS)))  # fmt: skip
+              0, 0, 0, 0.0, 1.0, 252.0, 2.0, 0.0, prices, np.zeros((3, EVENT_COLUMNS)))  # fmt: skip
 
 
 @state
@@ -308,13 +308,12 @@ class PolicyStep(StatefulBatchLogic):
         return out, StatefulBatchLogic.RETAIN
 
     def _decide(self, model: ServingModel, rows: list[Scored], out: list) -> None:
-        signals = self.state.signals.close(rows)
+        signals = self.state.signals.close(rows, model.clock)
         alerts: dict[str, list[Alert]] = {}
         if signals:
             emitted = _now()
             for signal in signals:
-                alert = build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=emitted,
-                                    option=model.option)  # fmt: skip
+                alert = build_alert(signal, model.settings, model.lineage, model.clock, multiplier=model.multiplier, emitted_at=emitted)
                 alerts.setdefault(signal.scored.bar.ticker, []).append(alert)
         for row in rows:
             out.append(Decided(row.bar.ticker, row.bar.end, row.peers, alerts.pop(row.bar.ticker, [])))

@@ -43,10 +43,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from engine.alerts import contract_code, contract_month, nanoseconds, years_to_expiry
+from engine.alerts import contract_code, contract_month, nanoseconds
 from engine.calendar import EPOCH, ExchangeClock
-from engine.options import option_price
 from engine.models import FutureSettings, InstrumentSettings
+from engine.options import option_price, years_to_expiry
 from engine.policy import (
     ENTRY_TYPES,
     EXIT_EXPIRY,
@@ -353,7 +353,11 @@ class Broker:
                 self._drop(order, "no volatility to price the option with")
                 return
             session, _ = self.clock.session(at)
-            price = option_price(kind, underlying, strike, years_to_expiry(self.clock, session, at, expiry), volatility)
+            years = years_to_expiry(self.clock, session, at, expiry)
+            price = option_price(kind, underlying, strike, years, volatility)
+            if not price > 0.0 or years <= 0.0 or session > expiry:  # as the policy kernel lets such an order lapse
+                self._drop(order, "its contract expired before a bar came to fill it, or is worth nothing")
+                return
             price = fill_price(price, 1, self._slippage(policy)) if policy.entry_type != ENTRY_TYPES["limit"] else price
             multiplier = settings.option_multiplier
             instrument = f"{alert.underlying} {alert.expiration:%Y-%m-%d} {alert.option_type[0].upper()} {strike:g}"

@@ -26,15 +26,16 @@ it, as the replay's flow was. The comparisons:
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 import numpy as np
 
 from engine.alerts import alert_id, nanoseconds
-from engine.calendar import calendar
+from engine.calendar import EPOCH, calendar
 from engine.policy import EXIT_END, EXIT_REASONS, Policy
+from engine.schemas import OptionAlert
 from engine.store import load_bars
 from engine.workspace import Workspace
 from packs import catalog
@@ -163,8 +164,11 @@ def report(home: Path, run_id: str) -> Parity:
             differences.append(Difference(what="decision", key=key, field="alert", backtest="no decision", replay="alerted", cause="unexplained"))
         for key in sorted(set(expected) & set(got)):
             d, alert = expected[key], got[key]
-            for field, want, have in (("reason", d.reason, alert.reason), ("price", d.price, alert.entry_price),
-                                      ("size", d.size, alert.position_size), ("confidence", d.confidence, alert.confidence)):  # fmt: skip
+            fields = [("reason", d.reason, alert.reason), ("price", d.price, alert.entry_price), ("size", d.size, alert.position_size),
+                      ("confidence", d.confidence, alert.confidence)]  # fmt: skip
+            if isinstance(alert, OptionAlert):  # the contract: the one the backtest priced
+                fields += [("strike", d.strike, alert.strike), ("expiration", str(EPOCH + timedelta(days=d.expiry)), str(alert.expiration))]
+            for field, want, have in fields:
                 if not _same(want, have):
                     differences.append(Difference(what="decision", key=key, field=field, backtest=_shown(want), replay=_shown(have),
                                                   cause="unexplained"))  # fmt: skip
@@ -293,7 +297,8 @@ def _trades(run: SimRun, model: str, market: Market, listed: list[Trade], book: 
                 differences.append(Difference(what="trade", key=key, field=field, backtest=_shown(want), replay=_shown(have), cause=cause))
         side = trade.direction if math.isnan(trade.strike) else 1  # of the entry: a buy, but for a short in the ticker itself
         slippage.append(side * (paper.entry_price - trade.entry_price) / trade.entry_price * 1e4)
-        slippage.append(-side * (paper.exit_price - trade.exit_price) / trade.exit_price * 1e4)
+        if trade.exit_price > 0.0:  # an option that expired worthless settles at zero: no spread was crossed
+            slippage.append(-side * (paper.exit_price - trade.exit_price) / trade.exit_price * 1e4)
         _add(gap, "fill prices", trade.size * (paper_gross - backtest_gross))
         _add(gap, "fees", trade.size * ((paper.net_return - paper_gross) - (trade.net_return - backtest_gross)))
     for (ticker, entry_at), paper in sorted(papered.items()):

@@ -16,8 +16,8 @@ annualised with the calendar's bars per year.
 Options: a configuration with ``expiry_sessions`` >= 0 trades calls and puts on the
 tickers instead of the tickers themselves. Its trades are priced with
 `engine.options` from the underlying's bar (the high and low at the bar's close time,
-the open at its open), the strike and volatility fixed at entry, the time left
-from the market's session clock. Prices and slippage are then premiums; stops and
+the open at its open), the contract (listed strike and expiry) and volatility fixed
+at the decision, the time left from the market's session clock. Prices and slippage are then premiums; stops and
 targets stay on the underlying (a 5% stop means the stock moved 5% against the view,
 whatever is held), and an option leaves at its value at the level.
 """
@@ -25,6 +25,7 @@ whatever is held), and an option leaves at its value at the level.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import msgspec
 import numba
@@ -45,6 +46,11 @@ BLOCKS = 10
 """Equal time blocks whose per-bar return sums are kept (fold dispersion, PBO)."""
 
 _MAXPOS = PARAMETERS.index("max_positions")
+_EXPIRY = PARAMETERS.index("expiry_sessions")
+
+Contracts = Callable[[int], tuple[np.ndarray, np.ndarray]]
+"""A market's option contract rule: for a target of sessions to expiry, the expiry of the option an entry decided at
+each bar buys, on the market's session clock and as a day number (`engine.options.contract_expiry`)."""
 
 
 class Market:
@@ -54,19 +60,23 @@ class Market:
     sessions elapsed at each bar's open and close (`engine.calendar.session_clock`),
     ``sessions_per_year`` the calendar's; ``volatility`` is each ticker's annualised
     volatility known at the bar's close. By default every bar is a whole session and
-    no volatility is known, so option configurations cannot trade. Cooldowns run on
-    ``end`` (each bar's end, ns; by default its start) and the daily cap on ``session``
-    (each bar's session date; by default the whole session clock's).
+    no volatility is known, so option configurations cannot trade. ``contracts`` is
+    the listed expiry rule; without one every session lists an expiry, and a target
+    of ``d`` sessions expires ``d`` sessions after the one an entry fills in (day
+    numbers unknown). Cooldowns run on ``end`` (each bar's end, ns; by default its
+    start) and the daily cap on ``session`` (each bar's session date; by default the
+    whole session clock's).
     """
 
     __slots__ = (
         "tickers", "start", "end", "hour", "session", "open", "high", "low", "close", "probability", "ranking",
-        "confidence", "periods_per_year", "opened", "closed", "sessions_per_year", "volatility",
+        "confidence", "periods_per_year", "opened", "closed", "sessions_per_year", "volatility", "_contracts", "_listed",
     )  # fmt: skip
 
     def __init__(
         self, tickers, start, hour, open, high, low, close, probability, periods_per_year: float,  # noqa: A002
         *, opened=None, closed=None, sessions_per_year: float | None = None, volatility=None, end=None, session=None,
+        contracts: Contracts | None = None,
     ) -> None:
         self.tickers = list(tickers)
         self.start = np.asarray(start, dtype=np.int64)
@@ -85,6 +95,8 @@ class Market:
         self.confidence = np.zeros(bars)
         _rank_all(self.probability, self.close, self.ranking, self.confidence)
         self.periods_per_year = float(periods_per_year)
+        self._contracts = contracts
+        self._listed: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.start)
@@ -95,7 +107,20 @@ class Market:
         for name in self.__slots__:
             value = getattr(self, name)
             setattr(window, name, value[rows] if isinstance(value, np.ndarray) else value)
+        window._contracts = lambda target: tuple(values[rows] for values in self.contract(target))
+        window._listed = {}
         return window
+
+    def contract(self, target: int) -> tuple[np.ndarray, np.ndarray]:
+        """(session clock, day number) of the expiry an option entry decided at each bar buys, for ``target`` sessions."""
+        found = self._listed.get(target)
+        if found is None:
+            if self._contracts is None:
+                found = np.floor(self.closed) + (target + 1.0), np.full(len(self), np.nan)
+            else:
+                found = tuple(np.ascontiguousarray(values, dtype=np.float64) for values in self._contracts(target))
+            found = self._listed[target] = found
+        return found
 
 
 class Trade(msgspec.Struct, frozen=True):
@@ -114,6 +139,8 @@ class Trade(msgspec.Struct, frozen=True):
     """The option's strike (prices are then premiums); NaN for a trade in the ticker itself."""
     size: float = math.nan
     """The share of equity the trade committed."""
+    expiry: int = -1
+    """The option's expiry as a day number; -1 for the ticker itself or a market without a listed expiry rule."""
 
 
 @helper
@@ -124,7 +151,7 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, s
     ``log`` takes the round trips and ``events`` (with ``event_bars``) every decision, as
     far as they have room: a sweep gives them none.
     """
-    opened, closed, sessions_per_year = clock
+    opened, closed, sessions_per_year, expires, expiry_days = clock
     bars, tickers = close.shape
     slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally = empty(np.int64(config[_MAXPOS]), tickers)
     written = 0
@@ -137,7 +164,8 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, s
             break
         returns[t], now = step(slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally, config,
                                open_, high, low, close, probability, ranking, volatility, t, confidence[t], hour[t], session[t],
-                               end[t], opened[t], closed[t], sessions_per_year, t == bars - 1, log, events, written)  # fmt: skip
+                               end[t], opened[t], closed[t], sessions_per_year, expires[t], expiry_days[t], t == bars - 1, log,
+                               events, written)  # fmt: skip
         for k in range(written, min(now, event_bars.shape[0])):
             event_bars[k] = t
         written = now
@@ -211,6 +239,7 @@ def summarise(returns, trades, wins, profit, loss, exposed, periods_per_year, ou
 
 def _run(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, configs, periods_per_year,
          results, blocks, chunks):  # fmt: skip
+    opened, closed, sessions_per_year, expires, expiry_days, contract_of = clock
     no_log = np.zeros((0, LOG_COLUMNS))
     no_events = np.zeros((0, EVENT_COLUMNS))
     no_bars = np.zeros(0, np.int64)
@@ -218,8 +247,10 @@ def _run(open_, high, low, close, probability, ranking, confidence, hour, sessio
     for chunk in numba.prange(chunks):
         returns = np.empty(close.shape[0])  # one buffer per chunk of configurations, reused
         for c in range(chunk, count, chunks):  # every chunks-th: a grid's neighbours cost alike, so chunks cost alike
+            k = contract_of[c]
             trades, wins, profit, loss, exposed, _ = _simulate(
-                open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, configs[c], returns,
+                open_, high, low, close, probability, ranking, confidence, hour, session, end,
+                (opened, closed, sessions_per_year, expires[:, k], expiry_days[:, k]), volatility, configs[c], returns,
                 no_log, no_events, no_bars,
             )
             summarise(returns, trades, wins, profit, loss, exposed, periods_per_year, results[c], blocks[c])
@@ -229,11 +260,22 @@ load()  # the kernels `_run` calls are dispatchers before numba compiles it here
 _run_parallel = numba.njit(parallel=True, cache=True, error_model="numpy")(_run)
 
 
-def _inputs(market: Market) -> tuple:
+def _inputs(market: Market, clock: tuple) -> tuple:
     return (
         market.open, market.high, market.low, market.close, market.probability, market.ranking, market.confidence,
-        market.hour, market.session, market.end, (market.opened, market.closed, market.sessions_per_year), market.volatility,
+        market.hour, market.session, market.end, (market.opened, market.closed, market.sessions_per_year, *clock), market.volatility,
     )
+
+
+def _contracts(market: Market, configs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each option target's expiries as (bars x targets) columns, and the column of each configuration (NaN ones for stocks)."""
+    targets = sorted({int(target) for target in configs[:, _EXPIRY] if target >= 0.0})
+    columns = [market.contract(target) for target in targets] or [(np.full(len(market), np.nan),) * 2]
+    expires = np.column_stack([column[0] for column in columns])
+    days = np.column_stack([column[1] for column in columns])
+    column_of = {target: k for k, target in enumerate(targets)}
+    which = np.array([column_of.get(int(target), 0) for target in configs[:, _EXPIRY]], dtype=np.int64)
+    return expires, days, which
 
 
 def run(market: Market, configs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -243,7 +285,7 @@ def run(market: Market, configs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     blocks = np.empty((len(configs), BLOCKS, 3))
     if len(configs) and len(market):
         chunks = min(len(configs), 8 * numba.get_num_threads())
-        _run_parallel(*_inputs(market), configs, market.periods_per_year, results, blocks, chunks)
+        _run_parallel(*_inputs(market, _contracts(market, configs)), configs, market.periods_per_year, results, blocks, chunks)
     return results, blocks
 
 
@@ -271,6 +313,10 @@ class Decision(msgspec.Struct, frozen=True):
     stop: float
     target: float
     confidence: float
+    strike: float = math.nan
+    """An option's listed strike, as its alert names it; NaN for the ticker itself."""
+    expiry: int = -1
+    """An option's expiry as a day number; -1 for the ticker itself or a market without a listed expiry rule."""
 
 
 def trades(market: Market, config: np.ndarray) -> tuple[list[Trade], np.ndarray]:
@@ -286,7 +332,9 @@ def replay(market: Market, config: np.ndarray) -> tuple[list[Trade], np.ndarray,
     log = np.zeros((capacity, LOG_COLUMNS))
     events = np.zeros((2 * capacity, EVENT_COLUMNS))  # at most an entry and an exit per slot and bar
     event_bars = np.zeros(2 * capacity, np.int64)
-    count, *_, written = _replay(*_inputs(market), np.asarray(config, dtype=np.float64), returns, log, events, event_bars)
+    config = np.asarray(config, dtype=np.float64)
+    expires, days, _ = _contracts(market, config.reshape(1, -1))
+    count, *_, written = _replay(*_inputs(market, (expires[:, 0], days[:, 0])), config, returns, log, events, event_bars)
     written = min(written, len(event_bars))
     listed = [
         Trade(
@@ -300,6 +348,7 @@ def replay(market: Market, config: np.ndarray) -> tuple[list[Trade], np.ndarray,
             net_return=float(row[7]),
             strike=float(row[8]),
             size=float(row[9]),
+            expiry=int(row[10]) if row[10] == row[10] else -1,
         )
         for row in log[:count]
     ]
@@ -312,5 +361,6 @@ def replay(market: Market, config: np.ndarray) -> tuple[list[Trade], np.ndarray,
             price = float(market.close[seen[-1], i])
         decisions.append(Decision(bar=int(bar), ticker=market.tickers[i], intent="open" if row[0] == OPEN else "close",
                                   direction=int(row[2]), reason="entry" if row[0] == OPEN else EXIT_REASONS[int(row[4])],
-                                  price=price, size=row[7], stop=row[5], target=row[6], confidence=row[8]))  # fmt: skip
+                                  price=price, size=row[7], stop=row[5], target=row[6], confidence=row[8], strike=row[9],
+                                  expiry=int(row[10]) if row[10] == row[10] else -1))  # fmt: skip
     return listed, returns, decisions

@@ -38,6 +38,7 @@ from engine.bars import Bars
 from engine.cadence import parse_cadence
 from engine.calendar import (
     Calendar,
+    ExchangeClock,
     bars_per_year,
     calendar,
     local_clock,
@@ -49,7 +50,7 @@ from engine.features import feature_matrix, model_features
 from engine.indicators.volatility import RealisedVolatility
 from engine.lineage import content_sha
 from engine.models import ModelSpec, OptionSettings, SweepRequest, trade_side
-from engine.options import STRIKE_DELTAS, strike_score, volatility_window
+from engine.options import STRIKE_DELTAS, contract_expiries, strike_score, volatility_window
 from engine.packs import Label, Pack
 from engine.policy import ENTRY_TYPES, Policy, hours_mask
 from engine.store import dataset, load_bars, load_ticks
@@ -302,10 +303,12 @@ def build_market(
         columns["probability"] = stored
     _, minute = local_clock(end, cal.timezone)
     opened, closed = session_clock(axis, end, cal, intraday=parse_cadence(spec.cadence).minutes is not None)
+    session = session_days(axis, cal)[0]
+    clock = ExchangeClock(cal)
     market = Market([bars.ticker for bars, _ in universe], axis, minute // 60, columns["open"], columns["high"],
                     columns["low"], columns["close"], columns["probability"], per_year, opened=opened, closed=closed,
-                    sessions_per_year=bars_per_year(cal, "1d"), volatility=columns["volatility"], end=end,
-                    session=session_days(axis, cal)[0])
+                    sessions_per_year=bars_per_year(cal, "1d"), volatility=columns["volatility"], end=end, session=session,
+                    contracts=lambda target: contract_expiries(clock, end, target, int(session[0])))  # fmt: skip
     # The first test block has no calibrated probability (`research.validation.calibrate`): the window starts after it.
     return Prepared(market, slice(splits[min(1, len(splits) - 1)].test_start, holdout_start), slice(holdout_start, len(axis)))
 

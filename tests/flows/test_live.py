@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -326,7 +327,8 @@ def test_option_alerts_name_the_expiry_and_strike_their_policy_chose(served, tmp
     """A sweep row's dte_target and strike_selection reach the live alerts: the contract the backtest priced."""
     import shutil
 
-    from engine.alerts import listed_expiry
+    from engine.alerts import nanoseconds
+    from engine.options import contract_expiry
     from engine.workspace import Workspace
     from tests.flows.conftest import _clock, policy_copy
 
@@ -342,10 +344,13 @@ def test_option_alerts_name_the_expiry_and_strike_their_policy_chose(served, tmp
         found[name] = [json.loads(line) for line in path.read_text().splitlines() if json.loads(line)["intent"] == "open"]
     assert found[eager] and len(found[dated]) == len(found[eager])
     further = []
+    def day(text: str) -> int:
+        return int((np.datetime64(text[:10]) - np.datetime64("1970-01-01")).astype(int))
+
     for plain, chosen in zip(found[eager], found[dated], strict=True):
-        session = int((np.datetime64(plain["timestamp"][:10]) - np.datetime64("1970-01-01")).astype(int))
-        assert plain["expiration"] == plain["timestamp"][:10], "the model's own default: expiring the same session"
-        assert int((np.datetime64(chosen["expiration"]) - np.datetime64("1970-01-01")).astype(int)) == listed_expiry(_clock_of(), session, 10)
+        end = nanoseconds(datetime.fromisoformat(plain["timestamp"]))
+        assert day(plain["expiration"]) == contract_expiry(_clock_of(), end, 0)[0], "the model's own default: 0DTE"
+        assert day(chosen["expiration"]) == contract_expiry(_clock_of(), end, 10)[0] > day(plain["expiration"])
         further.append((chosen["strike"] - plain["strike"]) * (1 if chosen["option_type"] == "call" else -1))
     assert min(further) >= 0 < max(further), "further out of the money (or on the same listed strike)"
 

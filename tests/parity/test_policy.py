@@ -11,21 +11,29 @@ trade to the decisions that opened and closed it.
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.calendar import CALENDARS, EPOCH, ExchangeClock, local_clock, session_clock, session_days, trading_days
+from engine.options import contract_expiries
 from engine.policy import ALL_DAY, Policy
 from engine.schemas import Bar
 from engine.signals import Scored, Signals
 from research.backtest import Market, replay
 
 MINUTE = 60_000_000_000
+US = CALENDARS["us_equities"]
+CLOCK = ExchangeClock(US)
+FIRST_DAY = (date(2024, 3, 18) - EPOCH).days
 
 
 def random_market(seed: int, tickers: int, bars: int, holes: float, per_session: int) -> Market:
-    """A random universe of ``tickers`` on ``bars`` one-minute bars, ``holes`` of its bars missing, sessions of ``per_session`` bars."""
+    """A random universe of ``tickers`` on ``bars`` one-minute bars, ``holes`` of its bars missing: ``per_session`` minutes
+    spread over each NYSE session from 2024-03-18 (Good Friday among them), the last ending at the close; the session
+    clock and the listed expiries are the calendar's."""
     rng = np.random.default_rng(seed)
     close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, (bars, tickers)), axis=0))
     open_ = close * np.exp(rng.normal(0.0, 0.004, close.shape))
@@ -38,13 +46,18 @@ def random_market(seed: int, tickers: int, bars: int, holes: float, per_session:
     missing[missing.all(axis=1), 0] = False
     for column in (open_, high, low, close, probability):
         column[missing] = np.nan
-    start = np.arange(bars, dtype=np.int64) * MINUTE
-    session = np.arange(bars) // per_session
-    opened = session + (np.arange(bars) % per_session) / per_session
+    days = trading_days(US, FIRST_DAY, FIRST_DAY + 4 * bars // per_session + 14)[: -(-bars // per_session)]
+    closes = np.array([CLOCK.session_bounds(int(day))[1] for day in days], dtype=np.int64)
+    spacing = 390 // per_session * MINUTE  # through the session's hours, the last bar ending at its close
+    end = (closes[:, None] - np.arange(per_session)[::-1] * spacing).ravel()[:bars]
+    start = end - MINUTE
+    opened, closed = session_clock(start, end, US, intraday=True)
+    session = session_days(start, US)[0]
+    hour = local_clock(end, US.timezone)[1] // 60
     volatility = np.where(missing, np.nan, rng.uniform(0.1, 0.4, close.shape))
-    return Market([f"T{i}" for i in range(tickers)], start, rng.integers(9, 16, bars), open_, high, low, close, probability, 252.0,
-                  opened=opened, closed=opened + 1.0 / per_session, sessions_per_year=252.0, volatility=volatility,
-                  end=start + MINUTE, session=session)  # fmt: skip
+    return Market([f"T{i}" for i in range(tickers)], start, hour, open_, high, low, close, probability, 252.0,
+                  opened=opened, closed=closed, sessions_per_year=252.0, volatility=volatility, end=end, session=session,
+                  contracts=lambda target: contract_expiries(CLOCK, end, target, int(session[0])))  # fmt: skip
 
 
 policies = st.builds(
@@ -76,17 +89,27 @@ def _live(market: Market, policy: Policy) -> list[tuple]:
     signals = Signals(policy, tuple(market.tickers), market.sessions_per_year)
     decided = []
     for t in range(len(market) - 1):
+        opened, closed = CLOCK.session_clock(int(market.start[t]), int(market.end[t]), True)  # from 1970, as the flow's
         rows = [
             Scored("m", Bar(ticker=ticker, start=int(market.start[t]), end=int(market.end[t]), open=float(market.open[t, i]),
                             high=float(market.high[t, i]), low=float(market.low[t, i]), close=float(market.close[t, i])),
-                   market.probability[t, i], int(market.hour[t]), int(market.session[t]),
-                   float(market.opened[t]), float(market.closed[t]), market.volatility[t, i], False, 0, 1)  # fmt: skip
+                   market.probability[t, i], int(market.hour[t]), int(market.session[t]), opened, closed,
+                   market.volatility[t, i], False, 0, 1)  # fmt: skip
             for i, ticker in enumerate(market.tickers)
             if market.close[t, i] == market.close[t, i]
         ]
-        for signal in signals.close(rows):
-            decided.append((t, signal.scored.bar.ticker, signal.intent, signal.direction, signal.reason, signal.price, signal.size))
+        for signal in signals.close(rows, CLOCK):
+            decided.append((t, signal.scored.bar.ticker, signal.intent, signal.direction, signal.reason, signal.price, signal.size,
+                            signal.strike, signal.expiry))  # fmt: skip
     return decided
+
+
+def _same(live: list[tuple], backtest: list[tuple]) -> bool:
+    """Equal decisions; NaN (a stock's strike) equals NaN."""
+    return len(live) == len(backtest) and all(
+        len(a) == len(b) and all(x == y or (x != x and y != y) for x, y in zip(a, b, strict=True))
+        for a, b in zip(live, backtest, strict=True)
+    )
 
 
 @settings(max_examples=150, deadline=None)
@@ -95,8 +118,12 @@ def _live(market: Market, policy: Policy) -> list[tuple]:
 def test_the_live_driver_decides_bar_by_bar_what_the_backtest_decides(seed, tickers, holes, per_session, policy):
     market = random_market(seed, tickers, 120, holes, per_session)
     trades, _, decisions = replay(market, policy.row())
-    expected = [(d.bar, d.ticker, d.intent, d.direction, d.reason, d.price, d.size) for d in decisions if d.bar < len(market) - 1]
-    assert _live(market, policy) == expected
+    expected = [(d.bar, d.ticker, d.intent, d.direction, d.reason, d.price, d.size, d.strike, d.expiry)
+                for d in decisions if d.bar < len(market) - 1]  # fmt: skip
+    assert _same(_live(market, policy), expected)
+    if policy.expiry_sessions >= 0:  # each option trade holds the contract its entry decision named
+        named = {(d.bar, d.ticker): (d.strike, d.expiry) for d in decisions if d.intent == "open"}
+        assert all(named[t.entry_bar - 1, t.ticker] == (t.strike, t.expiry) and t.expiry >= FIRST_DAY for t in trades)
 
     # The oracle: each trade was opened by an entry decided at the close before its entry bar, in its direction and
     # size, and closed by one exit decision: at its exit bar, or, for a time stop, announced at the close before it

@@ -12,8 +12,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.book import LOG_COLUMNS, empty, step
-from research.backtest import BLOCKS, METRICS, PARAMETERS, _inputs, replay, run, summarise
+from engine.book import EVENT_COLUMNS, LOG_COLUMNS, empty, step
+from research.backtest import BLOCKS, METRICS, PARAMETERS, _contracts, _inputs, replay, run, summarise
 from tests.parity.test_policy import policies, random_market
 
 _MAXPOS = PARAMETERS.index("max_positions")
@@ -22,15 +22,16 @@ _MAXPOS = PARAMETERS.index("max_positions")
 @numba.njit
 def _every_bar(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, config, log):
     """The oracle: one `step` per bar, no bar skipped."""
-    opened, closed, sessions_per_year = clock
+    opened, closed, sessions_per_year, expires, expiry_days = clock
     bars, tickers = close.shape
     slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally = empty(np.int64(config[_MAXPOS]), tickers)
     returns = np.empty(bars)
-    events = np.zeros((0, 9))
+    events = np.zeros((0, EVENT_COLUMNS))
     for t in range(bars):
         returns[t], _ = step(slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally, config,
                              open_, high, low, close, probability, ranking, volatility, t, confidence[t], hour[t], session[t],
-                             end[t], opened[t], closed[t], sessions_per_year, t == bars - 1, log, events, 0)  # fmt: skip
+                             end[t], opened[t], closed[t], sessions_per_year, expires[t], expiry_days[t], t == bars - 1, log,
+                             events, 0)  # fmt: skip
     return returns, tally
 
 
@@ -54,7 +55,8 @@ def test_skipping_idle_bars_gives_what_stepping_every_bar_gives(seed, tickers, h
     config = policy.row()
     listed, returns, _ = replay(market, config)
     log = np.zeros((len(market) * int(config[_MAXPOS]) + 16, LOG_COLUMNS))
-    expected, tally = _every_bar(*_inputs(market), config, log)
+    expires, days, _ = _contracts(market, config[None, :])
+    expected, tally = _every_bar(*_inputs(market, (expires[:, 0], days[:, 0])), config, log)
     assert returns.tobytes() == expected.tobytes()
     assert len(listed) == int(tally[0])
     assert [t.net_return for t in listed] == log[: len(listed), 7].tolist()

@@ -98,6 +98,57 @@ def test_a_replay_of_real_daily_bars_is_the_backtest_under_its_fill_convention(p
     assert len(ends) >= 250 and ends == sorted(set(ends))  # a mark at every bar end, once
 
 
+@pytest.fixture(scope="module")
+def option_home(real_daily, tmp_path_factory):
+    """A copy of the real daily workspace with the strategy traded as 30-session SPY calls and puts, swept, trained and
+    given a policy that trades; not published."""
+    from engine.models import create_model
+    from engine.packs import load_pack
+    from packs import OFFICIAL
+    from research import sweep, training
+    from research.training import TrainRequest, fit_configuration
+    from tests.flows.conftest import SMALL, policy_copy
+
+    home = tmp_path_factory.mktemp("options") / "home"
+    shutil.copytree(real_daily[0], home)
+    pack = load_pack(OFFICIAL / "swingsigma")
+    with Workspace(home, clock=_clock) as space:
+        spec = create_model(pack, strategy="momentum_swing", instrument="options", settings={"underlying": "SPY"},
+                            taken=[model.name for model in space.models()])  # fmt: skip
+        space.add_model(spec, actor="test")
+        request = sweep.SweepRequest(model=spec.name, universe=["SPY"])
+        sweep_id = sweep.start(space, pack, spec, request, actor="test", announce=lambda line: None)
+        train = TrainRequest(sweep=sweep_id, rank=1, grid=SMALL)
+        trained_id = training._register(space, spec, train, fit_configuration(home, pack, spec, train), "test")
+        copy = policy_copy(space, trained_id, "trades", threshold=0.5, side=0.0, top_pct=100.0, max_positions=1.0,
+                           hours_mask=float((1 << 24) - 1), stop_loss=0.03, take_profit=0.05, hold_bars=5.0, expiry_sessions=30.0)  # fmt: skip
+    return home, copy
+
+
+def test_an_option_replay_trades_the_contracts_the_backtest_priced(option_home):
+    """The backtest, the alerts and the paper broker hold one contract rule: under the backtest's fill convention a
+    replay of an option model on real daily bars is its backtest, strike, expiry, premium and P&L alike."""
+    home, trained_id = option_home
+    run = _run(home, trained_id, "backtest")
+    report = parity.report(home, run.run_id)
+    assert report.trades >= 20, "a year of real bars trades options"
+    assert report.empty, report.differences[:5]
+    book = sim.account(home, run.run_id)
+    held = [trade.instrument for trade in book.trades]
+    assert held and all(" C " in name or " P " in name for name in held), held[:3]
+    path = home / "sim" / run.run_id / "alerts.jsonl"
+    kept = path.read_bytes()
+    lines = kept.splitlines()
+    first = msgspec.json.decode(lines[0])
+    first["strike"] += 1.0  # the flow named another contract than the backtest priced
+    path.write_bytes(b"\n".join([msgspec.json.encode(first), *lines[1:]]) + b"\n")
+    try:
+        [changed] = parity.report(home, run.run_id).differences
+    finally:
+        path.write_bytes(kept)
+    assert (changed.what, changed.field, changed.key) == ("decision", "strike", first["alert_id"])
+
+
 def test_under_the_market_convention_each_difference_names_its_cause(paper_home):
     home, trained_id = paper_home
     run = _run(home, trained_id, "market", slippage_bps=8)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.options import strike_score
+from engine.options import on_grid, strike_score
 from engine.policy import ALL_DAY, ENTRY_TYPES, EXIT_REASONS, SIDES
 from research.backtest import BLOCKS, METRICS, PARAMETERS, Market, replay, run, summarise, trades
 from tests.parity.test_policy import policies, random_market
@@ -75,13 +75,15 @@ def test_allowed_hours_and_short_side():
 
 
 def test_an_option_trade_is_priced_from_the_underlying_hand_computed():
-    # Daily bars at 20% volatility. Signal at bar 0 -> buy the 30-session ATM (50-delta) call at bar 1's open 101,
-    # premium + 1% slippage; the time stop sells it at bar 3's open 104, two sessions closer to expiry, - 1%.
+    # Daily bars at 20% volatility. Signal at bar 0's close 100 names the 30-session ATM (50-delta) call: 31 sessions
+    # to its expiry from that close, its strike on the listed $1 grid; it is bought at bar 1's open 101, premium + 1%
+    # slippage; the time stop sells it at bar 3's open 104, two sessions closer to expiry, - 1%.
     market = _market([100, 101, 103, 104, 104], [101, 103, 104, 106, 105], [99, 100, 102, 103, 103],
                      [100, 102, 103, 104, 104], [0.7, 0.5, 0.5, 0.5, 0.5], volatility=np.full((5, 1), 0.2))
     config = _config(slippage=0.01, hold_bars=2, strike_score=strike_score("ATM"), expiry_sessions=30)
     (trade,), _ = trades(market, config)
-    strike = 101 * np.exp(0.5 * 0.2**2 * 31 / 252)  # the 50-delta strike sits just above the spot
+    assert 100 < 100 * np.exp(0.5 * 0.2**2 * 31 / 252) < 100.5  # the 50-delta strike sits just above the spot: listed at 100
+    strike = 100.0
     entry = black_scholes(1, 101, strike, 31 / 252, 0.2) * 1.01
     exit_ = black_scholes(1, 104, strike, 29 / 252, 0.2) * 0.99
     assert (trade.direction, trade.entry_bar, trade.exit_bar, trade.reason) == (1, 1, 3, "time")
@@ -90,7 +92,7 @@ def test_an_option_trade_is_priced_from_the_underlying_hand_computed():
     # A down signal of a two-sided model buys the put instead.
     flat = _market([100] * 4, [101] * 4, [99] * 4, [100] * 4, [0.2, 0.5, 0.5, 0.5], volatility=np.full((4, 1), 0.2))
     (put,), _ = trades(flat, _config(side=SIDES["both"], threshold=0.7, strike_score=0.0, expiry_sessions=30))
-    assert put.direction == -1 and put.strike == pytest.approx(100 * np.exp(0.5 * 0.04 * 31 / 252))
+    assert put.direction == -1 and put.strike == on_grid(100 * np.exp(0.5 * 0.04 * 31 / 252), 100) == 100.0
 
 
 def test_a_0dte_option_settles_at_its_intrinsic_value_and_stops_watch_the_premium():

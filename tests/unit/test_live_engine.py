@@ -16,8 +16,6 @@ from engine.alerts import (
     alert_id,
     build_alert,
     contract_month,
-    listed_expiry,
-    on_grid,
     resolve,
 )
 from engine.bar_builder import ACCEPTED, LATE, OUTSIDE, BarBuilder
@@ -31,7 +29,7 @@ from engine.calendar import (
     session_days,
 )
 from engine.models import FutureSettings, OptionSettings, StockSettings
-from engine.options import strike_score
+from engine.options import contract_expiry, listed_expiry, on_grid, option_strike, strike_score, years_to_expiry
 from engine.policy import Policy
 from engine.schemas import Bar, Lineage, Tick
 from engine.screening import LEVEL_SHIFT, TickScreen
@@ -193,19 +191,19 @@ POLICY = Policy(threshold=0.6, hours_mask=(1 << 24) - 1, side=0, top_pct=100.0, 
 
 def test_the_policy_enters_exits_and_keeps_cooldowns_and_daily_limits():
     signals = Signals(POLICY, ("SPY",), 252.0)
-    [entry] = signals.close([_row(probability=0.7)])
+    [entry] = signals.close([_row(probability=0.7)], CLOCK)
     assert (entry.intent, entry.direction, entry.confidence, entry.size, entry.price) == ("open", 1, 0.7, 0.1, 100.0)
-    assert signals.close([_row(end_minute=32, probability=0.9)]) == [], "in a position: no second entry"
-    [exit_] = signals.close([_row(end_minute=33, probability=0.5, close=103.0, high=103.0)])  # opens through the 2% target
+    assert signals.close([_row(end_minute=32, probability=0.9)], CLOCK) == [], "in a position: no second entry"
+    [exit_] = signals.close([_row(end_minute=33, probability=0.5, close=103.0, high=103.0)], CLOCK)  # opens through the 2% target
     assert (exit_.intent, exit_.reason, exit_.direction, exit_.price) == ("close", "take_profit", -1, 103.0)
-    assert signals.close([_row(end_minute=34, probability=0.9)]) == [], "the buy side cools down for 10 minutes"
-    [short] = signals.close([_row(end_minute=35, probability=0.2)])  # the other side is free
+    assert signals.close([_row(end_minute=34, probability=0.9)], CLOCK) == [], "the buy side cools down for 10 minutes"
+    [short] = signals.close([_row(end_minute=35, probability=0.2)], CLOCK)  # the other side is free
     assert (short.direction, short.confidence) == (-1, 0.8)
     for minute in (36, 37, 38):
-        done = signals.close([_row(end_minute=minute, probability=0.5)])
+        done = signals.close([_row(end_minute=minute, probability=0.5)], CLOCK)
     assert [s.reason for s in done] == ["time"], "held three bars: it leaves at the next open"
-    assert signals.close([_row(end_minute=50, probability=0.9)]) == [], "two trades this session already"
-    assert len(signals.close([_row(end_minute=51, probability=0.9, session=19802)])) == 1, "a new session date resets the count"
+    assert signals.close([_row(end_minute=50, probability=0.9)], CLOCK) == [], "two trades this session already"
+    assert len(signals.close([_row(end_minute=51, probability=0.9, session=19802)], CLOCK)) == 1, "a new session date resets the count"
     restored = decode_state(encode_state(signals), Signals)
     assert restored.book.positions == signals.book.positions == 1
     assert np.array_equal(restored.book.counters, signals.book.counters)
@@ -215,11 +213,11 @@ def test_the_policy_ranks_the_universe_and_the_kill_switch_stops_entries_only():
     signals = Signals(msgspec.structs.replace(POLICY, top_pct=50.0, cooldown_minutes=0, max_trades_per_day=10),
                       ("AAA", "BBB", "CCC", "DDD"), 252.0)  # fmt: skip
     rows = [_row("AAA", probability=0.65), _row("BBB", probability=0.9), _row("CCC", probability=0.62), _row("DDD", probability=0.5)]
-    [best, second] = signals.close(rows)
+    [best, second] = signals.close(rows, CLOCK)
     assert {best.scored.bar.ticker, second.scored.bar.ticker} == {"BBB", "AAA"}, "ceil(50% of 4) = 2, the most confident"
     signals.killed = True
-    assert signals.close([_row("CCC", end_minute=32, probability=0.95), _row("BBB", end_minute=32)]) == []  # BBB fills at 100
-    exits = signals.close([_row("BBB", end_minute=33, close=90.0, low=90.0)])
+    assert signals.close([_row("CCC", end_minute=32, probability=0.95), _row("BBB", end_minute=32)], CLOCK) == []  # BBB fills at 100
+    exits = signals.close([_row("BBB", end_minute=33, close=90.0, low=90.0)], CLOCK)
     assert [s.reason for s in exits] == ["stop_loss"], "a killed model still says when to get out"
 
 
@@ -247,17 +245,34 @@ def _signal(probability=0.7, direction=1, intent="open", ticker="SPY"):
     return Signal(_row(ticker, probability=probability), direction, intent, "entry", 100.0, 0.1, 99.0, 102.0, probability)
 
 
+def _option_signal(probability=0.7, *, sessions=0, strike="OTM_5", daily=False):
+    """The entry an option policy's kernel decides at the close of the minute bar ending 09:31 in New York on 2024-03-19,
+    or of that day's daily bar."""
+    policy = msgspec.structs.replace(POLICY, expiry_sessions=sessions, strike_score=strike_score(strike), side=0)
+    row = _row(probability=probability)
+    bar = row.bar
+    if daily:
+        bar = msgspec.structs.replace(bar, start=_ns(2024, 3, 19, 13, 30), end=_ns(2024, 3, 19, 20, 0))
+    opened, closed = CLOCK.session_clock(bar.start, bar.end, not daily)
+    row = msgspec.structs.replace(row, bar=bar, opened=opened, closed=closed)
+    [signal] = Signals(policy, ("SPY",), 252.0).close([row], CLOCK)
+    return signal
+
+
 def test_alerts_carry_the_instrument_and_their_id_comes_from_model_and_bar():
     signal = _signal()
     stock = build_alert(signal, StockSettings(ticker="SPY"), LINEAGE, CLOCK, emitted_at=signal.scored.bar.end + 5)
     assert stock.alert_id == alert_id("m", "SPY", signal.scored.bar.end, "open") == "m:SPY:20240319T133100Z:open"
     assert (stock.action, stock.quantity, stock.entry_price, stock.stop_loss) == ("BUY", 100, 100.0, 99.0)
-    option = build_alert(signal, OptionSettings(underlying="SPY", default_dte=0, default_strike="OTM_5"), LINEAGE, CLOCK,
-                         emitted_at=signal.scored.bar.end)  # fmt: skip
+    call = _option_signal()
+    option = build_alert(call, OptionSettings(underlying="SPY", default_dte=0, default_strike="OTM_5"), LINEAGE, CLOCK,
+                         emitted_at=call.scored.bar.end)  # fmt: skip
     assert (option.option_type, option.expiration, option.volatility_source) == ("call", date(2024, 3, 19), "realised")
     assert option.strike >= 100.0 and option.strike == round(option.strike) and 0 < option.premium < 2  # 45 delta: at or above the spot
-    put = build_alert(_signal(probability=0.8, direction=-1), OptionSettings(underlying="SPY"), LINEAGE, CLOCK, emitted_at=0)
+    put = build_alert(_option_signal(probability=0.2), OptionSettings(underlying="SPY"), LINEAGE, CLOCK, emitted_at=0)
     assert (put.option_type, put.action) == ("put", "BUY"), "a down signal buys a put"
+    with pytest.raises(ValueError, match="without its contract"):
+        build_alert(signal, OptionSettings(underlying="SPY"), LINEAGE, CLOCK, emitted_at=0)
     future = build_alert(signal, FutureSettings(contract="ES"), LINEAGE, CLOCK, emitted_at=0)
     assert (future.contract_month, future.contract_code) == ("2024-06", "ESM24")  # 2024-03-19 is past the March roll
     assert msgspec.json.decode(msgspec.json.encode(future)) ["contract_code"] == "ESM24"
@@ -332,14 +347,28 @@ def test_a_tick_too_far_ahead_is_dead_lettered_as_future_and_the_clock_stays():
 
 def test_an_option_alert_names_the_contract_its_policy_chose_not_the_instruments_default():
     """A sweep row that chose dte_target and strike_selection is traded live with them, as the backtest priced it."""
-    signal = _signal()
     settings = OptionSettings(underlying="SPY", default_dte=0, default_strike="ATM")
-    default = build_alert(signal, settings, LINEAGE, CLOCK, emitted_at=0)
-    chosen = build_alert(signal, settings, LINEAGE, CLOCK, emitted_at=0, option=(10, strike_score("OTM_10")))
+    default = build_alert(_option_signal(strike="ATM"), settings, LINEAGE, CLOCK, emitted_at=0)
+    signal = _option_signal(sessions=10, strike="OTM_10")
+    chosen = build_alert(signal, settings, LINEAGE, CLOCK, emitted_at=0)
     session = (date(2024, 3, 19) - date(1970, 1, 1)).days
     assert default.expiration == date(2024, 3, 19)
-    assert (chosen.expiration - date(1970, 1, 1)).days == listed_expiry(CLOCK, session, 10) and chosen.expiration > default.expiration
-    assert chosen.strike > default.strike, "out of the money: a call's strike above the spot"
+    assert (chosen.expiration - date(1970, 1, 1)).days == listed_expiry(CLOCK, session, 10) == signal.expiry
+    assert chosen.strike == signal.strike > default.strike, "out of the money: a call's strike above the spot"
+    years = years_to_expiry(CLOCK, session, signal.scored.bar.end, signal.expiry)
+    assert chosen.strike == on_grid(option_strike(1, 100.0, strike_score("OTM_10"), years, 0.2), 100.0), "the listed strike of the delta"
+
+
+def test_an_order_decided_at_a_sessions_close_buys_the_expiry_counted_from_the_session_it_fills_in():
+    """A daily bar's 0DTE order fills at the next open: its option lives through that session, not the one already over."""
+    tuesday, wednesday = (date(2024, 3, 19) - EPOCH).days, (date(2024, 3, 20) - EPOCH).days
+    close = _ns(2024, 3, 19, 20, 0)  # 16:00 in New York
+    assert contract_expiry(CLOCK, close, 0) == (wednesday, CLOCK.ordinal(wednesday) + 1.0)
+    assert contract_expiry(CLOCK, close - NS_PER_MINUTE, 0)[0] == tuesday, "a minute before the close: this session's"
+    friday_close = _ns(2024, 3, 22, 20, 0)
+    assert contract_expiry(CLOCK, friday_close, 0)[0] == (date(2024, 3, 25) - EPOCH).days, "over the weekend"
+    assert contract_expiry(CLOCK, _ns(2024, 3, 28, 20, 0), 0)[0] == (date(2024, 4, 1) - EPOCH).days, "over Good Friday"
+    assert _option_signal(daily=True).expiry == wednesday
 
 
 @pytest.mark.parametrize(("first", "change"), [(date(2013, 10, 30), date(2013, 11, 4)), (date(2014, 3, 5), date(2014, 3, 10))])
