@@ -181,6 +181,17 @@ def test_an_option_fills_at_its_premium_then_and_settles_at_intrinsic_value_at_e
     assert settle.reason == "expiry" and settle.price == pytest.approx(3.0)
 
 
+def test_an_option_order_whose_contract_expired_before_its_fill_lapses_as_in_the_backtest():
+    history = bars([(500, 501, 499, 500)] * 3)
+    extra = dict(underlying="SPY", option_type="call", strike=500.0, contracts=1, volatility=0.2)
+    b = broker(msgspec.structs.replace(POLICY, expiry_sessions=0), convention="backtest")
+    walk(b, history, [alert(history[0], kind=OptionAlert, expiration=date(2024, 3, 1), **extra)])  # the Friday before
+    assert not b.account.fills and "its contract expired before a bar came to fill it" in b.account.notes[0]
+    b = broker(msgspec.structs.replace(POLICY, expiry_sessions=0), convention="backtest")
+    walk(b, history, [alert(history[0], kind=OptionAlert, expiration=date(2024, 3, 4), **{**extra, "strike": 5000.0})])
+    assert not b.account.fills and "worth nothing" in b.account.notes[0], "a call struck far above the spot is worth nothing"
+
+
 def test_futures_hold_margin_and_refuse_what_it_cannot_cover():
     history = bars([(5000, 5000, 5000, 5000)] * 4, ticker="ES")
     extra = dict(contract="ES", contract_month="2024-03", contracts=1, contract_code="ESH24")
