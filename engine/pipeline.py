@@ -30,7 +30,7 @@ from engine.indicators.volatility import RealisedVolatility
 from engine.options import volatility_window
 from engine.schemas import Bar, Tick
 from engine.scoring import Scorer
-from engine.screening import LEVEL_SHIFT, TickScreen
+from engine.screening import FLAGS, LEVEL_SHIFT, TickScreen
 from engine.signals import Scored
 from engine.snapshot import state
 
@@ -124,7 +124,7 @@ class Pipeline:
         self.gaps = 0
         """Bars that did not start where the previous bar of their cadence ended, within one session (a halt, a hole)."""
         self.refused: dict[str, int] = {}
-        """Counts by reason of what was refused (and of bars repaired)."""
+        """Counts by reason of what was refused, and of what was kept with a remark: bars repaired, level shifts, locked quotes."""
         self._tick_models: list[_Model] = []
 
     def rebuild(self) -> None:
@@ -173,12 +173,14 @@ class Pipeline:
         """Take one tick: its bars and tick features; or the (reason, detail) it is refused for. Closes nothing (see `advance`)."""
         identity = tick.trade_id or (tick.ts, tick.price, tick.size, tick.bid, tick.ask, tick.bid_size, tick.ask_size)
         verdict = self.screen.check(tick.ts, tick.price, tick.size, tick.bid, tick.ask, identity)
-        if verdict is not None and verdict != LEVEL_SHIFT:
+        if verdict is not None and verdict not in FLAGS:
             return self._refuse(verdict)
         if tick.ts < self.closed_until:
             return self._refuse("late", "its bar has closed")
         if verdict == LEVEL_SHIFT:  # a split or a gap: the indicators' history no longer describes this price
             self._restart()
+        elif verdict is not None:  # kept, and counted
+            self.refused[verdict] = self.refused.get(verdict, 0) + 1
         self.last_tick = max(self.last_tick, tick.ts)
         if tick.implied_volatility is not None:
             self.implied = tick.implied_volatility

@@ -13,6 +13,9 @@ typical move: a print more than ``OUTLIER_MOVES`` typical moves (and at least
 each other, the market has moved (a split, a gap on news) and the new level is
 adopted; ``check`` then reports `LEVEL_SHIFT` so the indicators, whose history no
 longer describes this price, can start again.
+
+A crossed quote (bid above ask) is refused; a locked one (bid equal to ask) happens
+in fast or thin markets and is kept, reported as `LOCKED_QUOTE` so that it is counted.
 """
 
 from __future__ import annotations
@@ -22,9 +25,14 @@ from collections import deque
 
 from engine.snapshot import state
 
-__all__ = ["TickScreen", "LEVEL_SHIFT", "OUTLIER_MOVES", "CONFIRM"]
+__all__ = ["TickScreen", "LEVEL_SHIFT", "LOCKED_QUOTE", "FLAGS", "REMARKS", "OUTLIER_MOVES", "CONFIRM"]
 
 LEVEL_SHIFT = "level_shift"
+LOCKED_QUOTE = "locked_quote"
+FLAGS = frozenset((LEVEL_SHIFT, LOCKED_QUOTE))
+"""What `TickScreen.check` reports of a tick it accepts."""
+REMARKS = frozenset((*FLAGS, "ohlc_repaired"))
+"""What a ticker's counts hold of input kept with a remark, not refused: these flags, and bars whose range was repaired."""
 OUTLIER_MOVES = 12.0
 CONFIRM = 3
 _DECAY = 0.05  # weight of the newest print in the reference and its typical move: about the last 20 prints
@@ -55,14 +63,17 @@ class TickScreen:
 
     def check(self, ts: int, price: float | None, size: float | None, bid: float | None, ask: float | None,
               identity: object) -> str | None:  # fmt: skip
-        """The reason to refuse this tick, `LEVEL_SHIFT` when it confirms a new price level, or None to accept it."""
+        """The reason to refuse this tick; a flag of `FLAGS` for one accepted with a remark (a new price level, a locked
+        quote); or None to accept it."""
         if price is not None and (price == 0.0 or (price < 0.0 and not self.negative_prices)):
             return "bad_price"
+        locked = False
         if bid is not None and ask is not None:
             if not self.negative_prices and (bid <= 0.0 or ask <= 0.0):
                 return "bad_price"
             if bid > ask:
                 return "crossed_quote"
+            locked = bid == ask
         if price is not None and (size is None or size <= 0.0):
             return "bad_size"
         if identity in self._seen:
@@ -73,7 +84,8 @@ class TickScreen:
         horizon = ts - self.memory
         while arrivals[0][0] < horizon:
             self._seen.discard(arrivals.popleft()[1])
-        return self._judge(price) if price is not None else None
+        verdict = self._judge(price) if price is not None else None
+        return LOCKED_QUOTE if locked and verdict is None else verdict
 
     def _judge(self, price: float) -> str | None:
         reference = self._reference

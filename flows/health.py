@@ -11,6 +11,7 @@ import msgspec
 import redis
 
 from engine.errors import printable, redacted
+from engine.screening import REMARKS
 from engine.workspace import Workspace
 from flows.sinks import ALERTS, DEADLETTER_COUNTS, HEALTH, HEARTBEAT, MAXLEN
 from flows.steps import Status
@@ -75,7 +76,8 @@ def report(home: Path, url: str, *, stale_seconds: float = 120.0, maxlen: int = 
             problems.append(f"{printable(status.ticker)}: no bar for {age:,.0f} s")
         tickers.append({"ticker": printable(status.ticker), "last_data_age_s": round(age, 3), "last_bar_end": _iso(status.last_bar_end),
                         "last_tick": _iso(status.last_tick), "bars": status.bars, "gaps": status.gaps,
-                        "refused": sum(status.refused.values())})  # fmt: skip
+                        "refused": sum(n for reason, n in status.refused.items() if reason not in REMARKS),
+                        "remarks": {reason: n for reason, n in sorted(status.refused.items()) if reason in REMARKS}})  # fmt: skip
     heartbeat = None if beat is None else round((now - int(beat)) / 1e9, 3)
     return Report(not problems, connection, models, heartbeat, tickers, counts, consumers, problems)
 
@@ -134,7 +136,8 @@ def render(health: Report) -> str:
     lines += [f"model {m['trained_id']}{' (killed)' if m['killed'] else ''}" for m in health.models]
     for t in health.tickers:
         lines.append(f"{t['ticker']:<8} data {t['last_data_age_s']:>10,.1f} s ago  last bar {t['last_bar_end']}  bars {t['bars']:,}  "
-                     f"gaps {t['gaps']}  refused {t['refused']}")  # fmt: skip
+                     f"gaps {t['gaps']}  refused {t['refused']}"
+                     + "".join(f"  {printable(reason)} {n:,}" for reason, n in t["remarks"].items()))  # fmt: skip
     lines += [_consumer_line(c) for c in health.consumers]
     if health.dead_letters:
         lines.append("dead letters: " + ", ".join(f"{key} {count}" for key, count in sorted(health.dead_letters.items())))

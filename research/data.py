@@ -2,7 +2,10 @@
 
 Import is the edge where files are trusted or refused: every time is converted to
 UTC from a declared time zone (naive intraday times without one are refused), and
-the quality report decides. Data that FAILs is not stored; data that WARNs is stored
+the quality report decides. A file of bid and ask bars (FXCM's ``BidOpen`` ...
+``AskClose``) gives the mid bars by default, or one side (``quote_side``): the two
+sides are built independently, so a bid high above an ask low inside one bar is
+no crossed market and is not refused. Data that FAILs is not stored; data that WARNs is stored
 (`engine.store`) with its OHLC repairs and dropped rows counted.
 """
 
@@ -40,6 +43,8 @@ __all__ = ["ImportOptions", "import_bars", "check_dataset", "resample_dataset"]
 
 _FIELDS = ("time", "open", "high", "low", "close", "volume")
 _TIME_NAMES = ("", "date", "datetime", "timestamp", "time", "timestamp_utc", "ts")
+_VOLUME_NAMES = ("volume", "tickqty", "tick_volume")
+_SIDES = ("mid", "bid", "ask")
 _UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 
@@ -68,6 +73,8 @@ class ImportOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Lean factor file: split- and dividend-adjust raw prices with it."""
     adjustment: str = "raw"
     negative_prices: bool = False
+    quote_side: str = "mid"
+    """Of a file of bid and ask bars: the mid (their mean, field by field), the bid or the ask."""
     replace: bool = False
 
 
@@ -78,6 +85,8 @@ def import_bars(home: Path, files: Sequence[Path | str], options: ImportOptions)
     names.ticker(options.ticker)
     if options.time_label not in ("start", "end"):
         raise ConfigError("time_label", f"{options.time_label!r} is neither start nor end")
+    if options.quote_side not in _SIDES:
+        raise ConfigError("quote_side", f"{options.quote_side!r} is not a side of the quote", f"use one of: {', '.join(_SIDES)}")
     if not options.replace and bars_path(home, options.ticker, options.cadence).exists():
         raise ConfigError("ticker", f"{options.ticker} {options.cadence} is already imported", "pass --replace to overwrite it")
     parts = [_read(Path(path), options, cal) for path in sorted(map(Path, files))]
@@ -115,12 +124,17 @@ def _read(path: Path, options: ImportOptions, cal: Calendar) -> dict[str, np.nda
         except pa.ArrowInvalid as error:
             raise ConfigError(str(path), f"is not a readable CSV: {error}") from None
     names = table.column_names
+    lowered = [name.lower() for name in names]
     picked = {}
     for field in _FIELDS:
         wanted = options.columns.get(field)
+        if wanted is None and field in ("open", "high", "low", "close") and field not in lowered:
+            sides = _quote_sides(table, lowered, field, options.quote_side)
+            if sides is not None:
+                picked[field] = sides
+                continue
         if wanted is None:
-            lowered = [name.lower() for name in names]
-            candidates = _TIME_NAMES if field == "time" else (field,)
+            candidates = _TIME_NAMES if field == "time" else _VOLUME_NAMES if field == "volume" else (field,)
             match = next((names[lowered.index(c)] for c in candidates if c in lowered), None)
             if match is None and field == "time" and not options.header:
                 match = names[0]
@@ -163,6 +177,32 @@ def _read(path: Path, options: ImportOptions, cal: Calendar) -> dict[str, np.nda
     return {"start": start, "end": end, **prices, "volume": volume}
 
 
+def _strptime(column: pa.ChunkedArray, form: str) -> pa.ChunkedArray:
+    """Text times in the strptime format ``form``; a trailing ``%f`` (Arrow's strptime has none) takes 1 to 9 digits."""
+    if not form.endswith("%f"):
+        return pc.strptime(column, format=form, unit="ns")
+    separator = re.escape(form[-3]) if len(form) > 2 and form[-3] in ".," else ""
+    parts = pc.extract_regex(column, rf"^(?P<base>.*?)(?:{separator}(?P<fraction>\d{{1,9}}))?$")
+    base = pc.strptime(pc.struct_field(parts, [0]), format=form[: -2 - bool(separator)], unit="ns")
+    digits = pc.if_else(pc.equal(pc.struct_field(parts, [1]), ""), "0", pc.struct_field(parts, [1]))
+    fraction = pc.cast(pc.utf8_rpad(digits, width=9, padding="0"), pa.int64())
+    return pc.cast(pc.add(pc.cast(base, pa.int64()), fraction), pa.timestamp("ns"))
+
+
+def _quote_sides(table: pa.Table, lowered: list[str], field: str, side: str) -> pa.Array | None:
+    """``field`` of the file's bid and ask bars (``BidOpen``/``bid_open`` and ``AskOpen``/``ask_open``), as ``side`` takes
+    it; None when the file has no such pair."""
+    found = {}
+    for quote in ("bid", "ask"):
+        name = next((c for c in (f"{quote}{field}", f"{quote}_{field}") if c in lowered), None)
+        if name is None:
+            return None
+        found[quote] = pc.cast(table.column(lowered.index(name)), pa.float64())
+    if side != "mid":
+        return found[side]
+    return pc.divide(pc.add(found["bid"], found["ask"]), 2.0)
+
+
 def _times(column: pa.ChunkedArray, path: Path, options: ImportOptions, cal: Calendar) -> np.ndarray:
     """UTC nanoseconds of a time column, refusing times whose zone is unknown."""
     kind = column.type
@@ -185,7 +225,7 @@ def _times(column: pa.ChunkedArray, path: Path, options: ImportOptions, cal: Cal
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         if options.time_format:
             try:
-                column = pc.strptime(column, format=options.time_format, unit="ns")
+                column = _strptime(column, options.time_format)
             except pa.ArrowInvalid as error:
                 raise ConfigError("time_format", f"{path.name}: {error}", "check --time-format against the file") from None
         else:

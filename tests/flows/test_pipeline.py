@@ -79,3 +79,22 @@ def test_refused_input_is_counted_and_a_new_price_level_restarts_the_features(se
     assert pipeline.refused == {"bad_price": 1, "duplicate_bar": 1, "outlier": 2, "level_shift": 1}
     [after] = pipeline.advance(ts + 120 * SECOND, received=0)
     assert after.features is None, "the indicators start again at the new level"
+
+
+def test_real_fx_quotes_keep_a_locked_quote_with_its_remark_and_refuse_no_quote_as_crossed():
+    """Case 12 on TrueFX USD/JPY top of book: its one locked quote (bid == ask) is kept and counted, none is crossed."""
+    import csv
+    from datetime import datetime
+
+    from engine.alerts import nanoseconds
+    from tests.conftest import shared_file
+
+    with shared_file("fx-quote-ticks/truefx-usdjpy-ticks.csv").open() as handle:
+        rows = [(nanoseconds(datetime.fromisoformat(row["timestamp"])), float(row["bid"]), float(row["ask"])) for row in csv.DictReader(handle)]
+    locked = sum(bid == ask for _, bid, ask in rows)
+    assert locked == 1 and len(rows) == 1000
+    pipeline = Pipeline("USDJPY", 0)
+    verdicts = [pipeline.tick(Tick(ticker="USDJPY", ts=ts, bid=bid, ask=ask)) for ts, bid, ask in rows]
+    assert pipeline.refused.get("locked_quote") == locked and "crossed_quote" not in pipeline.refused
+    kept = sum(verdict is None for verdict in verdicts)
+    assert kept == len(rows) - pipeline.refused.get("duplicate", 0), "every quote kept but an exact repeat"

@@ -102,20 +102,23 @@ def test_a_dead_members_alerts_wait_for_the_idle_time_and_a_poison_entry_for_its
 
 def test_a_silent_ticker_is_flagged_stale_on_its_own(served, redis_server):
     """Case 17: one ticker's feed goes silent while another's goes on; health names the silent one, only it."""
-    from flows.health import report
+    from flows.health import render, report
     from flows.sinks import HealthSink
     from flows.steps import Status
 
     home, _, _ = served
     now = time.time_ns()
     writer = HealthSink(redis_server.url).build("health", 0, 1)
-    writer.write_batch([Status("SPY", now, now - 5 * SECOND, now, 400, 0, {}),
+    writer.write_batch([Status("SPY", now, now - 5 * SECOND, now, 400, 0, {"outlier": 2, "locked_quote": 3}),
                         Status("QQQ", now - 600 * SECOND, now - 600 * SECOND, now - 600 * SECOND, 390, 0, {})])  # fmt: skip
     health = report(home, redis_server.url, stale_seconds=120.0)
     assert not health.healthy and [problem for problem in health.problems if "no bar for" in problem] == [health.problems[0]]
     assert health.problems[0].startswith("QQQ: no bar for 60") and not any(p.startswith("SPY") for p in health.problems)
     ages = {ticker["ticker"]: ticker["last_data_age_s"] for ticker in health.tickers}
     assert ages["QQQ"] >= 600 > 120 > ages["SPY"]
+    [spy] = [ticker for ticker in health.tickers if ticker["ticker"] == "SPY"]
+    assert (spy["refused"], spy["remarks"]) == (2, {"locked_quote": 3}), "a locked quote is kept with a remark, not refused"
+    assert "refused 2  locked_quote 3" in render(health)
 
 
 def test_the_registry_follows_publish_unpublish_and_the_kill_switch(served):

@@ -219,3 +219,43 @@ def test_zero_volume_bars_are_stored_and_flagged_and_negative_volume_is_refused(
     with pytest.raises(SigmaError) as caught:
         import_bars(tmp_path / "home", [broken], ImportOptions(ticker="BROKEN", cadence="1d"))
     assert "FAIL volume: 1 bars with negative volume" in str(caught.value) and not bars_path(tmp_path / "home", "BROKEN", "1d").exists()
+
+
+def _fxcm_minutes(path) -> tuple[list[str], np.ndarray]:
+    """FXCM-style one-minute bid and ask bars, each side built on its own from the real TrueFX USD/JPY quotes."""
+    import csv
+    from datetime import datetime
+
+    with shared_file("fx-quote-ticks/truefx-usdjpy-ticks.csv").open() as handle:
+        quotes = [(datetime.fromisoformat(row["timestamp"]), float(row["bid"]), float(row["ask"])) for row in csv.DictReader(handle)]
+    minutes: dict[datetime, list[tuple[float, float]]] = {}
+    for moment, bid, ask in quotes:
+        minutes.setdefault(moment.replace(second=0, microsecond=0), []).append((bid, ask))
+    lines = ["DateTime,BidOpen,BidHigh,BidLow,BidClose,AskOpen,AskHigh,AskLow,AskClose,TickQty"]
+    sides = []
+    for minute, rows in minutes.items():
+        bids, asks = [b for b, _ in rows], [a for _, a in rows]
+        bid = (bids[0], max(bids), min(bids), bids[-1])
+        ask = (asks[0], max(asks), min(asks), asks[-1])
+        lines.append(f"{minute:%m/%d/%Y %H:%M:%S}.000," + ",".join(map(str, (*bid, *ask, len(rows)))))
+        sides.append((*bid, *ask))
+    path.write_text("\n".join(lines) + "\n")
+    return lines, np.array(sides)
+
+
+def test_bid_and_ask_bars_built_apart_import_as_their_mid_and_are_not_refused_as_crossed(tmp_path):
+    """Case 12: FXCM's bid and ask bars are built independently, so a bar's bid high may pass its ask low; that is no
+    crossed market. The mid (or one side) is imported, every bar kept."""
+    path = tmp_path / "USDJPY_m1.csv"
+    _, sides = _fxcm_minutes(path)
+    assert (sides[:, 1] > sides[:, 6]).any(), "some minute's bid high is above its ask low"
+    options = dict(ticker="USDJPY", cadence="1m", calendar="fx", timezone="UTC", time_format="%m/%d/%Y %H:%M:%S.%f")
+    info, report = import_bars(tmp_path / "home", [path], ImportOptions(**options))
+    bars = load_bars(tmp_path / "home", "USDJPY", "1m")[0]
+    assert report.status != "FAIL" and info.rows == len(sides) and info.repaired == 0
+    mid = (sides[:, :4] + sides[:, 4:]) / 2
+    assert np.allclose(np.column_stack([bars.open, bars.high, bars.low, bars.close]), mid, rtol=0, atol=1e-12)
+    import_bars(tmp_path / "home", [path], ImportOptions(**options, quote_side="bid", replace=True))
+    assert np.array_equal(load_bars(tmp_path / "home", "USDJPY", "1m")[0].high, sides[:, 1])
+    with pytest.raises(ConfigError, match="quote_side"):
+        import_bars(tmp_path / "home", [path], ImportOptions(**options, quote_side="last", replace=True))

@@ -32,7 +32,7 @@ from engine.models import FutureSettings, OptionSettings, StockSettings
 from engine.options import contract_expiry, listed_expiry, on_grid, option_strike, strike_score, years_to_expiry
 from engine.policy import Policy
 from engine.schemas import Bar, Lineage, Tick
-from engine.screening import LEVEL_SHIFT, TickScreen
+from engine.screening import LEVEL_SHIFT, LOCKED_QUOTE, TickScreen
 from engine.signals import Scored, Signals
 from engine.snapshot import decode_state, encode_state
 from flows.sources import Reader
@@ -166,7 +166,7 @@ def test_the_screen_refuses_bad_ticks_and_adopts_a_confirmed_new_level():
     assert TickScreen(negative_prices=True).check(t, -1.0, 1.0, None, None, 2) is None  # a spread may trade below zero
     assert screen.check(t, 10.0, 0.0, None, None, 3) == "bad_size"
     assert screen.check(t, None, None, 10.1, 10.0, 4) == "crossed_quote"
-    assert screen.check(t, None, None, 10.0, 10.0, 5) is None  # locked: allowed
+    assert screen.check(t, None, None, 10.0, 10.0, 5) == LOCKED_QUOTE  # locked: kept, with its remark
     for i in range(30):
         assert screen.check(t + i, 10.0 + 0.01 * (i % 3), 5.0, None, None, ("trade", i)) is None
     assert screen.check(t + 5, 10.01, 5.0, None, None, ("trade", 5)) == "duplicate"
