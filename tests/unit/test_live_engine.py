@@ -399,3 +399,38 @@ def test_minute_bars_built_from_ticks_across_a_daylight_saving_change_keep_their
     assert (opens[summer].hour, opens[winter].hour) == (13, 14)
     hours = set((local_clock(np.array(starts), US.timezone)[1] // 60).tolist())
     assert hours == set(range(9, 16)), "exchange-local hours, what allowed_hours reads: none shifted by the change"
+
+
+def test_session_boundaries_are_the_exchanges_hours_and_dates_not_utc():
+    """Case 18: a feed from 04:00 to 20:00 New York makes a daily bar of the regular session only, and minute bars of
+    every minute it trades, as research's resampler buckets them; allowed hours are New York hours on both sides of a
+    daylight-saving change, in the live clock and research's alike; the daily trade count resets at the session date,
+    which for CME Globex starts the evening before, not at UTC midnight."""
+    ticks = [_ns(2024, 3, 19, 4, 0) + minute * NS_PER_MINUTE + SECOND for minute in range(4 * 60, 20 * 60)]  # New York is UTC-4
+    daily, minutes = BarBuilder("SPY", "1d", CLOCK, SECOND), BarBuilder("SPY", "1m", CLOCK, SECOND)
+    inside = [ts for ts in ticks if daily.add(ts, 10.0, 1.0) == ACCEPTED]
+    assert (inside[0], inside[-1]) == (_ns(2024, 3, 19, 13, 30) + SECOND, _ns(2024, 3, 19, 19, 59) + SECOND) and len(inside) == 390
+    assert all(minutes.add(ts, 10.0, 1.0) == ACCEPTED for ts in ticks)
+    built = [bar.start for bar in minutes.advance(_ns(2024, 3, 20, 4, 0))]
+    assert built == np.unique(np.array(ticks) // NS_PER_MINUTE * NS_PER_MINUTE).tolist()
+    assert len(np.unique(bucket_keys(np.array(ticks), "1m", US))) == len(built), "research buckets the same minutes"
+    [session_bar] = daily.advance(_ns(2024, 3, 20, 4, 0))
+    assert (session_bar.start, session_bar.end) == (_ns(2024, 3, 19, 13, 30), _ns(2024, 3, 19, 20, 0))
+
+    winter, summer = _ns(2024, 3, 8, 14, 45), _ns(2024, 3, 11, 13, 45)  # 09:45 New York both: UTC-5, then UTC-4
+    assert CLOCK.local(winter)[1] // 60 == CLOCK.local(summer)[1] // 60 == 9
+    assert (local_clock(np.array([winter, summer]), US.timezone)[1] // 60).tolist() == [9, 9]
+
+    cme = ExchangeClock(CALENDARS["cme_globex"])
+    policy = msgspec.structs.replace(POLICY, max_trades_per_day=1, cooldown_minutes=0, hold_bars=1)
+    signals = Signals(policy, ("ES",), 252.0)
+    evening, after_midnight, next_evening = _ns(2024, 3, 18, 23, 30), _ns(2024, 3, 19, 1, 30), _ns(2024, 3, 19, 22, 30)
+    sessions = [cme.session(end - NS_PER_MINUTE)[0] for end in (evening, after_midnight, next_evening)]
+    tuesday = (date(2024, 3, 19) - EPOCH).days
+    assert sessions == [tuesday, tuesday, tuesday + 1], "Globex's Tuesday session opens Monday 17:00 Chicago"
+    entries = []
+    for end, session in zip((evening, after_midnight, next_evening), sessions, strict=True):
+        bar = Bar(ticker="ES", start=end - NS_PER_MINUTE, end=end, open=5000.0, high=5000.0, low=5000.0, close=5000.0)
+        row = Scored("m", bar, 0.9, cme.local(end)[1] // 60, session, 0.0, 1.0, 0.2, False, end, 1)
+        entries += [signal.scored.bar.end for signal in signals.close([row], cme) if signal.intent == "open"]
+    assert entries == [evening, next_evening], "past UTC midnight is the same session: its one trade is taken"
