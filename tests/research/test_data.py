@@ -79,11 +79,16 @@ def test_split_factor_file_removes_the_seven_for_one_cliff(tmp_path):
     factors = shared_file("lean-us-equity-daily/factor_file_aapl.csv")
     import_bars(tmp_path, [raw], ImportOptions(ticker="RAW", cadence="1d", **LEAN_DAILY))
     import_bars(tmp_path, [raw], ImportOptions(ticker="ADJ", cadence="1d", factor_file=str(factors), **LEAN_DAILY))
-    for ticker, worst in (("RAW", -0.80), ("ADJ", -0.10)):
-        bars, _ = load_bars(tmp_path, ticker, "1d")
-        june = np.searchsorted(bars.start, np.datetime64("2014-06-09T13:30").astype("datetime64[ns]").astype(np.int64))
-        move = bars.close[june] / bars.close[june - 1] - 1
-        assert (move < worst) if ticker == "RAW" else (move > worst)
+    raw_bars, adjusted = load_bars(tmp_path, "RAW", "1d")[0], load_bars(tmp_path, "ADJ", "1d")[0]
+    # AAPL's splits: 2:1 on 2005-02-28, 7:1 on 2014-06-09, 4:1 on 2020-08-31. Each is a cliff in the raw series, on its
+    # day; the adjusted series moves by less than 10% on the day before, on the day and on the day after (a factor
+    # applied a day early or late would leave the cliff there).
+    for day, ratio in (("2005-02-28", 2), ("2014-06-09", 7), ("2020-08-31", 4)):
+        t = int(np.searchsorted(raw_bars.start, np.datetime64(f"{day}T00:00").astype("datetime64[ns]").astype(np.int64)))
+        raw_moves = raw_bars.close[t - 1 : t + 2] / raw_bars.close[t - 2 : t + 1] - 1
+        assert raw_moves[1] < 1 / ratio - 1 + 0.1 and (np.abs(raw_moves[[0, 2]]) < 0.1).all(), day
+        adjusted_moves = adjusted.close[t - 1 : t + 2] / adjusted.close[t - 2 : t + 1] - 1
+        assert (np.abs(adjusted_moves) < 0.1).all(), (day, adjusted_moves)
 
 
 def test_bad_data_fails_and_nothing_is_stored(tmp_path):
