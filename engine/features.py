@@ -13,6 +13,7 @@ to the last bit, so research and the live flow see the same numbers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from operator import itemgetter
 
@@ -170,12 +171,13 @@ class FeatureVector:
 
 
 def _tap(taps: list, close: float, values: np.ndarray) -> bool:
-    """Write each tapped output into ``values`` (price outputs divided by ``close``); True when all are defined."""
+    """Write each tapped output into ``values`` (price outputs divided by ``close``); True when all are finite, as research
+    reads a row (NaN while warming up; an overflow is no value to score either)."""
     ready = True
     for column, (indicator, output, per_close) in enumerate(taps):
         value = getattr(indicator, output)
         if per_close:
             value /= close
-        ready = ready and value == value
+        ready = ready and math.isfinite(value)
         values[column] = value
     return ready

@@ -18,6 +18,7 @@ import numpy as np
 from engine.bars import Bars
 from engine.cadence import parse_cadence
 from engine.calendar import Calendar, close_minutes, session_days, trading_days
+from engine.schemas import LARGEST
 
 __all__ = ["Finding", "QualityReport", "check_bars", "ohlc_violations", "OUTLIER_MADS", "NAN_FAIL_SHARE"]
 
@@ -94,11 +95,14 @@ def check_bars(bars: Bars, cal: Calendar, *, negative_prices: bool = False) -> Q
         non_positive = (prices <= 0).any(axis=0) if not negative_prices else np.zeros(len(bars), bool)
         negative_volume = bars.volume < 0
         zero_volume = bars.volume == 0
+        huge = (np.abs(prices) >= LARGEST).any(axis=0) | (np.abs(bars.volume) >= LARGEST)  # infinity among them
     findings = [
         finding("monotonic timestamps", backwards, "FAIL", "bars earlier than the bar before", "sort the file by time"),
         finding("duplicates", repeated, "FAIL", "bars repeat the previous start time", "keep one row per bar"),
         finding("prices", non_positive, "FAIL", "bars with a zero or negative price", "drop them, or declare negative prices"),
         finding("volume", negative_volume, "FAIL", "bars with negative volume"),
+        finding("magnitude", huge, "FAIL", "bars with a price or volume of 1e15 or more (or infinite)",
+                "check the file's units and --price-scale: no market trades there"),
         finding("zero volume", zero_volume, "WARN", "bars with zero volume (no trades, or an index)"),
         Finding(
             "missing values",

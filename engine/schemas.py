@@ -20,6 +20,7 @@ from engine.errors import DecodeError
 from engine.snapshot import state
 
 __all__ = [
+    "LARGEST",
     "Tick",
     "Bar",
     "Lineage",
@@ -45,12 +46,17 @@ Ticker = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9^][A-Za-z0-9._\-/^=:]{
 TradeId = Annotated[str, msgspec.Meta(pattern=r"^[\x21-\x7e]{1,64}\Z", description="1 to 64 printable ASCII characters, no spaces")]
 
 
+LARGEST = 1e15
+"""The largest magnitude a price, size or volume may have: beyond every market's, and far enough from float overflow that
+squares and products of them (variances, price x volume) stay finite."""
+
+
 def _require_finite(struct: msgspec.Struct, fields: tuple[str, ...]) -> None:
-    # JSON cannot carry NaN but msgpack can, and one NaN poisons an EMA forever.
+    # JSON cannot carry NaN but msgpack can, and one NaN (or an overflow to infinity) poisons an EMA forever.
     for name in fields:
         value = getattr(struct, name)
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"`{name}` must be a finite number, got {value!r}")
+        if value is not None and not (math.isfinite(value) and abs(value) < LARGEST):
+            raise ValueError(f"`{name}` must be a finite number below 1e15 in size, got {value!r}")
 
 
 class Tick(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

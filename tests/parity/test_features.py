@@ -32,6 +32,29 @@ def test_swing_features_batch_equals_incremental_on_real_spy(tmp_path):
     assert np.isfinite(matrix[-1]).all()
 
 
+def test_a_row_with_an_infinite_feature_is_scored_by_neither_side():
+    """Case 35: research takes a row with any non-finite feature as not warm; so does the live vector, which then scores
+    nothing and alerts nothing. A session VWAP over a volume whose product with the price overflows is one such row."""
+    from engine.bars import Bars
+
+    indicators = {"session_vwap": {}, "sma": {"period": 5}}
+    features = model_features(["session_vwap", "sma"], indicators)
+    n = 40
+    close = 100.0 + np.sin(np.arange(n))
+    volume = np.full(n, 1000.0)
+    close[-1], volume[-1] = 1e200, 1e300  # as a store that predates the import's magnitude check might hold
+    bars = Bars("SPY", "1d", start=np.arange(n) * 86_400_000_000_000, end=(np.arange(n) + 1) * 86_400_000_000_000,
+                open=close, high=close, low=close, close=close, volume=volume)
+    session = np.arange(n) // 10  # four sessions: the VWAP resets at each
+    matrix = feature_matrix(features, indicators, bars, session)
+    vector = FeatureVector(features, indicators)
+    for row in range(n):
+        vector.update_bar(close[row], close[row], close[row], close[row], volume[row], session[row])
+        assert vector.ready == bool(np.isfinite(matrix[row]).all()), row
+    assert np.isinf(matrix[-1]).any() and not vector.ready
+    assert np.isfinite(matrix[-2]).all(), "the bar before was a row to score"
+
+
 def test_a_forming_bar_peeked_gives_the_features_of_its_close_and_commits_nothing(tmp_path):
     import_bars(tmp_path, [shared_file("spy-daily-yahoo/yahoofinance-SPY-20080101-20180101.csv")],
                 ImportOptions(ticker="SPY", cadence="1d"))

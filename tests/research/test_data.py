@@ -100,6 +100,15 @@ def test_bad_data_fails_and_nothing_is_stored(tmp_path):
     assert datasets(tmp_path / "home") == []
 
 
+def test_a_price_no_market_trades_at_fails_the_import(tmp_path):
+    path = tmp_path / "units.csv"
+    path.write_text("Date,Open,High,Low,Close,Volume\n2020-01-02,10,11,9,10,100\n2020-01-03,10,1e200,9,10,100\n")
+    with pytest.raises(SigmaError) as caught:
+        import_bars(tmp_path / "home", [path], ImportOptions(ticker="UNITS", cadence="1d"))
+    assert "1e15 or more" in str(caught.value) and "--price-scale" in str(caught.value)
+    assert datasets(tmp_path / "home") == []
+
+
 def test_an_existing_dataset_needs_replace(tmp_path):
     path = shared_file("goog-daily-raw/GOOG.csv")
     import_bars(tmp_path, [path], ImportOptions(ticker="GOOG", cadence="1d"))

@@ -91,6 +91,15 @@ def test_non_finite_prices_are_refused_from_msgpack():
         decode_msgpack(msgspec.msgpack.encode(bar), Bar)
 
 
+@pytest.mark.parametrize("field", ["price", "size", "bid", "ask"])
+def test_a_magnitude_no_market_trades_at_is_refused_naming_the_field(field):
+    """Case 35: 1e200 is finite, but its square is not; it would poison every variance it reached."""
+    tick = {"ticker": "SPY", "ts": 1, "price": 10.0, "size": 1.0, "bid": 9.9, "ask": 10.1, field: 1e200}
+    with pytest.raises(DecodeError, match=f"`{field}` must be a finite number below 1e15"):
+        decode_json(msgspec.json.encode(tick), Tick)
+    assert decode_json(msgspec.json.encode({**tick, field: 9.99e14 if field != "bid" else 10.0}), Tick)
+
+
 def test_bar_end_must_follow_start():
     with pytest.raises(DecodeError, match="`end` .* must be after `start`"):
         decode_json(b'{"ticker":"A","start":5,"end":5,"open":1,"high":1,"low":1,"close":1}', Bar)
