@@ -13,6 +13,7 @@ to the last bit, so research and the live flow see the same numbers.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from operator import itemgetter
@@ -25,7 +26,10 @@ from engine.errors import ConfigError
 from engine.indicators import INDICATORS, compute, make
 from engine.snapshot import state
 
-__all__ = ["Feature", "BAR_FIELDS", "TICK_FIELDS", "model_features", "needs_ticks", "feature_matrix", "FeatureVector", "warmup_bars"]
+__all__ = [
+    "Feature", "BAR_FIELDS", "TICK_FIELDS", "RESTART_AFTER_DAYS", "model_features", "needs_ticks", "restarts", "feature_matrix",
+    "FeatureVector", "warmup_bars",
+]  # fmt: skip
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume", "session")
 """What a bar offers an indicator; ``session`` is the exchange session's day number."""
@@ -63,6 +67,11 @@ def model_features(names: list[str], indicators: Mapping[str, Mapping[str, float
     return features
 
 
+def restarts(session: np.ndarray) -> np.ndarray:
+    """The rows whose bar comes more than `RESTART_AFTER_DAYS` after the bar before: where the features start afresh."""
+    return np.flatnonzero(np.diff(np.asarray(session, dtype=np.float64)) > RESTART_AFTER_DAYS) + 1
+
+
 def feature_matrix(
     features: list[Feature],
     indicators: Mapping[str, Mapping[str, float]],
@@ -70,24 +79,32 @@ def feature_matrix(
     session: np.ndarray,
     ticks: Mapping[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Features of every bar (rows) in ``features`` order (columns); NaN until an indicator is warm."""
+    """Features of every bar (rows) in ``features`` order (columns); NaN until an indicator is warm.
+
+    Each stretch of bars between long gaps (`restarts`) is computed on its own, as the
+    live vector starts afresh there; a tick indicator's stretch takes the ticks after
+    the close of its first bar.
+    """
     columns = {**bars.columns(), "session": np.asarray(session, dtype=np.float64)}
+    edges = [0, *restarts(session).tolist(), len(bars)]
     outputs: dict[str, dict[str, np.ndarray]] = {}
     for indicator in {feature.indicator for feature in features}:
-        if needs_ticks(indicator):
-            if ticks is None:
-                raise ConfigError(
-                    "ticks",
-                    f"{indicator} reads ticks (quotes and trades) and {bars.ticker} has only bars",
-                    "import ticks for it, or generate them with `sigma data synth --ticks`",
-                )
-            per_tick = compute(indicator, ticks, indicators[indicator])
-            last = np.searchsorted(ticks["ts"], bars.end, side="left") - 1
-            outputs[indicator] = {
-                name: np.where(last >= 0, values[np.maximum(last, 0)], np.nan) for name, values in per_tick.items()
-            }
-        else:
-            outputs[indicator] = compute(indicator, columns, indicators[indicator])
+        if needs_ticks(indicator) and ticks is None:
+            raise ConfigError(
+                "ticks",
+                f"{indicator} reads ticks (quotes and trades) and {bars.ticker} has only bars",
+                "import ticks for it, or generate them with `sigma data synth --ticks`",
+            )
+        pieces = []
+        for first, end in itertools.pairwise(edges):
+            if not needs_ticks(indicator):
+                pieces.append(compute(indicator, {name: values[first:end] for name, values in columns.items()}, indicators[indicator]))
+                continue
+            taken = ticks if first == 0 else {n: v[np.searchsorted(ticks["ts"], bars.end[first]):] for n, v in ticks.items()}
+            per_tick = compute(indicator, taken, indicators[indicator])
+            last = np.searchsorted(taken["ts"], bars.end[first:end], side="left") - 1
+            pieces.append({name: np.where(last >= 0, values[np.maximum(last, 0)], np.nan) for name, values in per_tick.items()})
+        outputs[indicator] = pieces[0] if len(pieces) == 1 else {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
     matrix = np.empty((len(bars), len(features)))
     for column, feature in enumerate(features):
         values = outputs[feature.indicator][feature.output]
@@ -98,6 +115,11 @@ def feature_matrix(
 def warmup_bars(features: list[Feature], indicators: Mapping[str, Mapping[str, float]]) -> int:
     """Updates the slowest of the features' indicators needs before every feature is defined."""
     return max((make(name, indicators[name]).warmup for name in {f.indicator for f in features}), default=0)
+
+
+RESTART_AFTER_DAYS = 30
+"""Calendar days between two bars after which the features start afresh, in research and live alike: history from
+before such a hole (QQQ's 6.3 years, a relisting) says nothing of the market after it, and the indicators warm up again."""
 
 
 def _picker(fields: tuple[str, ...], inputs: tuple[str, ...]):
@@ -111,17 +133,21 @@ class FeatureVector:
     """The model's features, one bar at a time: feed ticks and bars, read ``values`` after each bar.
 
     `peek_bar` reads the features of a bar still forming, as if it closed now, from
-    twins of the bar indicators: nothing is committed until the bar's own close.
+    twins of the bar indicators: nothing is committed until the bar's own close. A
+    bar more than `RESTART_AFTER_DAYS` after the last one starts every indicator
+    afresh, tick indicators included, as `feature_matrix` cuts its history there.
     """
 
-    __slots__ = ("features", "values", "ready", "_indicators", "_bar_indicators", "_tick_indicators", "_taps", "_twins",
-                 "_peek_taps", "peeked")  # fmt: skip
+    __slots__ = ("features", "values", "ready", "last_session", "_indicators", "_bar_indicators", "_tick_indicators", "_taps",
+                 "_twins", "_peek_taps", "peeked")  # fmt: skip
 
     def __init__(self, features: list[Feature], indicators: Mapping[str, Mapping[str, float]]) -> None:
         self.features = features
         self.values = np.full(len(features), np.nan)
         self.ready = not len(features)
         """True once every feature is defined (all indicators are warm)."""
+        self.last_session = math.nan
+        """The session of the last bar fed."""
         self._indicators = {feature.indicator: make(feature.indicator, indicators[feature.indicator]) for feature in features}
         self.rebuild()
 
@@ -150,6 +176,10 @@ class FeatureVector:
 
     def update_bar(self, open: float, high: float, low: float, close: float, volume: float, session: float) -> np.ndarray:  # noqa: A002
         """Feed one closed bar; returns ``values``, this bar's features."""
+        if session - self.last_session > RESTART_AFTER_DAYS:
+            self._indicators = {name: type(instance)(**instance.params) for name, instance in self._indicators.items()}
+            self.rebuild()
+        self.last_session = session
         fields = (open, high, low, close, volume, session)
         for update, pick in self._bar_indicators:
             update(*pick(fields))
@@ -161,9 +191,12 @@ class FeatureVector:
     ) -> np.ndarray | None:
         """The features of a bar still forming (its open, high, low, close and volume so far), committing nothing.
 
-        Returns ``peeked``, or None while a feature is undefined. Tick indicators read
-        as they stand: they are sampled at the last tick, as at a close.
+        Returns ``peeked``, or None while a feature is undefined (also when the bar
+        comes after a gap that starts the indicators afresh). Tick indicators read as
+        they stand: they are sampled at the last tick, as at a close.
         """
+        if session - self.last_session > RESTART_AFTER_DAYS:
+            return None
         fields = (open, high, low, close, volume, session)
         for peek, twin, pick in self._twins:
             peek(*pick(fields), into=twin)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.calendar import CALENDARS, session_days
 from engine.features import FeatureVector, feature_matrix, model_features
@@ -78,9 +79,21 @@ def test_a_forming_bar_peeked_gives_the_features_of_its_close_and_commits_nothin
         assert np.array_equal(values, matrix[row], equal_nan=True), row
 
 
-def test_tick_features_are_sampled_from_the_last_tick_before_the_bar_closed():
+@pytest.mark.parametrize("hole", [False, True])
+def test_tick_features_are_sampled_from_the_last_tick_before_the_bar_closed(hole):
+    """With a hole of three months between two stretches of trading, both sides start afresh after it: research from
+    the ticks after the close of the first bar after the hole, the live vector at that close."""
+    from datetime import date
+
+    from engine.bars import COLUMNS, Bars
+
     us = CALENDARS["us_equities"]
     bars, ticks = generate(["SPY"], "1m", 2, us, seed=5, ticks=True)["SPY"]
+    if hole:
+        later, later_ticks = generate(["SPY"], "1m", 2, us, seed=6, ticks=True, start=date(2024, 9, 3))["SPY"]
+        assert later.start[0] - bars.end[-1] > 60 * 86_400 * 10**9
+        bars = Bars("SPY", "1m", **{c: np.concatenate([getattr(bars, c), getattr(later, c)]) for c in COLUMNS})
+        ticks = {name: np.concatenate([ticks[name], later_ticks[name]]) for name in ticks}
     pack = load_pack(OFFICIAL / "zerosigma")
     spec = create_model(pack, strategy="order_flow_scalp", settings={"underlying": "SPY"})
     features = model_features(spec.features, spec.indicators)
@@ -95,3 +108,28 @@ def test_tick_features_are_sampled_from_the_last_tick_before_the_bar_closed():
         values = vector.update_bar(bars.open[row], bars.high[row], bars.low[row], bars.close[row], bars.volume[row], session[row])
         assert np.array_equal(values, matrix[row], equal_nan=True), row
     assert np.isfinite(matrix[-1]).all()
+
+
+def test_a_long_hole_in_the_history_starts_the_features_afresh_in_research_and_live_alike(tmp_path):
+    """Case 16 on real QQQ daily bars with their 6.3-year hole (2004-11-30 to 2011-03-23): no value is carried across
+    it. Both sides start every indicator afresh at the first bar after it, warm up again, and agree bar for bar."""
+    from engine.features import RESTART_AFTER_DAYS, restarts
+
+    lean = {"header": False, "time_format": "%Y%m%d %H:%M", "price_scale": 10000}
+    import_bars(tmp_path, [shared_file("lean-us-equity-daily/qqq.csv")], ImportOptions(ticker="QQQ", cadence="1d", **lean))
+    bars, _ = load_bars(tmp_path, "QQQ", "1d")
+    session, _ = session_days(bars.start, CALENDARS["us_equities"])
+    [hole] = restarts(session).tolist()
+    assert session[hole] - session[hole - 1] > 6 * 365 > RESTART_AFTER_DAYS and (np.diff(session[:hole]) <= 7).all()
+    pack = load_pack(OFFICIAL / "swingsigma")
+    spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "QQQ"})
+    features = model_features(spec.features, spec.indicators)
+    matrix = feature_matrix(features, spec.indicators, bars, session)
+    vector = FeatureVector(features, spec.indicators)
+    for row in range(len(bars)):
+        values = vector.update_bar(bars.open[row], bars.high[row], bars.low[row], bars.close[row], bars.volume[row], session[row])
+        assert np.array_equal(values, matrix[row], equal_nan=True), row
+    assert np.isfinite(matrix[hole - 1]).all() and np.isnan(matrix[hole]).any(), "warm before the hole, cold after it"
+    assert np.isfinite(matrix[-1]).all(), "warm again"
+    fresh = feature_matrix(features, spec.indicators, bars.select(np.arange(len(bars)) >= hole), session[hole:])
+    assert np.array_equal(matrix[hole:], fresh, equal_nan=True), "after the hole, as if the history began there"
