@@ -10,11 +10,15 @@ and stops and targets act on the ticks after the fill. The equity is marked at e
 minute's end.
 
 Exactly once across a crash: after each batch the account, the alerts still
-waiting and the last stream id taken from each stream are written in one file
+waiting and how far the tick stream has moved it are written in one file
 (atomically), and only then are the entries acknowledged. A restart reads its
-unacknowledged entries first and skips those at or before the ids it wrote, so no
-alert is acted on twice, no tick moves the account twice, and none is lost. One
-process holds an account at a time (a lock file); a second is refused.
+unacknowledged entries first. What was acted on is known by content, never by
+stream id: an alert by its ``alert_id``, a tick by its event time (one older than
+the latest taken is not a price any more) and, at the latest time, by itself. So
+no alert is acted on twice and no tick moves the account twice, after a crash or
+after Redis came back from an older snapshot and hands out ids it gave before
+(RELIABILITY.md case 30), and none is lost. One process holds an account at a time
+(a lock file); a second is refused.
 """
 
 from __future__ import annotations
@@ -48,7 +52,11 @@ class LiveState(msgspec.Struct, kw_only=True):
     pending: list[Alert] = []
     """Alerts taken, waiting for the tick stream to reach their time."""
     taken: dict[str, str] = {}
-    """The last entry id taken from each stream."""
+    """The last entry id taken from each stream (shown; nothing is skipped by it)."""
+    last_tick: int = -1
+    """The event time of the latest tick that moved the account."""
+    ticks_then: list[str] = []
+    """The ticks at ``last_tick`` that moved it, as their stream entries' JSON."""
     marked_until: int = -1
     """The last minute end the equity was marked at."""
     at_end: bool = False
@@ -156,8 +164,6 @@ def attach(
                 read_any = read_any or bool(entries)
                 for entry_id, fields in entries:
                     taken.setdefault(stream, []).append(entry_id)
-                    if _done(entry_id, state.taken.get(stream)):
-                        continue  # acted on before a crash, not acknowledged then
                     state.taken[stream] = entry_id.decode()
                     if stream == ticks:
                         state.at_end = _tick(broker, state, fields)
@@ -172,13 +178,6 @@ def attach(
         return state
     finally:
         lock.close()
-
-
-def _done(entry_id: bytes, last: str | None) -> bool:
-    if last is None:
-        return False
-    a, b = (tuple(int(part) for part in value.split("-")) for value in (entry_id.decode(), last))
-    return a <= b
 
 
 def _alert(broker: Broker, state: LiveState, fields: dict) -> None:
@@ -204,8 +203,15 @@ def _tick(broker: Broker, state: LiveState, fields: dict) -> bool:
     except (ValueError, msgspec.ValidationError):
         return False  # the flow dead-letters it; the broker takes no price from it
     price = tick.price if tick.price is not None else ((tick.bid + tick.ask) / 2 if tick.bid is not None and tick.ask is not None else None)
-    if price is None or not price > 0:
-        return False
+    if price is None or not price > 0 or tick.ts < state.last_tick:
+        return False  # no price, or one the account has moved past (taken before a crash, or handed out again)
+    identity = raw.decode(errors="replace")
+    if tick.ts == state.last_tick:
+        if identity in state.ticks_then:
+            return False
+        state.ticks_then.append(identity)
+    else:
+        state.last_tick, state.ticks_then = tick.ts, [identity]
     while state.pending and nanoseconds(state.pending[0].timestamp) <= tick.ts:
         broker.on_alert(state.pending.pop(0))
     minute = tick.ts // NS_PER_MINUTE * NS_PER_MINUTE

@@ -88,3 +88,67 @@ def test_new_ticks_after_a_restart_move_the_same_account_on(streamed):
     push(server, [])  # another eof: nothing new but the marker
     after = live.attach(home, "later", [trained_id], server.url, ticks=TICKS, until_end=True, announce=lambda line: None)
     assert after.account.fills == before.account.fills and live.load(home, "later").taken[TICKS] != last
+
+
+def test_redis_back_from_an_older_snapshot_handing_out_old_ids_again_doubles_and_loses_nothing(streamed, tmp_path):
+    """Case 30: Redis restarts from an RDB older than what the account took. The streams are behind it; the alerts and
+    ticks written again after the snapshot get ids the account saw before, some of them on other entries. Acting on
+    content (alert ids, tick times), the account ends as the one that saw every entry once."""
+    import json
+
+    from flows.redis_server import RedisServer
+    from flows.sinks import model_stream
+
+    home, trained_id, source = streamed
+    alert_stream = model_stream(trained_id)
+    alerts = [fields for _, fields in source.client().xrange(alert_stream)]
+    ticks = [fields for _, fields in source.client().xrange(TICKS) if b"tick" in fields]
+    moment = [json.loads(fields[b"tick"])["ts"] for fields in ticks]
+
+    def when(fields) -> int:
+        from datetime import datetime
+
+        from engine.alerts import nanoseconds
+        return nanoseconds(datetime.fromisoformat(json.loads(fields[b"alert"])["timestamp"]))
+
+    first_cut, second_cut = when(alerts[len(alerts) // 3]) - 1, when(alerts[2 * len(alerts) // 3]) - 1
+
+    def part(low: int, high: int) -> tuple[list, list]:
+        return [a for a in alerts if low < when(a) <= high], [t for t, m in zip(ticks, moment, strict=True) if low < m <= high]
+
+    def write(server, stream: str, entries: list, start: int) -> None:
+        for n, fields in enumerate(entries, start):  # explicit ids: after the rollback the same numbers come again
+            server.client().xadd(stream, fields, id=f"{n}-1")
+
+    one, two, three = part(-1, first_cut), part(first_cut, second_cut), part(second_cut, 2**62)
+    assert all(len(alerts_) >= 4 for alerts_, _ in (one, two, three)), "each third of the stream has alerts"
+    golden = RedisServer(tmp_path / "golden").start()
+    try:
+        write(golden, alert_stream, alerts, 1)
+        write(golden, TICKS, ticks + [{b"eof": b"1"}], 1)
+        expected = live.attach(home, "rdb-golden", [trained_id], golden.url, ticks=TICKS, until_end=True, announce=lambda line: None)
+    finally:
+        golden.stop()
+
+    server = RedisServer(tmp_path / "rolled").start()
+    write(server, alert_stream, one[0], 1)
+    write(server, TICKS, one[1], 1)
+    server.client().save()  # the snapshot Redis will come back from
+    write(server, alert_stream, two[0], 1 + len(one[0]))
+    write(server, TICKS, two[1] + [{b"eof": b"1"}], 1 + len(one[1]))
+    live.attach(home, "rdb", [trained_id], server.url, ticks=TICKS, until_end=True, announce=lambda line: None)
+    server.stop()  # killed: what it took since the snapshot is gone, the account's record of it is not
+    server = RedisServer(tmp_path / "rolled").start()
+    try:
+        assert server.client().xlen(alert_stream) == len(one[0]), "back from the older snapshot"
+        # The flow, resumed, writes the third part's alerts under the ids the second part's had; the feed sends the
+        # second part's ticks again, then the third's.
+        write(server, alert_stream, three[0], 1 + len(one[0]))
+        write(server, TICKS, two[1] + three[1] + [{b"eof": b"1"}], 1 + len(one[1]))
+        rolled = live.attach(home, "rdb", [trained_id], server.url, ticks=TICKS, until_end=True, announce=lambda line: None)
+    finally:
+        server.stop()
+    assert len(rolled.account.seen) == len(set(rolled.account.seen)), "no alert acted on twice"
+    assert sorted(rolled.account.seen) == sorted(expected.account.seen), "none lost, the reused ids' among them"
+    assert rolled.account.fills == expected.account.fills
+    assert rolled.account.cash == expected.account.cash and rolled.account.equity == expected.account.equity
