@@ -25,14 +25,16 @@ from collections import deque
 
 from engine.snapshot import state
 
-__all__ = ["TickScreen", "LEVEL_SHIFT", "LOCKED_QUOTE", "FLAGS", "REMARKS", "OUTLIER_MOVES", "CONFIRM"]
+__all__ = ["TickScreen", "LEVEL_SHIFT", "LOCKED_QUOTE", "RESTARTED", "FLAGS", "REMARKS", "OUTLIER_MOVES", "CONFIRM"]
 
 LEVEL_SHIFT = "level_shift"
 LOCKED_QUOTE = "locked_quote"
 FLAGS = frozenset((LEVEL_SHIFT, LOCKED_QUOTE))
 """What `TickScreen.check` reports of a tick it accepts."""
-REMARKS = frozenset((*FLAGS, "ohlc_repaired"))
-"""What a ticker's counts hold of input kept with a remark, not refused: these flags, and bars whose range was repaired."""
+RESTARTED = "restarted_after_gap"
+REMARKS = frozenset((*FLAGS, "ohlc_repaired", RESTARTED))
+"""What a ticker's counts hold of input kept with a remark, not refused: these flags, bars whose range was repaired, and
+bars after a hole long enough to start a model's features afresh (`engine.features.RESTART_AFTER_DAYS`)."""
 OUTLIER_MOVES = 12.0
 CONFIRM = 3
 _DECAY = 0.05  # weight of the newest print in the reference and its typical move: about the last 20 prints

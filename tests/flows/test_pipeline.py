@@ -79,6 +79,11 @@ def test_refused_input_is_counted_and_a_new_price_level_restarts_the_features(se
     assert pipeline.refused == {"bad_price": 1, "duplicate_bar": 1, "outlier": 2, "level_shift": 1}
     [after] = pipeline.advance(ts + 120 * SECOND, received=0)
     assert after.features is None, "the indicators start again at the new level"
+    later = ts + 45 * 86_400 * SECOND  # 45 days on: past the hole after which features start afresh
+    assert pipeline.bar(Bar(ticker="SPY", start=later, end=later + 60 * SECOND, open=price / 7, high=price / 7, low=price / 7,
+                            close=price / 7)) is None  # fmt: skip
+    pipeline.advance(later + 60 * SECOND, received=0)
+    assert pipeline.refused["restarted_after_gap"] == 1, "the restart after the hole is reported"
 
 
 def test_real_fx_quotes_keep_a_locked_quote_with_its_remark_and_refuse_no_quote_as_crossed():
