@@ -370,3 +370,39 @@ def test_a_running_flow_rides_out_a_redis_outage_with_bounded_backoff_and_writes
     delays = [float(found) for found in re.findall(r"Redis unreachable .*?; [\d,]+ items buffered, retrying in ([\d.]+) s", capfd.readouterr().err)]
     assert len(delays) >= 6 and max(delays) <= 2.0, delays
     assert {0.05, 0.1, 0.2} <= set(delays), "a backoff that doubles from 50 ms (each sink has its own), bounded at 2 s"
+
+
+def test_negative_prices_pass_for_a_futures_models_ticker_only(served, redis_server, tmp_path):
+    """Case 8: a price below zero (a spread, WTI in April 2020) is refused unless the instrument allows it: the ticker
+    of a published futures model takes one, a stock's or an option underlying's ticker dead-letters it."""
+    from datetime import date
+
+    from engine.calendar import CALENDARS
+    from engine.models import SweepRequest, create_model
+    from engine.packs import load_pack
+    from engine.store import store_bars
+    from packs import OFFICIAL
+    from research import sweep, training
+    from research.synthetic import generate
+    from research.training import TrainRequest, fit_configuration
+    from tests.flows.conftest import SMALL, _clock
+
+    home = _own_home(served, tmp_path)
+    cme = CALENDARS["cme_globex"]
+    bars, _ = generate(["CL"], "1w", 3000, cme, seed=3, start=date(2012, 6, 4))["CL"]  # 600 weeks, to 2024-01
+    with Workspace(home, clock=_clock) as space:
+        store_bars(home, bars, cme, source="synthetic")
+        pack = load_pack(OFFICIAL / "trendsigma")
+        spec = create_model(pack, strategy=next(iter(pack.strategies)), instrument="futures", settings={"contract": "CL"})
+        space.add_model(spec, actor="test")
+        sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name), actor="test", announce=lambda line: None)
+        train = TrainRequest(sweep=sweep_id, rank=1, grid=SMALL)
+        space.publish(training._register(space, spec, train, fit_configuration(home, pack, spec, train), "test"), actor="test")
+    at = int(datetime(2024, 3, 19, 14, 30, tzinfo=UTC).timestamp()) * SECOND
+    rows = [{"ticker": "CL", "ts": at, "price": -37.63, "size": 1.0}, {"ticker": "CL", "ts": at + SECOND, "price": 0.0, "size": 1.0},
+            {"ticker": "SPY", "ts": at + 2 * SECOND, "price": -1.0, "size": 1.0}]  # fmt: skip
+    path = tmp_path / "negative.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run_main(flow(home, redis_server.url, source="files", files=[path]))
+    letters = [(reason, payload["ticker"], payload["price"]) for reason, payload in _dead_letters(redis_server)]
+    assert letters == [("bad_price", "CL", 0.0), ("bad_price", "SPY", -1.0)], "CL's -37.63 is a price; zero never is"
