@@ -89,6 +89,9 @@ def test_split_factor_file_removes_the_seven_for_one_cliff(tmp_path):
         assert raw_moves[1] < 1 / ratio - 1 + 0.1 and (np.abs(raw_moves[[0, 2]]) < 0.1).all(), day
         adjusted_moves = adjusted.close[t - 1 : t + 2] / adjusted.close[t - 2 : t + 1] - 1
         assert (np.abs(adjusted_moves) < 0.1).all(), (day, adjusted_moves)
+    # Case 15: the adjusted history ends at the raw price, so a raw live feed continues a model warmed on it without a
+    # jump at the join; only corporate actions after the history's end differ, and a split then is a level shift.
+    assert adjusted.close[-1] == raw_bars.close[-1] and abs(adjusted.close[-2] / raw_bars.close[-2] - 1) < 0.01
 
 
 def test_bad_data_fails_and_nothing_is_stored(tmp_path):
