@@ -27,8 +27,8 @@ from engine.indicators import INDICATORS, compute, make
 from engine.snapshot import state
 
 __all__ = [
-    "Feature", "BAR_FIELDS", "TICK_FIELDS", "RESTART_AFTER_DAYS", "model_features", "needs_ticks", "restarts", "feature_matrix",
-    "FeatureVector", "warmup_bars",
+    "Feature", "BAR_FIELDS", "TICK_FIELDS", "RESTART_AFTER_DAYS", "LEVEL_JUMP", "model_features", "needs_ticks", "restarts",
+    "feature_matrix", "FeatureVector", "warmup_bars",
 ]  # fmt: skip
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume", "session")
@@ -67,9 +67,19 @@ def model_features(names: list[str], indicators: Mapping[str, Mapping[str, float
     return features
 
 
-def restarts(session: np.ndarray) -> np.ndarray:
-    """The rows whose bar comes more than `RESTART_AFTER_DAYS` after the bar before: where the features start afresh."""
-    return np.flatnonzero(np.diff(np.asarray(session, dtype=np.float64)) > RESTART_AFTER_DAYS) + 1
+def restarts(session: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the features start afresh, as (rows after a hole, rows of a jump).
+
+    A bar more than `RESTART_AFTER_DAYS` after the one before starts the features
+    afresh with itself. A bar closing beyond `LEVEL_JUMP` of the close before (a split
+    of unadjusted prices) straddles two price levels: it is scored by nothing, and
+    the features start afresh with the bar after it.
+    """
+    hole = np.diff(np.asarray(session, dtype=np.float64)) > RESTART_AFTER_DAYS
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = close[1:] / close[:-1]
+    jump = (close[1:] * close[:-1] > 0.0) & ((ratio > _UP) | (ratio < _DOWN))
+    return np.flatnonzero(hole & ~jump) + 1, np.flatnonzero(jump) + 1
 
 
 def feature_matrix(
@@ -81,12 +91,15 @@ def feature_matrix(
 ) -> np.ndarray:
     """Features of every bar (rows) in ``features`` order (columns); NaN until an indicator is warm.
 
-    Each stretch of bars between long gaps (`restarts`) is computed on its own, as the
-    live vector starts afresh there; a tick indicator's stretch takes the ticks after
-    the close of its first bar.
+    Each stretch of bars between restarts (long holes, jumps of the price level:
+    `restarts`) is computed on its own, as the live vector starts afresh there; a tick
+    indicator's stretch takes the ticks after the close of the bar it restarted at.
     """
     columns = {**bars.columns(), "session": np.asarray(session, dtype=np.float64)}
-    edges = [0, *restarts(session).tolist(), len(bars)]
+    holes, jumps = restarts(session, bars.close)
+    # A stretch starts at a bar after a hole, or after a jump's bar; its tick indicators start at that restart's close.
+    starts = sorted([(int(row), int(row)) for row in holes] + [(int(row) + 1, int(row)) for row in jumps if row + 1 < len(bars)])
+    edges = [(0, -1), *starts, (len(bars), -1)]
     outputs: dict[str, dict[str, np.ndarray]] = {}
     for indicator in {feature.indicator for feature in features}:
         if needs_ticks(indicator) and ticks is None:
@@ -96,11 +109,12 @@ def feature_matrix(
                 "import ticks for it, or generate them with `sigma data synth --ticks`",
             )
         pieces = []
-        for first, end in itertools.pairwise(edges):
+        for (first, restarted), (end, _) in itertools.pairwise(edges):
             if not needs_ticks(indicator):
                 pieces.append(compute(indicator, {name: values[first:end] for name, values in columns.items()}, indicators[indicator]))
                 continue
-            taken = ticks if first == 0 else {n: v[np.searchsorted(ticks["ts"], bars.end[first]):] for n, v in ticks.items()}
+            since = np.searchsorted(ticks["ts"], bars.end[restarted]) if restarted >= 0 else 0
+            taken = {n: v[since:] for n, v in ticks.items()}
             per_tick = compute(indicator, taken, indicators[indicator])
             last = np.searchsorted(taken["ts"], bars.end[first:end], side="left") - 1
             pieces.append({name: np.where(last >= 0, values[np.maximum(last, 0)], np.nan) for name, values in per_tick.items()})
@@ -109,6 +123,7 @@ def feature_matrix(
     for column, feature in enumerate(features):
         values = outputs[feature.indicator][feature.output]
         matrix[:, column] = values / bars.close if feature.per_close else values
+    matrix[jumps] = np.nan
     return matrix
 
 
@@ -120,6 +135,14 @@ def warmup_bars(features: list[Feature], indicators: Mapping[str, Mapping[str, f
 RESTART_AFTER_DAYS = 30
 """Calendar days between two bars after which the features start afresh, in research and live alike: history from
 before such a hole (QQQ's 6.3 years, a relisting) says nothing of the market after it, and the indicators warm up again."""
+LEVEL_JUMP = 0.35
+"""How far (in log price: 30% down, 42% up) a bar may close from the close before it without starting the features afresh:
+beyond, it is a split or a reverse split of unadjusted prices (AAPL's 7:1: 85% down), whose history no longer describes
+the price, rather than a move to read as a crash. Research and live restart at the same bars."""
+HOLE, JUMP = "hole", "jump"
+"""Why the features start afresh (`FeatureVector.restart`)."""
+_UP = math.exp(LEVEL_JUMP)
+_DOWN = 1.0 / _UP  # bounds on the ratio itself, which both sides compute alike to the bit
 
 
 def _picker(fields: tuple[str, ...], inputs: tuple[str, ...]):
@@ -135,11 +158,13 @@ class FeatureVector:
     `peek_bar` reads the features of a bar still forming, as if it closed now, from
     twins of the bar indicators: nothing is committed until the bar's own close. A
     bar more than `RESTART_AFTER_DAYS` after the last one starts every indicator
-    afresh, tick indicators included, as `feature_matrix` cuts its history there.
+    afresh (tick indicators included); a bar closing beyond `LEVEL_JUMP` of the
+    last close is scored by nothing and the indicators start afresh after it, as
+    `feature_matrix` cuts its history there.
     """
 
-    __slots__ = ("features", "values", "ready", "last_session", "_indicators", "_bar_indicators", "_tick_indicators", "_taps",
-                 "_twins", "_peek_taps", "peeked")  # fmt: skip
+    __slots__ = ("features", "values", "ready", "last_session", "last_close", "_indicators", "_bar_indicators",
+                 "_tick_indicators", "_taps", "_twins", "_peek_taps", "peeked")  # fmt: skip
 
     def __init__(self, features: list[Feature], indicators: Mapping[str, Mapping[str, float]]) -> None:
         self.features = features
@@ -148,6 +173,7 @@ class FeatureVector:
         """True once every feature is defined (all indicators are warm)."""
         self.last_session = math.nan
         """The session of the last bar fed."""
+        self.last_close = math.nan
         self._indicators = {feature.indicator: make(feature.indicator, indicators[feature.indicator]) for feature in features}
         self.rebuild()
 
@@ -176,15 +202,29 @@ class FeatureVector:
 
     def update_bar(self, open: float, high: float, low: float, close: float, volume: float, session: float) -> np.ndarray:  # noqa: A002
         """Feed one closed bar; returns ``values``, this bar's features."""
-        if session - self.last_session > RESTART_AFTER_DAYS:
+        restart = self.restart(close, session)
+        self.last_session, self.last_close = session, close
+        if restart is not None:
             self._indicators = {name: type(instance)(**instance.params) for name, instance in self._indicators.items()}
             self.rebuild()
-        self.last_session = session
+            if restart == JUMP:  # a bar across two price levels: scored by nothing, and not the new level's first bar
+                self.values[:] = np.nan
+                self.ready = False
+                return self.values
         fields = (open, high, low, close, volume, session)
         for update, pick in self._bar_indicators:
             update(*pick(fields))
         self.ready = _tap(self._taps, close, self.values)
         return self.values
+
+    def restart(self, close: float, session: float) -> str | None:
+        """`JUMP` or `HOLE` when a bar closing at ``close`` in ``session`` starts the features afresh (`restarts`' rule,
+        bar by bar); None when it does not."""
+        previous = self.last_close
+        ratio = close / previous if close * previous > 0.0 else 1.0
+        if ratio > _UP or ratio < _DOWN:
+            return JUMP
+        return HOLE if session - self.last_session > RESTART_AFTER_DAYS else None
 
     def peek_bar(
         self, open: float, high: float, low: float, close: float, volume: float, session: float  # noqa: A002
@@ -195,7 +235,7 @@ class FeatureVector:
         comes after a gap that starts the indicators afresh). Tick indicators read as
         they stand: they are sampled at the last tick, as at a close.
         """
-        if session - self.last_session > RESTART_AFTER_DAYS:
+        if self.restart(close, session) is not None:
             return None
         fields = (open, high, low, close, volume, session)
         for peek, twin, pick in self._twins:

@@ -25,7 +25,7 @@ import numpy as np
 from engine.bar_builder import LATE, BarBuilder
 from engine.bars import Bars
 from engine.calendar import ExchangeClock, bars_per_year, session_days
-from engine.features import RESTART_AFTER_DAYS, TICK_FIELDS, FeatureVector, model_features, needs_ticks, warmup_bars
+from engine.features import TICK_FIELDS, FeatureVector, model_features, needs_ticks, warmup_bars
 from engine.indicators.volatility import RealisedVolatility
 from engine.options import volatility_window
 from engine.schemas import Bar, Tick
@@ -266,7 +266,7 @@ class Pipeline:
             timing = None
             for name, model in self.models.items():
                 if model.cadence == cadence.builder.cadence:
-                    if session - model.features.last_session > RESTART_AFTER_DAYS:  # the features start afresh: say so
+                    if model.features.restart(bar.close, session) is not None:  # after a hole, or at a jump of the price level
                         self.refused[RESTARTED] = self.refused.get(RESTARTED, 0) + 1
                     values = model.features.update_bar(bar.open, bar.high, bar.low, bar.close, bar.volume, session)
                     row = None

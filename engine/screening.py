@@ -31,10 +31,10 @@ LEVEL_SHIFT = "level_shift"
 LOCKED_QUOTE = "locked_quote"
 FLAGS = frozenset((LEVEL_SHIFT, LOCKED_QUOTE))
 """What `TickScreen.check` reports of a tick it accepts."""
-RESTARTED = "restarted_after_gap"
+RESTARTED = "features_restarted"
 REMARKS = frozenset((*FLAGS, "ohlc_repaired", RESTARTED))
 """What a ticker's counts hold of input kept with a remark, not refused: these flags, bars whose range was repaired, and
-bars after a hole long enough to start a model's features afresh (`engine.features.RESTART_AFTER_DAYS`)."""
+bars that start a model's features afresh (after a long hole, or at a jump of the price level: `engine.features.restarts`)."""
 OUTLIER_MOVES = 12.0
 CONFIRM = 3
 _DECAY = 0.05  # weight of the newest print in the reference and its typical move: about the last 20 prints

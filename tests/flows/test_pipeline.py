@@ -83,7 +83,7 @@ def test_refused_input_is_counted_and_a_new_price_level_restarts_the_features(se
     assert pipeline.bar(Bar(ticker="SPY", start=later, end=later + 60 * SECOND, open=price / 7, high=price / 7, low=price / 7,
                             close=price / 7)) is None  # fmt: skip
     pipeline.advance(later + 60 * SECOND, received=0)
-    assert pipeline.refused["restarted_after_gap"] == 1, "the restart after the hole is reported"
+    assert pipeline.refused["features_restarted"] == 1, "the restart after the hole is reported"
 
 
 def test_real_fx_quotes_keep_a_locked_quote_with_its_remark_and_refuse_no_quote_as_crossed():
