@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.options import on_grid, strike_score
-from engine.policy import ALL_DAY, ENTRY_TYPES, EXIT_REASONS, SIDES
+from engine.policy import ALL_DAY, ENTRY_TYPES, SIDES
 from research.backtest import BLOCKS, METRICS, PARAMETERS, Market, replay, run, summarise, trades
 from tests.parity.test_policy import policies, random_market
 from tests.reference import black_scholes
