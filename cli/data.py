@@ -39,6 +39,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     load.add_argument("--factor-file", help="Lean factor file to split- and dividend-adjust raw prices")
     load.add_argument("--adjustment", choices=("raw", "split", "total_return"), default="raw", help="what the prices already are")
     load.add_argument("--negative-prices", action="store_true", help="allow zero and negative prices (spreads)")
+    load.add_argument("--hours", choices=("all", "regular"), default="all",
+                      help="regular: keep intraday bars of the calendar's session hours only (the live flow then builds those too)")
     load.add_argument("--quote-side", choices=("mid", "bid", "ask"), default="mid",
                       help="of a file of bid and ask bars (BidOpen ... AskClose): their mid (default), or one side")
     load.add_argument("--replace", action="store_true", help="overwrite an existing dataset")
@@ -109,7 +111,7 @@ def _import(args: argparse.Namespace) -> int:
         columns=columns, header=not args.no_header, time_format=args.time_format, epoch_unit=args.epoch_unit,
         day_offset_unit=args.day_offset_unit, time_label=args.time_label, price_scale=args.price_scale,
         factor_file=args.factor_file, adjustment=args.adjustment, negative_prices=args.negative_prices,
-        quote_side=args.quote_side, replace=args.replace,
+        quote_side=args.quote_side, hours=args.hours, replace=args.replace,
     )  # fmt: skip
     with workspace() as space:
         info, report = import_bars(space.home, args.files, options)

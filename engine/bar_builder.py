@@ -38,13 +38,16 @@ _START, _END, _OPEN_TS, _OPEN, _HIGH, _LOW, _CLOSE_TS, _CLOSE, _VOLUME, _TRADES,
 class BarBuilder:
     """Bars of one ticker at one cadence from its trades, with allowed ``lateness`` (nanoseconds)."""
 
-    __slots__ = ("ticker", "cadence", "lateness", "watermark", "closed_until", "clock", "_minutes", "_unit", "_count", "_open")
+    __slots__ = ("ticker", "cadence", "lateness", "regular_hours", "watermark", "closed_until", "clock", "_minutes", "_unit",
+                 "_count", "_open")  # fmt: skip
 
-    def __init__(self, ticker: str, cadence: str, clock: ExchangeClock, lateness: int) -> None:
+    def __init__(self, ticker: str, cadence: str, clock: ExchangeClock, lateness: int, *, regular_hours: bool = False) -> None:
         parsed = parse_cadence(cadence)
         self.ticker = ticker
         self.cadence = cadence
         self.lateness = lateness
+        self.regular_hours = regular_hours
+        """Intraday bars of the session's hours only, as a dataset imported with ``--hours regular`` holds them."""
         self.watermark = -1
         """Event time up to which every tick has been seen (the latest tick, or the clock)."""
         self.closed_until = -1
@@ -127,6 +130,8 @@ class BarBuilder:
         """UTC [start, end) of the bar ``ts`` falls in; None when a session bar does not span it."""
         clock = self.clock
         if self._minutes is not None:
+            if self.regular_hours and not clock.session(ts)[1]:
+                return None
             minutes = self._minutes
             _, minute = clock.local(ts)
             since_open = (minute - clock.calendar.open_minute) % 1440

@@ -134,12 +134,13 @@ class Pipeline:
     # -- subscriptions ---------------------------------------------------------------
 
     def subscribe(self, model: str, scorer: Scorer, cadence: str, clock: ExchangeClock, *, option: bool = False,
-                  intraday: bool = True, first: int | None = None, history: Bars | None = None,
+                  intraday: bool = True, regular_hours: bool = False, first: int | None = None, history: Bars | None = None,
                   history_ticks: dict[str, np.ndarray] | None = None) -> None:  # fmt: skip
         """Serve ``model`` (bound to ``scorer``) on bars of ``cadence``, warming its features from ``history``.
 
         ``option`` asks for the session clock an option decays on at each close;
-        ``intraday`` says how it is counted. The stored bars (and ticks) that end
+        ``intraday`` says how it is counted; ``regular_hours`` builds intraday bars of
+        the session's hours only, as the model's stored history holds them. The stored bars (and ticks) that end
         before the bar of event time ``first`` warm the model up, so the first live
         bar already has complete features. A model served already is only re-bound.
         """
@@ -149,8 +150,8 @@ class Pipeline:
         served = _Model(scorer, cadence, option, intraday)
         new = cadence not in self.cadences
         if new:
-            self.cadences[cadence] = _Cadence(BarBuilder(self.ticker, cadence, clock, self.lateness), volatility_window(cadence),
-                                              bars_per_year(clock.calendar, cadence))  # fmt: skip
+            builder = BarBuilder(self.ticker, cadence, clock, self.lateness, regular_hours=regular_hours)
+            self.cadences[cadence] = _Cadence(builder, volatility_window(cadence), bars_per_year(clock.calendar, cadence))
         if history is not None and first is not None:
             bounds = self.cadences[cadence].builder.bounds(first)
             history = history.select(slice(0, int(np.searchsorted(history.end, bounds[0] if bounds else first, side="right"))))

@@ -46,6 +46,9 @@ class Dataset(msgspec.Struct, frozen=True, kw_only=True):
     """Bars whose high or low was widened to cover open and close."""
     dropped: int = 0
     """Rows dropped for a missing value."""
+    hours: str = "all"
+    """``all`` the hours the file traded; ``regular``: intraday bars of the calendar's session hours only (extended hours
+    dropped at import), which the live flow then builds its bars of too."""
 
 
 def bars_path(home: Path, ticker: str, cadence: str) -> Path:
@@ -58,7 +61,7 @@ def _ticks_path(home: Path, ticker: str) -> Path:
 
 
 def store_bars(home: Path, bars: Bars, cal: Calendar, *, source: str, adjustment: str = "raw",
-               repaired: int = 0, dropped: int = 0) -> Dataset:
+               repaired: int = 0, dropped: int = 0, hours: str = "all") -> Dataset:
     """Write ``bars`` as the workspace's dataset for its ticker and cadence (atomically) and describe it."""
     columns = bars.columns()
     info = Dataset(
@@ -73,6 +76,7 @@ def store_bars(home: Path, bars: Bars, cal: Calendar, *, source: str, adjustment
         data_sha=content_sha({name: values.tobytes().hex() for name, values in columns.items()}),
         repaired=repaired,
         dropped=dropped,
+        hours=hours,
     )
     table = pa.table(columns).replace_schema_metadata({_METADATA_KEY: msgspec.json.encode(info)})
     write_parquet(table, bars_path(home, bars.ticker, bars.cadence))

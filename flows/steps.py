@@ -192,7 +192,8 @@ class TickerStep(StatefulBatchLogic):
                 else:
                     ticks = load_ticks(registry.home, pipeline.ticker) if model.ticks else None
             pipeline.subscribe(trained_id, model.scorer, model.cadence, model.clock, option=model.policy.expiry_sessions >= 0,
-                               intraday=model.intraday, first=first, history=history, history_ticks=ticks)  # fmt: skip
+                               intraday=model.intraday, regular_hours=model.regular_hours, first=first, history=history,
+                               history_ticks=ticks)  # fmt: skip
         self.version = registry.version
         # The warmed state lives as long as the flow: spare it from every full collection, which would otherwise
         # walk all tickers' indicators in the middle of a bar close.

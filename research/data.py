@@ -75,6 +75,8 @@ class ImportOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     negative_prices: bool = False
     quote_side: str = "mid"
     """Of a file of bid and ask bars: the mid (their mean, field by field), the bid or the ask."""
+    hours: str = "all"
+    """``regular`` keeps the intraday bars of the calendar's session hours only (extended hours dropped and counted)."""
     replace: bool = False
 
 
@@ -85,6 +87,8 @@ def import_bars(home: Path, files: Sequence[Path | str], options: ImportOptions)
     names.ticker(options.ticker)
     if options.time_label not in ("start", "end"):
         raise ConfigError("time_label", f"{options.time_label!r} is neither start nor end")
+    if options.hours not in ("all", "regular"):
+        raise ConfigError("hours", f"{options.hours!r} is neither all nor regular", "use all (every bar the file has) or regular")
     if options.quote_side not in _SIDES:
         raise ConfigError("quote_side", f"{options.quote_side!r} is not a side of the quote", f"use one of: {', '.join(_SIDES)}")
     if not options.replace and bars_path(home, options.ticker, options.cadence).exists():
@@ -96,6 +100,11 @@ def import_bars(home: Path, files: Sequence[Path | str], options: ImportOptions)
     bars = Bars(options.ticker, options.cadence, **columns)
     if options.factor_file:
         bars = _adjust(bars, Path(options.factor_file), cal)
+    outside = 0
+    if options.hours == "regular" and parse_cadence(options.cadence).minutes is not None:
+        inside = session_days(bars.start, cal)[1]
+        outside = int((~inside).sum())
+        bars = bars.select(inside)
     report = check_bars(bars, cal, negative_prices=options.negative_prices)
     if report.status == "FAIL":
         raise SigmaError(f"{', '.join(map(str, files))} refused; nothing was stored:\n{report.render()}")
@@ -108,7 +117,7 @@ def import_bars(home: Path, files: Sequence[Path | str], options: ImportOptions)
         bars.low[:] = np.minimum(bars.low, np.minimum(bars.open, bars.close))
     source = ", ".join(Path(path).name for path in files)
     info = store_bars(home, bars, cal, source=source, adjustment="adjusted" if options.factor_file else options.adjustment,
-                      repaired=int(broken.sum()), dropped=dropped)
+                      repaired=int(broken.sum()), dropped=dropped + outside, hours=options.hours)
     return info, report
 
 
@@ -293,4 +302,5 @@ def resample_dataset(home: Path, ticker: str, source: str, target: str, *, repla
     bars, info = load_bars(home, ticker, source)
     cal = calendar(info.calendar)
     coarse = resample(bars, target, cal)
-    return store_bars(home, coarse, cal, source=f"{info.source} resampled from {source}", adjustment=info.adjustment)
+    return store_bars(home, coarse, cal, source=f"{info.source} resampled from {source}", adjustment=info.adjustment,
+                      hours=info.hours)

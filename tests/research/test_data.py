@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.calendar import CALENDARS
+from engine.calendar import CALENDARS, session_days
 from engine.errors import ConfigError, SigmaError
 from engine.store import bars_path, datasets, load_bars, store_bars
 from research.data import ImportOptions, import_bars, resample_dataset
@@ -276,3 +276,16 @@ def test_bid_and_ask_bars_built_apart_import_as_their_mid_and_are_not_refused_as
     assert np.array_equal(load_bars(tmp_path / "home", "USDJPY", "1m")[0].high, sides[:, 1])
     with pytest.raises(ConfigError, match="quote_side"):
         import_bars(tmp_path / "home", [path], ImportOptions(**options, quote_side="last", replace=True))
+
+
+def test_regular_hours_keep_the_session_and_count_what_they_drop(tmp_path):
+    """Case 18: Lean's SPY minute file trades from 04:00 to 20:00; ``--hours regular`` keeps 09:30 to 16:00."""
+    path = shared_file("lean-spy-minute/20131007_spy_minute_trade.csv")
+    info, _ = import_bars(tmp_path, [path], ImportOptions(ticker="SPY", cadence="1m", hours="regular", **LEAN_MINUTE))
+    bars, stored = load_bars(tmp_path, "SPY", "1m")
+    assert stored.hours == "regular" and session_days(bars.start, CALENDARS["us_equities"])[1].all()
+    assert info.rows == len(bars) <= 390 < 828 and info.dropped == 828 - len(bars)
+    coarse = resample_dataset(tmp_path, "SPY", "1m", "5m")
+    assert coarse.hours == "regular", "a resampled dataset keeps its hours"
+    with pytest.raises(ConfigError, match="hours"):
+        import_bars(tmp_path, [path], ImportOptions(ticker="SPY", cadence="1m", hours="extended", replace=True, **LEAN_MINUTE))

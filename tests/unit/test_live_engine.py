@@ -403,7 +403,8 @@ def test_minute_bars_built_from_ticks_across_a_daylight_saving_change_keep_their
 
 def test_session_boundaries_are_the_exchanges_hours_and_dates_not_utc():
     """Case 18: a feed from 04:00 to 20:00 New York makes a daily bar of the regular session only, and minute bars of
-    every minute it trades, as research's resampler buckets them; allowed hours are New York hours on both sides of a
+    every minute it trades, as research's resampler buckets them (of the session's minutes only for a model whose
+    history was imported with regular hours); allowed hours are New York hours on both sides of a
     daylight-saving change, in the live clock and research's alike; the daily trade count resets at the session date,
     which for CME Globex starts the evening before, not at UTC midnight."""
     ticks = [_ns(2024, 3, 19, 4, 0) + minute * NS_PER_MINUTE + SECOND for minute in range(4 * 60, 20 * 60)]  # New York is UTC-4
@@ -414,6 +415,8 @@ def test_session_boundaries_are_the_exchanges_hours_and_dates_not_utc():
     built = [bar.start for bar in minutes.advance(_ns(2024, 3, 20, 4, 0))]
     assert built == np.unique(np.array(ticks) // NS_PER_MINUTE * NS_PER_MINUTE).tolist()
     assert len(np.unique(bucket_keys(np.array(ticks), "1m", US))) == len(built), "research buckets the same minutes"
+    regular = BarBuilder("SPY", "1m", CLOCK, SECOND, regular_hours=True)  # a model whose history holds regular hours only
+    assert [ts for ts in ticks if regular.add(ts, 10.0, 1.0) == ACCEPTED] == inside
     [session_bar] = daily.advance(_ns(2024, 3, 20, 4, 0))
     assert (session_bar.start, session_bar.end) == (_ns(2024, 3, 19, 13, 30), _ns(2024, 3, 19, 20, 0))
 
