@@ -170,12 +170,16 @@ def session_clock(start: np.ndarray, end: np.ndarray, cal: Calendar, intraday: b
     # Minutes to the close from a bar's start and end; a start on the close of a round-the-clock calendar opens one.
     # An early close makes a shorter session: its minutes count for more of it.
     _, first_minute = local_clock(start, cal.timezone)
-    _, last_minute = local_clock(end, cal.timezone)
+    end_day, last_minute = local_clock(end, cal.timezone)
     close = close_minutes(day, cal)
     length = (close - cal.open_minute) % 1440
     length = np.where(length == 0, 1440, length)
-    left_at_open = ((close - first_minute - 1) % 1440 + 1) / length
-    left_at_close = ((close - last_minute) % 1440) / length
+    if cal.overnight or cal.round_the_clock:  # the session runs through midnight: minutes to the close wrap
+        left_at_open = ((close - first_minute - 1) % 1440 + 1) / length
+        left_at_close = ((close - last_minute) % 1440) / length
+    else:  # a daytime session: a time after its close (or on a later day) has none of it left, one before its open all
+        left_at_open = (close - first_minute) / length
+        left_at_close = np.where(end_day > day, 0.0, (close - last_minute) / length)
     return ordinal + 1.0 - np.clip(left_at_open, 0.0, 1.0), ordinal + 1.0 - np.clip(left_at_close, 0.0, 1.0)
 
 
@@ -287,8 +291,13 @@ class ExchangeClock:
         # Minutes to the close from the bar's start and end; a start on the close of a round-the-clock calendar opens one.
         close = self.close_minute(day)
         length = (close - cal.open_minute) % 1440 or 1440
-        left_at_open = ((close - self.local(start)[1] - 1) % 1440 + 1) / length
-        left_at_close = ((close - self.local(end)[1]) % 1440) / length
+        end_day, end_minute = self.local(end)
+        if cal.overnight or cal.round_the_clock:  # as the vectorised clock: wrapping only through midnight
+            left_at_open = ((close - self.local(start)[1] - 1) % 1440 + 1) / length
+            left_at_close = ((close - end_minute) % 1440) / length
+        else:
+            left_at_open = (close - self.local(start)[1]) / length
+            left_at_close = 0.0 if end_day > day else (close - end_minute) / length
         return base + 1.0 - min(max(left_at_open, 0.0), 1.0), base + 1.0 - min(max(left_at_close, 0.0), 1.0)
 
     def ordinal(self, day: int) -> int:

@@ -30,7 +30,7 @@ from engine.indicators.volatility import RealisedVolatility
 from engine.options import volatility_window
 from engine.schemas import Bar, Tick
 from engine.scoring import Scorer
-from engine.screening import FLAGS, LEVEL_SHIFT, RESTARTED, TickScreen
+from engine.screening import FLAGS, RESTARTED, TickScreen
 from engine.signals import Scored
 from engine.snapshot import state
 
@@ -94,10 +94,6 @@ class _Model:
         """Restored from a snapshot: no scorer until `Pipeline.subscribe` binds the model's again."""
         self.scorer = None
         self.row = np.empty((1, len(self.features.features)), dtype=np.float32)
-
-    def restart(self) -> None:
-        """Forget every indicator's history (the price level it described is gone)."""
-        self.features = FeatureVector(self.features.features, self.indicators)
 
 
 @state(derived=("_tick_models",))
@@ -178,9 +174,7 @@ class Pipeline:
             return self._refuse(verdict)
         if tick.ts < self.closed_until:
             return self._refuse("late", "its bar has closed")
-        if verdict == LEVEL_SHIFT:  # a split or a gap: the indicators' history no longer describes this price
-            self._restart()
-        elif verdict is not None:  # kept, and counted
+        if verdict is not None:  # kept, and counted; at a split the bar rule starts the features afresh, as research does
             self.refused[verdict] = self.refused.get(verdict, 0) + 1
         self.last_tick = max(self.last_tick, tick.ts)
         if tick.implied_volatility is not None:
@@ -221,13 +215,6 @@ class Pipeline:
     def _refuse(self, reason: str, detail: str = "") -> tuple[str, str]:
         self.refused[reason] = self.refused.get(reason, 0) + 1
         return reason, detail
-
-    def _restart(self) -> None:
-        self.refused[LEVEL_SHIFT] = self.refused.get(LEVEL_SHIFT, 0) + 1
-        for model in self.models.values():
-            model.restart()
-        for cadence in self.cadences.values():
-            cadence.volatility = RealisedVolatility(cadence.volatility.period)
 
     # -- bar close -------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ Outliers are judged against an exponentially weighted reference price and its
 typical move: a print more than ``OUTLIER_MOVES`` typical moves (and at least
 ``outlier_jump``) away is held out. When ``CONFIRM`` such prints in a row agree with
 each other, the market has moved (a split, a gap on news) and the new level is
-adopted; ``check`` then reports `LEVEL_SHIFT` so the indicators, whose history no
-longer describes this price, can start again.
+adopted; ``check`` then reports `LEVEL_SHIFT`, which is counted. Where the new
+level is a split, the bar across it starts the features afresh by the bar rule
+research applies too (`engine.features.restarts`).
 
 A crossed quote (bid above ask) is refused; a locked one (bid equal to ask) happens
 in fast or thin markets and is kept, reported as `LOCKED_QUOTE` so that it is counted.

@@ -54,8 +54,6 @@ class ServingModel(msgspec.Struct, frozen=True, kw_only=True):
     """The chosen sweep row's policy, cooldown and daily cap included, as the backtest ran it."""
     sessions_per_year: float
     intraday: bool
-    regular_hours: bool
-    """Its history holds intraday bars of the session's hours only: the flow builds its bars so."""
     multiplier: int
     ticks: bool
     """True when a feature reads ticks (the pipeline then takes every tick)."""
@@ -128,10 +126,9 @@ class Registry:
         pack = catalog(self.home).get(f"{spec.pack}@{spec.pack_version}")
         universe = tuple(space.sweep_request(manifest.sweep).universe or [spec.instrument.symbol])
         try:
-            stored = dataset(self.home, universe[0], manifest.cadence)
-            cal, regular = calendar(stored.calendar), stored.hours == "regular"
+            cal = calendar(dataset(self.home, universe[0], manifest.cadence).calendar)
         except NotFoundError:  # no stored history: the default equities calendar
-            cal, regular = calendar(_DEFAULT_CALENDAR), False
+            cal = calendar(_DEFAULT_CALENDAR)
         return ServingModel(
             trained_id=record.id,
             manifest=manifest,
@@ -144,7 +141,6 @@ class Registry:
             policy=Policy.from_parameters(manifest.policy["parameters"], where=f"{record.id}: policy.parameters"),
             sessions_per_year=bars_per_year(cal, "1d"),
             intraday=parse_cadence(manifest.cadence).minutes is not None,
-            regular_hours=regular,
             multiplier=pack.options.multiplier if isinstance(spec.instrument, OptionSettings) and pack.options else 100,
             ticks=any(needs_ticks(f.indicator) for f in model_features(manifest.features, manifest.indicators)),
             killed=record.killed_at is not None,

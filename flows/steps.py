@@ -184,15 +184,17 @@ class TickerStep(StatefulBatchLogic):
             pipeline.unsubscribe(gone)
         for trained_id, model in models.items():
             history = ticks = None
+            regular = False  # the ticker's stored bars say which hours its bars keep (`sigma data import --hours`)
             if trained_id not in pipeline.models:
                 try:
-                    history, _ = load_bars(registry.home, pipeline.ticker, model.cadence)
+                    history, stored = load_bars(registry.home, pipeline.ticker, model.cadence)
                 except NotFoundError:
                     pass
                 else:
                     ticks = load_ticks(registry.home, pipeline.ticker) if model.ticks else None
+                    regular = stored.hours == "regular"
             pipeline.subscribe(trained_id, model.scorer, model.cadence, model.clock, option=model.policy.expiry_sessions >= 0,
-                               intraday=model.intraday, regular_hours=model.regular_hours, first=first, history=history,
+                               intraday=model.intraday, regular_hours=regular, first=first, history=history,
                                history_ticks=ticks)  # fmt: skip
         self.version = registry.version
         # The warmed state lives as long as the flow: spare it from every full collection, which would otherwise

@@ -14,7 +14,8 @@ waiting and how far the tick stream has moved it are written in one file
 (atomically), and only then are the entries acknowledged. A restart reads its
 unacknowledged entries first. What was acted on is known by content, never by
 stream id: an alert by its ``alert_id``, a tick by its event time (one older than
-the latest taken is not a price any more) and, at the latest time, by itself. So
+its ticker's latest taken is not a price any more; a feed delivers each ticker in
+time order) and, at that latest time, by itself. So
 no alert is acted on twice and no tick moves the account twice, after a crash or
 after Redis came back from an older snapshot and hands out ids it gave before
 (RELIABILITY.md case 30), and none is lost. One process holds an account at a time
@@ -53,10 +54,10 @@ class LiveState(msgspec.Struct, kw_only=True):
     """Alerts taken, waiting for the tick stream to reach their time."""
     taken: dict[str, str] = {}
     """The last entry id taken from each stream (shown; nothing is skipped by it)."""
-    last_tick: int = -1
-    """The event time of the latest tick that moved the account."""
-    ticks_then: list[str] = []
-    """The ticks at ``last_tick`` that moved it, as their stream entries' JSON."""
+    last_tick: dict[str, int] = {}
+    """Per ticker, the event time of its latest tick that moved the account."""
+    ticks_then: dict[str, list[str]] = {}
+    """Per ticker, its ticks at ``last_tick`` that moved it, as their stream entries' JSON."""
     marked_until: int = -1
     """The last minute end the equity was marked at."""
     at_end: bool = False
@@ -203,15 +204,16 @@ def _tick(broker: Broker, state: LiveState, fields: dict) -> bool:
     except (ValueError, msgspec.ValidationError):
         return False  # the flow dead-letters it; the broker takes no price from it
     price = tick.price if tick.price is not None else ((tick.bid + tick.ask) / 2 if tick.bid is not None and tick.ask is not None else None)
-    if price is None or not price > 0 or tick.ts < state.last_tick:
-        return False  # no price, or one the account has moved past (taken before a crash, or handed out again)
+    latest = state.last_tick.get(tick.ticker, -1)
+    if price is None or not price > 0 or tick.ts < latest:
+        return False  # no price, or one of a time the account has moved past (taken before a crash, or handed out again)
     identity = raw.decode(errors="replace")
-    if tick.ts == state.last_tick:
-        if identity in state.ticks_then:
+    if tick.ts == latest:
+        if identity in state.ticks_then[tick.ticker]:
             return False
-        state.ticks_then.append(identity)
+        state.ticks_then[tick.ticker].append(identity)
     else:
-        state.last_tick, state.ticks_then = tick.ts, [identity]
+        state.last_tick[tick.ticker], state.ticks_then[tick.ticker] = tick.ts, [identity]
     while state.pending and nanoseconds(state.pending[0].timestamp) <= tick.ts:
         broker.on_alert(state.pending.pop(0))
     minute = tick.ts // NS_PER_MINUTE * NS_PER_MINUTE

@@ -190,9 +190,11 @@ def _strptime(column: pa.ChunkedArray, form: str) -> pa.ChunkedArray:
     """Text times in the strptime format ``form``; a trailing ``%f`` (Arrow's strptime has none) takes 1 to 9 digits."""
     if not form.endswith("%f"):
         return pc.strptime(column, format=form, unit="ns")
-    separator = re.escape(form[-3]) if len(form) > 2 and form[-3] in ".," else ""
+    if len(form) < 3 or form[-3] not in ".,":
+        raise pa.ArrowInvalid(f"%f in {form!r} follows no separator: write the fraction as .%f (or ,%f)")
+    separator = re.escape(form[-3])
     parts = pc.extract_regex(column, rf"^(?P<base>.*?)(?:{separator}(?P<fraction>\d{{1,9}}))?$")
-    base = pc.strptime(pc.struct_field(parts, [0]), format=form[: -2 - bool(separator)], unit="ns")
+    base = pc.strptime(pc.struct_field(parts, [0]), format=form[:-3], unit="ns")
     digits = pc.if_else(pc.equal(pc.struct_field(parts, [1]), ""), "0", pc.struct_field(parts, [1]))
     fraction = pc.cast(pc.utf8_rpad(digits, width=9, padding="0"), pa.int64())
     return pc.cast(pc.add(pc.cast(base, pa.int64()), fraction), pa.timestamp("ns"))

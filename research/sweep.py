@@ -259,6 +259,10 @@ def prepare(home: Path, pack: Pack, spec: ModelSpec, request: SweepRequest, stor
         shown = ", ".join(f"{bars.ticker} {info.adjustment}" for bars, info in loaded)
         raise ConfigError("universe", f"the tickers' prices are normalised differently ({shown})",
                           "import every ticker of the universe with one --adjustment (raw, split or total_return)")  # fmt: skip
+    if len({info.hours for _, info in loaded}) > 1:  # case 18: one ticker's pre-market bars beside another's session
+        shown = ", ".join(f"{bars.ticker} {info.hours}" for bars, info in loaded)
+        raise ConfigError("universe", f"the tickers' bars keep different hours ({shown})",
+                          "import every ticker of the universe with one --hours (all or regular)")  # fmt: skip
     universe = [(bars, None if stored is not None else load_ticks(home, bars.ticker)) for bars, _ in loaded]
     return build_market(universe, calendar(loaded[0][1].calendar), spec, pack.strategies[spec.strategy].label, request, stored)
 

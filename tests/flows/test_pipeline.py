@@ -83,7 +83,26 @@ def test_refused_input_is_counted_and_a_new_price_level_restarts_the_features(se
     assert pipeline.bar(Bar(ticker="SPY", start=later, end=later + 60 * SECOND, open=price / 7, high=price / 7, low=price / 7,
                             close=price / 7)) is None  # fmt: skip
     pipeline.advance(later + 60 * SECOND, received=0)
-    assert pipeline.refused["features_restarted"] == 1, "the restart after the hole is reported"
+    assert pipeline.refused["features_restarted"] == 2, "the split's bar and the hole after it each restart the features"
+
+
+def test_a_new_price_level_short_of_a_split_is_counted_and_the_features_go_on_as_in_research(served):
+    """A 6% gap on news: the screen holds out two prints, adopts the level at the third and counts it; the features go on,
+    as research's do over the same bars (only a bar across a split's jump starts them afresh)."""
+    home, _, trained_id = served
+    scorer, bars = _model(home, trained_id)
+    pipeline = Pipeline("SPY", 0)
+    pipeline.subscribe(trained_id, scorer, scorer.manifest.cadence, ExchangeClock(US), first=int(bars.end[-1]), history=bars)
+    price = float(bars.close[-1])
+    ts = int(bars.end[-1]) + 60 * 60 * SECOND  # the next session's first hour
+    for i in range(40):
+        assert pipeline.tick(Tick(ticker="SPY", ts=ts + i * SECOND, price=price, size=1.0)) is None
+    [before] = pipeline.advance(ts + 60 * SECOND, received=0)
+    verdicts = [pipeline.tick(Tick(ticker="SPY", ts=ts + (60 + i) * SECOND, price=price * 1.06, size=1.0)) for i in range(4)]
+    assert [v and v[0] for v in verdicts] == ["outlier", "outlier", None, None] and pipeline.refused["level_shift"] == 1
+    [after] = pipeline.advance(ts + 120 * SECOND, received=0)
+    assert before.features is not None and after.features is not None, "no restart: the indicators go on at the new level"
+    assert "features_restarted" not in pipeline.refused
 
 
 def test_real_fx_quotes_keep_a_locked_quote_with_its_remark_and_refuse_no_quote_as_crossed():

@@ -77,25 +77,23 @@ def test_a_running_flow_keeps_the_copy_it_checked_and_leaves_a_tampered_newcomer
 
 
 def test_a_model_whose_history_keeps_regular_hours_only_is_served_bars_of_regular_hours_only(served, home):
-    """Case 18: a dataset imported with ``--hours regular`` makes the live flow build that model's intraday bars from the
-    session's ticks only; pre-market and after-hours ticks make no bar for it."""
+    """Case 18: a ticker whose stored bars were imported with ``--hours regular`` gets its live intraday bars built from
+    the session's ticks only; pre-market ticks make no bar for it, as they do for a ticker of every hour."""
     from engine.calendar import CALENDARS
-    from engine.pipeline import Pipeline
+    from engine.pipeline import Closed
     from engine.schemas import Tick
     from engine.store import load_bars, store_bars
+    from flows.steps import TickerStep
 
-    trained_id = served[2]
-    assert not Registry(home).models[trained_id].regular_hours, "a dataset of every hour: bars of every hour"
-    for ticker in ("SPY", "QQQ"):
-        bars, info = load_bars(home, ticker, "1m")
-        store_bars(home, bars, CALENDARS[info.calendar], source=info.source, hours="regular")
-    model = Registry(home).models[trained_id]
-    assert model.regular_hours
-    pipeline = Pipeline("SPY", 0)
-    pipeline.subscribe(trained_id, model.scorer, model.cadence, model.clock, regular_hours=model.regular_hours)
     second = 1_000_000_000
     premarket, open_ = (int(datetime(2024, 3, 19, hour, minute, tzinfo=UTC).timestamp()) * second for hour, minute in ((12, 0), (13, 30)))
-    for ts in (premarket, premarket + second, open_ + second):
-        assert pipeline.tick(Tick(ticker="SPY", ts=ts, price=100.0, size=1.0)) is None
-    closed = pipeline.advance(open_ + 120 * second, received=0)
-    assert [row.scored.bar.start for row in closed] == [open_], "08:00 New York made no bar; 09:30 did"
+    items = [("tick", Tick(ticker="SPY", ts=ts, price=100.0, size=1.0), 0) for ts in (premarket, premarket + second, open_ + second)]
+
+    def bar_starts() -> list[int]:
+        out, _ = TickerStep(Registry(home), 0, None).on_batch([*items, ("clock", open_ + 120 * second, 0)])
+        return sorted({item.scored.bar.start for item in out if isinstance(item, Closed)})
+
+    assert bar_starts() == [premarket, open_], "a dataset of every hour: bars of every hour"
+    bars, info = load_bars(home, "SPY", "1m")
+    store_bars(home, bars, CALENDARS[info.calendar], source=info.source, hours="regular")
+    assert bar_starts() == [open_], "08:00 New York made no bar; 09:30 did"

@@ -276,6 +276,9 @@ def test_bid_and_ask_bars_built_apart_import_as_their_mid_and_are_not_refused_as
     assert np.array_equal(load_bars(tmp_path / "home", "USDJPY", "1m")[0].high, sides[:, 1])
     with pytest.raises(ConfigError, match="quote_side"):
         import_bars(tmp_path / "home", [path], ImportOptions(**options, quote_side="last", replace=True))
+    joined = {**options, "time_format": "%m/%d/%Y %H:%M:%S%f"}
+    with pytest.raises(ConfigError, match="follows no separator"):
+        import_bars(tmp_path / "home", [path], ImportOptions(**joined, replace=True))
 
 
 def test_regular_hours_keep_the_session_and_count_what_they_drop(tmp_path):

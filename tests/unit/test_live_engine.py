@@ -437,3 +437,18 @@ def test_session_boundaries_are_the_exchanges_hours_and_dates_not_utc():
         row = Scored("m", bar, 0.9, cme.local(end)[1] // 60, session, 0.0, 1.0, 0.2, False, end, 1)
         entries += [signal.scored.bar.end for signal in signals.close([row], cme) if signal.intent == "open"]
     assert entries == [evening, next_evening], "past UTC midnight is the same session: its one trade is taken"
+
+
+def test_the_session_clock_of_bars_outside_a_daytime_sessions_hours():
+    """An hourly bar 15:30 to 16:30 ends with the session over (a 0DTE option held into it expires there); a bar after
+    the close has none of the session left, one before the open all of it; the live and research clocks agree."""
+    tuesday = (date(2024, 3, 19) - EPOCH).days
+    base = CLOCK.ordinal(tuesday)
+    bars = {"hourly": (_ns(2024, 3, 19, 19, 30), _ns(2024, 3, 19, 20, 30)), "after": (_ns(2024, 3, 19, 20, 5), _ns(2024, 3, 19, 20, 6)),
+            "before": (_ns(2024, 3, 19, 12, 0), _ns(2024, 3, 19, 12, 1)), "midnight": (_ns(2024, 3, 20, 3, 59), _ns(2024, 3, 20, 4, 0))}  # fmt: skip
+    expected = {"hourly": (1 - 30 / 390, 1.0), "after": (1.0, 1.0), "before": (0.0, 0.0), "midnight": (1.0, 1.0)}
+    for name, (start, end) in bars.items():
+        opened, closed = CLOCK.session_clock(start, end, True)
+        assert (opened - base, closed - base) == pytest.approx(expected[name]), name
+        batch = calendar.session_clock(np.array([start]), np.array([end]), US, intraday=True)
+        assert (float(batch[0][0]), float(batch[1][0])) == pytest.approx(expected[name]), name
