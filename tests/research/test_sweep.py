@@ -202,3 +202,15 @@ def test_a_universe_mixing_raw_and_adjusted_prices_is_refused(swing):
     with pytest.raises(ConfigError, match="universe: the tickers' prices are normalised differently .*QQQ total_return"):
         sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=["SPY", "QQQ"]), actor="test", announce=lambda line: None)
     assert all(record.status != "running" for record in space.sweeps())
+
+
+def test_a_universe_mixing_regular_and_extended_hours_is_refused(swing):
+    """Case 18: one ticker's pre-market bars beside another's session alone are not one market either."""
+    from engine.store import load_bars, store_bars
+    from tests.research.conftest import US
+
+    space, pack, spec = swing
+    bars, _ = load_bars(space.home, "QQQ", "1d")
+    store_bars(space.home, bars, US, source="synthetic", hours="regular")
+    with pytest.raises(ConfigError, match="universe: the tickers' bars keep different hours .*QQQ regular"):
+        sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=["SPY", "QQQ"]), actor="test", announce=lambda line: None)
