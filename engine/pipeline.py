@@ -120,7 +120,7 @@ class Pipeline:
         self.gaps = 0
         """Bars that did not start where the previous bar of their cadence ended, within one session (a halt, a hole)."""
         self.refused: dict[str, int] = {}
-        """Counts by reason of what was refused, and of what was kept with a remark: bars repaired, level shifts, locked quotes."""
+        """Counts by reason of what was refused, and of what was kept with a remark (`engine.screening.REMARKS`)."""
         self._tick_models: list[_Model] = []
 
     def rebuild(self) -> None:
@@ -136,9 +136,10 @@ class Pipeline:
 
         ``option`` asks for the session clock an option decays on at each close;
         ``intraday`` says how it is counted; ``regular_hours`` builds intraday bars of
-        the session's hours only, as the model's stored history holds them. The stored bars (and ticks) that end
-        before the bar of event time ``first`` warm the model up, so the first live
-        bar already has complete features. A model served already is only re-bound.
+        the session's hours only, as the model's stored history holds them. The
+        stored bars (and ticks) that end before the bar of event time ``first`` warm
+        the model up, so the first live bar already has complete features. A model
+        served already is only re-bound.
         """
         if model in self.models:
             self.models[model].scorer = scorer
@@ -175,7 +176,7 @@ class Pipeline:
         if tick.ts < self.closed_until:
             return self._refuse("late", "its bar has closed")
         if verdict is not None:  # kept, and counted; at a split the bar rule starts the features afresh, as research does
-            self.refused[verdict] = self.refused.get(verdict, 0) + 1
+            self._count(verdict)
         self.last_tick = max(self.last_tick, tick.ts)
         if tick.implied_volatility is not None:
             self.implied = tick.implied_volatility
@@ -203,7 +204,7 @@ class Pipeline:
         high = max(bar.high, bar.open, bar.close)
         low = min(bar.low, bar.open, bar.close)
         if high != bar.high or low != bar.low:  # repaired as research repairs stored bars: widened to the open and close
-            self.refused["ohlc_repaired"] = self.refused.get("ohlc_repaired", 0) + 1
+            self._count("ohlc_repaired")
         if bar.implied_volatility is not None:
             self.implied = bar.implied_volatility
         for cadence in self.cadences.values():
@@ -213,8 +214,11 @@ class Pipeline:
         return None
 
     def _refuse(self, reason: str, detail: str = "") -> tuple[str, str]:
-        self.refused[reason] = self.refused.get(reason, 0) + 1
+        self._count(reason)
         return reason, detail
+
+    def _count(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
 
     # -- bar close -------------------------------------------------------------------
 
@@ -255,7 +259,7 @@ class Pipeline:
             for name, model in self.models.items():
                 if model.cadence == cadence.builder.cadence:
                     if model.features.restart(bar.close, session) is not None:  # after a hole, or at a jump of the price level
-                        self.refused[RESTARTED] = self.refused.get(RESTARTED, 0) + 1
+                        self._count(RESTARTED)
                     values = model.features.update_bar(bar.open, bar.high, bar.low, bar.close, bar.volume, session)
                     row = None
                     if model.features.ready:

@@ -15,11 +15,10 @@ waiting and how far the tick stream has moved it are written in one file
 unacknowledged entries first. What was acted on is known by content, never by
 stream id: an alert by its ``alert_id``, a tick by its event time (one older than
 its ticker's latest taken is not a price any more; a feed delivers each ticker in
-time order) and, at that latest time, by itself. So
-no alert is acted on twice and no tick moves the account twice, after a crash or
-after Redis came back from an older snapshot and hands out ids it gave before
-(RELIABILITY.md case 30), and none is lost. One process holds an account at a time
-(a lock file); a second is refused.
+time order) and, at that latest time, by itself. So no alert is acted on twice and
+no tick moves the account twice, after a crash or after Redis came back from an
+older snapshot and hands out ids it gave before (RELIABILITY.md case 30), and none
+is lost. One process holds an account at a time (a lock file); a second is refused.
 """
 
 from __future__ import annotations

@@ -255,14 +255,14 @@ class Prepared:
 def prepare(home: Path, pack: Pack, spec: ModelSpec, request: SweepRequest, stored: np.ndarray | None = None) -> Prepared:
     """Load the universe's bars (and ticks) from the workspace and build its market; ``stored`` reuses probabilities."""
     loaded = [load_bars(home, ticker, spec.cadence) for ticker in request.universe or [spec.instrument.symbol]]
-    if len({info.adjustment for _, info in loaded}) > 1:  # case 15: raw Close beside Adj Close is not one market
-        shown = ", ".join(f"{bars.ticker} {info.adjustment}" for bars, info in loaded)
-        raise ConfigError("universe", f"the tickers' prices are normalised differently ({shown})",
-                          "import every ticker of the universe with one --adjustment (raw, split or total_return)")  # fmt: skip
-    if len({info.hours for _, info in loaded}) > 1:  # case 18: one ticker's pre-market bars beside another's session
-        shown = ", ".join(f"{bars.ticker} {info.hours}" for bars, info in loaded)
-        raise ConfigError("universe", f"the tickers' bars keep different hours ({shown})",
-                          "import every ticker of the universe with one --hours (all or regular)")  # fmt: skip
+    # Raw Close beside Adj Close (case 15), or one ticker's pre-market bars beside another's session alone (case 18),
+    # is not one market.
+    for field, differ, choices in (("adjustment", "prices are normalised differently", "raw, split or total_return"),
+                                   ("hours", "bars keep different hours", "all or regular")):  # fmt: skip
+        if len({getattr(info, field) for _, info in loaded}) > 1:
+            shown = ", ".join(f"{bars.ticker} {getattr(info, field)}" for bars, info in loaded)
+            raise ConfigError("universe", f"the tickers' {differ} ({shown})",
+                              f"import every ticker of the universe with one --{field} ({choices})")
     universe = [(bars, None if stored is not None else load_ticks(home, bars.ticker)) for bars, _ in loaded]
     return build_market(universe, calendar(loaded[0][1].calendar), spec, pack.strategies[spec.strategy].label, request, stored)
 

@@ -191,26 +191,19 @@ def test_a_sweep_that_fails_or_is_killed_is_never_shown_running(swing, monkeypat
     assert space.sweep(failed.id).shown_status == "killed"
 
 
-def test_a_universe_mixing_raw_and_adjusted_prices_is_refused(swing):
-    """Case 15: one declared normalisation per feed; Close beside Adj Close in one sweep is refused before any work."""
+@pytest.mark.parametrize(("stored", "refusal"), [
+    ({"source": "synthetic, dividend-adjusted", "adjustment": "total_return"}, "prices are normalised differently .*QQQ total_return"),
+    ({"source": "synthetic", "hours": "regular"}, "bars keep different hours .*QQQ regular"),
+])  # fmt: skip
+def test_a_universe_mixing_adjustments_or_hours_is_refused(swing, stored, refusal):
+    """Cases 15 and 18: one declared normalisation and one set of hours per universe; Close beside Adj Close, or one
+    ticker's pre-market bars beside another's session alone, in one sweep is refused before any work."""
     from engine.store import load_bars, store_bars
     from tests.research.conftest import US
 
     space, pack, spec = swing
     bars, _ = load_bars(space.home, "QQQ", "1d")
-    store_bars(space.home, bars, US, source="synthetic, dividend-adjusted", adjustment="total_return")
-    with pytest.raises(ConfigError, match="universe: the tickers' prices are normalised differently .*QQQ total_return"):
+    store_bars(space.home, bars, US, **stored)
+    with pytest.raises(ConfigError, match=f"universe: the tickers' {refusal}"):
         sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=["SPY", "QQQ"]), actor="test", announce=lambda line: None)
     assert all(record.status != "running" for record in space.sweeps())
-
-
-def test_a_universe_mixing_regular_and_extended_hours_is_refused(swing):
-    """Case 18: one ticker's pre-market bars beside another's session alone are not one market either."""
-    from engine.store import load_bars, store_bars
-    from tests.research.conftest import US
-
-    space, pack, spec = swing
-    bars, _ = load_bars(space.home, "QQQ", "1d")
-    store_bars(space.home, bars, US, source="synthetic", hours="regular")
-    with pytest.raises(ConfigError, match="universe: the tickers' bars keep different hours .*QQQ regular"):
-        sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=["SPY", "QQQ"]), actor="test", announce=lambda line: None)
