@@ -11,7 +11,7 @@ import msgspec
 from cli._common import cadence, name, print_json, ticker, tickers, workspace
 from engine.calendar import CALENDARS, calendar
 from engine.errors import ConfigError
-from engine.store import bars_path, datasets, store_bars, store_ticks
+from engine.store import ADJUSTMENTS, bars_path, datasets, store_bars, store_ticks
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -36,8 +36,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     load.add_argument("--day-offset-unit", choices=("s", "ms", "us", "ns"), help="times count from local midnight of the YYYYMMDD in the file name")
     load.add_argument("--time-label", choices=("start", "end"), default="start", help="a row's time is its bar's start (default) or end")
     load.add_argument("--price-scale", type=float, default=1.0, help="divide prices by this (10000 for Lean)")
-    load.add_argument("--factor-file", help="Lean factor file to split- and dividend-adjust raw prices")
-    load.add_argument("--adjustment", choices=("raw", "split", "total_return"), default="raw", help="what the prices already are")
+    load.add_argument("--factor-file", help="Lean factor file to adjust raw prices with (to --adjustment: total_return or split)")
+    load.add_argument("--adjustment", choices=ADJUSTMENTS,
+                      help="what the stored prices are: raw (default), split or total_return; with --factor-file, what it "
+                           "adjusts them to (default total_return; a raw live feed continues raw or split history only)")
     load.add_argument("--negative-prices", action="store_true", help="allow zero and negative prices (spreads)")
     load.add_argument("--hours", choices=("all", "regular"), default="all",
                       help="regular: keep intraday bars of the calendar's session hours only (the live flow then builds those too)")

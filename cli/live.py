@@ -15,6 +15,7 @@ from cli._common import name, names_list
 from engine.alerts import RULES
 from engine.errors import ConfigError, redacted
 from engine.schemas import Alert, decode_json
+from engine.store import ADJUSTMENTS
 from engine.workspace import Workspace, default_home
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -50,6 +51,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--max-ahead-ms", type=int, default=None,
                      help="dead-letter a tick stamped further past the stream's time as `future` "
                           "(default: 5,000 on the wall clock, 10 days on the data clock)")
+    run.add_argument("--adjustment", choices=ADJUSTMENTS, default="raw",
+                     help="what the feed's prices are (default raw, as exchanges print them): a model whose history it does not "
+                          "continue is refused")
     run.add_argument("--conflict", choices=RULES, default="highest-confidence",
                      help="how models signalling one ticker at one bar close are decided")
     run.add_argument("--order", type=names_list("--order"), help="model order for first-wins, comma-separated trained ids")
@@ -124,6 +128,7 @@ def _run(args: argparse.Namespace) -> None:
         idle_ms=args.idle_ms,
         max_ahead_ms=args.max_ahead_ms,
         conflict=args.conflict,
+        adjustment=args.adjustment,
         order=args.order or [],
         models=args.model or [],
         recovery=args.recovery is not None,

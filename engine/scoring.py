@@ -59,6 +59,9 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Bars the slowest indicator needs before every feature is defined."""
     indicators: dict[str, dict[str, float]]
     cadence: str
+    adjustment: str | None = None
+    """What the prices it was trained on were (`engine.store.ADJUSTMENTS`); None for a model trained before this was
+    recorded (its stored history says)."""
     strategy: str
     instrument: dict[str, Any]
     policy: dict[str, Any]

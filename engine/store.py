@@ -9,7 +9,7 @@ store lives here and loading it never brings in the training stack.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -21,11 +21,11 @@ from engine.bars import COLUMNS, Bars
 from engine import names
 from engine.cadence import parse_cadence
 from engine.calendar import Calendar
-from engine.errors import NotFoundError
+from engine.errors import ConfigError, NotFoundError
 from engine.features import TICK_FIELDS
 from engine.lineage import content_sha
 
-__all__ = ["Dataset", "bars_path", "store_bars", "store_ticks", "datasets", "dataset", "load_bars", "load_ticks", "write_parquet"]
+__all__ = ["Dataset", "ADJUSTMENTS", "continues", "histories", "bars_path", "store_bars", "store_ticks", "datasets", "dataset", "load_bars", "load_ticks", "write_parquet"]
 
 _METADATA_KEY = b"sigma.dataset"
 
@@ -49,6 +49,43 @@ class Dataset(msgspec.Struct, frozen=True, kw_only=True):
     hours: str = "all"
     """``all`` the hours the file traded; ``regular``: intraday bars of the calendar's session hours only (extended hours
     dropped at import), which the live flow then builds its bars of too."""
+
+
+ADJUSTMENTS = ("raw", "split", "total_return")
+"""What a dataset's or a feed's prices are: as traded, adjusted for splits, or for splits and dividends."""
+
+
+def continues(history: str, feed: str) -> bool:
+    """True when a feed of ``feed`` prices continues a history of ``history`` prices as one series (case 15).
+
+    A history of the feed's own kind does. So does a split-adjusted history of a raw
+    feed: adjusted as of its last bar, it ends at the raw price, and a split after
+    that is a jump of the price level where the features start afresh. A
+    dividend-adjusted history never continues a raw or split-adjusted feed: each
+    ex-dividend drop the feed delivers is one the model never saw (Close beside Adj
+    Close).
+    """
+    return history == feed or (history, feed) == ("split", "raw")
+
+
+def histories(home: Path, model: str, cadence: str, universe: Sequence[str], trained_on: str | None, feed: str) -> dict[str, Dataset]:
+    """The stored datasets ``model`` warms up on, by ticker; refused unless a feed of ``feed`` prices continues them and
+    the history it was ``trained_on`` (None: not recorded)."""
+    stored = {}
+    for ticker in universe:
+        try:
+            stored[ticker] = dataset(home, ticker, cadence)
+        except NotFoundError:
+            pass
+    kinds = " or ".join(a for a in ADJUSTMENTS if continues(a, feed))
+    found = [("was trained on", trained_on, f"train it again on {kinds} prices")] if trained_on else []
+    found += [(f"warms up on {ticker}'s stored", info.adjustment, f"re-import {ticker} {cadence} as {kinds}") for ticker, info in stored.items()]
+    for history, prices, again in found:
+        if not continues(prices, feed):
+            raise ConfigError("adjustment", f"{model} {history} {prices} prices, which a feed of {feed} prices does not continue "
+                              "(each dividend or split would be a move the model never saw)",
+                              f"serve it on a feed of {prices} prices (--adjustment {prices}), or {again}")
+    return stored
 
 
 def bars_path(home: Path, ticker: str, cadence: str) -> Path:

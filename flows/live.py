@@ -118,6 +118,7 @@ def flow(
     alert_file: str | Path | None = None,
     recovery: bool = False,
     paper: bool = False,
+    adjustment: str = "raw",
     speed: float | None = None,
     scores_file: str | Path | None = None,
     features_file: str | Path | None = None,
@@ -142,6 +143,8 @@ def flow(
     from where the consumer group was left by a run that died before snapshotting.
     ``paper`` serves the ``models`` named whether or not they are published: a
     paper-trading replay (`replay.sim`) of a model that has not earned live yet.
+    ``adjustment`` declares what the feed's prices are (raw, split or total_return): a
+    model whose history the feed does not continue is refused (`flows.registry`).
     ``speed`` paces a file replay: event seconds per wall second (60: an hour of
     history in a minute); None replays as fast as the flow goes. ``scores_file`` also
     writes every scored bar close (`Scored`, JSON lines): what a replay's parity report
@@ -163,7 +166,7 @@ def flow(
         raise ConfigError("kind", f"unknown input kind {kind!r}", "use ticks or bars")
     if paper and not models:
         raise ConfigError("models", "a paper replay names the trained models it trades", "pass them with models=[...]")
-    registry = Registry(home, poll_seconds=poll_seconds, only=tuple(models), paper=paper)
+    registry = Registry(home, poll_seconds=poll_seconds, only=tuple(models), paper=paper, adjustment=adjustment)
     if not registry.models:
         raise ConfigError("models", f"no published model in {home}", "train one and `sigma publish TRAINED_ID`")
     compile_helpers()

@@ -8,6 +8,11 @@ settings and lineage. ``refresh`` polls `Workspace.registry_version` at most eve
 ``poll_seconds`` of wall time, so a model published, unpublished or killed while the
 flow runs is picked up without a restart.
 
+The feed declares what its prices are (``adjustment``: raw, split or total_return); a
+model whose history, as trained or as stored for its warm-up, the feed does not
+continue as one series (`engine.store.continues`) is refused, so Close and Adj
+Close are never mixed in one model's features (case 15).
+
 A model refused by its check stops the flow from starting. Once the flow runs, a
 refusal is reported on stderr and the flow goes on: a model loaded before keeps the
 copy that passed its check then (with its current kill switch), a new one is left out.
@@ -24,13 +29,13 @@ import msgspec
 
 from engine.cadence import parse_cadence
 from engine.calendar import ExchangeClock, bars_per_year, calendar
-from engine.errors import IntegrityError, NotFoundError
+from engine.errors import ConfigError, IntegrityError
 from engine.features import model_features, needs_ticks
 from engine.models import FutureSettings, InstrumentSettings, OptionSettings
 from engine.policy import Policy
 from engine.schemas import Lineage
 from engine.scoring import Manifest, Scorer
-from engine.store import dataset
+from engine.store import ADJUSTMENTS, histories
 from engine.workspace import Workspace
 from packs import catalog
 
@@ -67,8 +72,13 @@ class ServingModel(msgspec.Struct, frozen=True, kw_only=True):
 class Registry:
     """The published models of one workspace, by trained id and by ticker."""
 
-    def __init__(self, home: Path, *, poll_seconds: float = 2.0, only: tuple[str, ...] = (), paper: bool = False) -> None:
+    def __init__(self, home: Path, *, poll_seconds: float = 2.0, only: tuple[str, ...] = (), paper: bool = False,
+                 adjustment: str = "raw") -> None:
+        if adjustment not in ADJUSTMENTS:
+            raise ConfigError("adjustment", f"{adjustment!r} is not a kind of prices", f"use one of: {', '.join(ADJUSTMENTS)}")
         self.home = Path(home)
+        self.adjustment = adjustment
+        """What the feed's prices are: every served model's history must be continued by them."""
         self.poll_seconds = poll_seconds
         self.only = only
         """Serve only these trained ids (empty: every published model)."""
@@ -96,7 +106,7 @@ class Registry:
             for record in records:
                 try:
                     models[record.id] = self._serving(space, record.id)
-                except IntegrityError as error:
+                except (IntegrityError, ConfigError) as error:
                     if self.version == -1:
                         raise
                     loaded = self.models.get(record.id)
@@ -125,10 +135,9 @@ class Registry:
         spec = space.model(record.model)
         pack = catalog(self.home).get(f"{spec.pack}@{spec.pack_version}")
         universe = tuple(space.sweep_request(manifest.sweep).universe or [spec.instrument.symbol])
-        try:
-            cal = calendar(dataset(self.home, universe[0], manifest.cadence).calendar)
-        except NotFoundError:  # no stored history: the default equities calendar
-            cal = calendar(_DEFAULT_CALENDAR)
+        stored = histories(self.home, record.id, manifest.cadence, universe, manifest.adjustment, self.adjustment)
+        # No stored history: the default equities calendar.
+        cal = calendar(stored[universe[0]].calendar if universe[0] in stored else _DEFAULT_CALENDAR)
         return ServingModel(
             trained_id=record.id,
             manifest=manifest,

@@ -44,7 +44,7 @@ from engine.calendar import ExchangeClock, calendar
 from engine.errors import ConfigError, NotFoundError, SigmaError, redacted
 from engine.policy import Policy
 from engine.schemas import Alert, decode_json, encode_json
-from engine.store import dataset
+from engine.store import dataset, histories
 from engine.workspace import Workspace
 from replay import feed as feeds
 from replay.broker import FUTURE_MULTIPLIERS, Account, Broker, FillSettings, Roll, rolls_of
@@ -83,6 +83,8 @@ class SimRun(msgspec.Struct, kw_only=True):
     lineage: dict[str, dict[str, str | None]]
     """Per model: its artifact and the hashes of its lineage; ``data`` per ticker: the stored bars' hash."""
     transport: Literal["private-redis", "redis", "file"]
+    adjustment: str = "raw"
+    """What the feed's prices are: those of the stored bars it is made of."""
     status: Status = "running"
     phase: Literal["flow", "alerts", "broker", "done"] = "flow"
     error: str | None = None
@@ -145,16 +147,25 @@ def start(space: Workspace, request: SimRequest, *, actor: str) -> SimRun:
         raise ConfigError("--tickers", f"{', '.join(foreign)}: not traded by {', '.join(request.models)} (universe: {', '.join(universe)})",
                           "name tickers of the models' universes, or leave --tickers out")  # fmt: skip
     window = feeds.window(space.home, tickers, cadence, request.start, request.end, with_ticks=request.source == "ticks")
-    data = {}
+    data, adjustments = {}, {}
     for ticker in tickers:
         info = dataset(space.home, ticker, cadence)
         data[ticker] = info.data_sha
         calendars.add(info.calendar)
+        adjustments[ticker] = info.adjustment
+    if len(set(adjustments.values())) > 1:  # one feed, one kind of prices (case 15)
+        shown = ", ".join(f"{ticker} {prices}" for ticker, prices in adjustments.items())
+        raise ConfigError("--tickers", f"the tickers' prices are normalised differently ({shown})",
+                          "replay tickers imported with one --adjustment together")
+    feed = next(iter(adjustments.values()))
+    for trained_id in request.models:  # refused here, before anything is written, as the flow would refuse it
+        manifest = space.trained(trained_id).manifest
+        histories(space.home, trained_id, cadence, tickers, manifest.get("adjustment"), feed)
     transport = "redis" if request.redis_url else "private-redis" if _redis_installed() else "file"
     created = datetime.now(UTC)
     run = SimRun(run_id=f"sim-{created:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}", request=request, created_at=created.isoformat(),
                  cadence=cadence, calendar=sorted(calendars)[0], tickers=tickers, lineage={**lineage, "data": data},
-                 transport=transport)  # fmt: skip
+                 transport=transport, adjustment=feed)  # fmt: skip
     folder = _folder(space.home, run.run_id)
     folder.mkdir(parents=True)
     if request.source == "ticks":
@@ -363,7 +374,7 @@ def _flow_main(home: str, run_id: str, url: str) -> None:
     run = load(Path(home), run_id)
     folder = _folder(Path(home), run_id)
     dataflow = flow(Path(home), url or None, source="files", files=[folder / "feed.parquet"], kind=run.request.source,
-                    models=run.request.models, paper=True, recovery=True, speed=pace(run.request.speed), scores_file=folder / "scores.jsonl",
+                    models=run.request.models, paper=True, adjustment=run.adjustment, recovery=True, speed=pace(run.request.speed), scores_file=folder / "scores.jsonl",
                     features_file=folder / "features.jsonl",
                     alert_file=folder / "alerts.flow.jsonl" if run.transport == "file" else None)  # fmt: skip
     prepare(folder / "recovery", 1)

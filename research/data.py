@@ -37,7 +37,7 @@ from engine.calendar import (
 )
 from engine.errors import ConfigError, NotFoundError, SigmaError
 from engine.quality import QualityReport, check_bars, ohlc_violations
-from engine.store import Dataset, bars_path, load_bars, store_bars
+from engine.store import ADJUSTMENTS, Dataset, bars_path, load_bars, store_bars
 
 __all__ = ["ImportOptions", "import_bars", "check_dataset", "resample_dataset"]
 
@@ -70,8 +70,10 @@ class ImportOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     price_scale: float = 1.0
     """Divide prices by this (10000 for Lean's integer prices)."""
     factor_file: str | None = None
-    """Lean factor file: split- and dividend-adjust raw prices with it."""
-    adjustment: str = "raw"
+    """Lean factor file: adjust raw prices with it, to ``adjustment`` (``total_return`` unless it says ``split``)."""
+    adjustment: str | None = None
+    """What the stored prices are (`engine.store.ADJUSTMENTS`): without a factor file, what the file's already are
+    (default raw); with one, what it adjusts them to (default total_return, its split and dividend factors)."""
     negative_prices: bool = False
     quote_side: str = "mid"
     """Of a file of bid and ask bars: the mid (their mean, field by field), the bid or the ask."""
@@ -89,6 +91,11 @@ def import_bars(home: Path, files: Sequence[Path | str], options: ImportOptions)
         raise ConfigError("time_label", f"{options.time_label!r} is neither start nor end")
     if options.hours not in ("all", "regular"):
         raise ConfigError("hours", f"{options.hours!r} is neither all nor regular", "use all (every bar the file has) or regular")
+    adjustment = options.adjustment or ("total_return" if options.factor_file else "raw")
+    if adjustment not in ADJUSTMENTS or (options.factor_file and adjustment == "raw"):
+        made = ("split", "total_return") if options.factor_file else ADJUSTMENTS
+        raise ConfigError("adjustment", f"{adjustment!r} is not what {'a factor file makes' if options.factor_file else 'prices are'}",
+                          f"use one of: {', '.join(made)}")
     if options.quote_side not in _SIDES:
         raise ConfigError("quote_side", f"{options.quote_side!r} is not a side of the quote", f"use one of: {', '.join(_SIDES)}")
     if not options.replace and bars_path(home, options.ticker, options.cadence).exists():
@@ -99,7 +106,7 @@ def import_bars(home: Path, files: Sequence[Path | str], options: ImportOptions)
     columns = {name: np.concatenate([part[name] for part in parts]) for name in COLUMNS}
     bars = Bars(options.ticker, options.cadence, **columns)
     if options.factor_file:
-        bars = _adjust(bars, Path(options.factor_file), cal)
+        bars = _adjust(bars, Path(options.factor_file), cal, dividends=adjustment == "total_return")
     outside = 0
     if options.hours == "regular" and parse_cadence(options.cadence).minutes is not None:
         inside = session_days(bars.start, cal)[1]
@@ -116,7 +123,7 @@ def import_bars(home: Path, files: Sequence[Path | str], options: ImportOptions)
         bars.high[:] = np.maximum(bars.high, np.maximum(bars.open, bars.close))
         bars.low[:] = np.minimum(bars.low, np.minimum(bars.open, bars.close))
     source = ", ".join(Path(path).name for path in files)
-    info = store_bars(home, bars, cal, source=source, adjustment="adjusted" if options.factor_file else options.adjustment,
+    info = store_bars(home, bars, cal, source=source, adjustment=adjustment,
                       repaired=int(broken.sum()), dropped=dropped + outside, hours=options.hours)
     return info, report
 
@@ -272,8 +279,9 @@ def _localise(naive: pa.Array | pa.ChunkedArray, zone: str, path: Path) -> np.nd
         raise ConfigError("timezone", f"{path.name}: {error}", "use an IANA zone name such as America/New_York") from None
 
 
-def _adjust(bars: Bars, factor_file: Path, cal: Calendar) -> Bars:
-    """Lean factor files: a row's price and split factors apply to bars on or before its date."""
+def _adjust(bars: Bars, factor_file: Path, cal: Calendar, *, dividends: bool) -> Bars:
+    """Lean factor files: a row's split factor (and its price factor, for ``dividends``) apply to bars on or before its
+    date."""
     table = pa_csv.read_csv(factor_file, read_options=pa_csv.ReadOptions(autogenerate_column_names=True))
     dates = np.array([np.datetime64(f"{d // 10000:04d}-{d // 100 % 100:02d}-{d % 100:02d}") for d in
                       table.column(0).to_numpy()])
@@ -282,7 +290,7 @@ def _adjust(bars: Bars, factor_file: Path, cal: Calendar) -> Bars:
     split_factor = table.column(2).to_numpy().astype(float)
     session, _ = session_days(bars.start, cal)
     row = np.minimum(np.searchsorted(days, session, side="left"), len(days) - 1)
-    factor = price_factor[row] * split_factor[row]
+    factor = price_factor[row] * split_factor[row] if dividends else split_factor[row]
     return Bars(bars.ticker, bars.cadence, bars.start, bars.end, bars.open * factor, bars.high * factor,
                 bars.low * factor, bars.close * factor, bars.volume / split_factor[row])
 

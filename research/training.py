@@ -334,7 +334,8 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     ]
     manifest = Manifest(
         trained_id=name, model=spec.name, features=[f.name for f in features], warmup_bars=warmup_bars(features, spec.indicators),
-        indicators={k: dict(v) for k, v in spec.indicators.items()}, cadence=spec.cadence, strategy=spec.strategy,
+        indicators={k: dict(v) for k, v in spec.indicators.items()}, cadence=spec.cadence, adjustment=dataset.adjustment,
+        strategy=spec.strategy,
         instrument=msgspec.to_builtins(spec.instrument), policy={n: row[n] for n in meta["axes"]} | {"parameters": dict(zip(PARAMETERS, policy_row.tolist()))},
         hyperparameters=fitted.hyperparameters, calibration=chosen.calibrator, metrics=metrics,
         data_range=(_iso(bars.start[0]), _iso(bars.end[-1])), versions=_versions(), sweep=request.sweep, rank=request.rank,

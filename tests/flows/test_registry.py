@@ -97,3 +97,35 @@ def test_a_model_whose_history_keeps_regular_hours_only_is_served_bars_of_regula
     bars, info = load_bars(home, "SPY", "1m")
     store_bars(home, bars, CALENDARS[info.calendar], source=info.source, hours="regular")
     assert bar_starts() == [open_], "08:00 New York made no bar; 09:30 did"
+
+
+def test_a_feed_serves_only_models_whose_history_it_continues_as_one_series(served, home, capsys):
+    """Case 15: one declared kind of prices per feed. A raw feed continues a model trained and warmed on raw or
+    split-adjusted history; a dividend-adjusted history (Adj Close beside a feed of Close) is refused, naming the model,
+    what it read and the fix, at the start, and a running flow leaves such a model out."""
+    from engine.calendar import CALENDARS
+    from engine.errors import ConfigError
+    from engine.store import load_bars, store_bars
+
+    trained_id = served[2]
+    assert Registry(home).adjustment == "raw" and list(Registry(home).models) == [trained_id]
+    with pytest.raises(ConfigError, match=f"{trained_id} was trained on raw prices, which a feed of total_return prices does not"
+                                          " continue.*--adjustment raw"):
+        Registry(home, adjustment="total_return")
+    with pytest.raises(ConfigError, match="'adjusted' is not a kind of prices"):
+        Registry(home, adjustment="adjusted")
+    running = Registry(home, poll_seconds=0.0)
+
+    def restore(ticker: str, adjustment: str) -> None:
+        bars, info = load_bars(home, ticker, "1m")
+        store_bars(home, bars, CALENDARS[info.calendar], source=info.source, adjustment=adjustment)
+
+    restore("QQQ", "split")  # ends at the raw price: a raw feed continues it
+    assert list(Registry(home).models) == [trained_id]
+    restore("QQQ", "total_return")
+    with pytest.raises(ConfigError, match=f"{trained_id} warms up on QQQ's stored total_return prices.*re-import QQQ 1m as raw or split"):
+        Registry(home)
+    with Workspace(home, clock=_clock) as space:
+        space.publish(policy_copy(space, trained_id, "later", threshold=0.4), actor="test")
+    assert running.refresh() and list(running.models) == [trained_id]  # the model loaded before keeps its checked copy
+    assert f"{trained_id}-later warms up on QQQ's stored total_return prices" in capsys.readouterr().err

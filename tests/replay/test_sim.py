@@ -231,6 +231,24 @@ def test_bad_input_is_refused_naming_the_field_and_writes_nothing(paper_home, mo
     assert sorted((home / "sim").iterdir()) == before
 
 
+def test_a_feed_of_one_kind_of_prices_only_and_of_the_model_s_own(paper_home, tmp_path):
+    """Case 15: a paper feed is made of stored bars of one adjustment, and serves a model only on prices of the kind it
+    was trained on; either refusal comes before anything is written."""
+    from engine.calendar import CALENDARS
+    from engine.errors import ConfigError
+    from engine.store import load_bars, store_bars
+
+    home, trained_id = tmp_path / "home", paper_home[1]
+    shutil.copytree(paper_home[0], home)
+    for ticker, refusal in (("AAPL", "prices are normalised differently \\(SPY raw, AAPL total_return\\)"),
+                            ("SPY", f"{trained_id} was trained on raw prices, which a feed of total_return prices does not")):
+        bars, info = load_bars(home, ticker, "1d")
+        store_bars(home, bars, CALENDARS[info.calendar], source=info.source, adjustment="total_return")
+        with Workspace(home, clock=_clock) as space, pytest.raises(ConfigError, match=refusal):
+            sim.start(space, sim.SimRequest(models=[trained_id], start=FROM), actor="test")
+        assert sim.runs(home) == sim.runs(paper_home[0])
+
+
 def test_the_run_records_its_lineage_and_fill_settings(paper_home, golden):
     home, trained_id = paper_home
     stored = sim.load(home, golden.run_id)

@@ -7,7 +7,7 @@ import pytest
 
 from engine.calendar import CALENDARS, session_days
 from engine.errors import ConfigError, SigmaError
-from engine.store import bars_path, datasets, load_bars, store_bars
+from engine.store import bars_path, dataset, datasets, load_bars, store_bars
 from research.data import ImportOptions, import_bars, resample_dataset
 from tests.conftest import shared_file
 
@@ -92,6 +92,17 @@ def test_split_factor_file_removes_the_seven_for_one_cliff(tmp_path):
     # Case 15: the adjusted history ends at the raw price, so a raw live feed continues a model warmed on it without a
     # jump at the join; only corporate actions after the history's end differ, and a split then is a level shift.
     assert adjusted.close[-1] == raw_bars.close[-1] and abs(adjusted.close[-2] / raw_bars.close[-2] - 1) < 0.01
+    # The factor file's split factors alone make split-adjusted history, which a raw feed continues; its price factors
+    # (dividends) come on top by default, as total return.
+    import_bars(tmp_path, [raw], ImportOptions(ticker="SPL", cadence="1d", factor_file=str(factors), adjustment="split", **LEAN_DAILY))
+    split = load_bars(tmp_path, "SPL", "1d")[0]
+    assert [dataset(tmp_path, t, "1d").adjustment for t in ("RAW", "ADJ", "SPL")] == ["raw", "total_return", "split"]
+    dividends = adjusted.close / split.close
+    assert split.close[-1] == raw_bars.close[-1] and dividends[0] < 0.9 and np.all(np.diff(dividends) >= -1e-12)
+    t = int(np.searchsorted(raw_bars.start, np.datetime64("2014-06-09T00:00").astype("datetime64[ns]").astype(np.int64)))
+    assert split.close[t - 1] == pytest.approx(raw_bars.close[t - 1] / 7 / 4, rel=1e-5)  # 7:1, then 4:1 in 2020 (factors to 7 digits)
+    with pytest.raises(ConfigError, match="'raw' is not what a factor file makes.*split, total_return"):
+        import_bars(tmp_path, [raw], ImportOptions(ticker="BAD", cadence="1d", factor_file=str(factors), adjustment="raw", **LEAN_DAILY))
 
 
 @pytest.mark.parametrize(("rows", "named"), [
