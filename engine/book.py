@@ -80,8 +80,9 @@ _ORDER_TICKER, _ORDER_DIRECTION = range(2)
 _ORDER_REFERENCE, _ORDER_VOLATILITY, _ORDER_SIZE, _ORDER_STRIKE, _ORDER_EXPIRES, _ORDER_EXPIRY_DAY = range(6)
 # Per ticker: in a position (0/1), the event time its long and its short cooldown end.
 _HOLDING, _COOLDOWN_LONG, _COOLDOWN_SHORT = range(3)
-# Counters: open trades, orders waiting, the session the daily count is of, entries that session, steps taken, killed.
-_OPEN, _ORDERS, _SESSION, _TODAY, _STEPS, _KILLED = range(6)
+# Counters: open trades, orders waiting, the session the daily count is of, entries that session, steps taken, killed,
+# bars of the model's cadence closed (the steps of a model evaluated inside its bars are more: `step`'s ``closes``).
+_OPEN, _ORDERS, _SESSION, _TODAY, _STEPS, _KILLED, _BARS = range(7)
 
 OPEN, CLOSE = 1, 2
 """Kinds of event: an entry decided at the close, an exit."""
@@ -94,7 +95,7 @@ LOG_COLUMNS = 11
 expiry day (the last two NaN for the ticker itself)."""
 
 
-@state(revision=2)  # 2: an order holds its option contract, a slot its expiry day
+@state(revision=3)  # 2: an order holds its option contract, a slot its expiry day; 3: time stops count bars
 class Book:
     """The policy state of one model over ``tickers`` tickers with ``slots`` (max_positions) trade slots."""
 
@@ -131,7 +132,7 @@ def empty(slots: int, tickers: int) -> tuple:
     ticker_state = np.zeros((tickers, 3), np.int64)
     ticker_state[:, _COOLDOWN_LONG] = never
     ticker_state[:, _COOLDOWN_SHORT] = never
-    counters = np.zeros(6, np.int64)
+    counters = np.zeros(7, np.int64)
     counters[_SESSION] = never
     tally = np.zeros(5)  # trades, winners, gross profit, gross loss, bars with a trade open
     return slot_ints, np.zeros((slots, 10)), np.zeros((slots, 2), np.int64), np.zeros((slots, 6)), ticker_state, counters, tally
@@ -212,7 +213,7 @@ def _leave(s, t, price, reason, commission, slot_ints, slot_floats, tickers, cou
 
 @helper
 def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, tally, config,
-         open_, high, low, close, probability, ranking, volatility, row, best, hour, session, end, opened, closed,
+         open_, high, low, close, probability, ranking, volatility, row, best, hour, session, end, closes, opened, closed,
          sessions_per_year, expires, expiry_day, last, log, events, written):  # fmt: skip
     """One bar of the universe through the policy; returns (the portfolio's return over the bar, events written in all).
 
@@ -220,6 +221,8 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
     (NaN for a ticker without one; a backtest passes its whole history, the live flow
     one row); ``ranking`` and ``best`` come from `rank`; ``hour`` is the bar's
     exchange-local hour, ``session`` its session date, ``end`` its end (event time, ns),
+    ``closes`` 1 when it closes a bar of the model's cadence (0 at an evaluation point
+    inside one: time stops count the model's bars, not its evaluations),
     ``opened`` and ``closed`` the session clock at its open and close; ``expires`` and
     ``expiry_day`` the expiry of the option an entry decided at this close buys
     (`engine.options.contract_expiry`: on the session clock and as a day number; NaN
@@ -228,6 +231,8 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
     """
     t = counters[_STEPS]
     counters[_STEPS] = t + 1
+    bar = counters[_BARS]  # this step's bar of the model's cadence; the next step's is counters[_BARS]
+    counters[_BARS] = bar + closes
     if session != counters[_SESSION]:
         counters[_SESSION] = session
         counters[_TODAY] = 0
@@ -258,7 +263,7 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
                                      slot_floats[s, _STOP_PRICE], slot_floats[s, _TARGET_PRICE], slot_floats[s, _COMMITTED],
                                      0.0, slot_floats[s, _STRIKE_PRICE], slot_floats[s, _EXPIRY_DAY])  # fmt: skip
                 r += _leave(s, t, slot_floats[s, _LAST], EXIT_EXPIRY, commission, slot_ints, slot_floats, tickers, counters, tally, log)
-            elif t >= slot_ints[s, _DUE] and open_[row, i] == open_[row, i]:
+            elif bar >= slot_ints[s, _DUE] and open_[row, i] == open_[row, i]:
                 price = open_[row, i]
                 if kind != 0:
                     price = option_price(kind, price, slot_floats[s, _STRIKE_PRICE],
@@ -301,7 +306,7 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
         slot_ints[s, _TICKER] = i
         slot_ints[s, _DIRECTION] = d
         slot_ints[s, _ENTERED] = t
-        slot_ints[s, _DUE] = t + np.int64(config[_HOLD])
+        slot_ints[s, _DUE] = bar + np.int64(config[_HOLD])
         slot_ints[s, _ANNOUNCED] = 0
         slot_floats[s, _ENTRY_PRICE] = price
         slot_floats[s, _WEIGHT] = size * slot_ints[s, _SIGN] / price
@@ -366,7 +371,7 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
         i = slot_ints[s, _TICKER]
         if i < 0:
             continue
-        if t + 1 >= slot_ints[s, _DUE]:
+        if counters[_BARS] >= slot_ints[s, _DUE]:
             free += 1  # leaves at the next open, before the new orders fill
             if slot_ints[s, _ANNOUNCED] == 0:
                 slot_ints[s, _ANNOUNCED] = 1
@@ -390,7 +395,7 @@ def step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, ta
         p = probability[row, i]
         if p != p or close[row, i] != close[row, i]:
             break  # ranking puts missing values last
-        if tickers[i, _HOLDING] != 0 and not _leaving(slot_ints, i, t + 1):
+        if tickers[i, _HOLDING] != 0 and not _leaving(slot_ints, i, counters[_BARS]):
             continue
         if options and not volatility[row, i] > 0.0:
             continue  # an option cannot be priced without a volatility
@@ -446,8 +451,9 @@ def _no_entry(counters, config, best, hour, session) -> bool:
 
 
 @kernel
-def skip(counters, config, best, hour, session, t, bars) -> int:
-    """The first bar from ``t`` (before ``bars``) whose `step` may do more than its fast exit; the steps skipped are counted.
+def skip(counters, config, best, hour, session, closes, t, bars) -> int:
+    """The first bar from ``t`` (before ``bars``) whose `step` may do more than its fast exit; the steps skipped are counted,
+    and the bars they close.
 
     A book with no trade and no order stays as it is through bars where no entry is
     possible: `step` would only count them and return 0. A backtest skips them here,
@@ -458,31 +464,34 @@ def skip(counters, config, best, hour, session, t, bars) -> int:
     if counters[_OPEN] != 0 or counters[_ORDERS] != 0:
         return t
     first = t
+    closed = 0
     while t < bars and _no_entry(counters, config, best[t], hour[t], session[t]):
+        closed += closes[t]
         t += 1
     counters[_STEPS] += t - first
+    counters[_BARS] += closed
     return t
 
 
 @helper
-def _leaving(slot_ints, i, t) -> bool:
-    """True when ticker ``i``'s trade reaches its time stop by step ``t``."""
+def _leaving(slot_ints, i, bar) -> bool:
+    """True when ticker ``i``'s trade reaches its time stop by bar ``bar``."""
     for s in range(slot_ints.shape[0]):
-        if slot_ints[s, _TICKER] == i and t >= slot_ints[s, _DUE]:
+        if slot_ints[s, _TICKER] == i and bar >= slot_ints[s, _DUE]:
             return True
     return False
 
 
 @kernel
 def live_step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, tally, config,
-              open_, high, low, close, probability, hour, session, end, opened, closed, sessions_per_year, expires, expiry_day,
-              volatility, events):  # fmt: skip
+              open_, high, low, close, probability, hour, session, end, closes, opened, closed, sessions_per_year, expires,
+              expiry_day, volatility, events):  # fmt: skip
     """`step` at one live bar close of the universe, ranking first; returns the events written."""
     ranking = np.empty((1, close.shape[0]), np.int64)
     best = rank(probability, close, ranking[0])
     no_log = np.zeros((0, LOG_COLUMNS))
     _, written = step(slot_ints, slot_floats, order_ints, order_floats, tickers, counters, tally, config,
                       open_.reshape(1, -1), high.reshape(1, -1), low.reshape(1, -1), close.reshape(1, -1),
-                      probability.reshape(1, -1), ranking, volatility.reshape(1, -1), 0, best, hour, session, end, opened,
-                      closed, sessions_per_year, expires, expiry_day, False, no_log, events, 0)  # fmt: skip
+                      probability.reshape(1, -1), ranking, volatility.reshape(1, -1), 0, best, hour, session, end, closes,
+                      opened, closed, sessions_per_year, expires, expiry_day, False, no_log, events, 0)  # fmt: skip
     return written

@@ -58,6 +58,9 @@ class Scored(msgspec.Struct, frozen=True, array_like=True):
     """Wall-clock nanoseconds at which the data that closed the bar arrived."""
     peers: int
     """How many models scored a bar of this ticker ending at ``end`` (the conflict step waits for them all)."""
+    closes: bool = True
+    """False at an evaluation point inside a bar of the model's cadence: ``bar`` is then the evaluation interval, scored
+    on the features of the bar so far (provisional); True at the bar's close."""
 
 
 class Signal(msgspec.Struct, frozen=True, array_like=True):
@@ -131,7 +134,7 @@ class Signals:
         if self.policy.expiry_sessions >= 0:
             expiry, expires = contract_expiry(clock, end, self.policy.expiry_sessions)
         written = live_step(*self.book.arrays(), self._config, columns[0], columns[1], columns[2], columns[3], columns[4],
-                            first.hour, first.session, end, first.opened, first.closed, self._per_year, expires, float(expiry),
+                            first.hour, first.session, end, int(first.closes), first.opened, first.closed, self._per_year, expires, float(expiry),
                             columns[5], self._events)  # fmt: skip
         signals = []
         for kind, ticker, direction, price, reason, stop, target, size, confidence, strike, day in self._events[:written].tolist():

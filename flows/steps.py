@@ -116,7 +116,7 @@ def compile_helpers() -> None:
     """Load the policy kernel now (compiled, or from numba's cache), so that the first bar close does not wait for it."""
     prices = np.ones(1)
     live_step(*Book(1, 1).arrays(), np.zeros(len(Policy.__struct_fields__)), prices, prices, prices, prices, prices * 0.5,
-              0, 0, 0, 0.0, 1.0, 252.0, 2.0, 0.0, prices, np.zeros((3, EVENT_COLUMNS)))  # fmt: skip
+              0, 0, 0, 1, 0.0, 1.0, 252.0, 2.0, 0.0, prices, np.zeros((3, EVENT_COLUMNS)))  # fmt: skip
 
 
 @state

@@ -65,18 +65,20 @@ class Market:
     of ``d`` sessions expires ``d`` sessions after the one an entry fills in (day
     numbers unknown). Cooldowns run on ``end`` (each bar's end, ns; by default its
     start) and the daily cap on ``session`` (each bar's session date; by default the
-    whole session clock's).
+    whole session clock's). A model evaluated inside its bars has a row per evaluation
+    point: ``closes`` is 1 where a row closes a bar of its cadence (by default every
+    row), and its time stops count those.
     """
 
     __slots__ = (
         "tickers", "start", "end", "hour", "session", "open", "high", "low", "close", "probability", "ranking",
-        "confidence", "periods_per_year", "opened", "closed", "sessions_per_year", "volatility", "_contracts", "_listed",
+        "confidence", "periods_per_year", "opened", "closed", "sessions_per_year", "volatility", "closes", "_contracts", "_listed",
     )  # fmt: skip
 
     def __init__(
         self, tickers, start, hour, open, high, low, close, probability, periods_per_year: float,  # noqa: A002
         *, opened=None, closed=None, sessions_per_year: float | None = None, volatility=None, end=None, session=None,
-        contracts: Contracts | None = None,
+        closes=None, contracts: Contracts | None = None,
     ) -> None:
         self.tickers = list(tickers)
         self.start = np.asarray(start, dtype=np.int64)
@@ -90,6 +92,7 @@ class Market:
         self.volatility = np.ascontiguousarray(np.full(self.close.shape, np.nan) if volatility is None else volatility, dtype=np.float64)
         self.end = np.ascontiguousarray(self.start if end is None else end, dtype=np.int64)
         self.session = np.ascontiguousarray(np.floor(self.opened) if session is None else session, dtype=np.int64)
+        self.closes = np.ascontiguousarray(np.ones(bars) if closes is None else closes, dtype=np.int64)
         # Tickers by falling confidence at each bar, ranked once per market by the rule the live step ranks with.
         self.ranking = np.zeros(self.close.shape, dtype=np.int64)
         self.confidence = np.zeros(bars)
@@ -144,8 +147,8 @@ class Trade(msgspec.Struct, frozen=True):
 
 
 @helper
-def _simulate(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, config, returns, log,
-              events, event_bars):  # fmt: skip
+def _simulate(open_, high, low, close, probability, ranking, confidence, hour, session, end, closes, clock, volatility, config,
+              returns, log, events, event_bars):  # fmt: skip
     """Backtest one configuration through the policy kernel; fills ``returns`` per bar; returns its tally and events written.
 
     ``log`` takes the round trips and ``events`` (with ``event_bars``) every decision, as
@@ -157,14 +160,14 @@ def _simulate(open_, high, low, close, probability, ranking, confidence, hour, s
     written = 0
     t = 0
     while t < bars:
-        acts = skip(counters, config, confidence, hour, session, t, bars)
+        acts = skip(counters, config, confidence, hour, session, closes, t, bars)
         returns[t:acts] = 0.0
         t = acts
         if t == bars:
             break
         returns[t], now = step(slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally, config,
                                open_, high, low, close, probability, ranking, volatility, t, confidence[t], hour[t], session[t],
-                               end[t], opened[t], closed[t], sessions_per_year, expires[t], expiry_days[t], t == bars - 1, log,
+                               end[t], closes[t], opened[t], closed[t], sessions_per_year, expires[t], expiry_days[t], t == bars - 1, log,
                                events, written)  # fmt: skip
         for k in range(written, min(now, event_bars.shape[0])):
             event_bars[k] = t
@@ -237,8 +240,8 @@ def summarise(returns, trades, wins, profit, loss, exposed, periods_per_year, ou
     out[11] = n
 
 
-def _run(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, configs, periods_per_year,
-         results, blocks, chunks):  # fmt: skip
+def _run(open_, high, low, close, probability, ranking, confidence, hour, session, end, closes, clock, volatility, configs,
+         periods_per_year, results, blocks, chunks):  # fmt: skip
     opened, closed, sessions_per_year, expires, expiry_days, contract_of = clock
     no_log = np.zeros((0, LOG_COLUMNS))
     no_events = np.zeros((0, EVENT_COLUMNS))
@@ -249,7 +252,7 @@ def _run(open_, high, low, close, probability, ranking, confidence, hour, sessio
         for c in range(chunk, count, chunks):  # every chunks-th: a grid's neighbours cost alike, so chunks cost alike
             k = contract_of[c]
             trades, wins, profit, loss, exposed, _ = _simulate(
-                open_, high, low, close, probability, ranking, confidence, hour, session, end,
+                open_, high, low, close, probability, ranking, confidence, hour, session, end, closes,
                 (opened, closed, sessions_per_year, expires[:, k], expiry_days[:, k]), volatility, configs[c], returns,
                 no_log, no_events, no_bars,
             )
@@ -263,7 +266,7 @@ _run_parallel = numba.njit(parallel=True, cache=True, error_model="numpy")(_run)
 def _inputs(market: Market, clock: tuple) -> tuple:
     return (
         market.open, market.high, market.low, market.close, market.probability, market.ranking, market.confidence,
-        market.hour, market.session, market.end, (market.opened, market.closed, market.sessions_per_year, *clock), market.volatility,
+        market.hour, market.session, market.end, market.closes, (market.opened, market.closed, market.sessions_per_year, *clock), market.volatility,
     )
 
 
@@ -290,10 +293,10 @@ def run(market: Market, configs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @kernel
-def _replay(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, config, returns, log,
-            events, event_bars):  # fmt: skip
-    return _simulate(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, config, returns,
-                     log, events, event_bars)  # fmt: skip
+def _replay(open_, high, low, close, probability, ranking, confidence, hour, session, end, closes, clock, volatility, config,
+            returns, log, events, event_bars):  # fmt: skip
+    return _simulate(open_, high, low, close, probability, ranking, confidence, hour, session, end, closes, clock, volatility, config,
+                     returns, log, events, event_bars)  # fmt: skip
 
 
 class Decision(msgspec.Struct, frozen=True):

@@ -20,7 +20,7 @@ _MAXPOS = PARAMETERS.index("max_positions")
 
 
 @numba.njit
-def _every_bar(open_, high, low, close, probability, ranking, confidence, hour, session, end, clock, volatility, config, log):
+def _every_bar(open_, high, low, close, probability, ranking, confidence, hour, session, end, closes, clock, volatility, config, log):
     """The oracle: one `step` per bar, no bar skipped."""
     opened, closed, sessions_per_year, expires, expiry_days = clock
     bars, tickers = close.shape
@@ -30,7 +30,7 @@ def _every_bar(open_, high, low, close, probability, ranking, confidence, hour, 
     for t in range(bars):
         returns[t], _ = step(slot_ints, slot_floats, order_ints, order_floats, ticker_state, counters, tally, config,
                              open_, high, low, close, probability, ranking, volatility, t, confidence[t], hour[t], session[t],
-                             end[t], opened[t], closed[t], sessions_per_year, expires[t], expiry_days[t], t == bars - 1, log,
+                             end[t], closes[t], opened[t], closed[t], sessions_per_year, expires[t], expiry_days[t], t == bars - 1, log,
                              events, 0)  # fmt: skip
     return returns, tally
 
@@ -49,9 +49,10 @@ def _summary(returns: np.ndarray) -> tuple:
 
 @settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), tickers=st.integers(1, 4), holes=st.sampled_from([0.0, 0.2]),
-       per_session=st.sampled_from([5, 30]), policy=policies)  # fmt: skip
-def test_skipping_idle_bars_gives_what_stepping_every_bar_gives(seed, tickers, holes, per_session, policy):
+       per_session=st.sampled_from([5, 30]), evaluations=st.sampled_from([1, 3]), policy=policies)  # fmt: skip
+def test_skipping_idle_bars_gives_what_stepping_every_bar_gives(seed, tickers, holes, per_session, evaluations, policy):
     market = random_market(seed, tickers, 200, holes, per_session)
+    market.closes = (np.arange(len(market)) % evaluations == evaluations - 1).astype(np.int64)  # rows per bar of the model
     config = policy.row()
     listed, returns, _ = replay(market, config)
     log = np.zeros((len(market) * int(config[_MAXPOS]) + 16, LOG_COLUMNS))

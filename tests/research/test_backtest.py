@@ -51,6 +51,22 @@ def test_a_simple_case_matches_the_hand_computed_trades():
     assert returns[0] == returns[6] == 0.0
 
 
+def test_evaluated_inside_its_bars_a_model_s_time_stop_counts_its_bars_not_its_evaluations():
+    # Three evaluation points per bar (the third closes it). A signal at row 1 (inside bar 0) buys row 2's open, which
+    # is in bar 0 still; a hold of 2 bars leaves at the open of bar 2's first row (row 6). A signal at row 6 buys row 7
+    # (bar 2), and leaves at the open of bar 4's first row, row 12: the end of the history comes first.
+    rows = 12
+    prices = np.arange(100.0, 100.0 + rows)
+    probability = np.full(rows, 0.5)
+    probability[[1, 6]] = 0.9
+    closes = np.tile([0, 0, 1], rows // 3)
+    market = _market(prices, prices, prices, prices, probability, closes=closes)
+    listed, _ = trades(market, _config(hold_bars=2))
+    assert [(t.entry_bar, t.exit_bar, t.reason) for t in listed] == [(2, 6, "time"), (7, 11, "end_of_data")]
+    every = trades(_market(prices, prices, prices, prices, probability), _config(hold_bars=2))[0]  # every row a bar
+    assert [(t.entry_bar, t.exit_bar) for t in every] == [(2, 4), (7, 9)]
+
+
 def test_when_one_bar_touches_stop_and_target_the_stop_is_taken():
     market = _market([100, 100, 100], [100, 120, 100], [100, 80, 100], [100, 100, 100], [0.9, 0.5, 0.5])
     listed, _ = trades(market, _config(stop_loss=0.1, take_profit=0.1, hold_bars=5))

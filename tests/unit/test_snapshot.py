@@ -423,12 +423,12 @@ def test_layout_changes_name_each_class_and_field():
 def test_a_class_whose_fields_change_form_takes_a_new_revision_and_refuses_the_old_snapshots(monkeypatch):
     """The book's arrays grew columns under the same field names: a snapshot of the old form must not be read into them."""
     now = layout()
-    assert now.revisions["Book"] == 2
+    assert now.revisions["Book"] == 3
     written = msgspec.convert({"format": now.format, "bytewax": now.bytewax, "classes": now.classes}, Layout)  # before revisions
     assert written.version != now.version
-    assert now.changes(written) == ["Book's state changed form (revision 1 to 2)"]
+    assert now.changes(written) == ["Book's state changed form (revision 1 to 3)"]
     data = encode_state(Signals(POLICY, UNIVERSE, 252.0))
-    monkeypatch.setitem(snapshot._REVISIONS, "Book", 3)
+    monkeypatch.setitem(snapshot._REVISIONS, "Book", 4)
     monkeypatch.setattr(snapshot, "_version", None)
     with pytest.raises(ConfigError, match="delete the recovery folder"):
         decode_state(data, Signals)
