@@ -60,7 +60,7 @@ def _demo(args: argparse.Namespace) -> int:
             live[ticker] = bars.select(slice(HISTORY_SESSIONS, None))
         pack = catalog().get("swingsigma")
         spec = create_model(pack, strategy="momentum_swing", instrument="stocks", settings={"ticker": "SPY"}, variant="demo",
-                            taken=space.model_names())  # fmt: skip
+                            evaluation="1d", taken=space.model_names())  # fmt: skip  # its synthetic market is daily
         space.add_model(spec, actor=actor())
         _step(f"model {spec.name} (pack {pack.ref}, stocks, universe {', '.join(TICKERS)}); sweeping")
         sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=TICKERS), actor=actor(),

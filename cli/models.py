@@ -30,6 +30,9 @@ def register(commands: argparse._SubParsersAction) -> argparse._SubParsersAction
     create.add_argument("--param", action="append", metavar="INDICATOR.KEY=VALUE", help="an indicator parameter")
     create.add_argument("--risk-profile", choices=("conservative", "balanced", "aggressive"), help="default: the pack's")
     create.add_argument("--cadence", type=cadence, help="bar cadence such as 1m, 1h, 1d (default: the pack's)")
+    create.add_argument("--evaluation", type=cadence,
+                        help="how often it decides: finer than the cadence scores the bar so far (15m: every 15 minutes, "
+                             "from stored 15m bars), the cadence itself at each close (default: the pack's)")
     create.add_argument("--tag", action="append", metavar="CATEGORY=VALUE", help="a tag; replaces that category's inherited tags")
     create.add_argument("--name", type=name("name"), help="an explicit model name")
     create.add_argument("--variant", type=name("variant"), help="suffix for the automatic name")
@@ -77,6 +80,7 @@ def _create(args: argparse.Namespace) -> None:
             params=params,
             risk_profile=args.risk_profile,
             cadence=args.cadence,
+            evaluation=args.evaluation,
             tags=tags,
             name=args.name,
             variant=args.variant,
@@ -108,7 +112,8 @@ def _show(args: argparse.Namespace) -> None:
     print(f"pack         {spec.pack}@{spec.pack_version} (sha {spec.pack_sha[:12]})")
     print(f"strategy     {spec.strategy}")
     print(f"instrument   {spec.instrument}")
-    print(f"risk profile {spec.risk_profile}; cadence {spec.cadence}")
+    print(f"risk profile {spec.risk_profile}; cadence {spec.cadence}; decides "
+          + (f"every {spec.evaluation} (the bar so far)" if spec.evaluation else "at each close"))
     for indicator, params in spec.indicators.items():
         print(f"indicator    {indicator} {params}")
     print("tags         " + "; ".join(f"{k}={','.join(v)}" for k, v in spec.tags.items()))

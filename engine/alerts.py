@@ -118,6 +118,7 @@ def build_alert(
         "emitted_at": _utc(emitted_at),
         "intent": signal.intent,
         "reason": signal.reason,
+        "bar_state": "closed" if row.closes else "provisional",
     }
     if isinstance(settings, StockSettings):
         return StockAlert(ticker=bar.ticker, quantity=settings.share_size, entry_price=signal.price, **common)

@@ -9,6 +9,13 @@ tick before the bar ended, never after.
 `feature_matrix` computes a whole history with the indicators' batch twins;
 `FeatureVector` computes one bar at a time with their incremental form. They agree
 to the last bit, so research and the live flow see the same numbers.
+
+A model evaluated inside its bars (a daily model deciding every 15 minutes) reads at
+each evaluation point the features of the bar so far: its open, high, low, close and
+volume up to that point, peeked (`FeatureVector.peek_bar`), never committed; the
+point that closes the bar reads the bar's committed features. `evaluation_points`
+maps the evaluation intervals onto the bars, `evaluation_matrix` computes a history
+of them with the same `FeatureVector` the live flow drives.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from engine.snapshot import state
 
 __all__ = [
     "Feature", "BAR_FIELDS", "TICK_FIELDS", "RESTART_AFTER_DAYS", "LEVEL_JUMP", "model_features", "needs_ticks", "restarts",
-    "feature_matrix", "FeatureVector", "warmup_bars",
+    "feature_matrix", "FeatureVector", "warmup_bars", "evaluation_points", "evaluation_matrix",
 ]  # fmt: skip
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume", "session")
@@ -124,6 +131,54 @@ def feature_matrix(
         values = outputs[feature.indicator][feature.output]
         matrix[:, column] = values / bars.close if feature.per_close else values
     matrix[jumps] = np.nan
+    return matrix
+
+
+def evaluation_points(bars: Bars, points: Bars) -> tuple[np.ndarray, np.ndarray]:
+    """For each evaluation interval of ``points``: the row of ``bars`` it falls in (-1 when none: a night, a missing bar),
+    and whether it closes that bar (it reaches the bar's end: an hourly interval 15:30-16:30 closes a 16:00 session)."""
+    row = np.searchsorted(bars.start, points.start, side="right") - 1
+    taken = np.maximum(row, 0)
+    inside = (row >= 0) & (points.start < bars.end[taken]) if len(bars) else np.zeros(len(points), dtype=bool)
+    row = np.where(inside, row, -1)
+    return row, inside & (points.end >= bars.end[taken])
+
+
+def evaluation_matrix(
+    features: list[Feature], indicators: Mapping[str, Mapping[str, float]], bars: Bars, session: np.ndarray, points: Bars,
+) -> np.ndarray:
+    """Features at each evaluation point of ``points`` (rows), in ``features`` order; NaN where undefined.
+
+    A point inside a bar reads the bar so far (the intervals of that bar up to it) as
+    a peek; the point that closes a bar reads its committed features, after every bar
+    before it, stored or not, has been committed in order (the warm-up included).
+    Bar indicators only: tick indicators are sampled at closes (`model_features`).
+    """
+    row, closes = evaluation_points(bars, points)
+    vector = FeatureVector(features, indicators)
+    matrix = np.full((len(points), len(features)), np.nan)
+    committed = 0  # bars fed so far
+    forming = -1  # the bar whose intervals ``so_far`` holds: open, high, low, close, volume
+    so_far = [0.0] * 5
+    columns = (bars.open, bars.high, bars.low, bars.close, bars.volume)
+    for k, j in enumerate(row.tolist()):
+        if j < 0:
+            continue
+        while committed < j + closes[k]:  # every bar before this point's, and its own when the point closes it
+            vector.update_bar(*(float(c[committed]) for c in columns), float(session[committed]))
+            committed += 1
+        if closes[k]:
+            if vector.ready:
+                matrix[k] = vector.values
+            continue
+        o, h, low, c, v = float(points.open[k]), float(points.high[k]), float(points.low[k]), float(points.close[k]), float(points.volume[k])
+        if forming != j:
+            forming, so_far = j, [o, h, low, c, v]
+        else:
+            so_far = [so_far[0], max(so_far[1], h), min(so_far[2], low), c, so_far[4] + v]
+        peeked = vector.peek_bar(*so_far, float(session[j]))
+        if peeked is not None:
+            matrix[k] = peeked
     return matrix
 
 

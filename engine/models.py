@@ -15,10 +15,11 @@ from typing import Annotated, Literal, Union
 import msgspec
 
 from engine.errors import ConfigError
+from engine.features import needs_ticks
 from engine.indicators import TOLERANCE, check_params, indicator_class
 from engine.lineage import content_sha
 from engine.names import TICKER_PATTERN
-from engine.packs import Pack, Tags, effective_tags, time_problem
+from engine.packs import EVALUATION, Pack, Tags, effective_tags, evaluation_problem, time_problem
 from engine.policy import SIDES
 from engine.schemas import Lineage
 
@@ -97,6 +98,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     risk_profile: Literal["conservative", "balanced", "aggressive"]
     cadence: str
     tags: Tags
+    evaluation: str | None = None
+    """How often it decides inside a bar (``15m``: the bar so far is scored every 15 minutes); None at each bar's close."""
     indicator_set_sha: str
     model_config_sha: str
     policy_sha: str
@@ -140,6 +143,7 @@ def create_model(
     params: Mapping[str, Mapping[str, object]] | None = None,
     risk_profile: str | None = None,
     cadence: str | None = None,
+    evaluation: str | None = None,
     tags: Tags | None = None,
     name: str | None = None,
     variant: str | None = None,
@@ -179,6 +183,14 @@ def create_model(
     problem = time_problem(pack.personality.time_horizon, cadence, resolved)
     if problem is not None:
         raise ConfigError(problem[0], problem[1])
+    evaluation = evaluation or pack.evaluation or EVALUATION[pack.personality.time_horizon][0] or cadence
+    problem = evaluation_problem(pack.personality.time_horizon, cadence, evaluation)
+    if problem is not None:
+        raise ConfigError(problem[0], problem[1])
+    reads_ticks = [name for name in resolved if needs_ticks(name)]
+    if evaluation != cadence and reads_ticks:
+        raise ConfigError("evaluation", f"{', '.join(reads_ticks)} read ticks, which a bar still forming does not give research",
+                          f"evaluate at each close (--evaluation {cadence}), or leave them out")
 
     indicator_set = dict(sorted(resolved.items()))
     features = [name for name in pack.features if name.partition(".")[0] in indicator_set]
@@ -194,7 +206,7 @@ def create_model(
         "instrument": instrument_settings,
         "risk_profile": profile,
         "cadence": cadence,
-    }
+    } | ({"evaluation": evaluation} if evaluation != cadence else {})
     policy = {"policies": pack.policies, "gates": pack.gates[profile], "rules": recipe.rules}
     return ModelSpec(
         name=_model_name(pack, instrument_settings, cadence, name, variant, set(taken)),
@@ -207,6 +219,7 @@ def create_model(
         instrument=instrument_settings,
         risk_profile=profile,  # type: ignore[arg-type]
         cadence=cadence,
+        evaluation=evaluation if evaluation != cadence else None,
         tags=effective_tags(effective_tags(pack.tags, recipe.tags), tags or {}),
         indicator_set_sha=indicator_set_sha,
         model_config_sha=content_sha(what),

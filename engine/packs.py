@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 import yaml
 
-from engine.cadence import cadence_timescale
+from engine.cadence import cadence_timescale, parse_cadence, rolls_up
 from engine.errors import ConfigError, NotFoundError
 from engine.gates import Gates
 from engine.indicators import INDICATORS, check_params
@@ -35,7 +35,9 @@ __all__ = [
     "Catalog",
     "effective_tags",
     "time_problem",
+    "evaluation_problem",
     "HORIZON_TIMESCALES",
+    "EVALUATION",
 ]
 
 Horizon = Literal["seconds", "minutes", "hours", "days", "weeks", "months"]
@@ -59,6 +61,18 @@ HORIZON_TIMESCALES: dict[str, frozenset[str]] = {
     "months": frozenset({"week", "month"}),
 }
 """Data timescales that make sense for each time horizon."""
+
+EVALUATION: dict[str, tuple[str | None, str]] = {
+    "seconds": (None, "1m"),
+    "minutes": (None, "1m"),
+    "hours": (None, "1m"),
+    "days": ("15m", "5m"),
+    "weeks": ("1h", "15m"),
+    "months": ("1h", "1h"),
+}
+"""Per time horizon, how often its models decide by default (None: at each bar's close) and at the finest: 0DTE and
+intraday packs at each bar, swing packs every 5 to 15 minutes, position packs every hour, while their bars stay daily
+or weekly (the pack system requirements' table)."""
 
 BLOCKED_INSTRUMENTS: dict[str, frozenset[str]] = {
     # Holding options for months is a different product (theta, rolls); not supported.
@@ -208,6 +222,9 @@ class Pack(_Strict, kw_only=True):
     policies: Policies
     sweep: Sweep = Sweep()
     cadence: str
+    evaluation: str | None = None
+    """How often its models decide by default: a cadence finer than `cadence` (the bar so far is scored at each
+    point), or `cadence` itself (at each close); None takes its time horizon's (`EVALUATION`)."""
     warmup_tolerance: Annotated[float, msgspec.Meta(ge=1e-12, le=1e-2)] = 1e-9
     """The seed error its recursive indicators (EMA, MACD, RSI, ATR, ADX) may keep at their first value.
 
@@ -396,12 +413,38 @@ def time_problem(horizon: str, cadence: str, indicators: Iterable[str]) -> tuple
     return None
 
 
+def evaluation_problem(horizon: str, cadence: str, evaluation: str) -> tuple[str, str] | None:
+    """(field, detail and fix) when a model of ``horizon`` on ``cadence`` bars cannot decide every ``evaluation``, or None.
+
+    It decides at least once per bar, at most as often as its horizon allows
+    (`EVALUATION`), and its points split each bar into whole intervals.
+    """
+    try:
+        points, bars = parse_cadence(evaluation, "evaluation"), parse_cadence(cadence)
+    except ConfigError as error:
+        return error.field, f"{error.problem}; {error.fix}"
+    if points == bars:
+        return None
+    finest = parse_cadence(EVALUATION[horizon][1])
+    if not rolls_up(points, bars):
+        if rolls_up(bars, points):
+            return "evaluation", f"every {evaluation} is less often than each {cadence} bar; use {cadence} (at each close) or finer"
+        return "evaluation", f"{evaluation} points do not split {cadence} bars into whole intervals; use one that does, e.g. 15m"
+    if points.bars_per_day > finest.bars_per_day:
+        return "evaluation", f"a {horizon} model decides at most every {finest}, not every {evaluation}; use {finest} or coarser"
+    return None
+
+
 def _check_time(pack: Pack) -> Check:
     problem = time_problem(pack.personality.time_horizon, pack.cadence, pack.indicators)
+    if problem is None:
+        evaluation = pack.evaluation or EVALUATION[pack.personality.time_horizon][0] or pack.cadence
+        problem = evaluation_problem(pack.personality.time_horizon, pack.cadence, evaluation)
     if problem is not None:
         return _fail("Time coherence", problem[1], problem[0])
-    if cadence_timescale(pack.cadence) not in ("minute", "hour") and any(pack.sweep.simple.allowed_hours):
-        detail = f"{pack.cadence} bars signal once per bar, at the close: allowed_hours filters cannot apply; use [[]]"
+    if evaluation == pack.cadence and cadence_timescale(pack.cadence) not in ("minute", "hour") and any(pack.sweep.simple.allowed_hours):
+        detail = (f"its models decide once per {pack.cadence} bar, at the close: allowed_hours filters cannot apply; use [[]], "
+                  "or let them evaluate inside the bar (evaluation: 15m)")
         return _fail("Time coherence", detail, "sweep.simple.allowed_hours")
     return Check("Time coherence", "PASS", "")
 

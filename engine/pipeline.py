@@ -10,6 +10,12 @@ use (`engine.bar_builder`), and each model's incremental tick and bar features
 - research replays stored history through it (`replay`) to backtest an exported
   model exactly as it will run.
 
+A model evaluated inside its bars (a daily model deciding every 15 minutes) gets a
+row at each close of an evaluation interval instead: its bar so far (the intervals
+of the bar up to that point) is peeked, not committed; the interval that closes the
+bar reads the bar's committed features. Its rows are the intervals, as research's
+rows are (`engine.features.evaluation_matrix`).
+
 A bar keeps one shape, `engine.schemas.Bar`, from the builder to the policy. The
 policy itself is not here: it ranks a model's whole universe at each close
 (`engine.signals`), so it is keyed by model, not by ticker.
@@ -38,6 +44,7 @@ __all__ = ["Pipeline", "Closed", "Replayed"]
 
 _NO_CLOCK = (0.0, 1.0)  # the session clock of a model that holds no option: read by nothing
 _NONE: list = []  # what `advance` returns when nothing closed; callers only read it
+_UNDEFINED = object()  # an evaluation point whose features are not all defined yet: a row with no probability
 
 
 class Closed(msgspec.Struct, frozen=True, array_like=True):
@@ -75,13 +82,21 @@ class _Model:
     """One model's features on the ticker; its scorer is bound, not state (an ONNX session cannot be snapshotted), and its
     row is the scorer's input buffer, rewritten at each close."""
 
-    __slots__ = ("cadence", "option", "intraday", "ticks", "features", "indicators", "scorer", "row")
+    __slots__ = ("cadence", "evaluation", "option", "intraday", "ticks", "features", "indicators", "committed", "forming",
+                 "so_far", "scorer", "row")  # fmt: skip
 
-    def __init__(self, scorer: Scorer, cadence: str, option: bool, intraday: bool) -> None:
+    def __init__(self, scorer: Scorer, cadence: str, option: bool, intraday: bool, evaluation: str | None = None) -> None:
         manifest = scorer.manifest
         features = model_features(manifest.features, manifest.indicators)
         scorer.check([f.name for f in features], np.float32, warmup_bars(features, manifest.indicators))
         self.cadence = cadence
+        self.evaluation = evaluation
+        """The cadence of its evaluation intervals inside its bars; None when it decides at each bar's close."""
+        self.committed = -1
+        """End of the last bar its features committed."""
+        self.forming = -1
+        """Start of the bar ``so_far`` is of."""
+        self.so_far = [math.nan] * 5  # that bar's open, high, low, close and volume over the intervals closed so far
         self.option = option
         self.intraday = intraday
         self.ticks = any(needs_ticks(f.indicator) for f in features)
@@ -131,7 +146,8 @@ class Pipeline:
 
     def subscribe(self, model: str, scorer: Scorer, cadence: str, clock: ExchangeClock, *, option: bool = False,
                   intraday: bool = True, regular_hours: bool = False, first: int | None = None, history: Bars | None = None,
-                  history_ticks: dict[str, np.ndarray] | None = None) -> None:  # fmt: skip
+                  history_ticks: dict[str, np.ndarray] | None = None, evaluation: str | None = None,
+                  history_points: Bars | None = None) -> None:  # fmt: skip
         """Serve ``model`` (bound to ``scorer``) on bars of ``cadence``, warming its features from ``history``.
 
         ``option`` asks for the session clock an option decays on at each close;
@@ -139,24 +155,28 @@ class Pipeline:
         the session's hours only, as the model's stored history holds them. The
         stored bars (and ticks) that end before the bar of event time ``first`` warm
         the model up, so the first live bar already has complete features. A model
-        served already is only re-bound.
+        ``evaluation`` every interval of that cadence inside its bars decides at each
+        one; its stored intervals (``history_points``) warm that cadence's volatility.
+        A model served already is only re-bound.
         """
         if model in self.models:
             self.models[model].scorer = scorer
             return
-        served = _Model(scorer, cadence, option, intraday)
-        new = cadence not in self.cadences
-        if new:
-            builder = BarBuilder(self.ticker, cadence, clock, self.lateness, regular_hours=regular_hours)
-            self.cadences[cadence] = _Cadence(builder, volatility_window(cadence), bars_per_year(clock.calendar, cadence))
-        if history is not None and first is not None:
-            bounds = self.cadences[cadence].builder.bounds(first)
-            history = history.select(slice(0, int(np.searchsorted(history.end, bounds[0] if bounds else first, side="right"))))
-            if new:
-                volatility = self.cadences[cadence].volatility
-                for close in history.close[-volatility.warmup:].tolist():
+        served = _Model(scorer, cadence, option, intraday, evaluation)
+        for each, stored in ((cadence, history), (evaluation, history_points)):
+            if each is None or each in self.cadences:
+                continue
+            builder = BarBuilder(self.ticker, each, clock, self.lateness, regular_hours=regular_hours)
+            self.cadences[each] = _Cadence(builder, volatility_window(each), bars_per_year(clock.calendar, each))
+            if stored is not None and first is not None:  # the volatility known at the first live close
+                volatility = self.cadences[each].volatility
+                for close in _before(stored, builder, first).close[-volatility.warmup:].tolist():
                     volatility.update(close)
+        if history is not None and first is not None:
+            history = _before(history, self.cadences[cadence].builder, first)
             _feed(served.features, history, session_days(history.start, clock.calendar)[0], history_ticks if served.ticks else None)
+            if len(history):
+                served.committed = int(history.end[-1])
         self.models[model] = served
         self.rebuild()
 
@@ -243,8 +263,8 @@ class Pipeline:
         return self._close(closed, received) if closed else _NONE
 
     def _close(self, closed: list, received: int) -> list[Closed]:
-        if len(closed) > 1:
-            closed.sort(key=lambda c: c[1].end)
+        if len(closed) > 1:  # in time, and a bar before the interval that closes it ends with it
+            closed.sort(key=lambda c: (c[1].end, c[1].start))
         rows = []
         for cadence, bar in closed:
             clock = cadence.builder.clock  # the models of one cadence share its calendar: their bars came from it
@@ -257,24 +277,59 @@ class Pipeline:
             volatility = self.implied if self.implied == self.implied else cadence.volatility.value * math.sqrt(cadence.per_year)
             timing = None
             for name, model in self.models.items():
+                closes = True
                 if model.cadence == cadence.builder.cadence:
                     if model.features.restart(bar.close, session) is not None:  # after a hole, or at a jump of the price level
                         self._count(RESTARTED)
                     values = model.features.update_bar(bar.open, bar.high, bar.low, bar.close, bar.volume, session)
-                    row = None
-                    if model.features.ready:
-                        model.row[0] = values
-                        row = model.row.copy()
-                    if model.option and timing is None:  # an option decays on the session clock
-                        timing = clock.session_clock(bar.start, bar.end, model.intraday)
-                    rows.append((name, bar, row, minute // 60, session, timing if model.option else _NO_CLOCK, volatility))
+                    model.committed = bar.end
+                    if model.evaluation is not None:
+                        continue  # it decides with the interval that closes the bar
+                    if not model.features.ready:
+                        values = _UNDEFINED
+                elif model.evaluation == cadence.builder.cadence:
+                    values, closes = self._evaluate(model, bar)
+                    if values is None:
+                        continue
+                else:
+                    continue
+                row = None
+                if values is not _UNDEFINED:
+                    model.row[0] = values
+                    row = model.row.copy()
+                if model.option and timing is None:  # an option decays on the session clock
+                    timing = clock.session_clock(bar.start, bar.end, model.intraday)
+                rows.append((name, bar, row, minute // 60, session, timing if model.option else _NO_CLOCK, volatility, closes))
         implied = self.implied == self.implied
         nan = math.nan
         out = []
-        for name, bar, features, hour, session, (opened, ends), volatility in rows:
+        for name, bar, features, hour, session, (opened, ends), volatility, closes in rows:
             peers = sum(1 for row in rows if row[1].end == bar.end) if len(rows) > 1 else 1  # models deciding on this close
-            out.append(Closed(Scored(name, bar, nan, hour, session, opened, ends, volatility, implied, received, peers), features))
+            out.append(Closed(Scored(name, bar, nan, hour, session, opened, ends, volatility, implied, received, peers, closes),
+                              features))  # fmt: skip
         return out
+
+    def _evaluate(self, model: _Model, interval: Bar) -> tuple[np.ndarray | object | None, bool]:
+        """A model's features at the close of one evaluation interval, and whether it closes the model's bar: the bar so
+        far peeked (`_UNDEFINED` while a feature is), or the committed bar; (None, _) when the interval is in no bar of
+        the model (a night) or closes one its features did not commit."""
+        bounds = self.cadences[model.cadence].builder.bounds(interval.start)
+        if bounds is None:
+            return None, False
+        start, end = bounds
+        if interval.end >= end:  # the bar committed just before, in `_close`'s order
+            if model.committed != end:
+                return None, True
+            return (model.features.values if model.features.ready else _UNDEFINED), True
+        so_far = model.so_far
+        if model.forming != start:
+            model.forming = start
+            so_far[:] = interval.open, interval.high, interval.low, interval.close, interval.volume
+        else:  # as `engine.features.evaluation_matrix` adds them up
+            so_far[:] = so_far[0], max(so_far[1], interval.high), min(so_far[2], interval.low), interval.close, so_far[4] + interval.volume
+        clock = self.cadences[model.cadence].builder.clock
+        peeked = model.features.peek_bar(*so_far, float(clock.session(start)[0]))
+        return (_UNDEFINED if peeked is None else peeked), False
 
     # -- research's driver -----------------------------------------------------------
 
@@ -313,6 +368,12 @@ class Pipeline:
                 features[where[name]] = rows
             replayed[name] = Replayed(probability, features)
         return replayed
+
+
+def _before(bars: Bars, builder: BarBuilder, first: int) -> Bars:
+    """The stored ``bars`` that end by the start of ``builder``'s bar of event time ``first``."""
+    bounds = builder.bounds(first)
+    return bars.select(slice(0, int(np.searchsorted(bars.end, bounds[0] if bounds else first, side="right"))))
 
 
 def _feed(features: FeatureVector, bars: Bars, session: np.ndarray, ticks: dict[str, np.ndarray] | None) -> None:

@@ -150,6 +150,9 @@ class _AlertBase(
     """``entry``, or why a position closes: stop_loss, take_profit, time."""
     resolution: str | None = None
     """How the conflict rule decided, when several models signalled this ticker at this bar."""
+    bar_state: Literal["closed", "provisional"] = "closed"
+    """``provisional`` when a model evaluated inside its bars decided on the bar so far (`timestamp` is the end of the
+    evaluation interval), ``closed`` at a bar's close."""
 
     def __post_init__(self) -> None:
         _require_finite(self, ("entry_price", "stop_loss", "take_profit"))

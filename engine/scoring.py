@@ -59,6 +59,8 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Bars the slowest indicator needs before every feature is defined."""
     indicators: dict[str, dict[str, float]]
     cadence: str
+    evaluation: str | None = None
+    """The cadence of the intervals it decides at inside its bars; None: at each bar's close."""
     adjustment: str | None = None
     """What the prices it was trained on were (`engine.store.ADJUSTMENTS`); None for a model trained before this was
     recorded (its stored history says)."""

@@ -54,6 +54,8 @@ class ServingModel(msgspec.Struct, frozen=True, kw_only=True):
     lineage: Lineage
     universe: tuple[str, ...]
     cadence: str
+    evaluation: str | None
+    """The cadence of the intervals it decides at inside its bars; None: at each close."""
     clock: ExchangeClock
     policy: Policy
     """The chosen sweep row's policy, cooldown and daily cap included, as the backtest ran it."""
@@ -146,10 +148,11 @@ class Registry:
             lineage=msgspec.structs.replace(manifest.lineage, artifact_sha=record.artifact_sha),
             universe=universe,
             cadence=manifest.cadence,
+            evaluation=manifest.evaluation,
             clock=ExchangeClock(cal),
             policy=Policy.from_parameters(manifest.policy["parameters"], where=f"{record.id}: policy.parameters"),
             sessions_per_year=bars_per_year(cal, "1d"),
-            intraday=parse_cadence(manifest.cadence).minutes is not None,
+            intraday=parse_cadence(manifest.evaluation or manifest.cadence).minutes is not None,  # its rows' cadence
             multiplier=pack.options.multiplier if isinstance(spec.instrument, OptionSettings) and pack.options else 100,
             ticks=any(needs_ticks(f.indicator) for f in model_features(manifest.features, manifest.indicators)),
             killed=record.killed_at is not None,

@@ -24,6 +24,8 @@ state layout resumes from.
 
 from __future__ import annotations
 
+import contextlib
+
 import gc
 import hashlib
 import math
@@ -183,7 +185,7 @@ class TickerStep(StatefulBatchLogic):
         for gone in set(pipeline.models) - set(models):
             pipeline.unsubscribe(gone)
         for trained_id, model in models.items():
-            history = ticks = None
+            history = ticks = points = None
             regular = False  # the ticker's stored bars say which hours its bars keep (`sigma data import --hours`)
             if trained_id not in pipeline.models:
                 try:
@@ -193,9 +195,12 @@ class TickerStep(StatefulBatchLogic):
                 else:
                     ticks = load_ticks(registry.home, pipeline.ticker) if model.ticks else None
                     regular = stored.hours == "regular"
+                    if model.evaluation is not None:  # its intervals' volatility warms on the stored ones
+                        with contextlib.suppress(NotFoundError):
+                            points = load_bars(registry.home, pipeline.ticker, model.evaluation)[0]
             pipeline.subscribe(trained_id, model.scorer, model.cadence, model.clock, option=model.policy.expiry_sessions >= 0,
                                intraday=model.intraday, regular_hours=regular, first=first, history=history,
-                               history_ticks=ticks)  # fmt: skip
+                               history_ticks=ticks, evaluation=model.evaluation, history_points=points)  # fmt: skip
         self.version = registry.version
         # The warmed state lives as long as the flow: spare it from every full collection, which would otherwise
         # walk all tickers' indicators in the middle of a bar close.

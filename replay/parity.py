@@ -112,16 +112,18 @@ def backtest(home: Path, trained_id: str, first_end: int, last_end: int) -> tupl
     for ticker in request.universe or [spec.instrument.symbol]:
         bars, dataset = load_bars(home, ticker, spec.cadence)
         cal = calendar(dataset.calendar)
-        replayed = review.replay_history(home, scorer, bars, cal)
-        universe.append((bars, replayed.probability))
-        inside = np.flatnonzero((bars.end >= first_end) & (bars.end <= last_end))
-        rows |= {(ticker, int(bars.end[t])): replayed.features[t] for t in inside.tolist()}
-    axis = np.unique(np.concatenate([bars.start for bars, _ in universe]))
+        points = sweep.evaluation_bars(home, spec.name, spec.cadence, spec.evaluation, ticker)
+        replayed = review.replay_history(home, scorer, bars, cal, points)
+        decided, _ = sweep.model_rows(bars, points)  # the rows it decides on: its bars, or its evaluation intervals
+        universe.append((bars, points, decided, replayed.probability))
+        inside = np.flatnonzero((decided.end >= first_end) & (decided.end <= last_end))
+        rows |= {(ticker, int(decided.end[t])): replayed.features[t] for t in inside.tolist()}
+    axis = np.unique(np.concatenate([decided.start for _, _, decided, _ in universe]))
     stored = np.full((len(axis), len(universe)), np.nan)
-    for j, (bars, probabilities) in enumerate(universe):
-        stored[np.searchsorted(axis, bars.start), j] = probabilities
-    prepared = sweep.build_market([(bars, None) for bars, _ in universe], cal, spec, pack.strategies[spec.strategy].label, request,
-                                  stored=stored)  # fmt: skip
+    for j, (_, _, decided, probabilities) in enumerate(universe):
+        stored[np.searchsorted(axis, decided.start), j] = probabilities
+    prepared = sweep.build_market([(bars, None, points) for bars, points, _, _ in universe], cal, spec,
+                                  pack.strategies[spec.strategy].label, request, stored=stored)  # fmt: skip
     end = prepared.market.end
     market = prepared.market.window(slice(int(np.searchsorted(end, first_end)), int(np.searchsorted(end, last_end, side="right"))))
     policy = Policy.from_parameters(scorer.manifest.policy["parameters"])

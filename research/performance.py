@@ -4,7 +4,9 @@ The pack is judged on the seeded synthetic market (so it needs no data download)
 three tickers, or one with ticks for tick-level strategies, at the pack's cadence,
 with enough history before the year for the out-of-fold model to learn. The year is
 backtested with the pack's defaults and the lowest of its sweep thresholds, across the
-tickers cross-sectionally; the linter then asks for at least 10 trades and a
+tickers cross-sectionally, deciding at each bar's close (the synthetic market has
+bars of the pack's cadence only, not the intervals a pack evaluating inside its bars
+decides at); the linter then asks for at least 10 trades and a
 Sharpe ratio above -0.5. The probabilities are calibrated (the scale a trained model
 emits), so on the synthetic market's weak signal they sit near the base rate: the
 check asks whether the default strategy trades without losing, at the pack's most
@@ -35,13 +37,13 @@ def pack_performance(pack: Pack, seed: int = 7) -> BacktestSummary:
     ticks = any(needs_ticks(indicator) for indicator in recipe.indicators)
     tickers = ["SYNA"] if ticks else ["SYNA", "SYNB", "SYNC"]
     symbol = {"stocks": "ticker", "options": "underlying", "futures": "contract"}[pack.default_instrument]
-    spec = create_model(pack, strategy=strategy, settings={symbol: tickers[0]})
+    spec = create_model(pack, strategy=strategy, settings={symbol: tickers[0]}, evaluation=pack.cadence)
     per_year = bars_per_year(us, pack.cadence)
     timescale = {"m": "minute", "h": "hour", "d": "day", "w": "week", "o": "month"}[pack.cadence[-1]]
     sessions = int(252 * _HISTORY_YEARS[timescale])
     market = generate(tickers, pack.cadence, sessions, us, seed=seed, ticks=ticks)
     request = SweepRequest(model=spec.name, seed=seed)
-    prepared = build_market(list(market.values()), us, spec, recipe.label, request)
+    prepared = build_market([(bars, ticks, None) for bars, ticks in market.values()], us, spec, recipe.label, request)
     year = prepared.market.window(slice(max(0, len(prepared.market) - int(per_year)), len(prepared.market)))
     names = ["threshold"]
     config = config_row(names, [min(pack.sweep.simple.thresholds)], pack, spec, request, len(tickers))

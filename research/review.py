@@ -31,7 +31,7 @@ from engine.scoring import Manifest, Scorer
 from engine.store import load_bars, load_ticks
 from engine.workspace import Workspace
 from research.backtest import METRICS, PARAMETERS, run
-from research.sweep import build_market
+from research.sweep import build_market, evaluation_bars, model_rows
 
 __all__ = ["load_scorer", "score_history", "replay_history", "backtest", "render", "report"]
 
@@ -42,23 +42,34 @@ def load_scorer(space: Workspace, trained_id: str) -> Scorer:
     return Scorer(model, msgspec.convert(record.manifest, Manifest))
 
 
-def score_history(home: Path, scorer: Scorer) -> tuple[Bars, Calendar, np.ndarray]:
-    """(bars, their calendar, probabilities): every stored bar of the model's symbol through a fresh `Pipeline`, as live."""
+def score_history(home: Path, scorer: Scorer) -> tuple[Bars, Bars | None, Calendar, np.ndarray]:
+    """(bars, evaluation intervals or None, calendar, probabilities): the model's symbol's stored history through a fresh
+    `Pipeline`, as live; a probability per row it decides on (`research.sweep.model_rows`)."""
     manifest = scorer.manifest
     symbol = msgspec.convert(manifest.instrument, InstrumentSettings).symbol
     bars, dataset = load_bars(home, symbol, manifest.cadence)
+    points = evaluation_bars(home, manifest.model, manifest.cadence, manifest.evaluation, symbol)
     cal = calendar(dataset.calendar)
-    return bars, cal, replay_history(home, scorer, bars, cal).probability
+    return bars, points, cal, replay_history(home, scorer, bars, cal, points).probability
 
 
-def replay_history(home: Path, scorer: Scorer, bars: Bars, cal: Calendar) -> Replayed:
+def replay_history(home: Path, scorer: Scorer, bars: Bars, cal: Calendar, points: Bars | None = None) -> Replayed:
     """The probabilities and feature rows the live flow's `Pipeline` gives ``bars`` (one ticker's stored history).
 
-    The stored ticks go in too, where the model reads ticks.
+    The stored ticks go in too, where the model reads ticks. A model evaluated inside
+    its bars is warmed on the bars before its first evaluation interval of ``points``,
+    then fed the intervals as a bar feed (its bars are then made of them, as live):
+    a row per interval it decides at.
     """
     manifest = scorer.manifest
     pipeline = Pipeline(bars.ticker, 0)
-    pipeline.subscribe(manifest.trained_id, scorer, manifest.cadence, ExchangeClock(cal))
+    clock = ExchangeClock(cal)
+    if manifest.evaluation is not None:
+        rows, _ = model_rows(bars, points)
+        pipeline.subscribe(manifest.trained_id, scorer, manifest.cadence, clock, evaluation=manifest.evaluation,
+                           first=int(rows.start[0]), history=bars, history_points=points)  # fmt: skip
+        return pipeline.replay(rows)[manifest.trained_id]
+    pipeline.subscribe(manifest.trained_id, scorer, manifest.cadence, clock)
     # Feeding ticks costs a call per tick: only for models that have tick indicators.
     ticks = load_ticks(home, bars.ticker) if pipeline.models[manifest.trained_id].ticks else None
     return pipeline.replay(bars, ticks)[manifest.trained_id]
@@ -67,12 +78,13 @@ def replay_history(home: Path, scorer: Scorer, bars: Bars, cal: Calendar) -> Rep
 def backtest(space: Workspace, pack, spec, trained_id: str, start: date | None = None, end: date | None = None) -> dict[str, float]:
     """The exported model's backtest over stored bars from ``start`` to ``end`` (inclusive), by its own policy."""
     scorer = load_scorer(space, trained_id)
-    bars, cal, probabilities = score_history(space.home, scorer)
+    bars, points, cal, probabilities = score_history(space.home, scorer)
     request = space.sweep_request(scorer.manifest.sweep)
-    prepared = build_market([(bars, None)], cal, spec, pack.strategies[spec.strategy].label, request, stored=probabilities[:, None])
-    day, _ = local_clock(bars.start, cal.timezone)
+    prepared = build_market([(bars, None, points)], cal, spec, pack.strategies[spec.strategy].label, request,
+                            stored=probabilities[:, None])  # fmt: skip
+    day, _ = local_clock(prepared.market.start, cal.timezone)
     first = 0 if start is None else int(np.searchsorted(day, (start - date(1970, 1, 1)).days))
-    last = len(bars) if end is None else int(np.searchsorted(day, (end - date(1970, 1, 1)).days, side="right"))
+    last = len(day) if end is None else int(np.searchsorted(day, (end - date(1970, 1, 1)).days, side="right"))
     if last - first < 2:
         raise ConfigError("--from/--to", f"{last - first} stored bars fall in that period", "widen it; `sigma data list` shows the stored range")
     row = np.array([scorer.manifest.policy["parameters"][name] for name in PARAMETERS])

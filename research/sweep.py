@@ -45,8 +45,8 @@ from engine.calendar import (
     session_clock,
     session_days,
 )
-from engine.errors import ConfigError
-from engine.features import feature_matrix, model_features
+from engine.errors import ConfigError, NotFoundError
+from engine.features import evaluation_matrix, evaluation_points, feature_matrix, model_features
 from engine.indicators.volatility import RealisedVolatility
 from engine.lineage import content_sha
 from engine.models import ModelSpec, OptionSettings, SweepRequest, trade_side
@@ -62,7 +62,7 @@ from research.validation import Split, out_of_fold, walk_forward
 
 __all__ = [
     "grid", "config_row", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
-    "prepare", "build_market", "Prepared",
+    "prepare", "build_market", "evaluation_bars", "model_rows", "Prepared",
 ]  # fmt: skip
 
 CAP = 1_000
@@ -84,7 +84,10 @@ _CUSTOM_DEFAULTS: dict[str, list] = {
 _NEIGHBOUR = {"ITM_10": "ITM_5", "ITM_5": "ATM", "ATM": "OTM_5", "OTM_5": "ATM", "OTM_10": "OTM_5"}
 def _axes(pack: Pack, spec: ModelSpec, request: SweepRequest) -> dict[str, list]:
     simple = pack.sweep.simple
-    axes: dict[str, list] = {"threshold": list(simple.thresholds), "allowed_hours": [list(h) for h in simple.allowed_hours]}
+    # A model deciding at each close of daily or longer bars decides at one hour: the hours axis has nothing to choose.
+    hourly = parse_cadence(spec.evaluation or spec.cadence).minutes is not None
+    axes: dict[str, list] = {"threshold": list(simple.thresholds),
+                             "allowed_hours": [list(h) for h in simple.allowed_hours] if hourly else [[]]}  # fmt: skip
     if simple.top_pct:
         axes["top_pct"] = list(simple.top_pct)
     else:
@@ -127,6 +130,9 @@ def _axes(pack: Pack, spec: ModelSpec, request: SweepRequest) -> dict[str, list]
         if not values:
             raise ConfigError(f"set.{parameter}", "no values given", f"write e.g. --set {parameter}=V1,V2")
         axes[parameter] = [_axis_value(parameter, value) for value in values]
+        if parameter == "allowed_hours" and not hourly and any(axes[parameter]):
+            raise ConfigError("set.allowed_hours", f"{spec.name} decides once per {spec.cadence} bar, at its close",
+                              "hours apply to a model evaluated inside its bars (create it with --evaluation 15m)")
     return axes
 
 
@@ -263,56 +269,99 @@ def prepare(home: Path, pack: Pack, spec: ModelSpec, request: SweepRequest, stor
             shown = ", ".join(f"{bars.ticker} {getattr(info, field)}" for bars, info in loaded)
             raise ConfigError("universe", f"the tickers' {differ} ({shown})",
                               f"import every ticker of the universe with one --{field} ({choices})")
-    universe = [(bars, None if stored is not None else load_ticks(home, bars.ticker)) for bars, _ in loaded]
+    universe = [(bars, None if stored is not None else load_ticks(home, bars.ticker),
+                 evaluation_bars(home, spec.name, spec.cadence, spec.evaluation, bars.ticker)) for bars, _ in loaded]  # fmt: skip
     return build_market(universe, calendar(loaded[0][1].calendar), spec, pack.strategies[spec.strategy].label, request, stored)
 
 
+def evaluation_bars(home: Path, model: str, cadence: str, evaluation: str | None, ticker: str) -> Bars | None:
+    """The stored intervals of ``ticker`` that ``model``, evaluated every ``evaluation`` inside its ``cadence`` bars, decides
+    at; None for a model deciding at each close."""
+    if evaluation is None:
+        return None
+    try:
+        return load_bars(home, ticker, evaluation)[0]
+    except NotFoundError:
+        raise ConfigError("evaluation", f"{model} decides every {evaluation} inside its {cadence} bars, and {ticker} has no "
+                          f"{evaluation} bars stored",
+                          f"import them (`sigma data import FILE --ticker {ticker} --cadence {evaluation}`) or roll finer ones up "
+                          f"(`sigma data resample {ticker} --from 1m --to {evaluation}`); or create the model with --evaluation "
+                          f"{cadence} to decide at each close") from None
+
+
+def model_rows(bars: Bars, points: Bars | None) -> tuple[Bars, np.ndarray]:
+    """A ticker's rows as its model decides on them, and which close a bar of its cadence: its bars (every one), or the
+    evaluation intervals of ``points`` inside them (`engine.features.evaluation_points`)."""
+    if points is None:
+        return bars, np.ones(len(bars), dtype=np.int64)
+    row, closes = evaluation_points(bars, points)
+    inside = row >= 0
+    return points.select(inside), closes[inside].astype(np.int64)
+
+
 def build_market(
-    universe: list[tuple[Bars, dict[str, np.ndarray] | None]], cal: Calendar, spec: ModelSpec, recipe: Label,
+    universe: list[tuple[Bars, dict[str, np.ndarray] | None, Bars | None]], cal: Calendar, spec: ModelSpec, recipe: Label,
     request: SweepRequest, stored: np.ndarray | None = None,
 ) -> Prepared:
-    """Align the tickers' bars on one time axis and give each bar its calibrated out-of-fold probability (or ``stored``'s)."""
-    axis = np.unique(np.concatenate([bars.start for bars, _ in universe]))
+    """Align the tickers' rows on one time axis and give each its calibrated out-of-fold probability (or ``stored``'s).
+
+    Each ticker brings its bars, ticks (or None) and, for a model evaluated inside its
+    bars, its evaluation intervals (`evaluation_bars`): the rows are then those
+    intervals, scored on the bar so far, and the label horizon, the embargo and the
+    time stops count bars of the model's cadence over them.
+    """
+    rows_of = [model_rows(bars, points) for bars, _, points in universe]
+    axis = np.unique(np.concatenate([rows.start for rows, _ in rows_of]))
     if len(axis) < 200:
         raise ConfigError("data", f"{len(axis)} bars is too little history for a sweep", "import at least 200 bars")
-    splits, holdout_start = walk_forward(len(axis), folds=request.folds, horizon=recipe.horizon_bars,
-                                         embargo=request.embargo, holdout=request.holdout)
+    closes = np.zeros(len(axis), dtype=np.int64)
+    for rows, closing in rows_of:
+        np.maximum.at(closes, np.searchsorted(axis, rows.start), closing)
+    # The purge between folds spans the label's horizon and the embargo in bars of the model, so in rows as many as
+    # the longest bar holds.
+    per_bar = int(np.diff(np.flatnonzero(np.concatenate([[1], closes]))).max(initial=1))
+    horizon, embargo = recipe.horizon_bars * per_bar, request.embargo * per_bar
+    splits, holdout_start = walk_forward(len(axis), folds=request.folds, horizon=horizon, embargo=embargo, holdout=request.holdout)
     shape = (len(axis), len(universe))
     columns = {name: np.full(shape, np.nan) for name in ("open", "high", "low", "close", "probability", "volatility")}
     end = np.zeros(len(axis), dtype=np.int64)
     features = model_features(spec.features, spec.indicators)
-    per_year = bars_per_year(cal, spec.cadence)
-    window = volatility_window(spec.cadence)  # known at each close
-    for j, (bars, ticks) in enumerate(universe):
-        rows = np.searchsorted(axis, bars.start)
+    decides = spec.evaluation or spec.cadence
+    per_year = bars_per_year(cal, decides)
+    window = volatility_window(decides)  # known at each close
+    for j, ((bars, ticks, points), (found, closing)) in enumerate(zip(universe, rows_of, strict=True)):
+        rows = np.searchsorted(axis, found.start)
         for name in ("open", "high", "low", "close"):
-            columns[name][rows, j] = getattr(bars, name)
-        columns["volatility"][rows, j] = RealisedVolatility.batch(bars.close, window) * math.sqrt(per_year)
-        end[rows] = bars.end
+            columns[name][rows, j] = getattr(found, name)
+        columns["volatility"][rows, j] = RealisedVolatility.batch(found.close, window) * math.sqrt(per_year)
+        end[rows] = found.end
         if stored is None:
             session, _ = session_days(bars.start, cal)
-            matrix = feature_matrix(features, spec.indicators, bars, session, ticks)
+            if points is None:
+                matrix = feature_matrix(features, spec.indicators, bars, session, ticks)
+            else:
+                matrix = evaluation_matrix(features, spec.indicators, bars, session, found)
             # The folds are cut on the universe's time axis; each ticker maps the cuts onto its own rows.
             mine = [Split(*(int(np.searchsorted(rows, edge)) for edge in (s.train_end, s.test_start, s.test_end))) for s in splits]
             try:
                 columns["probability"][rows, j] = out_of_fold(
-                    matrix, label(bars, recipe), splits=mine, holdout_start=int(np.searchsorted(rows, holdout_start)),
+                    matrix, label(found, recipe, closing), splits=mine, holdout_start=int(np.searchsorted(rows, holdout_start)),
                     # One thread: trees this small gain little from more, and lose much on shared cores (100,000
                     # bars: 2 s on one thread, 12 s on two, on a loaded two-core machine). The numbers are the same.
-                    horizon=recipe.horizon_bars, embargo=request.embargo, seed=request.seed, threads=1,
+                    horizon=horizon, embargo=embargo, seed=request.seed, threads=1,
                 ).calibrated
             except ConfigError as error:
                 raise ConfigError(f"data.{bars.ticker}", error.problem, error.fix) from None
     if stored is not None:
         columns["probability"] = stored
     _, minute = local_clock(end, cal.timezone)
-    opened, closed = session_clock(axis, end, cal, intraday=parse_cadence(spec.cadence).minutes is not None)
+    opened, closed = session_clock(axis, end, cal, intraday=parse_cadence(decides).minutes is not None)
     session = session_days(axis, cal)[0]
     clock = ExchangeClock(cal)
-    market = Market([bars.ticker for bars, _ in universe], axis, minute // 60, columns["open"], columns["high"],
+    market = Market([bars.ticker for bars, _, _ in universe], axis, minute // 60, columns["open"], columns["high"],
                     columns["low"], columns["close"], columns["probability"], per_year, opened=opened, closed=closed,
                     sessions_per_year=bars_per_year(cal, "1d"), volatility=columns["volatility"], end=end, session=session,
-                    contracts=lambda target: contract_expiries(clock, end, target, int(session[0])))  # fmt: skip
+                    closes=closes, contracts=lambda target: contract_expiries(clock, end, target, int(session[0])))  # fmt: skip
     # The first test block has no calibrated probability (`research.validation.calibrate`): the window starts after it.
     return Prepared(market, slice(splits[min(1, len(splits) - 1)].test_start, holdout_start), slice(holdout_start, len(axis)))
 

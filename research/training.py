@@ -52,7 +52,7 @@ import xgboost
 
 from engine.calendar import calendar, session_days
 from engine.errors import ConfigError, SigmaError
-from engine.features import feature_matrix, model_features, warmup_bars
+from engine.features import evaluation_matrix, feature_matrix, model_features, warmup_bars
 from engine.gates import PolicyCheck, overall
 from engine.lineage import content_sha
 from engine.models import ModelSpec
@@ -65,7 +65,7 @@ from research.backtest import METRICS, PARAMETERS, run, trades
 from research.export import to_onnx, verify
 from research.labels import label
 from research.leaderboard import Trials, judge, load, trials
-from research.sweep import build_market, configuration, reload
+from research.sweep import build_market, configuration, evaluation_bars, model_rows, reload
 from research.validation import Probabilities, calibrate, fold_probabilities, walk_forward
 
 __all__ = ["GRID", "TrainRequest", "select", "train", "cancel", "fit", "Fit", "fit_configuration", "trained_id", "with_policy", "Cancelled",
@@ -286,15 +286,23 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     row = table.slice(request.rank - 1, 1).to_pylist()[0]
     policy_row = configuration(names, combinations[row["config"]], pack, spec, sweep_request, 1).row()
     recipe = pack.strategies[spec.strategy].label
-    bars, dataset = load_bars(home, spec.instrument.symbol, spec.cadence)
+    history, dataset = load_bars(home, spec.instrument.symbol, spec.cadence)
     cal = calendar(dataset.calendar)
     features = model_features(spec.features, spec.indicators)
-    session, _ = session_days(bars.start, cal)
-    matrix = feature_matrix(features, spec.indicators, bars, session, load_ticks(home, bars.ticker)).astype(np.float32)
-    outcomes = label(bars, recipe)
-    splits, holdout_start = walk_forward(len(bars), folds=sweep_request.folds, horizon=recipe.horizon_bars,
-                                         embargo=sweep_request.embargo, holdout=sweep_request.holdout)
-    gap = recipe.horizon_bars + 1 + sweep_request.embargo
+    session, _ = session_days(history.start, cal)
+    points = evaluation_bars(home, spec.name, spec.cadence, spec.evaluation, history.ticker)
+    bars, closes = model_rows(history, points)  # the rows it decides on: its bars, or its evaluation intervals
+    if points is None:
+        matrix = feature_matrix(features, spec.indicators, history, session, load_ticks(home, history.ticker))
+    else:
+        matrix = evaluation_matrix(features, spec.indicators, history, session, bars)
+    matrix = matrix.astype(np.float32)
+    outcomes = label(bars, recipe, closes)
+    per_bar = int(np.diff(np.flatnonzero(np.concatenate([[1], closes]))).max(initial=1))  # as `build_market` purges
+    horizon, embargo = recipe.horizon_bars * per_bar, sweep_request.embargo * per_bar
+    splits, holdout_start = walk_forward(len(bars), folds=sweep_request.folds, horizon=horizon, embargo=embargo,
+                                         holdout=sweep_request.holdout)
+    gap = horizon + 1 + embargo
 
     # 1-3. The grid, the calibration and the final model, checkpointed per grid point.
     fitted = fit(matrix, outcomes, splits, holdout_start, gap, request, folder,
@@ -316,7 +324,7 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
         "holdout": calibration.quality(calibrated[holdout][labelled], outcomes[holdout][labelled]) if labelled.any() else {},
     }
     pq.write_table(pa.table({"probability": calibrated}), folder / "probabilities.parquet")
-    prepared = build_market([(bars, None)], cal, spec, recipe, sweep_request, stored=calibrated[:, None])
+    prepared = build_market([(history, None, points)], cal, spec, recipe, sweep_request, stored=calibrated[:, None])
     curves = {}
     for window, rows in (("out_of_fold", prepared.development), ("holdout", prepared.holdout)):
         result, _ = run(prepared.market.window(rows), policy_row[None, :])
@@ -334,7 +342,8 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     ]
     manifest = Manifest(
         trained_id=name, model=spec.name, features=[f.name for f in features], warmup_bars=warmup_bars(features, spec.indicators),
-        indicators={k: dict(v) for k, v in spec.indicators.items()}, cadence=spec.cadence, adjustment=dataset.adjustment,
+        indicators={k: dict(v) for k, v in spec.indicators.items()}, cadence=spec.cadence, evaluation=spec.evaluation,
+        adjustment=dataset.adjustment,
         strategy=spec.strategy,
         instrument=msgspec.to_builtins(spec.instrument), policy={n: row[n] for n in meta["axes"]} | {"parameters": dict(zip(PARAMETERS, policy_row.tolist()))},
         hyperparameters=fitted.hyperparameters, calibration=chosen.calibrator, metrics=metrics,

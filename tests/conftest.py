@@ -52,7 +52,7 @@ def real_daily(tmp_path_factory):
         for ticker, path in files.items():
             import_bars(home, [path], ImportOptions(ticker=ticker, cadence="1d"))
         pack = load_pack(OFFICIAL / "swingsigma")
-        spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"})
+        spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"}, evaluation="1d")  # daily bars only
         space.add_model(spec, actor="test")
         request = sweep.SweepRequest(model=spec.name, universe=list(files))
         sweep_id = sweep.start(space, pack, spec, request, actor="test", announce=lambda line: None)

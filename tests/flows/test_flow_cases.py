@@ -393,7 +393,8 @@ def test_negative_prices_pass_for_a_futures_models_ticker_only(served, redis_ser
     with Workspace(home, clock=_clock) as space:
         store_bars(home, bars, cme, source="synthetic")
         pack = load_pack(OFFICIAL / "trendsigma")
-        spec = create_model(pack, strategy=next(iter(pack.strategies)), instrument="futures", settings={"contract": "CL"})
+        spec = create_model(pack, strategy=next(iter(pack.strategies)), instrument="futures", settings={"contract": "CL"},
+                            evaluation="1w")  # fmt: skip
         space.add_model(spec, actor="test")
         sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name), actor="test", announce=lambda line: None)
         train = TrainRequest(sweep=sweep_id, rank=1, grid=SMALL)

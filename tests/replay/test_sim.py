@@ -114,7 +114,7 @@ def option_home(real_daily, tmp_path_factory):
     pack = load_pack(OFFICIAL / "swingsigma")
     with Workspace(home, clock=_clock) as space:
         spec = create_model(pack, strategy="momentum_swing", instrument="options", settings={"underlying": "SPY"},
-                            taken=[model.name for model in space.models()])  # fmt: skip
+                            evaluation="1d", taken=[model.name for model in space.models()])  # fmt: skip
         space.add_model(spec, actor="test")
         request = sweep.SweepRequest(model=spec.name, universe=["SPY"])
         sweep_id = sweep.start(space, pack, spec, request, actor="test", announce=lambda line: None)

@@ -29,6 +29,6 @@ def swing(space):
     for bars, _ in generate(["SPY", "QQQ", "IWM"], "1d", 1260, US, seed=3).values():
         store_bars(space.home, bars, US, source="synthetic")
     pack = load_pack(OFFICIAL / "swingsigma")
-    spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"})
+    spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"}, evaluation="1d")  # daily bars only
     space.add_model(spec, actor="test")
     return space, pack, spec

@@ -43,7 +43,7 @@ def test_custom_grid_adds_the_pack_parameters_and_is_capped(swing):
 
 def test_option_models_sweep_strikes_and_expiries_and_trade_premiums(swing):
     space, pack, _ = swing
-    spec = create_model(pack, strategy="momentum_swing", instrument="options", settings={"underlying": "SPY"})
+    spec = create_model(pack, strategy="momentum_swing", instrument="options", settings={"underlying": "SPY"}, evaluation="1d")
     space.add_model(spec, actor="test")
     request = SweepRequest(model=spec.name, mode="custom", overrides={"stop_loss": [0.05], "take_profit": [0.1]})
     names, combinations = sweep.grid(pack, spec, request)

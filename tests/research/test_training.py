@@ -60,7 +60,8 @@ def swept(tmp_path_factory):
         store_bars(home, bars, US, source="synthetic")
         pack = load_pack(OFFICIAL / "swingsigma")
         # A random walk has no edge to find: the aggressive gates (Sharpe 0.4) let its luckiest rows through.
-        spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"}, risk_profile="aggressive")
+        spec = create_model(pack, strategy="momentum_swing", settings={"ticker": "SPY"}, risk_profile="aggressive",
+                            evaluation="1d")  # fmt: skip
         space.add_model(spec, actor="test")
         sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name), actor="test", announce=lambda line: None)
         table, _ = load(space, sweep_id)
@@ -298,7 +299,7 @@ def test_the_pipeline_scores_bar_by_bar_what_the_batch_export_scores(swept):
     with Workspace(home, clock=_clock) as space:
         trained = _registered(space, swept)
         scorer = review.load_scorer(space, trained)
-        bars, _, probabilities = review.score_history(home, scorer)
+        bars, _, _, probabilities = review.score_history(home, scorer)
         result = review.backtest(space, pack, spec, trained)
         window = review.backtest(space, pack, spec, trained, date(2023, 1, 1), date(2023, 12, 31))
     session, _ = session_days(bars.start, US)

@@ -39,7 +39,7 @@ def test_help_everywhere(capsys, argv):
         (["indicators", "compute", "rsi", "--param", "period=1", "--input", "x.csv", "--output", "y.csv"], "sigma: error: --param.period: 1 is out of range; use 2 to 500\n"),
         (["indicators", "compute", "rsi", "--param", "period", "--input", "x.csv", "--output", "y.csv"], "sigma: error: --param: 'period' is not key=value; write e.g. --param period=14\n"),
         (["indicators", "compute", "rsi", "--input", "missing.csv", "--output", "y.csv"], "sigma: error: --input: no file at missing.csv\n"),
-        (["models", "create", "--pack", "swingsigma", "--strategy", "momentum_swing", "--ticker", "spy", "--indicators", "rsi,vpin"], "sigma: error: indicators: 'vpin' is not in pack swingsigma@1.0.0; choose from: sma, ema, rsi, macd, bollinger, atr, adx, donchian, stochastic, roc, obv, zscore, volume_surge\n"),
+        (["models", "create", "--pack", "swingsigma", "--strategy", "momentum_swing", "--ticker", "spy", "--indicators", "rsi,vpin"], "sigma: error: indicators: 'vpin' is not in pack swingsigma@1.1.0; choose from: sma, ema, rsi, macd, bollinger, atr, adx, donchian, stochastic, roc, obv, zscore, volume_surge\n"),
     ],
 )
 def test_wrong_input_exits_2_with_one_line(capsys, workspace, argv, message):
@@ -56,11 +56,11 @@ def test_argument_errors_are_one_line_too(capsys):
 
 def test_packs_list_show_find_validate(capsys, workspace):
     code, out, _ = run(capsys, "packs", "list", "--json")
-    assert code == 0 and [row["pack"] for row in json.loads(out)] == ["swingsigma@1.0.0", "trendsigma@1.0.0", "zerosigma@1.0.0"]
+    assert code == 0 and [row["pack"] for row in json.loads(out)] == ["swingsigma@1.1.0", "trendsigma@1.1.0", "zerosigma@1.1.0"]
     code, out, _ = run(capsys, "packs", "show", "zerosigma")
     assert code == 0 and "default_dte: 0" in out
     code, out, _ = run(capsys, "packs", "find", "--risk", "conservative", "--direction", "long_only", "--timeframe", "swing", "--json")
-    assert json.loads(out) == [{"pack": "swingsigma@1.0.0", "strategy": "mean_reversion"}]
+    assert json.loads(out) == [{"pack": "swingsigma@1.1.0", "strategy": "mean_reversion"}]
     from packs import OFFICIAL
 
     code, out, _ = run(capsys, "packs", "validate", str(OFFICIAL / "trendsigma"))
@@ -109,7 +109,7 @@ def test_compute_reads_parquet_and_names_missing_columns(capsys, tmp_path):
 
 def test_models_create_list_show(capsys, workspace):
     code, out, _ = run(capsys, "models", "create", "--pack", "swingsigma", "--strategy", "momentum_swing", "--ticker", "spy", "--param", "rsi.period=10", "--tag", "experience=expert")
-    assert code == 0 and out == "created model spy_stock_days_1d (swingsigma@1.0.0 momentum_swing, adx, macd, roc, rsi, volume_surge)\n"
+    assert code == 0 and out == "created model spy_stock_days_1d (swingsigma@1.1.0 momentum_swing, adx, macd, roc, rsi, volume_surge)\n"
     code, out, _ = run(capsys, "models", "create", "--pack", "swingsigma", "--strategy", "momentum_swing", "--instrument", "options", "--ticker", "aapl", "--set", "default_dte=7", "--json")
     spec = json.loads(out)
     assert spec["name"] == "aapl_option_days_1d" and spec["instrument"]["default_dte"] == 7

@@ -93,5 +93,5 @@ def test_the_path_builders_refuse_what_the_edge_would():
             names.name(hostile, "run")
     for good in ("SPY", "BRK.B", "BF-B", "ES_F"):
         assert names.ticker(good) == good
-    for good in ("zerosigma@1.0.0", "spy_option_minutes_1m-2a90cd32-r1-eager", "sim-20261203-072541-de65", "paper"):
+    for good in ("zerosigma@1.1.0", "spy_option_minutes_1m-2a90cd32-r1-eager", "sim-20261203-072541-de65", "paper"):
         assert names.name(good) == good

@@ -54,12 +54,12 @@ def test_auto_names_follow_the_pattern_and_never_collide():
 @pytest.mark.parametrize(
     ("kwargs", "field", "message"),
     [
-        ({"strategy": "scalp"}, "strategy", "swingsigma@1.0.0 has no strategy 'scalp'"),
-        ({"indicators": ["rsi", "vpin"]}, "indicators", "'vpin' is not in pack swingsigma@1.0.0"),
+        ({"strategy": "scalp"}, "strategy", "swingsigma@1.1.0 has no strategy 'scalp'"),
+        ({"indicators": ["rsi", "vpin"]}, "indicators", "'vpin' is not in pack swingsigma@1.1.0"),
         ({"indicators": []}, "indicators", "a model needs at least one indicator"),
         ({"params": {"rsi": {"period": 1}}}, "params.rsi.period", "1 is out of range"),
         ({"params": {"atr": {"period": 5}}}, "params.atr", "sets parameters of an indicator the model does not use"),
-        ({"instrument": "futures"}, "instrument", "swingsigma@1.0.0 does not trade futures"),
+        ({"instrument": "futures"}, "instrument", "swingsigma@1.1.0 does not trade futures"),
         ({"settings": {"ticker": "SPY", "share_size": 0}}, "instrument.share_size", "Expected `int` >= 1"),
         ({"settings": {"ticker": "SPY", "leverage": 2}}, "instrument", "unknown field `leverage`"),
         ({"settings": {}}, "instrument.ticker", "missing required field `ticker`"),

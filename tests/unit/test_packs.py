@@ -190,7 +190,7 @@ def test_catalog_resolves_versions_and_finds_by_inherited_tags(tmp_path):
     (tmp_path / "swing_next" / "pack.yaml").write_text(yaml.safe_dump(newer))
     catalog = Catalog([OFFICIAL, tmp_path])
     assert catalog.get("swingsigma").version == "1.10.0"  # numeric, not string, order
-    assert catalog.get("swingsigma@1.0.0").version == "1.0.0"
+    assert catalog.get("swingsigma@1.1.0").version == "1.1.0"
     with pytest.raises(NotFoundError, match="no pack named 'nope'; known packs: swingsigma, trendsigma, zerosigma"):
         catalog.get("nope")
     with pytest.raises(NotFoundError, match="swingsigma has no version 9.9.9"):
