@@ -114,7 +114,7 @@ def backtest(home: Path, trained_id: str, first_end: int, last_end: int) -> tupl
         cal = calendar(dataset.calendar)
         points = sweep.evaluation_bars(home, spec.name, spec.cadence, spec.evaluation, ticker)
         replayed = review.replay_history(home, scorer, bars, cal, points)
-        decided, _ = sweep.model_rows(bars, points)  # the rows it decides on: its bars, or its evaluation intervals
+        _, decided, _ = sweep.model_rows(bars, points, cal)  # the rows it decides on: its bars, or its evaluation intervals
         universe.append((bars, points, decided, replayed.probability))
         inside = np.flatnonzero((decided.end >= first_end) & (decided.end <= last_end))
         rows |= {(ticker, int(decided.end[t])): replayed.features[t] for t in inside.tolist()}

@@ -65,7 +65,7 @@ def replay_history(home: Path, scorer: Scorer, bars: Bars, cal: Calendar, points
     pipeline = Pipeline(bars.ticker, 0)
     clock = ExchangeClock(cal)
     if manifest.evaluation is not None:
-        rows, _ = model_rows(bars, points)
+        _, rows, _ = model_rows(bars, points, cal)
         pipeline.subscribe(manifest.trained_id, scorer, manifest.cadence, clock, evaluation=manifest.evaluation,
                            first=int(rows.start[0]), history=bars, history_points=points)  # fmt: skip
         return pipeline.replay(rows)[manifest.trained_id]

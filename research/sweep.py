@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine import names
+from engine.bar_builder import BarBuilder
 from engine.bars import Bars
 from engine.cadence import parse_cadence
 from engine.calendar import (
@@ -289,14 +290,32 @@ def evaluation_bars(home: Path, model: str, cadence: str, evaluation: str | None
                           f"{cadence} to decide at each close") from None
 
 
-def model_rows(bars: Bars, points: Bars | None) -> tuple[Bars, np.ndarray]:
-    """A ticker's rows as its model decides on them, and which close a bar of its cadence: its bars (every one), or the
-    evaluation intervals of ``points`` inside them (`engine.features.evaluation_points`)."""
+def model_rows(bars: Bars, points: Bars | None, cal: Calendar) -> tuple[Bars, Bars, np.ndarray]:
+    """A ticker's bars and rows as its model decides on them, and which rows close a bar of its cadence: its bars (every
+    one), or the evaluation intervals of ``points`` inside them (`engine.features.evaluation_points`).
+
+    For a model evaluated inside its bars, bars and intervals span their whole buckets
+    as the live flow's bar builders make them (a stored 15-minute bar whose last minute
+    is missing still ends on the quarter hour, a stored week on the calendar's), so
+    that its decisions fall when the flow's do; an interval the builder would not
+    make (outside a session bar's sessions) is dropped.
+    """
     if points is None:
-        return bars, np.ones(len(bars), dtype=np.int64)
+        return bars, bars, np.ones(len(bars), dtype=np.int64)
+    bars, _ = _buckets(bars, cal)
+    points, made = _buckets(points, cal)
     row, closes = evaluation_points(bars, points)
-    inside = row >= 0
-    return points.select(inside), closes[inside].astype(np.int64)
+    inside = (row >= 0) & made
+    return bars, points.select(inside), closes[inside].astype(np.int64)
+
+
+def _buckets(bars: Bars, cal: Calendar) -> tuple[Bars, np.ndarray]:
+    """``bars`` over the [start, end) the live flow's `BarBuilder` gives the bar of each one's start, and where it gives one."""
+    builder = BarBuilder(bars.ticker, bars.cadence, ExchangeClock(cal), 0)
+    bounds = [builder.bounds(ts) for ts in bars.start.tolist()]
+    made = np.array([b is not None for b in bounds], dtype=bool)
+    start, end = np.array([b or (ts, ts) for b, ts in zip(bounds, bars.start.tolist(), strict=True)], dtype=np.int64).reshape(-1, 2).T
+    return Bars(bars.ticker, bars.cadence, start, end, bars.open, bars.high, bars.low, bars.close, bars.volume), made
 
 
 def build_market(
@@ -310,12 +329,12 @@ def build_market(
     intervals, scored on the bar so far, and the label horizon, the embargo and the
     time stops count bars of the model's cadence over them.
     """
-    rows_of = [model_rows(bars, points) for bars, _, points in universe]
-    axis = np.unique(np.concatenate([rows.start for rows, _ in rows_of]))
+    rows_of = [model_rows(bars, points, cal) for bars, _, points in universe]
+    axis = np.unique(np.concatenate([rows.start for _, rows, _ in rows_of]))
     if len(axis) < 200:
         raise ConfigError("data", f"{len(axis)} bars is too little history for a sweep", "import at least 200 bars")
     closes = np.zeros(len(axis), dtype=np.int64)
-    for rows, closing in rows_of:
+    for _, rows, closing in rows_of:
         np.maximum.at(closes, np.searchsorted(axis, rows.start), closing)
     # The purge between folds spans the label's horizon and the embargo in bars of the model, so in rows as many as
     # the longest bar holds.
@@ -329,7 +348,7 @@ def build_market(
     decides = spec.evaluation or spec.cadence
     per_year = bars_per_year(cal, decides)
     window = volatility_window(decides)  # known at each close
-    for j, ((bars, ticks, points), (found, closing)) in enumerate(zip(universe, rows_of, strict=True)):
+    for j, ((_, ticks, points), (bars, found, closing)) in enumerate(zip(universe, rows_of, strict=True)):
         rows = np.searchsorted(axis, found.start)
         for name in ("open", "high", "low", "close"):
             columns[name][rows, j] = getattr(found, name)

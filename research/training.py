@@ -291,7 +291,7 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     features = model_features(spec.features, spec.indicators)
     session, _ = session_days(history.start, cal)
     points = evaluation_bars(home, spec.name, spec.cadence, spec.evaluation, history.ticker)
-    bars, closes = model_rows(history, points)  # the rows it decides on: its bars, or its evaluation intervals
+    history, bars, closes = model_rows(history, points, cal)  # the rows it decides on: its bars, or its evaluation intervals
     if points is None:
         matrix = feature_matrix(features, spec.indicators, history, session, load_ticks(home, history.ticker))
     else:

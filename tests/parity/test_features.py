@@ -187,3 +187,74 @@ def test_a_hole_restarts_with_its_bar_and_a_jump_after_its_bar():
     assert np.array_equal(matrix, np.array(live), equal_nan=True)
     expected = [np.nan, np.nan, 101, 102, np.nan, np.nan, 105, np.nan, np.nan, np.nan, 55, 56]
     assert np.allclose(matrix, expected, equal_nan=True), matrix
+
+
+class _Features:
+    """Stands in for a scorer: a manifest naming the features and no graph; every row scores 0.5."""
+
+    def __init__(self, features: list[str], indicators: dict) -> None:
+        from types import SimpleNamespace
+
+        self.manifest = SimpleNamespace(features=features, indicators=indicators)
+
+    def check(self, features, dtype, warmup) -> None:
+        pass
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        return np.full(len(rows), 0.5)
+
+
+@pytest.mark.parametrize(("pack_name", "strategy", "cadence", "evaluation", "sessions"), [
+    ("swingsigma", "mean_reversion", "1d", "15m", 120),
+    ("trendsigma", "channel_breakout", "1w", "1h", 700),
+])  # fmt: skip
+def test_evaluated_inside_its_bars_research_reads_the_features_the_live_pipeline_peeks(pack_name, strategy, cadence, evaluation,
+                                                                                       sessions):
+    """A daily model every 15 minutes, a weekly one every hour: research's rows (`evaluation_matrix` over the stored bars
+    and intervals) are, bit for bit, what the live `Pipeline` gives the same intervals as a bar feed after warming on
+    the bars before them. Each bar's last interval reads its committed features; the others peek, and what they peek
+    is the bar so far; a peek never moves what a close commits."""
+    from engine.bars import resample
+    from engine.calendar import ExchangeClock
+    from engine.features import evaluation_matrix, evaluation_points
+    from engine.pipeline import Pipeline
+    from engine.schemas import Bar
+
+    from research.sweep import model_rows
+
+    us = CALENDARS["us_equities"]
+    minutes, _ = generate(["SPY"], "1m", sessions, us, seed=9)["SPY"]
+    stored = resample(minutes, evaluation, us)
+    bars, points, _ = model_rows(resample(minutes, cadence, us), stored, us)  # each over its bucket, as the builders make it
+    assert len(points) == len(stored) and (points.end != stored.end).any(), "some stored intervals miss their last minute"
+    pack = load_pack(OFFICIAL / pack_name)
+    spec = create_model(pack, strategy=strategy, settings={"ticker": "SPY"}, evaluation=evaluation)
+    features = model_features(spec.features, spec.indicators)
+    session, _ = session_days(bars.start, us)
+    matrix = evaluation_matrix(features, spec.indicators, bars, session, points)
+    row, closes = evaluation_points(bars, points)
+    # Every interval is in a bar, and every bar closed by one but a week whose Friday is a holiday: it ends, on the
+    # calendar, after its last interval, and commits at the next one, with no decision at its close.
+    assert (row >= 0).all() and len(bars) - 10 < closes.sum() <= len(bars)
+    committed = feature_matrix(features, spec.indicators, bars, session)[row[closes]]
+    ready = np.isfinite(committed).all(axis=1)  # a close reads what research trains on at closes, once every feature is
+    assert np.array_equal(matrix[closes][ready], committed[ready]) and np.isnan(matrix[closes][~ready]).all()
+    assert np.isfinite(matrix[~closes]).all(axis=1).sum() > 100, "provisional rows to compare"
+
+    first = int(np.searchsorted(points.start, bars.start[len(bars) // 2]))  # live from the middle, warmed on the bars before
+    pipeline = Pipeline("SPY", 0)
+    pipeline.subscribe("m", _Features(spec.features, spec.indicators), cadence, ExchangeClock(us), first=int(points.start[first]),
+                       history=bars, evaluation=evaluation, history_points=points)  # fmt: skip
+    live = np.full((len(points), len(features)), np.nan)
+    provisional = np.zeros(len(points), dtype=bool)
+    for k in range(first, len(points)):
+        pipeline.bar(Bar(ticker="SPY", start=int(stored.start[k]), end=int(stored.end[k]), open=float(stored.open[k]),
+                         high=float(stored.high[k]), low=float(stored.low[k]), close=float(stored.close[k]),
+                         volume=float(stored.volume[k])))  # the stored bar, as a bar feed gives it  # fmt: skip
+        [closed] = pipeline.advance(int(points.end[k]), 0)  # one row per interval, none for the bar it closes
+        assert closed.scored.bar.end == points.end[k] and closed.scored.closes == closes[k]
+        provisional[k] = not closed.scored.closes
+        if closed.features is not None:
+            live[k] = closed.features[0]
+    assert np.array_equal(live[first:], matrix[first:].astype(np.float32), equal_nan=True)
+    assert provisional[first:].sum() > 0 and np.isfinite(live[first:][provisional[first:]]).all(axis=1).any()
