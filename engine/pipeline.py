@@ -337,7 +337,7 @@ class Pipeline:
         """Feed a stored history as a bar feed and return each model's probabilities and feature rows (NaN while warming up).
 
         Each bar's stored ticks reach the tick features before its close, but not the
-        bar builders: the stored bars are the bars. Each bar closes as soon as it is
+        bar builders: the stored bars are the bars. Each bar closes before the next is
         fed, so a replay needs no lateness.
         """
         where: dict[str, list[int]] = {name: [] for name in self.models}
@@ -354,7 +354,10 @@ class Pipeline:
             bar = Bar(ticker=self.ticker, start=int(bars.start[t]), end=end, open=float(bars.open[t]), high=float(bars.high[t]),
                       low=float(bars.low[t]), close=float(bars.close[t]), volume=float(bars.volume[t]))  # fmt: skip
             if self.bar(bar) is None:
-                for closed in self.advance(end + self.lateness, 0):
+                # Event time moves on to the next bar's start (nothing earlier is to come): every bar that ends by then
+                # closes with this one's row, an interval of a wider bucket than its stored bar too.
+                last = t == len(bars) - 1
+                for closed in self.close_all(0) if last else self.advance(max(end, int(bars.start[t + 1])) + self.lateness, 0):
                     if closed.features is not None:
                         where[closed.scored.model].append(t)
                         found[closed.scored.model].append(closed.features)

@@ -86,6 +86,8 @@ class Market:
         self.open, self.high, self.low, self.close = (np.ascontiguousarray(a, dtype=np.float64) for a in (open, high, low, close))
         self.probability = np.ascontiguousarray(probability, dtype=np.float64)
         bars = len(self.start)
+        if any(a.shape != (bars, len(self.tickers)) for a in (self.open, self.high, self.low, self.close, self.probability)):
+            raise ValueError(f"a market of {bars} bars x {len(self.tickers)} tickers needs its prices and probabilities in that shape")
         self.opened = np.ascontiguousarray(np.arange(bars) if opened is None else opened, dtype=np.float64)
         self.closed = np.ascontiguousarray(self.opened + 1.0 if closed is None else closed, dtype=np.float64)
         self.sessions_per_year = float(periods_per_year if sessions_per_year is None else sessions_per_year)

@@ -68,9 +68,15 @@ def apply(calibration: Calibration, p: np.ndarray) -> np.ndarray:
 
 
 def choose(p: np.ndarray, y: np.ndarray) -> tuple[Calibration, dict[str, float]]:
-    """The calibrator with the lower later-half Brier score, refitted on all rows; and both scores."""
+    """The calibrator with the lower later-half Brier score, refitted on all rows; and the scores.
+
+    A sigmoid cannot be fitted to one outcome: where the first half has only one (long
+    runs of one label, as a model evaluated hourly on weekly labels gives), it is not a
+    candidate, and isotonic, which can, is scored alone.
+    """
     half = len(p) // 2
-    scores = {method: brier(apply(fit(method, p[:half], y[:half]), p[half:]), y[half:]) for method in ("isotonic", "sigmoid")}
+    methods = ("isotonic", "sigmoid") if len(np.unique(y[:half])) > 1 else ("isotonic",)
+    scores = {method: brier(apply(fit(method, p[:half], y[:half]), p[half:]), y[half:]) for method in methods}
     best = min(scores, key=scores.get)
     return fit(best, p, y), scores
 

@@ -31,7 +31,7 @@ from engine.scoring import Manifest, Scorer
 from engine.store import load_bars, load_ticks
 from engine.workspace import Workspace
 from research.backtest import METRICS, PARAMETERS, run
-from research.sweep import build_market, evaluation_bars, model_rows
+from research.sweep import build_market, evaluation_bars, stored_intervals
 
 __all__ = ["load_scorer", "score_history", "replay_history", "backtest", "render", "report"]
 
@@ -65,10 +65,10 @@ def replay_history(home: Path, scorer: Scorer, bars: Bars, cal: Calendar, points
     pipeline = Pipeline(bars.ticker, 0)
     clock = ExchangeClock(cal)
     if manifest.evaluation is not None:
-        _, rows, _ = model_rows(bars, points, cal)
+        fed = stored_intervals(bars, points, cal)  # as stored: a bar feed's times, which its bars are built from
         pipeline.subscribe(manifest.trained_id, scorer, manifest.cadence, clock, evaluation=manifest.evaluation,
-                           first=int(rows.start[0]), history=bars, history_points=points)  # fmt: skip
-        return pipeline.replay(rows)[manifest.trained_id]
+                           first=int(fed.start[0]), history=bars, history_points=points)  # fmt: skip
+        return pipeline.replay(fed)[manifest.trained_id]
     pipeline.subscribe(manifest.trained_id, scorer, manifest.cadence, clock)
     # Feeding ticks costs a call per tick: only for models that have tick indicators.
     ticks = load_ticks(home, bars.ticker) if pipeline.models[manifest.trained_id].ticks else None

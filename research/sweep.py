@@ -63,7 +63,7 @@ from research.validation import Split, out_of_fold, walk_forward
 
 __all__ = [
     "grid", "config_row", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
-    "prepare", "build_market", "evaluation_bars", "model_rows", "Prepared",
+    "prepare", "build_market", "evaluation_bars", "model_rows", "stored_intervals", "Prepared",
 ]  # fmt: skip
 
 CAP = 1_000
@@ -302,11 +302,21 @@ def model_rows(bars: Bars, points: Bars | None, cal: Calendar) -> tuple[Bars, Ba
     """
     if points is None:
         return bars, bars, np.ones(len(bars), dtype=np.int64)
+    bars, spans, closes, inside = _evaluated(bars, points, cal)
+    return bars, spans.select(inside), closes[inside].astype(np.int64)
+
+
+def stored_intervals(bars: Bars, points: Bars, cal: Calendar) -> Bars:
+    """The stored intervals behind `model_rows`' rows, as stored (a feed replays them so): one per row, in order."""
+    return points.select(_evaluated(bars, points, cal)[3])
+
+
+def _evaluated(bars: Bars, points: Bars, cal: Calendar) -> tuple[Bars, Bars, np.ndarray, np.ndarray]:
+    """The bars and the intervals over their builders' spans, which intervals close a bar, and which fall in one."""
     bars, _ = _buckets(bars, cal)
-    points, made = _buckets(points, cal)
-    row, closes = evaluation_points(bars, points)
-    inside = (row >= 0) & made
-    return bars, points.select(inside), closes[inside].astype(np.int64)
+    spans, made = _buckets(points, cal)
+    row, closes = evaluation_points(bars, spans)
+    return bars, spans, closes, (row >= 0) & made
 
 
 def _buckets(bars: Bars, cal: Calendar) -> tuple[Bars, np.ndarray]:

@@ -291,11 +291,11 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     features = model_features(spec.features, spec.indicators)
     session, _ = session_days(history.start, cal)
     points = evaluation_bars(home, spec.name, spec.cadence, spec.evaluation, history.ticker)
-    history, bars, closes = model_rows(history, points, cal)  # the rows it decides on: its bars, or its evaluation intervals
+    spans, bars, closes = model_rows(history, points, cal)  # the rows it decides on: its bars, or its evaluation intervals
     if points is None:
         matrix = feature_matrix(features, spec.indicators, history, session, load_ticks(home, history.ticker))
-    else:
-        matrix = evaluation_matrix(features, spec.indicators, history, session, bars)
+    else:  # on the bars' spans, as the sweep computes them (`build_market`)
+        matrix = evaluation_matrix(features, spec.indicators, spans, session_days(spans.start, cal)[0], bars)
     matrix = matrix.astype(np.float32)
     outcomes = label(bars, recipe, closes)
     per_bar = int(np.diff(np.flatnonzero(np.concatenate([[1], closes]))).max(initial=1))  # as `build_market` purges

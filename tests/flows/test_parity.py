@@ -121,3 +121,80 @@ def test_the_flow_alerts_what_the_backtest_decides_on_real_daily_bars(real_daily
     assert len(expected) >= 10, "the policy trades in a year of real bars"
     assert {reason for reason, _, _ in expected.values()} >= {"entry", "time"}
     assert_same(expected, flow_alerts(home, redis_server, trained_id, rows, tmp_path / "bars.jsonl"))
+
+
+# -- models evaluated inside their bars ---------------------------------------------------------------------------------
+
+EVALUATED = {  # pack, strategy, risk profile, cadence, evaluation, sessions of minutes stored
+    "daily": ("swingsigma", "mean_reversion", "aggressive", "1d", "15m", 320),
+    "weekly": ("trendsigma", "channel_breakout", "balanced", "1w", "1h", 2000),
+}
+
+
+@pytest.fixture(scope="module", params=list(EVALUATED))
+def evaluated(request, tmp_path_factory):
+    """(home, trained id, evaluation cadence): a model on SPY and QQQ deciding at every interval inside its bars, trained
+    on synthetic minutes stored as its bars and its intervals, both rolled up from the same minutes."""
+    from engine.bars import resample
+    from engine.calendar import CALENDARS
+    from engine.models import SweepRequest, create_model
+    from engine.packs import load_pack
+    from engine.store import store_bars
+    from packs import OFFICIAL
+    from research import sweep, training
+    from research.synthetic import generate
+    from research.training import TrainRequest, fit_configuration
+    from tests.flows.conftest import SMALL
+
+    pack_name, strategy, profile, cadence, evaluation, sessions = EVALUATED[request.param]
+    us = CALENDARS["us_equities"]
+    home = tmp_path_factory.mktemp(f"evaluated-{request.param}") / "home"
+    with Workspace(home, clock=_clock) as space:
+        for ticker, (minutes, _) in generate(["SPY", "QQQ"], "1m", sessions, us, seed=21).items():
+            for each in (cadence, evaluation):
+                store_bars(home, resample(minutes, each, us), us, source="synthetic minutes")
+        pack = load_pack(OFFICIAL / pack_name)
+        spec = create_model(pack, strategy=strategy, settings={"ticker": "SPY"}, evaluation=evaluation, risk_profile=profile)
+        space.add_model(spec, actor="test")
+        sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=["SPY", "QQQ"]), actor="test",
+                               announce=lambda line: None)  # fmt: skip
+        train = TrainRequest(sweep=sweep_id, rank=1, grid=SMALL)
+        trained_id = training._register(space, spec, train, fit_configuration(home, pack, spec, train), "test")
+    return home, trained_id, evaluation
+
+
+evaluated_policies = st.fixed_dictionaries({
+    "threshold": st.sampled_from([0.4, 0.45, 0.5]),
+    "hours_mask": st.sampled_from([float((1 << 24) - 1), float((1 << 10) | (1 << 11) | (1 << 14))]),  # all day; 10, 11, 14
+    "cooldown_minutes": st.sampled_from([0, 30, 240]),
+    "max_trades_per_day": st.integers(1, 4),
+    "stop_loss": st.sampled_from([0.0, 0.002, 0.01]),
+    "take_profit": st.sampled_from([0.0, 0.004, 0.02]),
+    "hold_bars": st.integers(1, 3),
+    "max_positions": st.integers(1, 2),
+    "top_pct": st.sampled_from([50.0, 100.0]),
+    "entry_type": st.integers(0, 2),
+    "size_by_confidence": st.just(0.0),
+})  # fmt: skip
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parameters=evaluated_policies)
+def test_evaluated_inside_its_bars_the_flow_alerts_what_the_backtest_decides(evaluated, redis_server, tmp_path, parameters):
+    """Issue 18's parity: a daily model deciding every 15 minutes and a weekly one deciding hourly, replayed through the
+    flow as a feed of their intervals, alert what the backtest decides at each interval: entries on the bar so far
+    (provisional), exits by stop, target and a time stop counted in bars, under cooldowns and daily caps."""
+    home, trained_id, evaluation = evaluated
+    with Workspace(home, clock=_clock) as space:
+        copy = policy_copy(space, trained_id, f"e{next(_copies)}", **parameters)
+        space.publish(copy, actor="test")
+    # The feed starts with a bar of the model (15 days, 12 weeks from the end): the flow warms on the stored bars before.
+    cadence = {"15m": "1d", "1h": "1w"}[evaluation]
+    bars, points = load_bars(home, "SPY", cadence)[0], load_bars(home, "SPY", evaluation)[0]
+    first = bars.start[-{"1d": 15, "1w": 12}[cadence]]
+    rows = _bar_feed(home, ["SPY", "QQQ"], evaluation, len(points) - int(np.searchsorted(points.start, first)))
+    expected = backtest_alerts(home, copy, rows[0]["end"])
+    got = flow_alerts(home, redis_server, copy, rows, tmp_path / "bars.jsonl")
+    assert_same(expected, got)
+    states = {json.loads(fields[b"alert"])["bar_state"] for _, fields in redis_server.client().xrange(ALERTS)}
+    assert states <= {"closed", "provisional"} and (not expected or "provisional" in states)

@@ -29,6 +29,14 @@ def test_the_calibrator_with_the_lower_later_half_brier_is_chosen():
     assert calibration.expected_calibration_error(fixed, outcomes) < calibration.expected_calibration_error(overconfident, outcomes)
 
 
+def test_a_first_half_of_one_outcome_is_calibrated_by_isotonic_alone():
+    """Long runs of one label (an hourly model of weekly labels): the sigmoid cannot be fitted to the first half."""
+    p = np.linspace(0.3, 0.7, 200)
+    outcomes = np.r_[np.zeros(100), _outcomes(p[100:])]
+    chosen, scores = calibration.choose(p, outcomes)
+    assert set(scores) == {"isotonic"} and chosen.method == "isotonic"
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 1000), rows=st.integers(50, 3000), spread=st.floats(0.01, 0.5))
 def test_isotonic_knots_keep_the_slope_the_export_can_reproduce(seed, rows, spread):
