@@ -78,6 +78,7 @@ class SimRun(msgspec.Struct, kw_only=True):
     request: SimRequest
     created_at: str
     cadence: str
+    """Of the bars the feed replays: the models' own, or the intervals they decide at inside them."""
     calendar: str
     tickers: list[str]
     lineage: dict[str, dict[str, str | None]]
@@ -129,7 +130,7 @@ def start(space: Workspace, request: SimRequest, *, actor: str) -> SimRun:
     for trained_id in request.models:
         record = space.trained(trained_id)  # NotFoundError names the model
         manifest = record.manifest
-        cadences.add(manifest["cadence"])
+        cadences.add((manifest["cadence"], manifest.get("evaluation")))
         model_universe = space.sweep_request(manifest["sweep"]).universe or [space.model(record.model).instrument.symbol]
         universe += [t for t in model_universe if t not in universe]
         lineage[trained_id] = {**{k: v for k, v in manifest["lineage"].items() if v is not None}, "artifact_sha": record.artifact_sha}
@@ -138,9 +139,12 @@ def start(space: Workspace, request: SimRequest, *, actor: str) -> SimRun:
         if root is not None and request.fill.multiplier is None and root not in FUTURE_MULTIPLIERS:
             raise ConfigError("--fill multiplier", f"no multiplier known for futures root {root}", "pass --fill multiplier=DOLLARS_PER_POINT")
     if len(cadences) > 1:
-        raise ConfigError("models", f"the models trade on different cadences ({', '.join(sorted(cadences))})",
-                          "replay models of one cadence together, one run per cadence")  # fmt: skip
-    [cadence] = cadences
+        shown = ", ".join(sorted(bars if points is None else f"{bars} every {points}" for bars, points in cadences))
+        raise ConfigError("models", f"the models trade on different cadences ({shown})",
+                          "replay models of one cadence (and evaluation) together, one run per cadence")  # fmt: skip
+    # The feed: the bars of the models' cadence, or the intervals they decide at, which the flow builds their bars of.
+    [(bars_cadence, evaluation)] = cadences
+    cadence = evaluation or bars_cadence
     tickers = list(request.tickers) or universe
     foreign = [t for t in tickers if t not in universe]
     if foreign:
@@ -160,7 +164,7 @@ def start(space: Workspace, request: SimRequest, *, actor: str) -> SimRun:
     feed = next(iter(adjustments.values()))
     for trained_id in request.models:  # refused here, before anything is written, as the flow would refuse it
         manifest = space.trained(trained_id).manifest
-        histories(space.home, trained_id, cadence, tickers, manifest.get("adjustment"), feed)
+        histories(space.home, trained_id, bars_cadence, tickers, manifest.get("adjustment"), feed)
     transport = "redis" if request.redis_url else "private-redis" if _redis_installed() else "file"
     created = datetime.now(UTC)
     run = SimRun(run_id=f"sim-{created:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}", request=request, created_at=created.isoformat(),

@@ -65,6 +65,10 @@ def test_auto_names_follow_the_pattern_and_never_collide():
         ({"settings": {}}, "instrument.ticker", "missing required field `ticker`"),
         ({"risk_profile": "yolo"}, "risk_profile", "has no gates for 'yolo'"),
         ({"cadence": "5m"}, "cadence", "cadence 5m (minute bars) does not fit a days horizon"),
+        ({"evaluation": "1w"}, "evaluation", "every 1w is less often than each 1d bar; use 1d (at each close) or finer"),
+        ({"evaluation": "1m"}, "evaluation", "a days model decides at most every 5m, not every 1m; use 5m or coarser"),
+        ({"evaluation": "7x"}, "evaluation", "'7x' is not a cadence"),
+        ({"cadence": "1h", "evaluation": "7m"}, "evaluation", "7m points do not split 1h bars into whole intervals"),
         ({"name": "Bad Name"}, "name", "must be lower-case letters"),
         ({"taken": {"spy_stock_days_1d"}, "name": "spy_stock_days_1d"}, "name", "already exists"),
     ],
@@ -109,3 +113,22 @@ def test_open_interest_rolls_are_refused():
     pack = load_pack(OFFICIAL / "trendsigma")
     with pytest.raises(ConfigError, match="roll_strategy"):
         create_model(pack, strategy="trend_following", instrument="futures", settings={"contract": "ES", "roll_strategy": "oi"})
+
+
+def test_the_evaluation_cadence_defaults_to_the_pack_s_and_a_model_may_decide_at_each_close():
+    """Swing packs decide every 15 minutes, position packs hourly, 0DTE at each minute's bar; at the bar cadence itself a
+    model decides at each close, as before (its lineage unchanged)."""
+    swing = create_model(SWING, strategy="momentum_swing", settings={"ticker": "SPY"})
+    trend = create_model(TREND, strategy="trend_following", settings={"ticker": "SPY"})
+    zero = create_model(CATALOG.get("zerosigma"), strategy="vwap_reversion", settings={"underlying": "SPY"})
+    assert (swing.evaluation, trend.evaluation, zero.evaluation) == ("15m", "1h", None)
+    at_close = create_model(SWING, strategy="momentum_swing", settings={"ticker": "SPY"}, evaluation="1d")
+    assert at_close.evaluation is None and at_close.model_config_sha != swing.model_config_sha
+    assert create_model(SWING, strategy="momentum_swing", settings={"ticker": "SPY"}, evaluation="5m").evaluation == "5m"
+
+
+def test_tick_features_are_read_at_closes_only():
+    zero = CATALOG.get("zerosigma")
+    with pytest.raises(ConfigError, match="read ticks, which a bar still forming does not give research") as caught:
+        create_model(zero, strategy="order_flow_scalp", settings={"underlying": "SPY"}, cadence="5m", evaluation="1m")
+    assert caught.value.field == "evaluation"
