@@ -401,7 +401,7 @@ def _stored_backtests(home, pack, spec, sweep_id: str, rank: int, probabilities:
     row = table.slice(rank - 1, 1).to_pylist()[0]
     policy = sweep.configuration(names, combinations[row["config"]], pack, spec, request, 1)
     bars, _ = load_bars(home, spec.instrument.symbol, spec.cadence)
-    prepared = sweep.build_market([(bars, None)], US, spec, pack.strategies[spec.strategy].label, request, stored=probabilities[:, None])
+    prepared = sweep.build_market([(bars, None, None)], US, spec, pack.strategies[spec.strategy].label, request, stored=probabilities[:, None])
     results = {}
     for window, rows in (("out_of_fold", prepared.development), ("holdout", prepared.holdout)):
         result, _ = run(prepared.market.window(rows), policy.row()[None, :])
