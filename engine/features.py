@@ -35,7 +35,7 @@ from engine.snapshot import state
 
 __all__ = [
     "Feature", "BAR_FIELDS", "TICK_FIELDS", "RESTART_AFTER_DAYS", "LEVEL_JUMP", "model_features", "needs_ticks", "restarts",
-    "feature_matrix", "FeatureVector", "warmup_bars", "evaluation_points", "evaluation_matrix",
+    "feature_matrix", "FeatureVector", "warmup_bars", "evaluation_points", "evaluation_matrix", "extend_bar",
 ]  # fmt: skip
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume", "session")
@@ -171,15 +171,22 @@ def evaluation_matrix(
             if vector.ready:
                 matrix[k] = vector.values
             continue
-        o, h, low, c, v = float(points.open[k]), float(points.high[k]), float(points.low[k]), float(points.close[k]), float(points.volume[k])
-        if forming != j:
-            forming, so_far = j, [o, h, low, c, v]
-        else:
-            so_far = [so_far[0], max(so_far[1], h), min(so_far[2], low), c, so_far[4] + v]
+        extend_bar(so_far, forming != j, float(points.open[k]), float(points.high[k]), float(points.low[k]),
+                   float(points.close[k]), float(points.volume[k]))  # fmt: skip
+        forming = j
         peeked = vector.peek_bar(*so_far, float(session[j]))
         if peeked is not None:
             matrix[k] = peeked
     return matrix
+
+
+def extend_bar(so_far: list[float], first: bool, open: float, high: float, low: float, close: float, volume: float) -> None:  # noqa: A002
+    """Fold one closed interval into ``so_far``, a bar's open, high, low, close and volume up to it (``first``: the bar's
+    first interval): how research and the live pipeline both make the bar a peek reads."""
+    if first:
+        so_far[:] = open, high, low, close, volume
+    else:
+        so_far[1], so_far[2], so_far[3], so_far[4] = max(so_far[1], high), min(so_far[2], low), close, so_far[4] + volume
 
 
 def warmup_bars(features: list[Feature], indicators: Mapping[str, Mapping[str, float]]) -> int:

@@ -31,7 +31,7 @@ import numpy as np
 from engine.bar_builder import LATE, BarBuilder
 from engine.bars import Bars
 from engine.calendar import ExchangeClock, bars_per_year, session_days
-from engine.features import TICK_FIELDS, FeatureVector, model_features, needs_ticks, warmup_bars
+from engine.features import TICK_FIELDS, FeatureVector, extend_bar, model_features, needs_ticks, warmup_bars
 from engine.indicators.volatility import RealisedVolatility
 from engine.options import volatility_window
 from engine.schemas import Bar, Tick
@@ -321,14 +321,10 @@ class Pipeline:
             if model.committed != end:
                 return None, True
             return (model.features.values if model.features.ready else _UNDEFINED), True
-        so_far = model.so_far
-        if model.forming != start:
-            model.forming = start
-            so_far[:] = interval.open, interval.high, interval.low, interval.close, interval.volume
-        else:  # as `engine.features.evaluation_matrix` adds them up
-            so_far[:] = so_far[0], max(so_far[1], interval.high), min(so_far[2], interval.low), interval.close, so_far[4] + interval.volume
+        extend_bar(model.so_far, model.forming != start, interval.open, interval.high, interval.low, interval.close, interval.volume)
+        model.forming = start
         clock = self.cadences[model.cadence].builder.clock
-        peeked = model.features.peek_bar(*so_far, float(clock.session(start)[0]))
+        peeked = model.features.peek_bar(*model.so_far, float(clock.session(start)[0]))
         return (_UNDEFINED if peeked is None else peeked), False
 
     # -- research's driver -----------------------------------------------------------

@@ -59,7 +59,7 @@ from engine.workspace import Workspace, process_alive
 from research.backtest import METRICS, Market, run
 from research.labels import label
 from research.leaderboard import build
-from research.validation import Split, out_of_fold, walk_forward
+from research.validation import Split, out_of_fold, purge_in_rows, walk_forward
 
 __all__ = [
     "grid", "config_row", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
@@ -346,10 +346,7 @@ def build_market(
     closes = np.zeros(len(axis), dtype=np.int64)
     for _, rows, closing in rows_of:
         np.maximum.at(closes, np.searchsorted(axis, rows.start), closing)
-    # The purge between folds spans the label's horizon and the embargo in bars of the model, so in rows as many as
-    # the longest bar holds.
-    per_bar = int(np.diff(np.flatnonzero(np.concatenate([[1], closes]))).max(initial=1))
-    horizon, embargo = recipe.horizon_bars * per_bar, request.embargo * per_bar
+    horizon, embargo = purge_in_rows(closes, recipe.horizon_bars, request.embargo)
     splits, holdout_start = walk_forward(len(axis), folds=request.folds, horizon=horizon, embargo=embargo, holdout=request.holdout)
     shape = (len(axis), len(universe))
     columns = {name: np.full(shape, np.nan) for name in ("open", "high", "low", "close", "probability", "volatility")}

@@ -66,7 +66,7 @@ from research.export import to_onnx, verify
 from research.labels import label
 from research.leaderboard import Trials, judge, load, trials
 from research.sweep import build_market, configuration, evaluation_bars, model_rows, reload
-from research.validation import Probabilities, calibrate, fold_probabilities, walk_forward
+from research.validation import Probabilities, calibrate, fold_probabilities, purge_in_rows, walk_forward
 
 __all__ = ["GRID", "TrainRequest", "select", "train", "cancel", "fit", "Fit", "fit_configuration", "trained_id", "with_policy", "Cancelled",
            "NEAR_DUPLICATE"]
@@ -298,8 +298,7 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
         matrix = evaluation_matrix(features, spec.indicators, spans, session_days(spans.start, cal)[0], bars)
     matrix = matrix.astype(np.float32)
     outcomes = label(bars, recipe, closes)
-    per_bar = int(np.diff(np.flatnonzero(np.concatenate([[1], closes]))).max(initial=1))  # as `build_market` purges
-    horizon, embargo = recipe.horizon_bars * per_bar, sweep_request.embargo * per_bar
+    horizon, embargo = purge_in_rows(closes, recipe.horizon_bars, sweep_request.embargo)  # as `build_market` purges
     splits, holdout_start = walk_forward(len(bars), folds=sweep_request.folds, horizon=horizon, embargo=embargo,
                                          holdout=sweep_request.holdout)
     gap = horizon + 1 + embargo

@@ -34,7 +34,7 @@ from engine.scoring import Calibration
 from research import calibration
 
 __all__ = [
-    "Split", "walk_forward", "out_of_fold", "fold_probabilities", "calibrate", "classifier", "Probabilities",
+    "Split", "walk_forward", "purge_in_rows", "out_of_fold", "fold_probabilities", "calibrate", "classifier", "Probabilities",
     "SWEEP_POINT", "FIXED", "MIN_ROWS",
 ]  # fmt: skip
 
@@ -176,6 +176,13 @@ def _calibrator(raw: np.ndarray, outcomes: np.ndarray, known: np.ndarray, end: i
     if not _enough(outcomes[:end][rows]):
         return None
     return calibration.choose(raw[:end][rows].astype(np.float64), outcomes[:end][rows])
+
+
+def purge_in_rows(closes: np.ndarray, horizon: int, embargo: int) -> tuple[int, int]:
+    """A label ``horizon`` and an ``embargo`` counted in bars of the model, as rows: as many as the longest bar holds
+    (``closes`` marks the rows that close a bar; a model deciding at closes has a row per bar)."""
+    per_bar = int(np.diff(np.flatnonzero(np.concatenate([[1], closes]))).max(initial=1))
+    return horizon * per_bar, embargo * per_bar
 
 
 def out_of_fold(
