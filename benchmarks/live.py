@@ -17,7 +17,9 @@ read as fast as the flow goes.
 
 Every ticker is warmed (its stored history replayed into its indicators, once per
 flow start, about 7 ms a ticker) by a first tick before anything is measured: the
-figures are the steady state a deployment runs in.
+figures are the steady state a deployment runs in. Each ticker's ticks continue the
+price of its stored history (a level 30% away would start its features afresh, and
+its model would score nothing); the stage tables count the closes left unscored.
 
 Floors: one XADD round trip and one alert's share of a pipelined batch, the Lua
 writes of one minute's 1,000 alerts (what a burst costs Redis alone), one ONNX
@@ -40,8 +42,18 @@ figures come from the pass without them. Not in it: Bytewax's hops between the s
 (five keyed or batched operators; see its per-item floor) and the source's XREADGROUP
 and JSON decoding.
 
-    python -m benchmarks.live             # floors, stages, end-to-end runs, the maximum (about 5 minutes)
-    python -m benchmarks.live --stages    # floors and stages only (about a minute)
+Daily models deciding every 5 minutes (issue 18's scenario): 500 swingsigma models on
+daily bars, one per ticker, each evaluated at every 5-minute interval of the session
+(its pack's finest), every one trading. At each interval's end every ticker's model
+is scored on the day's bar so far, peeked from its committed features without
+committing it (an evaluation point); the interval ending at the close commits the day
+(its bar close). The stage table puts the two side by side, over the session's last
+25 minutes (five points and the close per ticker), and a flow run at 20,000 ticks/s
+from 15:49:50 on gives their latencies from receipt to XADD.
+
+    python -m benchmarks.live               # floors, stages, end-to-end runs, the maximum (about 7 minutes)
+    python -m benchmarks.live --stages      # floors and stages only (about two minutes)
+    python -m benchmarks.live --evaluation  # floors and the daily models deciding every 5 minutes only
 """
 
 from __future__ import annotations
@@ -67,6 +79,7 @@ from bytewax.testing import run_main
 from engine.alerts import build_alert, nanoseconds
 from engine import signals as signals_module
 from engine.bar_builder import BarBuilder
+from engine.bars import resample
 from engine.calendar import CALENDARS, ExchangeClock
 from engine.features import FeatureVector
 from engine.options import contract_expiry
@@ -77,7 +90,7 @@ from engine.policy import ALL_DAY
 from engine.schemas import Alert, Bar, Tick
 from engine.screening import TickScreen
 from engine.signals import Scored, Signal, Signals
-from engine.store import store_bars
+from engine.store import load_bars, store_bars
 from engine.workspace import Workspace
 from flows import live, sinks, sources, steps
 from flows.redis_server import RedisServer
@@ -88,23 +101,43 @@ from research.synthetic import generate
 
 TICKERS = [f"T{i:03d}" for i in range(500)]
 TRADES_EVERY = 1.5  # event seconds between one ticker's ticks: a liquid name; event time runs rate x 1.5 / 500 times the wall clock
-PRICES = np.random.default_rng(1).uniform(50, 150, len(TICKERS))  # each ticker's opening price
 US = CALENDARS["us_equities"]
+DAILY_START, DAILY_SESSIONS = date(2023, 1, 3), 320  # the daily scenario's history: its indicators warm on 320 daily bars
+CLOSE, POINT, TICK = "bar close", "evaluation point", "tick"  # what a tick through the ticker step closed
 
 
 def _trained(home: Path) -> str:
     """One trained zerosigma model (bar features only) on a synthetic market."""
+    for bars, _ in generate(["SPY"], "1m", 12, US, seed=11, start=date(2024, 3, 1)).values():
+        store_bars(home, bars, US, source="synthetic")
+    trained_id = _published(home, "zerosigma", strategy="vwap_reversion", settings={"underlying": "SPY"})
+    _history(home)
+    return trained_id
+
+
+def _trained_daily(home: Path) -> str:
+    """One trained swingsigma model on daily bars deciding every 5 minutes (its finest), on synthetic minutes stored as
+    its bars and its intervals; each of the 500 tickers gets a year and a third of daily bars to warm on."""
+    for minutes, _ in generate(["SPY"], "1m", DAILY_SESSIONS, US, seed=21, start=DAILY_START).values():
+        for cadence in ("1d", "5m"):
+            store_bars(home, resample(minutes, cadence, US), US, source="synthetic minutes")
+    trained_id = _published(home, "swingsigma", strategy="mean_reversion", settings={"ticker": "SPY"}, evaluation="5m",
+                            risk_profile="aggressive")  # fmt: skip
+    for bars, _ in generate(TICKERS, "1d", DAILY_SESSIONS, US, seed=5, start=DAILY_START).values():
+        store_bars(home, bars, US, source="synthetic")
+    return trained_id
+
+
+def _published(home: Path, pack_name: str, **model) -> str:
+    """Create the pack's model, sweep it simply, train its leaderboard's first row and publish it."""
     with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
-        for bars, _ in generate(["SPY"], "1m", 12, US, seed=11, start=date(2024, 3, 1)).values():
-            store_bars(home, bars, US, source="synthetic")
-        pack = load_pack(OFFICIAL / "zerosigma")
-        spec = create_model(pack, strategy="vwap_reversion", settings={"underlying": "SPY"})
+        pack = load_pack(OFFICIAL / pack_name)
+        spec = create_model(pack, **model)
         space.add_model(spec, actor="bench")
         sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name), actor="bench", announce=lambda line: None)
         request = training.TrainRequest(sweep=sweep_id, rank=1, grid={"n_estimators": [100], "max_depth": [5], "learning_rate": [0.1]})
         trained_id = training._register(space, spec, request, training.fit_configuration(home, pack, spec, request), "bench")
         space.publish(trained_id, actor="bench")
-    _history(home)
     return trained_id
 
 
@@ -180,13 +213,20 @@ def _tick(ticker: str, event: int, price: float) -> dict:
     return {"tick": f'{{"ticker":"{ticker}","ts":{event},"price":{price:.2f},"size":100.0}}'}
 
 
-def _warm(client: redis.Redis, event: int) -> None:
+def _opening(home: Path) -> list[float]:
+    """Each ticker's last stored close at the published model's cadence: the live ticks continue the history the
+    indicators warmed on (a price level 30% away would start the features afresh, and the models would score nothing)."""
+    [model] = Registry(home).models.values()
+    return [float(load_bars(home, ticker, model.cadence)[0].close[-1]) for ticker in TICKERS]
+
+
+def _warm(client: redis.Redis, event: int, prices: list[float]) -> None:
     """One tick per ticker, then wait until the flow has read past a fence: every ticker has warmed its indicators."""
     pipe = client.pipeline(transaction=False)
-    for ticker, price in zip(TICKERS, PRICES, strict=True):
+    for ticker, price in zip(TICKERS, prices, strict=True):
         pipe.xadd(live.TICKS, _tick(ticker, event, price))
     pipe.execute()
-    _read_through(client, client.xadd(live.TICKS, _tick(TICKERS[0], event, PRICES[0])))
+    _read_through(client, client.xadd(live.TICKS, _tick(TICKERS[0], event, prices[0])))
 
 
 def _read_through(client: redis.Redis, entry: bytes) -> None:
@@ -198,7 +238,7 @@ def _read_through(client: redis.Redis, entry: bytes) -> None:
         time.sleep(0.05)
 
 
-def _produce(url: str, rate: int, seconds: float, start_ns: int, sent_out) -> None:
+def _produce(url: str, rate: int, seconds: float, start_ns: int, opening: list[float], sent_out) -> None:
     """Write ``rate`` ticks a second for ``seconds``, round-robin over the tickers, each trading every TRADES_EVERY event seconds.
 
     It runs in a process of its own, as a feed handler does: in the flow's process it
@@ -209,7 +249,7 @@ def _produce(url: str, rate: int, seconds: float, start_ns: int, sent_out) -> No
     # Each tick's price walk drawn up front: the producer shares the machine's two cores with the flow and Redis,
     # and every microsecond it spends is one the flow may wait for.
     moves = iter(np.random.default_rng(1).normal(0, 0.0005, int(rate * seconds * 1.1) + 1).tolist())
-    prices = PRICES.tolist()
+    prices = list(opening)
     sent = 0
     began = time.perf_counter()
     step = 0.002
@@ -228,11 +268,11 @@ def _produce(url: str, rate: int, seconds: float, start_ns: int, sent_out) -> No
     sent_out.put(sent)
 
 
-def _produced(url: str, rate: int, seconds: float, start_ns: int) -> int:
+def _produced(url: str, rate: int, seconds: float, start_ns: int, prices: list[float]) -> int:
     """Run the producer in its own process; the ticks it wrote."""
     context = multiprocessing.get_context("spawn")
     sent = context.Queue()
-    producer = context.Process(target=_produce, args=(url, rate, seconds, start_ns, sent))
+    producer = context.Process(target=_produce, args=(url, rate, seconds, start_ns, prices, sent))
     producer.start()
     count = sent.get()
     producer.join()
@@ -246,13 +286,14 @@ def _run_flow(home: Path, url: str, batch: int = 500) -> None:
 def _maximum(client: redis.Redis, home: Path, url: str, start_ns: int, batch: int, total: int = 400_000, runs: int = 3) -> None:
     """The flow's throughput over a pre-filled stream of ``total`` ticks, read ``runs`` times (a fresh consumer group each)."""
     client.flushall()
+    prices = _opening(home)
     pipe = client.pipeline(transaction=False)
     warming = -(-len(TICKERS) // batch) * batch  # whole batches: no measured tick waits behind a ticker's warm-up
     for n in range(warming):
-        pipe.xadd(live.TICKS, _tick(TICKERS[n % len(TICKERS)], start_ns - 60_000_000_000 + n, PRICES[n % len(TICKERS)]))
+        pipe.xadd(live.TICKS, _tick(TICKERS[n % len(TICKERS)], start_ns - 60_000_000_000 + n, prices[n % len(TICKERS)]))
     for n in range(total):
         event = start_ns + n * (60_000_000_000 // 20_000)  # 20,000 ticks per event minute: a bar a minute per ticker
-        pipe.xadd(live.TICKS, _tick(TICKERS[n % len(TICKERS)], event, PRICES[n % len(TICKERS)]))
+        pipe.xadd(live.TICKS, _tick(TICKERS[n % len(TICKERS)], event, prices[n % len(TICKERS)]))
         if n % 10_000 == 0:
             pipe.execute()
     pipe.xadd(live.TICKS, {"eof": 1})
@@ -406,8 +447,29 @@ class _Inner:
             setattr(owner, name, original)
 
 
-def _stage_samples(home: Path, url: str, start_ns: int, *, batch: int, minutes: int, inner: _Inner | None) -> dict[str, list[float]]:
-    """Drive the flow's steps over ``minutes`` event minutes of ticks, ``batch`` ticks at a time; nanoseconds per close, by stage."""
+def _ticks(start_ns: int, seconds: float, opening: list[float]) -> list[Tick]:
+    """Every ticker trading every TRADES_EVERY event seconds from ``start_ns``, round-robin, each price a random walk
+    from its ``opening``."""
+    spacing = int(TRADES_EVERY * 1e9) // len(TICKERS)  # event ns between consecutive ticks
+    total = int(seconds * 1e9) // spacing
+    moves = np.random.default_rng(2).normal(0, 0.0005, total).tolist()
+    prices = list(opening)
+    ticks = []
+    for n in range(total):
+        i = n % len(TICKERS)
+        prices[i] *= 1 + moves[n]
+        ticks.append(Tick(ticker=TICKERS[i], ts=start_ns + n * spacing, price=round(prices[i], 2), size=100.0))
+    return ticks
+
+
+def _kind(row) -> str:
+    """What a model's row at a close is: its bar's close, or an evaluation point inside the bar (the bar so far, peeked)."""
+    return CLOSE if row.closes else POINT
+
+
+def _stage_samples(home: Path, url: str, ticks: list[Tick], *, batch: int, inner: _Inner | None) -> dict[str, dict[str, list[float]]]:
+    """Drive the flow's steps over ``ticks``, ``batch`` at a time: nanoseconds per close by kind (`CLOSE`, `POINT`, or
+    `TICK` for a tick that closes nothing) and stage. A batched stage's call is shared by the closes in it."""
     registry = _Universe(home)
     lateness = 0  # as the benchmark's flow runs (lateness_ms=0)
     tickers = {ticker: steps.TickerStep(registry, lateness, None) for ticker in TICKERS}
@@ -415,24 +477,20 @@ def _stage_samples(home: Path, url: str, start_ns: int, *, batch: int, minutes: 
     conflicts = {ticker: steps.ConflictStep("highest-confidence", (), None) for ticker in TICKERS}
     alert_writer = _ALERT_WRITER(url, 10_000, sinks.MAXLEN, 7 * 86_400)
     health_writer = sinks._HealthWriter(url, 100_000)
-    for ticker, price in zip(TICKERS, PRICES, strict=True):  # the warm-up (stored history into the indicators), untimed
-        tickers[ticker].on_batch([("tick", Tick(ticker=ticker, ts=start_ns - 1_000_000_000, price=float(price), size=100.0), time.time_ns())])
-    spacing = int(TRADES_EVERY * 1e9) // len(TICKERS)  # event ns between consecutive ticks, round-robin
-    total = minutes * 60 * 1_000_000_000 // spacing
-    moves = np.random.default_rng(2).normal(0, 0.0005, total).tolist()
-    prices = PRICES.tolist()
-    ticks = []
-    for n in range(total):
-        i = n % len(TICKERS)
-        prices[i] *= 1 + moves[n]
-        ticks.append(Tick(ticker=TICKERS[i], ts=start_ns + n * spacing, price=round(prices[i], 2), size=100.0))
-    samples: dict[str, list[float]] = {}
+    for tick in ticks[: len(TICKERS)]:  # the warm-up (stored history into the indicators), untimed
+        warming = Tick(ticker=tick.ticker, ts=ticks[0].ts - 1_000_000_000, price=tick.price, size=100.0)
+        tickers[tick.ticker].on_batch([("tick", warming, time.time_ns())])
+    samples: dict[str, dict[str, list[float]]] = {}
 
-    def record(stage: str, ns: float, closes: int = 1) -> None:
-        samples.setdefault(stage, []).extend([ns / closes] * closes)
+    def record(kind: str, stage: str, ns: float, closes: int = 1) -> None:
+        samples.setdefault(kind, {}).setdefault(stage, []).extend([ns / closes] * closes)
+
+    def shared(stage: str, ns: float, rows: list) -> None:
+        for row in rows:
+            record(_kind(row), stage, ns, len(rows))
 
     clock = time.perf_counter_ns
-    for first in range(0, total, batch):
+    for first in range(0, len(ticks), batch):
         closes: list = []
         statuses: list = []
         for tick in ticks[first : first + batch]:  # a batch's ticks reach each ticker's step as a batch of its own (one tick here)
@@ -444,31 +502,36 @@ def _stage_samples(home: Path, url: str, start_ns: int, *, batch: int, minutes: 
             split = inner.take() if inner else {}
             closed = [o for o in out if type(o) is Closed]
             if not closed:
-                record("tick (no close)", spent)
+                record(TICK, "ticker step", spent)
                 continue
-            record("ticker step", spent, len(closed))
+            kind = _kind(closed[0].scored)  # one model per ticker: one row
+            record(kind, "ticker step", spent, len(closed))
             for label, ns in split.items():
-                record(f"ticker step: {label}", ns, len(closed))
+                record(kind, f"ticker step: {label}", ns, len(closed))
             if inner:
-                record("ticker step: the rest", spent - sum(split.values()), len(closed))
+                record(kind, "ticker step: the rest", spent - sum(split.values()), len(closed))
             closes += closed
             statuses += [o for o in out if type(o) is steps.Status]
         if not closes:
             continue
         began = clock()
         scored = steps.score(registry, closes)
-        record("score", clock() - began, len(closes))
+        shared("score", clock() - began, scored)
+        for row in scored:  # NaN: the features are warming up, and the close measures no model
+            samples[_kind(row)].setdefault("unscored", []).extend([1] * (row.probability != row.probability))
         decided = []
+        kinds = {}
         for row in scored:  # one model per ticker: each model's batch is its one row
+            kind = kinds[row.bar.ticker] = _kind(row)
             began = clock()
             out, _ = policies[row.model].on_batch([row])
             spent = clock() - began
             split = inner.take() if inner else {}
-            record("policy", spent)
+            record(kind, "policy", spent)
             for label, ns in split.items():
-                record(f"policy: {label}", ns)
+                record(kind, f"policy: {label}", ns)
             if inner:
-                record("policy: the rest", spent - sum(split.values()))
+                record(kind, "policy: the rest", spent - sum(split.values()))
             decided += out
         by_ticker: dict[str, list] = {}
         for d in decided:
@@ -477,65 +540,111 @@ def _stage_samples(home: Path, url: str, start_ns: int, *, batch: int, minutes: 
         for ticker, group in by_ticker.items():
             began = clock()
             out, _ = conflicts[ticker].on_batch(group)
-            record("conflict", clock() - began, len(group))
+            record(kinds[ticker], "conflict", clock() - began, len(group))
             alerts += out
+            samples.setdefault(kinds[ticker], {}).setdefault("alerts", []).append(len(out))
         began = clock()
         alert_writer.write_batch(alerts)
-        record("alert sink", clock() - began, len(closes))
-        samples.setdefault("alerts", []).append(len(alerts))
+        shared("alert sink", clock() - began, scored)
         began = clock()
         health_writer.write_batch(statuses)
-        record("health sink", clock() - began, len(closes))
+        shared("health sink", clock() - began, scored)
     alert_writer.close()
     health_writer.close()
     return samples
 
 
-def _stages(home: Path, url: str, start_ns: int, minutes: int = 6) -> None:
-    """Print each stage's cost per bar close, for 500 ticks a batch and one, with every model trading every bar."""
+def _stages(title: str, home: Path, url: str, ticks: list[Tick]) -> None:
+    """Print each stage's cost per close, by kind of close, for 500 ticks a batch and one."""
     client = redis.Redis.from_url(url)
     _Universe.trading = 1
     steps.compile_helpers()
     main_rows = ("ticker step", "score", "policy", "conflict", "alert sink", "health sink")
+    minutes = (ticks[-1].ts - ticks[0].ts) / 60e9
     for batch in (500, 1):
         client.flushall()
-        plain = _stage_samples(home, url, start_ns, batch=batch, minutes=minutes, inner=None)
+        plain = _stage_samples(home, url, ticks, batch=batch, inner=None)
         inner = _Inner()
         inner.wrap(TickScreen, "check", "screen")
         inner.wrap(BarBuilder, "add", "bar builder")
         inner.wrap(BarBuilder, "advance", "bar builder")
         inner.wrap(FeatureVector, "update_bar", "features")
+        inner.wrap(FeatureVector, "peek_bar", "features: peek of the bar so far")
         inner.wrap(ExchangeClock, "session_clock", "session clock (options)")
         inner.wrap(signals_module, "live_step", "kernel (live_step)")
         inner.wrap(Signals, "close", "Signals.close")
         inner.wrap(steps, "build_alert", "build_alert")
         client.flushall()
         try:
-            split = _stage_samples(home, url, start_ns, batch=batch, minutes=minutes, inner=inner)
+            split = _stage_samples(home, url, ticks, batch=batch, inner=inner)
         finally:
             inner.undo()
-        if "policy: Signals.close" in split:  # the kernel runs inside Signals.close: the driver is the difference
-            split["policy: Signals.close"] = [a - b for a, b in zip(split["policy: Signals.close"], split["policy: kernel (live_step)"])]
-            split["policy: Signals.close driver"] = split.pop("policy: Signals.close")
-            split["policy: the rest"] = [a + b for a, b in zip(split["policy: the rest"], split["policy: kernel (live_step)"])]
-        closes = len(plain["ticker step"])
-        alerts = sum(plain.get("alerts", []))
-        medians = {stage: statistics.median(plain[stage]) for stage in main_rows}
-        whole = sum(medians.values())
-        print(f"stages, {batch} tick{'s' if batch > 1 else ''} a batch: {closes:,} bar closes over {minutes} event minutes, "
-              f"{alerts:,} alerts (every model trades every bar); µs per close per (ticker, model)")  # fmt: skip
-        print(f"  {'stage':<34} {'median':>8} {'p99':>8} {'share':>6}")
+        for kinds in split.values():
+            if "policy: Signals.close" in kinds:  # the kernel runs inside Signals.close: the driver is the difference
+                close, kernel = kinds.pop("policy: Signals.close"), kinds["policy: kernel (live_step)"]
+                kinds["policy: Signals.close driver"] = [a - b for a, b in zip(close, kernel, strict=True)]
+                kinds["policy: the rest"] = [a + b for a, b in zip(kinds["policy: the rest"], kernel, strict=True)]
+        kinds = [kind for kind in (POINT, CLOSE) if kind in plain]
+        medians = {kind: {stage: statistics.median(plain[kind][stage]) for stage in main_rows} for kind in kinds}
+        wholes = {kind: sum(medians[kind].values()) for kind in kinds}
+        counts = ", ".join(f"{len(plain[kind]['ticker step']):,} {kind}s ({sum(plain[kind].get('alerts', [])):,} alerts, "
+                           f"{len(plain[kind].get('unscored', [])):,} unscored)" for kind in kinds)  # fmt: skip
+        print(f"stages, {title}, {batch} tick{'s' if batch > 1 else ''} a batch over {minutes:.1f} event minutes: {counts}; "
+              f"µs per close per (ticker, model)")  # fmt: skip
+        print(f"  {'':<36}" + "".join(f"{kind:>26}" for kind in kinds))
+        print(f"  {'stage':<36}" + f"{'median':>10} {'p99':>8} {'share':>6}" * len(kinds))
+
+        def cells(rows: dict[str, dict[str, list[float]]], stage: str, share: bool) -> str:
+            out = ""
+            for kind in kinds:
+                values = rows[kind].get(stage)
+                if not values:
+                    out += f"{'':>26}"
+                    continue
+                median = statistics.median(values)
+                fraction = f"{median / wholes[kind]:6.0%}" if share else f"{'':>6}"
+                out += f"{median / 1e3:10.1f} {np.percentile(values, 99) / 1e3:8.1f} {fraction}"
+            return out
+
         for stage in main_rows:
-            values = plain[stage]
-            print(f"  {stage:<34} {medians[stage] / 1e3:8.1f} {np.percentile(values, 99) / 1e3:8.1f} {medians[stage] / whole:6.0%}")
-            for label in sorted(key for key in split if key.startswith(f"{stage}: ")):
-                part = split[label]
-                print(f"    {label[len(stage) + 2:]:<32} {statistics.median(part) / 1e3:8.1f} {np.percentile(part, 99) / 1e3:8.1f}")
-        print(f"  {'sum of the medians':<34} {whole / 1e3:8.1f}   (indented: the inner calls, timed in a second pass; they need not sum to their stage)")
-        other = statistics.median(plain["tick (no close)"])
-        per_bar = 60 / TRADES_EVERY - 1
-        print(f"  and each of the bar's other {per_bar:.0f} ticks through the ticker step: {other / 1e3:.1f} µs "
-              f"(p99 {np.percentile(plain['tick (no close)'], 99) / 1e3:.1f}), {per_bar * other / 1e3:.0f} µs a bar")  # fmt: skip
+            print(f"  {stage:<36}{cells(plain, stage, True)}")
+            labels = sorted({key for kind in kinds for key in split.get(kind, {}) if key.startswith(f"{stage}: ")})
+            for label in labels:
+                print(f"    {label[len(stage) + 2:]:<34}{cells(split, label, False)}")
+        print(f"  {'sum of the medians':<36}" + "".join(f"{wholes[kind] / 1e3:10.1f}{'':>16}" for kind in kinds)
+              + "   (indented: the inner calls, timed in a second pass; they need not sum to their stage)")  # fmt: skip
+        other = statistics.median(plain[TICK]["ticker step"])
+        print(f"  and each tick that closes nothing, through the ticker step: {other / 1e3:.1f} µs "
+              f"(p99 {np.percentile(plain[TICK]['ticker step'], 99) / 1e3:.1f})")  # fmt: skip
+
+
+def _end_to_end(client: redis.Redis, home: Path, url: str, start_ns: int, rate: int, seconds: float) -> None:
+    """The flow over a stream that a producer writes at ``rate`` ticks a second from event time ``start_ns``: latencies."""
+    client.flushall()
+    flow_thread = threading.Thread(target=_run_flow, args=(home, url))
+    flow_thread.start()
+    prices = _opening(home)
+    _warm(client, start_ns - 1_000_000_000, prices)  # in the first measured bar: no ticker is silent when it starts
+    _latencies.clear()
+    _decisions.clear()
+    _recording.set()
+    sent = _produced(url, rate, seconds, start_ns, prices)
+    _read_through(client, client.xinfo_stream(live.TICKS)["last-generated-id"])
+    time.sleep(0.5)  # the last batch through the steps
+    _recording.clear()
+    client.xadd(live.TICKS, {"eof": 1})
+    flow_thread.join()
+    print(f"  {rate:>6,} ticks/s x {seconds:.0f} s ({sent:,} ticks): receipt -> XADD      {_percentiles(_latencies)}")
+    print(f"  {'':>30}  receipt -> decision  {_percentiles(_decisions, 'closes')}")
+
+
+def _live_close(home: Path) -> int:
+    """UTC nanoseconds of the close of the session after the last one the daily history holds: the benchmark's day."""
+    clock = ExchangeClock(US)
+    day = clock.session(int(load_bars(home, TICKERS[0], "1d")[0].end[-1]) - 1)[0] + 1
+    while not clock.trades(day):
+        day += 1
+    return clock.session_bounds(day)[1]
 
 
 def main() -> None:
@@ -543,14 +652,22 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true", help="the floors and the stage costs only, not the flow runs")
     parser.add_argument("--minutes", type=int, default=6, help="event minutes of ticks the stage harness drives (default 6)")
     parser.add_argument("--maximum", action="store_true", help="the floors and the pre-filled maximum only")
+    parser.add_argument("--evaluation", action="store_true",
+                        help="the floors and the daily models deciding every 5 minutes only (stages and a flow run)")  # fmt: skip
     parser.add_argument("--batch", type=int, default=500, help="entries the flow reads per call in the pre-filled maximum (default 500, the flow's own)")
-    parser.add_argument("--home", type=Path, help="a workspace this benchmark trained before (reused as is), or where to train one")
+    parser.add_argument("--home", type=Path,
+                        help="where this benchmark keeps its trained workspaces (reused as they are): HOME for the minute "
+                             "model, HOME-daily for the daily one")  # fmt: skip
     arguments = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="sigma-bench-live-"))
     home = arguments.home or folder / "home"
-    if arguments.home is None or not (home / "sigma.db").exists():
+    daily = home.with_name(f"{home.name}-daily")
+    if not (home / "sigma.db").exists():
         print("training the model ...", flush=True)
         _trained(home)
+    if not arguments.maximum and not (daily / "sigma.db").exists():
+        print("training the daily model ...", flush=True)
+        _trained_daily(daily)
     server = RedisServer(folder / "redis").start()
     live.Registry = _Universe  # 500 one-ticker models from the one artifact
     live.PolicyStep = _TimedPolicy
@@ -564,29 +681,24 @@ def main() -> None:
         if arguments.maximum:
             _maximum(client, home, server.url, start_ns, arguments.batch)
             return
-        _stages(home, server.url, start_ns, arguments.minutes)
+        close = _live_close(daily)
+        daily_title = "500 daily models deciding every 5 minutes, the last 25 of the session"
+        if not arguments.evaluation:
+            _stages("500 one-minute option models", home, server.url, _ticks(start_ns, arguments.minutes * 60, _opening(home)))
+        _stages(daily_title, daily, server.url, _ticks(close - 25 * 60_000_000_000 - 10_000_000_000, 25 * 60 + 40, _opening(daily)))
         if arguments.stages:
             return
-        for trading, density in ((10, "one ticker in ten trades every bar"), (1, "every ticker trades every bar (worst case)")):
-            _Universe.trading = trading
-            print(f"{density}:")
-            for rate, seconds in ((1_000, 45.0), (20_000, 12.0)):  # three and twelve minutes of event time
-                client.flushall()
-                flow_thread = threading.Thread(target=_run_flow, args=(home, server.url))
-                flow_thread.start()
-                _warm(client, start_ns - 1_000_000_000)  # in the first measured bar: no ticker is silent when it starts
-                _latencies.clear()
-                _decisions.clear()
-                _recording.set()
-                sent = _produced(server.url, rate, seconds, start_ns)
-                _read_through(client, client.xinfo_stream(live.TICKS)["last-generated-id"])
-                time.sleep(0.5)  # the last batch through the steps
-                _recording.clear()
-                client.xadd(live.TICKS, {"eof": 1})
-                flow_thread.join()
-                print(f"  {rate:>6,} ticks/s x {seconds:.0f} s ({sent:,} ticks): receipt -> XADD      {_percentiles(_latencies)}")
-                print(f"  {'':>30}  receipt -> decision  {_percentiles(_decisions, 'bar closes')}")
-        _maximum(client, home, server.url, start_ns, arguments.batch)
+        if not arguments.evaluation:
+            for trading, density in ((10, "one ticker in ten trades every bar"), (1, "every ticker trades every bar (worst case)")):
+                _Universe.trading = trading
+                print(f"{density}:")
+                for rate, seconds in ((1_000, 45.0), (20_000, 12.0)):  # three and twelve minutes of event time
+                    _end_to_end(client, home, server.url, start_ns, rate, seconds)
+        _Universe.trading = 1
+        print(f"{daily_title[:-len(', the last 25 of the session')]}, every model trading, 15:49:50 to the close and on:")
+        _end_to_end(client, daily, server.url, close - 10 * 60_000_000_000 - 10_000_000_000, 20_000, 12.0)
+        if not arguments.evaluation:
+            _maximum(client, home, server.url, start_ns, arguments.batch)
     finally:
         server.stop()
 
