@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from cli import data, demo, indicators, live, models, packs, sim, sweep, train
+from cli import data, demo, indicators, live, models, packs, sim, sweep, train, users
 from engine.errors import SigmaError, printable, redacted
 
 __all__ = ["main"]
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.register(commands)
     sim.register(commands)
     demo.register(commands)
+    users.register(commands)
     return parser
 
 

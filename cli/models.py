@@ -6,7 +6,7 @@ import argparse
 
 from cli._common import actor, cadence, catalog, key_values, name, print_json, ticker, workspace
 from engine.errors import ConfigError
-from engine.models import create_model
+from engine.models import SYMBOL_FIELD, create_model
 from engine.packs import TAG_CATEGORIES
 
 
@@ -50,15 +50,12 @@ def register(commands: argparse._SubParsersAction) -> argparse._SubParsersAction
     return verbs
 
 
-_SYMBOL_FIELD = {"stocks": "ticker", "options": "underlying", "futures": "contract"}
-
-
 def _create(args: argparse.Namespace) -> None:
     pack = catalog().get(args.pack)
     instrument = args.instrument or pack.default_instrument
     settings = key_values(args.set, "--set")
     if args.ticker:
-        settings[_SYMBOL_FIELD[instrument]] = args.ticker
+        settings[SYMBOL_FIELD[instrument]] = args.ticker
     params: dict[str, dict[str, object]] = {}
     for key, value in key_values(args.param, "--param").items():
         indicator, dot, name = key.partition(".")

@@ -9,7 +9,7 @@ import msgspec
 
 from cli._common import catalog, name, print_json
 from engine.errors import ConfigError
-from engine.packs import TAG_CATEGORIES, Check, PackReport, decode_pack, lint
+from engine.packs import TAG_CATEGORIES, validate
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -76,13 +76,7 @@ def _validate(args: argparse.Namespace) -> int:
     path = args.path / "pack.yaml" if args.path.is_dir() else args.path
     if not path.is_file():
         raise ConfigError("path", f"no pack file at {path}", "give a pack.yaml or the folder holding one")
-    try:
-        pack = decode_pack(path.read_bytes(), source=str(path))
-    except ConfigError as error:
-        report = PackReport(pack=str(path), checks=[Check("Schema", "FAIL", str(error))], disclaimer="")
-    else:
-        others = {other.name for other in catalog() if other.namespace != pack.namespace}
-        report = lint(pack, known=others, performance=pack_performance if args.backtest else None)
+    report = validate(path.read_bytes(), catalog(), source=str(path), performance=pack_performance if args.backtest else None)
     if args.json:
         print_json({"pack": report.pack, "status": report.status, "checks": report.checks, "disclaimer": report.disclaimer})
     else:

@@ -23,7 +23,7 @@ from engine.packs import EVALUATION, Pack, Tags, effective_tags, evaluation_prob
 from engine.policy import SIDES
 from engine.schemas import Lineage
 
-__all__ = ["trade_side", "ModelSpec", "SweepRequest", "StockSettings", "OptionSettings", "FutureSettings", "InstrumentSettings", "create_model"]
+__all__ = ["trade_side", "ModelSpec", "SweepRequest", "StockSettings", "OptionSettings", "FutureSettings", "InstrumentSettings", "SYMBOL_FIELD", "create_model"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}\Z")
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -282,6 +282,10 @@ def _instrument_settings(pack: Pack, kind: str, given: Mapping[str, object]) -> 
             message.split(" - at ")[0],
             f"{kind} settings are: {allowed}",
         ) from None
+
+
+SYMBOL_FIELD = {"stocks": "ticker", "options": "underlying", "futures": "contract"}
+"""The instrument setting a ticker fills: a stock's ticker, an option's underlying, a future's contract root."""
 
 
 def _model_name(

@@ -32,6 +32,7 @@ __all__ = [
     "decode_pack",
     "load_pack",
     "lint",
+    "validate",
     "Catalog",
     "effective_tags",
     "time_problem",
@@ -306,6 +307,16 @@ def decode_pack(document: bytes | str | Mapping[str, object], source: str = "pac
         return msgspec.convert(document, Pack)
     except msgspec.ValidationError as error:
         raise ConfigError(source, str(error), "see packs/swingsigma/pack.yaml for a complete example") from None
+
+
+def validate(document: bytes | str, catalog: Catalog, *, source: str = "pack", performance: PerformanceCheck | None = None) -> PackReport:
+    """The linter's report on a pack's YAML text, against the other packs of ``catalog``; a pack that does not decode is
+    reported as a failed schema check, naming the field, never raised."""
+    try:
+        pack = decode_pack(document, source=source)
+    except ConfigError as error:
+        return PackReport(pack=source, checks=[Check("Schema", "FAIL", str(error), error.field)], disclaimer="")
+    return lint(pack, known={other.name for other in catalog if other.namespace != pack.namespace}, performance=performance)
 
 
 def lint(pack: Pack, *, known: Iterable[str] = (), performance: PerformanceCheck | None = None) -> PackReport:

@@ -2,7 +2,7 @@
 
 Layout::
 
-    <home>/sigma.db          models, sweeps, trained models, publications, audit log
+    <home>/sigma.db          models, sweeps, trained models, publications, audit log, users and their tokens
     <home>/data/             Parquet bars and results
     <home>/artifacts/ab/<sha256>   content-addressed files (ONNX models, manifests)
     <home>/packs/            the user's own packs
@@ -10,6 +10,11 @@ Layout::
 The database schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[i]``
 upgrades version i to i + 1 and runs once, in a transaction. The audit log is
 append-only: triggers refuse UPDATE and DELETE. Time comes from an injected clock.
+
+A workspace served over HTTP (`sigma serve`) has users, each with a tier and API
+tokens; a token is kept only as its SHA-256 (it is 256 random bits, so no slow hash
+is needed) and shown once, when issued. Every model has an owner: `LOCAL`, the one
+user of the command line, or a user of the server, who sees only their own.
 
 A trained model is sealed when it is recorded: its manifest is stored as an artifact
 too, and the row keeps the manifest's SHA-256 beside its copy, while the manifest
@@ -23,6 +28,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
+import secrets
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
@@ -34,7 +41,8 @@ from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
 from engine.gates import PolicyCheck
 from engine.models import ModelSpec, SweepRequest
 
-__all__ = ["Workspace", "AuditEntry", "SweepRecord", "TrainedRecord", "MIGRATIONS", "default_home", "process_alive"]
+__all__ = ["Workspace", "AuditEntry", "SweepRecord", "TrainedRecord", "UserRecord", "MIGRATIONS", "LOCAL", "default_home",
+           "process_alive"]  # fmt: skip
 
 Clock = Callable[[], datetime]
 
@@ -102,9 +110,38 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE trained_models ADD COLUMN manifest_sha TEXT;
     """,
+    """
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        tier TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE tokens (
+        sha256 TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name),
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    ALTER TABLE models ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+    """,
 )
 _SEALS_MANIFESTS = 5
 """The schema version from which every trained model's manifest is sealed by its SHA-256."""
+
+
+LOCAL = "local"
+"""The owner of what the command line creates: the workspace's single local user."""
+_USER = re.compile(r"^[a-z][a-z0-9]{0,15}\Z")
+
+
+class UserRecord(msgspec.Struct, frozen=True):
+    """A user of the server: a name, a tier (what they may do) and when they were added."""
+
+    name: str
+    tier: str
+    created_at: str
+    tokens: int
+    """Tokens not revoked."""
 
 
 def default_home() -> Path:
@@ -286,15 +323,16 @@ class Workspace:
         rows = self._db.execute(query + (" WHERE subject = ?" if subject else "") + " ORDER BY seq", (subject,) if subject else ())
         return [AuditEntry(seq, at, actor, action, subj, _decode_details(details)) for seq, at, actor, action, subj, details in rows]
 
-    def add_model(self, spec: ModelSpec, *, actor: str) -> None:
-        """Store a new model and audit its creation; refuse a name already taken."""
+    def add_model(self, spec: ModelSpec, *, actor: str, owner: str = LOCAL) -> None:
+        """Store a new model of ``owner`` and audit its creation; refuse a name already taken."""
         lineage = msgspec.to_builtins(spec.lineage)
         try:
             with self._transaction():
                 self._db.execute(
-                    "INSERT INTO models (name, pack, strategy, model_config_sha, spec, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (spec.name, f"{spec.pack}@{spec.pack_version}", spec.strategy, spec.model_config_sha, _encode(spec), self._now()),
-                )
+                    "INSERT INTO models (name, pack, strategy, model_config_sha, spec, created_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (spec.name, f"{spec.pack}@{spec.pack_version}", spec.strategy, spec.model_config_sha, _encode(spec), self._now(),
+                     owner),
+                )  # fmt: skip
                 self.audit(actor, "model.create", spec.name, {"lineage": lineage})
         except sqlite3.IntegrityError:
             raise ConfigError("name", f"a model named {spec.name!r} already exists", "choose another name") from None
@@ -305,8 +343,65 @@ class Workspace:
             raise NotFoundError(f"no model named {name!r}; `sigma models list` shows the models")
         return _decode_model(row[0])
 
-    def models(self) -> list[ModelSpec]:
-        return [_decode_model(spec) for (spec,) in self._db.execute("SELECT spec FROM models ORDER BY name")]
+    def models(self, owner: str | None = None) -> list[ModelSpec]:
+        """Every model, or ``owner``'s only."""
+        where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
+        return [_decode_model(spec) for (spec,) in self._db.execute(f"SELECT spec FROM models {where} ORDER BY name", args)]
+
+    def owner(self, model: str) -> str:
+        """Who owns ``model``; `NotFoundError` when there is no such model."""
+        row = self._db.execute("SELECT owner FROM models WHERE name = ?", (model,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no model named {model!r}; `sigma models list` shows the models")
+        return row[0]
+
+    # -- users of the server -----------------------------------------------------------
+
+    def add_user(self, name: str, tier: str, *, actor: str) -> None:
+        """Add a user of ``tier``; refuse a name taken (or `LOCAL`'s)."""
+        if not _USER.match(name) or name == LOCAL:  # a user's models are named <user>_<name>
+            raise ConfigError("name", f"{name!r} cannot name a user" + (": it is the command line's own" if name == LOCAL else ""),
+                              "use 1 to 16 lower-case letters and digits, starting with a letter (not 'local')")  # fmt: skip
+        try:
+            with self._transaction():
+                self._db.execute("INSERT INTO users (name, tier, created_at) VALUES (?, ?, ?)", (name, tier, self._now()))
+                self.audit(actor, "user.add", name, {"tier": tier})
+        except sqlite3.IntegrityError:
+            raise ConfigError("name", f"a user named {name!r} already exists", "choose another name") from None
+
+    def users(self) -> list[UserRecord]:
+        rows = self._db.execute(
+            "SELECT name, tier, created_at, (SELECT count(*) FROM tokens WHERE user = name AND revoked_at IS NULL) FROM users ORDER BY name"
+        )
+        return [UserRecord(*row) for row in rows]
+
+    def user(self, name: str) -> UserRecord:
+        for record in self.users():
+            if record.name == name:
+                return record
+        raise NotFoundError(f"no user named {name!r}; `sigma users list` shows the users")
+
+    def issue_token(self, user: str, *, actor: str) -> str:
+        """A new API token for ``user``, returned this once: only its SHA-256 is kept."""
+        self.user(user)
+        token = "sig_" + secrets.token_urlsafe(32)
+        with self._transaction():
+            self._db.execute("INSERT INTO tokens (sha256, user, created_at) VALUES (?, ?, ?)", (_token_sha(token), user, self._now()))
+            self.audit(actor, "user.token", user)
+        return token
+
+    def revoke_tokens(self, user: str, *, actor: str) -> int:
+        """Revoke every token of ``user``; how many were live."""
+        self.user(user)
+        with self._transaction():
+            revoked = self._db.execute("UPDATE tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL", (self._now(), user)).rowcount
+            self.audit(actor, "user.revoke", user, {"tokens": revoked})
+        return revoked
+
+    def token_user(self, token: str) -> UserRecord | None:
+        """The user a live ``token`` belongs to; None for an unknown or revoked one."""
+        row = self._db.execute("SELECT user FROM tokens WHERE sha256 = ? AND revoked_at IS NULL", (_token_sha(token),)).fetchone()
+        return None if row is None else self.user(row[0])
 
     def model_names(self) -> set[str]:
         return {name for (name,) in self._db.execute("SELECT name FROM models")}
@@ -524,6 +619,10 @@ class Workspace:
 
     def _transaction(self):
         return _Transaction(self._db)
+
+
+def _token_sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _trained_record(row: tuple) -> TrainedRecord:

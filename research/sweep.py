@@ -489,8 +489,11 @@ def cancel(space: Workspace, sweep_id: str, *, actor: str) -> None:
         space.update_sweep(sweep_id, status="cancelled")
 
 
-def _data_sha(home: Path, tickers: list[str], cadence: str) -> str:
-    return content_sha([dataset(home, ticker, cadence).data_sha for ticker in tickers])
+def data_sha(home: Path, tickers: list[str], cadence: str, evaluation: str | None) -> str:
+    """The hash of the stored data a model's rows come from: each ticker's bars and, for a model evaluated inside its
+    bars, its intervals (a re-imported interval changes its rows as much as a re-imported bar)."""
+    cadences = (cadence,) if evaluation is None else (cadence, evaluation)
+    return content_sha([dataset(home, ticker, each).data_sha for ticker in tickers for each in cadences])
 
 
 def _estimate(prepared, pack, spec, request, names, combinations) -> float:
@@ -541,7 +544,7 @@ def _execute(space, sweep_id, pack, spec, request, prepared, names, combinations
         space.audit(actor, "sweep.fail", sweep_id, {"error": str(error)})
         raise
     summary = build(space, sweep_id, pack, spec, request, prepared, names, combinations, rows)
-    summary["data_sha"] = _data_sha(space.home, prepared.market.tickers, spec.cadence)
+    summary["data_sha"] = data_sha(space.home, prepared.market.tickers, spec.cadence, spec.evaluation)
     space.update_sweep(sweep_id, status="finished", done=total_work, summary=summary)
     space.audit(actor, "sweep.finish", sweep_id, summary)
     return sweep_id

@@ -65,7 +65,7 @@ from research.backtest import METRICS, PARAMETERS, run, trades
 from research.export import to_onnx, verify
 from research.labels import label
 from research.leaderboard import Trials, judge, load, trials
-from research.sweep import build_market, configuration, evaluation_bars, model_rows, reload
+from research.sweep import build_market, configuration, data_sha, evaluation_bars, model_rows, reload
 from research.validation import Probabilities, calibrate, fold_probabilities, purge_in_rows, walk_forward
 
 __all__ = ["GRID", "TrainRequest", "select", "train", "cancel", "fit", "Fit", "fit_configuration", "trained_id", "with_policy", "Cancelled",
@@ -302,10 +302,11 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
     splits, holdout_start = walk_forward(len(bars), folds=sweep_request.folds, horizon=horizon, embargo=embargo,
                                          holdout=sweep_request.holdout)
     gap = horizon + 1 + embargo
+    stored = data_sha(home, [history.ticker], spec.cadence, spec.evaluation)
 
     # 1-3. The grid, the calibration and the final model, checkpointed per grid point.
     fitted = fit(matrix, outcomes, splits, holdout_start, gap, request, folder,
-                 identity=[dataset.data_sha, spec.model_config_sha], progress=progress)
+                 identity=[stored, spec.model_config_sha], progress=progress)
     chosen = fitted.probabilities
     calibrated = chosen.calibrated  # out of fold in the test blocks, the final model's on the holdout
     known = np.isfinite(calibrated) & np.isfinite(outcomes)
@@ -347,7 +348,7 @@ def fit_configuration(home: Path, pack: Pack, spec: ModelSpec, request: TrainReq
         instrument=msgspec.to_builtins(spec.instrument), policy={n: row[n] for n in meta["axes"]} | {"parameters": dict(zip(PARAMETERS, policy_row.tolist()))},
         hyperparameters=fitted.hyperparameters, calibration=chosen.calibrator, metrics=metrics,
         data_range=(_iso(bars.start[0]), _iso(bars.end[-1])), versions=_versions(), sweep=request.sweep, rank=request.rank,
-        lineage=msgspec.structs.replace(spec.lineage, data_sha=dataset.data_sha, artifact_sha=hashlib.sha256(model).hexdigest()),
+        lineage=msgspec.structs.replace(spec.lineage, data_sha=stored, artifact_sha=hashlib.sha256(model).hexdigest()),
         check=check,
     )  # fmt: skip
     difference = verify(model, manifest, matrix[holdout][warm], calibrated[holdout][warm])

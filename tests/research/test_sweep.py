@@ -207,3 +207,24 @@ def test_a_universe_mixing_adjustments_or_hours_is_refused(swing, stored, refusa
     with pytest.raises(ConfigError, match=f"universe: the tickers' {refusal}"):
         sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=["SPY", "QQQ"]), actor="test", announce=lambda line: None)
     assert all(record.status != "running" for record in space.sweeps())
+
+
+def test_the_data_hash_of_an_evaluated_model_covers_its_intervals(tmp_path):
+    """Lineage, and training's checkpoint names (`research.training.fit_configuration`): the intervals a model decides at
+    are as much its data as its bars; re-imported intervals change the hash, and a model deciding at closes ignores them."""
+    from engine.bars import Bars, resample
+    from engine.store import store_bars
+    from research.synthetic import generate
+    from tests.research.conftest import US
+
+    minutes, _ = generate(["SPY"], "1m", 3, US, seed=3)["SPY"]
+    for cadence in ("1d", "15m"):
+        store_bars(tmp_path, resample(minutes, cadence, US), US, source="synthetic")
+    evaluated, at_close = (sweep.data_sha(tmp_path, ["SPY"], "1d", each) for each in ("15m", None))
+    intervals = resample(minutes, "15m", US)
+    close = intervals.close.copy()
+    close[5] *= 1.001
+    store_bars(tmp_path, Bars("SPY", "15m", intervals.start, intervals.end, intervals.open, np.maximum(intervals.high, close),
+                              intervals.low, close, intervals.volume), US, source="synthetic, re-imported")  # fmt: skip
+    assert sweep.data_sha(tmp_path, ["SPY"], "1d", "15m") != evaluated
+    assert sweep.data_sha(tmp_path, ["SPY"], "1d", None) == at_close

@@ -7,7 +7,7 @@ from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
 from engine.lineage import content_sha
 from engine.models import SweepRequest, create_model
 from engine.packs import Catalog
-from engine.workspace import MIGRATIONS, Workspace
+from engine.workspace import _SEALS_MANIFESTS, MIGRATIONS, Workspace
 from packs import OFFICIAL
 
 CLOCK = lambda: datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)  # noqa: E731
@@ -137,7 +137,8 @@ def test_models_trained_before_manifests_were_sealed_are_sealed_on_upgrade(tmp_p
     with Workspace(tmp_path, clock=CLOCK) as space:
         _trained(space)
     db = sqlite3.connect(tmp_path / "sigma.db", isolation_level=None)
-    db.executescript(f"ALTER TABLE trained_models DROP COLUMN manifest_sha; PRAGMA user_version = {len(MIGRATIONS) - 1};")
+    later = "DROP TABLE tokens; DROP TABLE users; ALTER TABLE models DROP COLUMN owner;"  # the migrations after the seal's
+    db.executescript(f"ALTER TABLE trained_models DROP COLUMN manifest_sha; {later} PRAGMA user_version = {_SEALS_MANIFESTS - 1};")
     with Workspace(tmp_path, clock=CLOCK) as space:
         assert space.schema_version == len(MIGRATIONS)
         assert space.load_trained("m-r1")[0].manifest_sha

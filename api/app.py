@@ -1,0 +1,268 @@
+"""The HTTP API: what the ``sigma`` command does, for programs and the dashboard, on a workspace shared by its users.
+
+Each endpoint is a thin call into what the command line calls (`engine.packs`,
+`engine.models`, `engine.workspace`); no rule lives here. Bodies and answers are the
+engine's msgspec structs, decoded and checked once, here at the edge.
+
+Every route but ``/healthz`` needs ``Authorization: Bearer TOKEN`` (a token from
+``sigma users token``). A user sees and changes only their own models; another
+user's is answered 404, exactly as a model that does not exist. A bad request gets
+one JSON error naming the field and the fix, in the command line's own words::
+
+    {"error": {"field": "strategy", "problem": "...", "fix": "...", "message": "strategy: ...; ..."}}
+
+401 without a valid token, 403 where the user's tier may not, 404 for what they
+cannot see, 429 past their tier's requests a minute (with Retry-After).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import packs
+from api.accounts import RateLimiter, tier
+from engine import names
+from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
+from engine.models import SYMBOL_FIELD, create_model
+from engine.packs import TAG_CATEGORIES, validate
+from engine.workspace import UserRecord, Workspace
+
+__all__ = ["create_app", "ModelRequest"]
+
+_JSON = "application/json"
+_MODEL_NAME_LIMIT = 64
+
+
+class ModelRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A model to create: ``sigma models create``'s options as one JSON object."""
+
+    pack: str
+    """namespace or namespace@version"""
+    strategy: str
+    instrument: Literal["stocks", "options", "futures"] | None = None
+    ticker: str | None = None
+    """The stock ticker, option underlying or futures contract root."""
+    settings: dict[str, int | float | str] = {}
+    indicators: list[str] | None = None
+    params: dict[str, dict[str, int | float]] = {}
+    risk_profile: Literal["conservative", "balanced", "aggressive"] | None = None
+    cadence: str | None = None
+    evaluation: str | None = None
+    tags: dict[str, list[str]] = {}
+    name: str | None = None
+    """Your name for it (stored as ``<user>_<name>``); default ``<ticker>_<asset>_<horizon>_<cadence>``."""
+    variant: str | None = None
+
+
+class _Problem(Exception):
+    """An answer other than 200: its status, the field at fault, what is wrong and the fix."""
+
+    def __init__(self, status: int, field: str, problem: str, fix: str = "", headers: dict[str, str] | None = None) -> None:
+        super().__init__(problem)
+        self.status, self.field, self.problem, self.fix, self.headers = status, field, problem, fix, headers or {}
+
+
+def _json(value: object, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(value), status_code=status, media_type=_JSON)
+
+
+def _error(status: int, field: str, problem: str, fix: str = "", headers: dict[str, str] | None = None) -> Response:
+    message = f"{field}: {problem}" if field else problem
+    if fix:
+        message += f"; {fix}"
+    body = {"error": {"field": field, "problem": problem, "fix": fix, "message": message}}
+    return Response(msgspec.json.encode(body), status_code=status, media_type=_JSON, headers=headers)
+
+
+def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateLimiter | None = None) -> FastAPI:
+    """The API over the workspace ``home``; CORS stays off unless ``cors_origins`` names the origins allowed."""
+    home = Path(home)
+    limiter = limiter or RateLimiter()
+    app = FastAPI(title="Sigma", version="1", summary="Packs, models and trained models of a Sigma workspace, per user.")
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type"])  # fmt: skip
+
+    def workspace() -> Workspace:
+        return Workspace(home, clock=lambda: datetime.now(UTC))
+
+    @app.exception_handler(_Problem)
+    async def problem(request: Request, error: _Problem) -> Response:
+        return _error(error.status, error.field, error.problem, error.fix, error.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def routing(request: Request, error: StarletteHTTPException) -> Response:  # no such route, a wrong method
+        return _error(error.status_code, "", str(error.detail), "GET /docs lists the routes", dict(error.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, error: RequestValidationError) -> Response:
+        first = error.errors()[0]
+        return _error(400, ".".join(str(part) for part in first["loc"][1:]) or "request", first["msg"], "GET /docs shows each route's parameters")
+
+    @app.exception_handler(ConfigError)
+    async def bad_input(request: Request, error: ConfigError) -> Response:
+        return _error(400, error.field, error.problem, error.fix)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, error: NotFoundError) -> Response:
+        return _error(404, "", str(error))
+
+    @app.exception_handler(IntegrityError)
+    async def tampered(request: Request, error: IntegrityError) -> Response:
+        return _error(409, "", str(error))
+
+    @app.exception_handler(SigmaError)
+    async def refused(request: Request, error: SigmaError) -> Response:
+        return _error(400, "", str(error))
+
+    def user(request: Request) -> UserRecord:
+        """The user of the request's bearer token, within their tier's rate; else 401 or 429."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise _Problem(401, "Authorization", "no API token given", "send `Authorization: Bearer TOKEN` (`sigma users token NAME` issues one)",
+                           {"WWW-Authenticate": "Bearer"})  # fmt: skip
+        with workspace() as space:
+            found = space.token_user(token.strip())
+        if found is None:
+            raise _Problem(401, "Authorization", "the API token is unknown or revoked", "ask for a new one (`sigma users token NAME`)",
+                           {"WWW-Authenticate": "Bearer"})  # fmt: skip
+        wait = limiter.take(token, tier(found.tier).requests_per_minute)
+        if wait:
+            raise _Problem(429, "", f"more than {tier(found.tier).requests_per_minute} requests a minute for the {found.tier} tier",
+                           f"retry after {wait:g} s", {"Retry-After": str(max(1, round(wait)))})  # fmt: skip
+        return found
+
+    async def body(request: Request, kind: type) -> object:
+        try:
+            return msgspec.json.decode(await request.body(), type=kind)
+        except msgspec.ValidationError as error:
+            field = str(error).rpartition(" - at `$.")[2].rstrip("`") if " - at `$." in str(error) else "body"
+            raise _Problem(400, field, str(error).partition(" - at ")[0], f"see the {kind.__name__} schema at /docs") from None
+        except msgspec.DecodeError as error:
+            raise _Problem(400, "body", f"not JSON ({error})", "send a JSON object") from None
+
+    def owned(space: Workspace, model: str, who: UserRecord) -> None:
+        """404 unless ``who`` owns ``model``: another user's model is as absent as one that does not exist."""
+        names.name(model, "model")
+        try:
+            if space.owner(model) == who.name:
+                return
+        except NotFoundError:
+            pass
+        raise NotFoundError(f"no model named {model!r}; GET /api/models lists yours")
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> Response:
+        """Whether the server answers and its workspace opens (no token needed)."""
+        with workspace() as space:
+            return _json({"status": "ok", "schema": space.schema_version})
+
+    @app.get("/api/me", tags=["account"])
+    def me(who: UserRecord = Depends(user)) -> Response:
+        """The token's user and what their tier allows."""
+        return _json({"name": who.name, "tier": who.tier, "limits": tier(who.tier)})
+
+    @app.get("/api/packs", tags=["packs"])
+    def pack_list(request: Request, q: str = "", who: UserRecord = Depends(user)) -> Response:
+        """The packs, filtered by tags (``?risk=aggressive&timeframe=swing``) and a search of names and descriptions (``q``)."""
+        wanted = {category: request.query_params[category] for category in TAG_CATEGORIES if category in request.query_params}
+        catalog = packs.catalog(home)
+        matching = {pack.ref for pack, _ in catalog.find(**wanted)} if wanted else None
+        rows = [
+            {"pack": pack.ref, "description": pack.description, "horizon": pack.personality.time_horizon,
+             "risk": pack.personality.risk_appetite, "instruments": pack.supported_instruments, "cadence": pack.cadence,
+             "strategies": list(pack.strategies), "tags": pack.tags}  # fmt: skip
+            for pack in catalog
+            if (matching is None or pack.ref in matching) and q.lower() in f"{pack.ref} {pack.description}".lower()
+        ]
+        return _json(rows)
+
+    @app.get("/api/packs/{reference}", tags=["packs"])
+    def pack_show(reference: str, who: UserRecord = Depends(user)) -> Response:
+        """One pack in full."""
+        return _json(packs.catalog(home).get(names.name(reference, "pack")))
+
+    @app.post("/api/packs/validate", tags=["packs"])
+    async def pack_validate(request: Request, who: UserRecord = Depends(user)) -> Response:
+        """The linter's report on a pack.yaml sent as the body (``sigma packs validate``); ``status`` REJECTED when it fails."""
+        report = validate(await request.body(), packs.catalog(home), source="pack.yaml")
+        return _json({"pack": report.pack, "status": report.status, "checks": report.checks, "disclaimer": report.disclaimer})
+
+    @app.get("/api/models", tags=["models"])
+    def model_list(who: UserRecord = Depends(user)) -> Response:
+        """Your models."""
+        with workspace() as space:
+            specs = space.models(owner=who.name)
+        return _json([{"name": s.name, "pack": f"{s.pack}@{s.pack_version}", "strategy": s.strategy, "cadence": s.cadence,
+                       "evaluation": s.evaluation} for s in specs])  # fmt: skip
+
+    @app.post("/api/models", tags=["models"], status_code=201,
+              openapi_extra={"requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": "#/components/schemas/ModelRequest"}}}}})
+    async def model_create(request: Request, who: UserRecord = Depends(user)) -> Response:
+        """Create a model from a pack strategy (``sigma models create``); 400 names the field and the fix."""
+        wanted: ModelRequest = await body(request, ModelRequest)  # type: ignore[assignment]
+        pack = packs.catalog(home).get(names.name(wanted.pack, "pack"))
+        instrument = wanted.instrument or pack.default_instrument
+        settings = dict(wanted.settings)
+        if wanted.ticker:
+            settings[SYMBOL_FIELD[instrument]] = names.ticker(wanted.ticker.strip().upper())
+        prefix = f"{who.name}_"
+        with workspace() as space:
+            taken = {name.removeprefix(prefix) for name in space.model_names() if name.startswith(prefix)}
+            spec = create_model(pack, strategy=wanted.strategy, instrument=instrument, settings=settings, indicators=wanted.indicators,
+                                params=wanted.params, risk_profile=wanted.risk_profile, cadence=wanted.cadence,
+                                evaluation=wanted.evaluation, tags=wanted.tags, name=wanted.name, variant=wanted.variant,
+                                taken=taken)  # fmt: skip
+            stored = prefix + spec.name
+            if len(stored) > _MODEL_NAME_LIMIT:
+                raise ConfigError("name", f"{stored!r} is longer than {_MODEL_NAME_LIMIT} characters", "choose a shorter name")
+            spec = msgspec.structs.replace(spec, name=stored)
+            space.add_model(spec, actor=who.name, owner=who.name)
+        return _json(spec, 201)
+
+    @app.get("/api/models/{model}", tags=["models"])
+    def model_show(model: str, who: UserRecord = Depends(user)) -> Response:
+        """One of your models in full."""
+        with workspace() as space:
+            owned(space, model, who)
+            return _json(space.model(model))
+
+    @app.get("/api/trained", tags=["trained models"])
+    def trained_list(who: UserRecord = Depends(user)) -> Response:
+        """Your trained models: whether each is published or killed, and why training marked one not publishable."""
+        with workspace() as space:
+            mine = {spec.name for spec in space.models(owner=who.name)}
+            records = [record for record in space.trained_models() if record.model in mine]
+        return _json([{"id": r.id, "model": r.model, "sweep": r.sweep, "rank": r.rank, "created_at": r.created_at,
+                       "published_at": r.published_at, "killed_at": r.killed_at, "refusal": r.refusal} for r in records])  # fmt: skip
+
+    @app.get("/api/audit", tags=["audit"])
+    def audit(action: str = "", subject: str = "", who: UserRecord = Depends(user)) -> Response:
+        """What you did, oldest first: filter by ``action`` (a prefix, such as ``model.``) and ``subject``."""
+        with workspace() as space:
+            entries = [entry for entry in space.audit_log(subject or None) if entry.actor == who.name and entry.action.startswith(action)]
+        return _json(entries)
+
+    schema = app.openapi
+
+    def openapi() -> dict:
+        """FastAPI's document, with the msgspec bodies' schemas among its components."""
+        if app.openapi_schema is None:
+            document = schema()
+            _, components = msgspec.json.schema_components([ModelRequest], ref_template="#/components/schemas/{name}")
+            document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+

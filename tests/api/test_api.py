@@ -1,0 +1,213 @@
+"""The HTTP API against a real uvicorn server: tokens, two users who cannot see each other, errors, rate limits, docs."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import uvicorn
+
+from api.accounts import TIERS, RateLimiter
+from api.app import create_app
+from cli import main
+from engine.errors import ConfigError
+from engine.models import create_model
+from engine.packs import load_pack
+from engine.workspace import Workspace
+from packs import OFFICIAL
+
+MODEL = {"pack": "swingsigma", "strategy": "momentum_swing", "ticker": "SPY", "name": "spy"}
+
+
+def _clock() -> datetime:
+    return datetime(2026, 12, 7, 12, tzinfo=UTC)
+
+
+class _Server:
+    """A uvicorn server of ``app`` on a free loopback port, in a thread of this process."""
+
+    def __init__(self, app) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> _Server:
+        self.thread.start()
+        deadline = time.monotonic() + 60  # a loaded machine: started is what counts, the deadline only bounds a broken start
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join()
+
+
+@pytest.fixture
+def users(tmp_path):
+    """(home, {user: token}): alice on pro, bob on free, and a server of their workspace."""
+    home = tmp_path / "home"
+    with Workspace(home, clock=_clock) as space:
+        space.add_user("alice", "pro", actor="admin")
+        space.add_user("bob", "free", actor="admin")
+        tokens = {name: space.issue_token(name, actor="admin") for name in ("alice", "bob")}
+    return home, tokens
+
+
+@pytest.fixture
+def served(users):
+    home, tokens = users
+    with _Server(create_app(home)) as server:
+        clients = {name: httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) for name, token in tokens.items()}
+        clients["anonymous"] = httpx.Client(base_url=server.url)
+        yield clients
+        for client in clients.values():
+            client.close()
+
+
+def _error(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert set(error) == {"field", "problem", "fix", "message"}
+    return error
+
+
+def test_every_route_but_healthz_needs_a_live_token(served, users):
+    home, tokens = users
+    anonymous = served["anonymous"]
+    assert anonymous.get("/healthz").json()["status"] == "ok"
+    for path in ("/api/me", "/api/packs", "/api/models", "/api/trained", "/api/audit"):
+        error = _error(anonymous.get(path), 401)
+        assert error["field"] == "Authorization" and "sigma users token" in error["fix"]
+    assert _error(anonymous.get("/api/me", headers={"Authorization": "Bearer sig_forged"}), 401)["problem"].endswith("unknown or revoked")
+    assert served["alice"].get("/api/me").json() == {"name": "alice", "tier": "pro", "limits": {
+        "description": TIERS["pro"].description, "private_packs": -1, "custom_sweep_configurations": 3000, "requests_per_minute": 3000}}
+    with Workspace(home, clock=_clock) as space:
+        assert space.revoke_tokens("alice", actor="admin") == 1
+    _error(served["alice"].get("/api/me"), 401)
+    assert served["bob"].get("/api/me").status_code == 200
+
+
+def test_two_users_see_and_name_only_their_own_models(served):
+    alice, bob = served["alice"], served["bob"]
+    created = alice.post("/api/models", json=MODEL)
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == "alice_spy"
+    assert [m["name"] for m in alice.get("/api/models").json()] == ["alice_spy"]
+    assert alice.get("/api/models/alice_spy").json()["strategy"] == "momentum_swing"
+    # Another user's model is as absent as one that does not exist: the same 404, the same words.
+    assert bob.get("/api/models").json() == []
+    theirs, missing = _error(bob.get("/api/models/alice_spy"), 404), _error(bob.get("/api/models/bob_nothing"), 404)
+    assert theirs["problem"].replace("alice_spy", "X") == missing["problem"].replace("bob_nothing", "X")
+    # Names are unique per user: bob may call his "spy" too; alice may not twice.
+    assert bob.post("/api/models", json=MODEL).json()["name"] == "bob_spy"
+    assert _error(alice.post("/api/models", json=MODEL), 400)["field"] == "name"
+    # Without a name, each user's automatic names count their own models only.
+    automatic = {key: value for key, value in MODEL.items() if key != "name"}
+    assert alice.post("/api/models", json=automatic).json()["name"] == "alice_spy_stock_days_1d"
+    assert alice.post("/api/models", json=automatic).json()["name"] == "alice_spy_stock_days_1d_2"
+    assert bob.post("/api/models", json=automatic).json()["name"] == "bob_spy_stock_days_1d"
+    actions = [(entry["actor"], entry["action"], entry["subject"]) for entry in alice.get("/api/audit", params={"action": "model."}).json()]
+    assert actions == [("alice", "model.create", "alice_spy"), ("alice", "model.create", "alice_spy_stock_days_1d"),
+                       ("alice", "model.create", "alice_spy_stock_days_1d_2")]  # fmt: skip
+    assert alice.get("/api/trained").json() == []
+
+
+def test_bad_input_is_one_json_error_in_the_command_lines_words(served):
+    alice = served["alice"]
+    pack = load_pack(OFFICIAL / "swingsigma")
+    with pytest.raises(ConfigError) as cli_words:
+        create_model(pack, strategy="no_such_strategy", settings={"ticker": "SPY"})
+    error = _error(alice.post("/api/models", json=MODEL | {"strategy": "no_such_strategy"}), 400)
+    assert (error["field"], error["message"]) == ("strategy", str(cli_words.value))
+    assert _error(alice.post("/api/models", json=MODEL | {"colour": "red"}), 400)["problem"].startswith("Object contains unknown field `colour`")
+    assert _error(alice.post("/api/models", json=MODEL | {"risk_profile": "reckless"}), 400)["field"] == "risk_profile"
+    assert _error(alice.post("/api/models", json=MODEL | {"ticker": "../etc"}), 400)["field"] == "ticker"
+    assert _error(alice.post("/api/models", content=b"{not json"), 400)["field"] == "body"
+    assert _error(alice.post("/api/models", json=MODEL | {"name": "x" * 60}), 400)["field"] == "name"
+    assert _error(alice.get("/api/packs/nosuchpack"), 404)["problem"]
+    assert _error(alice.get("/api/models/bad name!"), 400)["field"] == "model"
+    assert _error(alice.get("/api/nothing/here"), 404)["problem"] == "Not Found"
+    assert _error(alice.delete("/api/packs"), 405)["fix"] == "GET /docs lists the routes"
+    assert alice.get("/api/models").json() == []  # nothing was written by any of them
+
+
+def test_packs_are_listed_filtered_shown_and_validated(served):
+    alice = served["alice"]
+    every = alice.get("/api/packs").json()
+    assert {"swingsigma", "trendsigma", "zerosigma"} <= {row["pack"].partition("@")[0] for row in every}
+    assert {row["pack"].partition("@")[0] for row in alice.get("/api/packs", params={"q": "swingsigma"}).json()} == {"swingsigma"}
+    aggressive = alice.get("/api/packs", params={"risk": "aggressive"}).json()
+    assert aggressive and all("aggressive" in str(row["tags"]) or row["risk"] == "aggressive" for row in aggressive)
+    assert alice.get("/api/packs/swingsigma").json()["namespace"] == "swingsigma"
+    official = (OFFICIAL / "swingsigma" / "pack.yaml").read_bytes()
+    assert alice.post("/api/packs/validate", content=official).json()["status"] == "APPROVED"
+    broken = alice.post("/api/packs/validate", content=official.replace(b"cadence: 1d", b"cadence: 7x", 1)).json()
+    assert broken["status"] == "REJECTED" and [c["field"] for c in broken["checks"] if c["status"] == "FAIL"] == ["cadence"]
+    undecodable = alice.post("/api/packs/validate", content=official.replace(b"namespace:", b"namespaces:", 1)).json()
+    assert undecodable["status"] == "REJECTED" and undecodable["checks"][0]["name"] == "Schema"
+
+
+def test_a_token_past_its_tiers_rate_is_answered_429(users):
+    home, tokens = users
+    frozen = RateLimiter(clock=lambda: 0.0)  # no time passes: the bucket never refills
+    with _Server(create_app(home, limiter=frozen)) as server, httpx.Client(base_url=server.url) as client:
+        bob = {"Authorization": f"Bearer {tokens['bob']}"}
+        answers = [client.get("/api/me", headers=bob).status_code for _ in range(TIERS["free"].requests_per_minute + 1)]
+        assert answers[:-1] == [200] * TIERS["free"].requests_per_minute
+        refused = client.get("/api/me", headers=bob)
+        assert _error(refused, 429)["problem"].startswith("more than 120 requests a minute") and int(refused.headers["retry-after"]) >= 1
+        assert client.get("/api/me", headers={"Authorization": f"Bearer {tokens['alice']}"}).status_code == 200  # per token
+
+
+def test_the_rate_limiter_refills_with_time():
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    assert [limiter.take("t", 60) for _ in range(60)] == [0.0] * 60
+    assert limiter.take("t", 60) == pytest.approx(1.0)
+    now[0] = 1.0
+    assert limiter.take("t", 60) == 0.0 and limiter.take("t", 60) > 0.0
+
+
+def test_docs_and_cors(users):
+    home, tokens = users
+    with _Server(create_app(home)) as server, httpx.Client(base_url=server.url) as client:
+        document = client.get("/openapi.json").json()
+        assert "ModelRequest" in document["components"]["schemas"] and "/api/models" in document["paths"]
+        assert client.get("/docs").status_code == 200
+        assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://evil.example"}).headers
+    with _Server(create_app(home, cors_origins=("https://desk.example",))) as server, httpx.Client(base_url=server.url) as client:
+        allowed = client.get("/healthz", headers={"Origin": "https://desk.example"})
+        assert allowed.headers["access-control-allow-origin"] == "https://desk.example"
+        assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://evil.example"}).headers
+
+
+def test_users_from_the_command_line(capsys, workspace):
+    assert main(["users", "add", "carol", "--tier", "premium"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("sig_") and len(token) > 40
+    with Workspace(workspace, clock=_clock) as space:
+        assert space.token_user(token).name == "carol"
+        stored = space._db.execute("SELECT sha256 FROM tokens").fetchall()
+    assert token not in str(stored)  # only its hash is kept
+    assert main(["users", "list"]) == 0 and "carol" in capsys.readouterr().out
+    assert main(["users", "token", "carol"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert main(["users", "revoke", "carol"]) == 0 and "revoked 2 tokens of carol" in capsys.readouterr().out
+    with Workspace(workspace, clock=_clock) as space:
+        assert space.token_user(token) is None and space.token_user(second) is None
+    assert main(["users", "add", "local"]) == 2 and "command line's own" in capsys.readouterr().err
+    assert main(["users", "add", "Bad-Name"]) == 2 and "cannot name a user" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["users", "add", "dave", "--tier", "gold"])
+    assert refused.value.code == 2 and "invalid choice: 'gold'" in capsys.readouterr().err
+    assert main(["users", "token", "nobody"]) == 2 and "no user named 'nobody'" in capsys.readouterr().err
