@@ -411,12 +411,11 @@ class Workspace:
         return self.home / "sweeps"
 
     def add_sweep(self, sweep_id: str, model: str, request: SweepRequest, tags: object, lineage: object, total: int, *, actor: str) -> None:
-        """Record a new sweep as running and audit its start."""
+        """Record a new sweep, queued until a process runs it (`research.sweep.resume` marks it running), and audit it."""
         with self._transaction():
             self._db.execute(
-                "INSERT INTO sweeps (id, model, status, config, tags, lineage, created_at, total, pid)"
-                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-                (sweep_id, model, _encode(request), _encode(tags), _encode(lineage), self._now(), total, os.getpid()),
+                "INSERT INTO sweeps (id, model, status, config, tags, lineage, created_at, total) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (sweep_id, model, _encode(request), _encode(tags), _encode(lineage), self._now(), total),
             )
             self.audit(actor, "sweep.start", sweep_id, {"model": model, "combinations": total, "lineage": lineage})
 

@@ -62,7 +62,7 @@ from research.leaderboard import build
 from research.validation import Split, out_of_fold, purge_in_rows, walk_forward
 
 __all__ = [
-    "grid", "config_row", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
+    "grid", "config_row", "create", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
     "prepare", "build_market", "evaluation_bars", "model_rows", "stored_intervals", "Prepared",
 ]  # fmt: skip
 
@@ -411,19 +411,36 @@ def _sweep_folder(space: Workspace, sweep_id: str) -> Path:
     return space.sweeps_folder / names.name(sweep_id, "sweep")
 
 
+def create(space: Workspace, pack: Pack, spec: ModelSpec, request: SweepRequest, *, actor: str) -> str:
+    """Record a sweep, queued (its grid checked against the caps), and make its folder; its id. `resume` runs it, here
+    (`start`) or in a worker of the server (`api.jobs`)."""
+    names, combinations = grid(pack, spec, request)
+    sweep_id = f"{spec.name}-{uuid.uuid4().hex[:8]}"
+    _sweep_folder(space, sweep_id).mkdir(parents=True)
+    space.add_sweep(sweep_id, spec.name, request, spec.tags, msgspec.to_builtins(spec.lineage), len(combinations), actor=actor)
+    return sweep_id
+
+
 def start(space: Workspace, pack: Pack, spec: ModelSpec, request: SweepRequest, *, actor: str,
           report: Reporter | None = None, announce: Callable[[str], None] = print) -> str:
     """Create and run a sweep; returns its id, also when cancelled (Ctrl-C or ``cancel``), with finished work kept."""
-    names, combinations = grid(pack, spec, request)
-    sweep_id = f"{spec.name}-{uuid.uuid4().hex[:8]}"
-    folder = _sweep_folder(space, sweep_id)
-    folder.mkdir(parents=True)
-    space.add_sweep(sweep_id, spec.name, request, spec.tags, msgspec.to_builtins(spec.lineage), len(combinations), actor=actor)
-    started = time.perf_counter()
-    announce(f"sweep {sweep_id}: training the model's out-of-fold probabilities first (walk-forward XGBoost; the slow step, "
-             "often a minute or more)")  # fmt: skip
-    try:
-        prepared = _prepare_and_keep(space, pack, spec, request, folder)
+    sweep_id = create(space, pack, spec, request, actor=actor)
+    return resume(space, pack, spec, sweep_id, actor=actor, report=report, announce=announce)
+
+
+def resume(space: Workspace, pack: Pack, spec: ModelSpec, sweep_id: str, *, actor: str, report: Reporter | None = None,
+           announce: Callable[[str], None] = print) -> str:  # fmt: skip
+    """Run a queued sweep, or continue a cancelled, failed or killed one without redoing its finished chunks."""
+    record = space.sweep(sweep_id)
+    if record.status == "finished":
+        raise ConfigError("sweep", f"{sweep_id} already finished", f"see `sigma sweep results {sweep_id}`")
+    if record.status == "running" and record.pid and process_alive(record.pid):
+        raise ConfigError("sweep", f"{sweep_id} is still running (process {record.pid})", f"cancel it first: `sigma sweep cancel {sweep_id}`")
+    space.update_sweep(sweep_id, status="running", pid=os.getpid(), cancel_requested=0)
+    if record.status != "queued":  # a queued sweep's start was audited when it was created
+        space.audit(actor, "sweep.resume", sweep_id, {"done": record.done})
+    try:  # with the out-of-fold training, when it had not finished (a queued sweep's first run)
+        request, names, combinations, prepared = reload(space, sweep_id, pack, spec, announce)
     except KeyboardInterrupt:
         space.update_sweep(sweep_id, status="cancelled")
         space.audit(actor, "sweep.cancel", sweep_id, {"done": 0, "reason": "interrupted during the out-of-fold training"})
@@ -432,40 +449,31 @@ def start(space: Workspace, pack: Pack, spec: ModelSpec, request: SweepRequest, 
         space.update_sweep(sweep_id, status="failed")
         space.audit(actor, "sweep.fail", sweep_id, {"error": str(error), "stage": "out-of-fold training"})
         raise
-    training = time.perf_counter() - started
+    return _execute(space, sweep_id, pack, spec, request, prepared, names, combinations, actor=actor, report=report)
+
+
+def reload(space: Workspace, sweep_id: str, pack: Pack, spec: ModelSpec, announce: Callable[[str], None] = print,
+           ) -> tuple[SweepRequest, list[str], list[tuple], Prepared]:  # fmt: skip
+    """A stored sweep's request, grid and inputs, with the probabilities it computed (trained first when the sweep
+    stopped before its out-of-fold training had finished, or never started)."""
+    request = space.sweep_request(sweep_id)
+    names, combinations = grid(pack, spec, request)
+    path = _sweep_folder(space, sweep_id) / "probabilities.parquet"
+    if path.exists():
+        stored = pq.read_table(path).column("probability").to_numpy()
+        prepared = prepare(space.home, pack, spec, request, stored=stored.reshape(-1, len(request.universe) or 1))
+        return request, names, combinations, prepared
+    started = time.perf_counter()
+    announce(f"sweep {sweep_id}: training the model's out-of-fold probabilities first (walk-forward XGBoost; the slow step, "
+             "often a minute or more)")  # fmt: skip
+    prepared = _prepare_and_keep(space, pack, spec, request, path.parent)
     announce(
         f"sweep {sweep_id}: {len(combinations):,} {request.mode} configurations x {len(prepared.market.tickers)} ticker(s), "
         f"{prepared.development.stop - prepared.development.start:,} development bars, "
         f"{prepared.holdout.stop - prepared.holdout.start:,} holdout bars "
-        f"(out-of-fold training took {training:.1f} s); the backtests should take about "
+        f"(out-of-fold training took {time.perf_counter() - started:.1f} s); the backtests should take about "
         f"{_estimate(prepared, pack, spec, request, names, combinations):.0f} s more"
     )
-    return _execute(space, sweep_id, pack, spec, request, prepared, names, combinations, actor=actor, report=report)
-
-
-def resume(space: Workspace, pack: Pack, spec: ModelSpec, sweep_id: str, *, actor: str, report: Reporter | None = None) -> str:
-    """Continue a cancelled, failed or killed sweep without redoing its finished chunks."""
-    record = space.sweep(sweep_id)
-    if record.status == "finished":
-        raise ConfigError("sweep", f"{sweep_id} already finished", f"see `sigma sweep results {sweep_id}`")
-    if record.status == "running" and record.pid and process_alive(record.pid):
-        raise ConfigError("sweep", f"{sweep_id} is still running (process {record.pid})", f"cancel it first: `sigma sweep cancel {sweep_id}`")
-    request, names, combinations, prepared = reload(space, sweep_id, pack, spec)
-    space.update_sweep(sweep_id, status="running", pid=os.getpid(), cancel_requested=0)
-    space.audit(actor, "sweep.resume", sweep_id, {"done": record.done})
-    return _execute(space, sweep_id, pack, spec, request, prepared, names, combinations, actor=actor, report=report)
-
-
-def reload(space: Workspace, sweep_id: str, pack: Pack, spec: ModelSpec) -> tuple[SweepRequest, list[str], list[tuple], Prepared]:
-    """A stored sweep's request, grid and inputs, with the probabilities it computed (trained again only when the sweep
-    stopped before its out-of-fold training had finished)."""
-    request = space.sweep_request(sweep_id)
-    names, combinations = grid(pack, spec, request)
-    path = _sweep_folder(space, sweep_id) / "probabilities.parquet"
-    if not path.exists():
-        return request, names, combinations, _prepare_and_keep(space, pack, spec, request, path.parent)
-    stored = pq.read_table(path).column("probability").to_numpy()
-    prepared = prepare(space.home, pack, spec, request, stored=stored.reshape(-1, len(request.universe) or 1))
     return request, names, combinations, prepared
 
 
@@ -481,6 +489,10 @@ def _prepare_and_keep(space: Workspace, pack: Pack, spec: ModelSpec, request: Sw
 def cancel(space: Workspace, sweep_id: str, *, actor: str) -> None:
     """Ask a running sweep to stop after its current chunk (from any shell)."""
     record = space.sweep(sweep_id)
+    if record.status == "queued":  # no worker took it yet: it never starts
+        space.update_sweep(sweep_id, status="cancelled")
+        space.audit(actor, "sweep.cancel", sweep_id, {"done": 0, "reason": "cancelled while queued"})
+        return
     if record.status != "running":
         raise ConfigError("sweep", f"{sweep_id} is {record.status}, not running")
     space.update_sweep(sweep_id, cancel_requested=1)
