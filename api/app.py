@@ -17,6 +17,7 @@ cannot see, 429 past their tier's requests a minute (with Retry-After).
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -32,9 +33,10 @@ import packs
 from api.accounts import RateLimiter, tier
 from engine import names
 from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
-from engine.models import SYMBOL_FIELD, create_model
+from engine.models import SYMBOL_FIELD, SweepRequest, create_model
 from engine.packs import TAG_CATEGORIES, validate
-from engine.workspace import UserRecord, Workspace
+from api.jobs import Jobs
+from engine.workspace import SweepRecord, UserRecord, Workspace
 
 __all__ = ["create_app", "ModelRequest"]
 
@@ -83,10 +85,12 @@ def _error(status: int, field: str, problem: str, fix: str = "", headers: dict[s
     return Response(msgspec.json.encode(body), status_code=status, media_type=_JSON, headers=headers)
 
 
-def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateLimiter | None = None) -> FastAPI:
-    """The API over the workspace ``home``; CORS stays off unless ``cors_origins`` names the origins allowed."""
+def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateLimiter | None = None, jobs: Jobs | None = None) -> FastAPI:
+    """The API over the workspace ``home``, its long work queued on ``jobs`` (the workspace's own queue by default); CORS
+    stays off unless ``cors_origins`` names the origins allowed."""
     home = Path(home)
     limiter = limiter or RateLimiter()
+    jobs = jobs or Jobs(home)
     app = FastAPI(title="Sigma", version="1", summary="Packs, models and trained models of a Sigma workspace, per user.")
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
@@ -245,6 +249,99 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         return _json([{"id": r.id, "model": r.model, "sweep": r.sweep, "rank": r.rank, "created_at": r.created_at,
                        "published_at": r.published_at, "killed_at": r.killed_at, "refusal": r.refusal} for r in records])  # fmt: skip
 
+    def own_sweep(space: Workspace, sweep_id: str, who: UserRecord) -> SweepRecord:
+        """The sweep, if ``who`` owns its model; else 404, as for one that does not exist."""
+        names.name(sweep_id, "sweep")
+        try:
+            record = space.sweep(sweep_id)
+            owned(space, record.model, who)
+        except NotFoundError:
+            raise NotFoundError(f"no sweep {sweep_id!r}; GET /api/sweeps lists yours") from None
+        return record
+
+    def shown(record: SweepRecord) -> dict:
+        best = (record.summary or {}).get("best", {})
+        return {"id": record.id, "model": record.model, "status": record.shown_status, "done": record.done, "total": record.total,
+                "created_at": record.created_at, "finished_at": record.finished_at, "tags": record.tags, "best": best}  # fmt: skip
+
+    @app.post("/api/sweeps", tags=["sweeps"], status_code=202,
+              openapi_extra={"requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": "#/components/schemas/SweepRequest"}}}}})
+    async def sweep_start(request: Request, who: UserRecord = Depends(user)) -> Response:
+        """Queue a sweep of one of your models (``sigma sweep run``): 202 with its id; a worker runs it. A custom sweep is
+        capped by your tier (403 beyond it)."""
+        from research import sweep
+
+        wanted: SweepRequest = await body(request, SweepRequest)  # type: ignore[assignment]
+        allowed = tier(who.tier).custom_sweep_configurations
+        if wanted.mode == "custom" and not allowed:
+            raise _Problem(403, "mode", f"the {who.tier} tier runs simple sweeps only", "use mode simple, or a tier with custom sweeps")
+        wanted = msgspec.structs.replace(wanted, pro=allowed > sweep.CAP)  # the tier decides, not the request
+        with workspace() as space:
+            owned(space, wanted.model, who)
+            spec = space.model(wanted.model)
+            pack = packs.catalog(home).get(f"{spec.pack}@{spec.pack_version}")
+            combinations = sweep.size(pack, spec, wanted)
+            if wanted.mode == "custom" and combinations > allowed:
+                raise _Problem(403, "overrides", f"{combinations:,} custom configurations exceed the {who.tier} tier's {allowed:,}",
+                               "narrow an axis (overrides), or use a larger tier")  # fmt: skip
+            sweep_id = sweep.create(space, pack, spec, wanted, actor=who.name)
+        jobs.sweep(sweep_id, who.name)
+        return _json({"id": sweep_id, "status": "queued", "combinations": combinations}, 202)
+
+    @app.get("/api/sweeps", tags=["sweeps"])
+    def sweep_list(request: Request, model: str = "", who: UserRecord = Depends(user)) -> Response:
+        """Your sweeps, newest last; filter by ``model`` and by tags of the model (``?risk=aggressive``)."""
+        wanted = {category: request.query_params[category] for category in TAG_CATEGORIES if category in request.query_params}
+        with workspace() as space:
+            mine = {spec.name for spec in space.models(owner=who.name)}
+            records = [r for r in space.sweeps(model or None) if r.model in mine and all(v in r.tags.get(c, ()) for c, v in wanted.items())]
+        return _json([shown(record) for record in records])
+
+    @app.get("/api/sweeps/{sweep_id}", tags=["sweeps"])
+    def sweep_status(sweep_id: str, who: UserRecord = Depends(user)) -> Response:
+        """One sweep: status (queued, running, finished, cancelled, failed, killed), progress, and its best row once done."""
+        with workspace() as space:
+            return _json(shown(own_sweep(space, sweep_id, who)))
+
+    @app.get("/api/sweeps/{sweep_id}/results", tags=["sweeps"])
+    def sweep_results(sweep_id: str, top: int = 10, sort: str = "rank", descending: bool = False, format: Literal["json", "csv"] = "json",
+                      who: UserRecord = Depends(user)) -> Response:  # fmt: skip
+        """The leaderboard of a finished sweep (``sigma sweep results``): its ``top`` rows sorted by a column; ``format=csv``
+        gives every row as CSV."""
+        from research import leaderboard
+
+        with workspace() as space:
+            own_sweep(space, sweep_id, who)
+            table, meta = leaderboard.load(space, sweep_id)
+        if sort not in table.column_names:
+            raise ConfigError("sort", f"{sort!r} is not a leaderboard column", f"use one of: {', '.join(table.column_names)}")
+        table = table.sort_by([(sort, "descending" if descending else "ascending")])
+        if format == "csv":
+            out = io.StringIO()
+            leaderboard.write_csv(table, out)
+            return Response(out.getvalue(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{sweep_id}.csv"'})
+        return _json({"meta": meta, "rows": table.slice(0, max(top, 0)).to_pylist()})
+
+    @app.post("/api/sweeps/{sweep_id}/cancel", tags=["sweeps"])
+    def sweep_cancel(sweep_id: str, who: UserRecord = Depends(user)) -> Response:
+        """Stop a sweep after its current chunk (a queued one never starts); finished work is kept for a resume."""
+        from research import sweep
+
+        with workspace() as space:
+            own_sweep(space, sweep_id, who)
+            sweep.cancel(space, sweep_id, actor=who.name)
+            return _json(shown(space.sweep(sweep_id)))
+
+    @app.post("/api/sweeps/{sweep_id}/resume", tags=["sweeps"], status_code=202)
+    def sweep_resume(sweep_id: str, who: UserRecord = Depends(user)) -> Response:
+        """Continue a cancelled, failed or killed sweep without redoing finished work: 202, a worker takes it."""
+        with workspace() as space:
+            record = own_sweep(space, sweep_id, who)
+        if record.shown_status not in ("cancelled", "failed", "killed"):
+            raise ConfigError("sweep", f"{sweep_id} is {record.shown_status}", "only a cancelled, failed or killed sweep resumes")
+        jobs.sweep(sweep_id, who.name, again=True)
+        return _json(shown(record), 202)
+
     @app.get("/api/audit", tags=["audit"])
     def audit(action: str = "", subject: str = "", who: UserRecord = Depends(user)) -> Response:
         """What you did, oldest first: filter by ``action`` (a prefix, such as ``model.``) and ``subject``."""
@@ -258,7 +355,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         """FastAPI's document, with the msgspec bodies' schemas among its components."""
         if app.openapi_schema is None:
             document = schema()
-            _, components = msgspec.json.schema_components([ModelRequest], ref_template="#/components/schemas/{name}")
+            _, components = msgspec.json.schema_components([ModelRequest, SweepRequest], ref_template="#/components/schemas/{name}")
             document.setdefault("components", {}).setdefault("schemas", {}).update(components)
             app.openapi_schema = document
         return app.openapi_schema

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from cli._common import actor, print_json, workspace
+from engine.errors import ConfigError
 from engine.workspace import default_home
 
 
@@ -46,6 +47,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="a browser origin allowed to call the API (CORS is off unless given)")  # fmt: skip
     serve.add_argument("--ssl-certfile", help="TLS certificate (PEM), served by uvicorn itself")
     serve.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes for the sweeps users start (default 1)")
+    serve.add_argument("--jobs-redis", metavar="URL", help="keep the job queue on this Redis (default: jobs.db in the workspace)")
     serve.set_defaults(handler=_serve)
 
 
@@ -82,14 +85,25 @@ def _revoke(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    import multiprocessing
+
     import uvicorn
 
     from api.app import create_app
+    from api.jobs import Jobs, work
 
-    with workspace():  # created or migrated here, before the first request
-        pass
-    app = create_app(default_home(), cors_origins=tuple(args.cors_origin))
-    print(f"sigma: serving {default_home()} on http{'s' if args.ssl_certfile else ''}://{args.host}:{args.port} "
-          f"(API docs at /docs)", file=sys.stderr)  # fmt: skip
-    uvicorn.run(app, host=args.host, port=args.port, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
-                log_level="warning", access_log=False)  # fmt: skip
+    if args.workers < 1:
+        raise ConfigError("--workers", f"{args.workers} is not a number of processes", "give 1 or more")
+    home = default_home()
+    jobs = Jobs(home, redis_url=args.jobs_redis)  # makes (or migrates) the workspace before the first request
+    workers = multiprocessing.get_context("spawn").Process(target=work, args=(home,), name="sigma-jobs",
+                                                          kwargs={"redis_url": args.jobs_redis, "workers": args.workers})  # fmt: skip
+    workers.start()
+    print(f"sigma: serving {home} on http{'s' if args.ssl_certfile else ''}://{args.host}:{args.port} (API docs at /docs), "
+          f"{args.workers} job worker{'s' if args.workers > 1 else ''}", file=sys.stderr)  # fmt: skip
+    try:
+        uvicorn.run(create_app(home, cors_origins=tuple(args.cors_origin), jobs=jobs), host=args.host, port=args.port,
+                    ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, log_level="warning", access_log=False)  # fmt: skip
+    finally:  # a job the workers were running is resumed by the next start (`api.jobs.Jobs.recover`)
+        workers.terminate()
+        workers.join()

@@ -186,14 +186,18 @@ class SweepRecord(msgspec.Struct, frozen=True):
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (a sweep's or a run's recorded worker)."""
+    """Whether process ``pid`` runs on this machine (a sweep's or a run's recorded worker)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: alive
         return True
-    return True
+    try:  # a zombie is dead, whoever has not reaped it (an orphan's new parent in a container may never do)
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):  # no /proc here: trust the signal
+        return True
 
 
 class TrainedRecord(msgspec.Struct, frozen=True):
@@ -430,6 +434,13 @@ class Workspace:
             values["finished_at"] = self._now()
         assignments = ", ".join(f"{key} = ?" for key in values)
         self._db.execute(f"UPDATE sweeps SET {assignments} WHERE id = ?", (*values.values(), sweep_id))
+
+    def claim_sweep(self, seen: SweepRecord) -> bool:
+        """Mark a sweep running in this process if nobody changed its status or process since ``seen`` was read; False when
+        another process claimed it first (two workers handed the same sweep run it once)."""
+        cursor = self._db.execute("UPDATE sweeps SET status = 'running', pid = ?, cancel_requested = 0 WHERE id = ? AND status = ? AND pid IS ?",
+                                  (os.getpid(), seen.id, seen.status, seen.pid))  # fmt: skip
+        return cursor.rowcount == 1
 
     def sweep(self, sweep_id: str) -> SweepRecord:
         row = self._db.execute(f"SELECT {_SWEEP_COLUMNS} FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()

@@ -14,6 +14,7 @@ import csv
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TextIO
 
 import msgspec
 import numpy as np
@@ -208,12 +209,14 @@ def render(table: pa.Table, meta: dict, top: int = 10) -> str:
     return "\n".join(text)
 
 
-def write_csv(table: pa.Table, path: Path) -> None:
-    """Export the whole leaderboard as CSV."""
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(table.column_names)
-        writer.writerows(zip(*(table.column(name).to_pylist() for name in table.column_names)))
+def write_csv(table: pa.Table, out: Path | TextIO) -> None:
+    """Export the whole leaderboard as CSV, to a file or an open text stream."""
+    if isinstance(out, Path):
+        with out.open("w", newline="") as handle:
+            return write_csv(table, handle)
+    writer = csv.writer(out)
+    writer.writerow(table.column_names)
+    writer.writerows(zip(*(table.column(name).to_pylist() for name in table.column_names)))
 
 
 class Recipe(msgspec.Struct, frozen=True):

@@ -62,7 +62,7 @@ from research.leaderboard import build
 from research.validation import Split, out_of_fold, purge_in_rows, walk_forward
 
 __all__ = [
-    "grid", "config_row", "create", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
+    "grid", "size", "config_row", "create", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
     "prepare", "build_market", "evaluation_bars", "model_rows", "stored_intervals", "Prepared",
 ]  # fmt: skip
 
@@ -186,6 +186,11 @@ def _axis_value(parameter: str, value: object) -> object:
         return check(value)
     except (ValueError, TypeError):
         raise ConfigError(f"set.{parameter}", f"{value!r} is not a value of {parameter}", f"give {takes}") from None
+
+
+def size(pack: Pack, spec: ModelSpec, request: SweepRequest) -> int:
+    """How many configurations the sweep's grid holds, whatever the caps."""
+    return math.prod(len(values) for values in _axes(pack, spec, request).values())
 
 
 def grid(pack: Pack, spec: ModelSpec, request: SweepRequest) -> tuple[list[str], list[tuple]]:
@@ -436,7 +441,8 @@ def resume(space: Workspace, pack: Pack, spec: ModelSpec, sweep_id: str, *, acto
         raise ConfigError("sweep", f"{sweep_id} already finished", f"see `sigma sweep results {sweep_id}`")
     if record.status == "running" and record.pid and process_alive(record.pid):
         raise ConfigError("sweep", f"{sweep_id} is still running (process {record.pid})", f"cancel it first: `sigma sweep cancel {sweep_id}`")
-    space.update_sweep(sweep_id, status="running", pid=os.getpid(), cancel_requested=0)
+    if not space.claim_sweep(record):
+        raise ConfigError("sweep", f"{sweep_id} was taken by another process just now", "see `sigma sweep list`")
     if record.status != "queued":  # a queued sweep's start was audited when it was created
         space.audit(actor, "sweep.resume", sweep_id, {"done": record.done})
     try:  # with the out-of-fold training, when it had not finished (a queued sweep's first run)

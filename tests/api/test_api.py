@@ -211,3 +211,30 @@ def test_users_from_the_command_line(capsys, workspace):
         main(["users", "add", "dave", "--tier", "gold"])
     assert refused.value.code == 2 and "invalid choice: 'gold'" in capsys.readouterr().err
     assert main(["users", "token", "nobody"]) == 2 and "no user named 'nobody'" in capsys.readouterr().err
+
+
+def test_sweeps_are_queued_cancelled_and_capped_by_tier(served, users):
+    """With no worker running, a sweep stays queued: cancelled there, it ends; a tier caps custom sweeps (403)."""
+    home, _ = users
+    with Workspace(home, clock=_clock) as space:
+        space.add_user("carol", "premium", actor="admin")
+        carol = httpx.Client(base_url=str(served["alice"].base_url), headers={"Authorization": f"Bearer {space.issue_token('carol', actor='admin')}"})
+    alice, bob = served["alice"], served["bob"]
+    for client in (alice, bob, carol):
+        assert client.post("/api/models", json=MODEL | {"evaluation": "1d"}).status_code == 201
+    queued = alice.post("/api/sweeps", json={"model": "alice_spy"})
+    assert queued.status_code == 202 and queued.json()["status"] == "queued" and queued.json()["combinations"] <= 45
+    sweep_id = queued.json()["id"]
+    assert [row["id"] for row in alice.get("/api/sweeps").json()] == [sweep_id] and bob.get("/api/sweeps").json() == []
+    assert _error(alice.get(f"/api/sweeps/{sweep_id}/results"), 404)["problem"].startswith(f"sweep {sweep_id} is queued")
+    assert alice.post(f"/api/sweeps/{sweep_id}/cancel").json()["status"] == "cancelled"
+    assert alice.post(f"/api/sweeps/{sweep_id}/resume").status_code == 202  # queued for a worker again
+    assert _error(bob.post(f"/api/sweeps/{sweep_id}/cancel"), 404)
+    # Tiers: free runs simple sweeps only; premium up to 1,000 custom configurations; the pro flag is the tier's, not the body's.
+    assert _error(bob.post("/api/sweeps", json={"model": "bob_spy", "mode": "custom", "pro": True}), 403)["field"] == "mode"
+    wide = {"threshold": [0.5, 0.55, 0.6, 0.65, 0.7], "stop_loss": [0.01, 0.02, 0.03, 0.04, 0.05], "take_profit": [0.02, 0.04, 0.06, 0.08, 0.1],
+            "max_positions": [1, 2]}  # fmt: skip
+    over = _error(carol.post("/api/sweeps", json={"model": "carol_spy", "mode": "custom", "overrides": wide}), 403)
+    assert over["field"] == "overrides" and "premium tier's 1,000" in over["problem"]
+    assert alice.post("/api/sweeps", json={"model": "alice_spy", "mode": "custom", "overrides": wide}).status_code == 202
+    carol.close()

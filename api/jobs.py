@@ -1,0 +1,78 @@
+"""Long work started through the API, run outside the request by worker processes: sweeps today.
+
+The queue is huey's: a small, kept library whose SQLite queue lives in the workspace
+(``jobs.db``: nothing more to run or operate on one machine), or Redis when the server is
+given one (``sigma serve --jobs-redis URL``, for workers on several machines), with
+process workers and tasks that outlive a restart of the server. Celery or dramatiq
+would need a broker even on one machine; arq is asyncio-only, and the work here is
+CPU-bound numba and XGBoost.
+
+A job is a call of what the command line calls (`research.sweep.resume`), and its
+state is the record it works on (a sweep's status, progress and finished chunks), not
+the queue's: cancel and resume are the command line's own, and a job lost with a
+killed worker is found again. When workers start (`work`), every sweep of a server
+user that a dead process left running, or took off the queue and never began, is
+queued again and resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from huey import RedisHuey, SqliteHuey
+from huey.api import Huey
+
+import packs
+from engine.workspace import LOCAL, Workspace
+
+__all__ = ["Jobs", "work"]
+
+
+class Jobs:
+    """The workspace's job queue: what the API puts on it, and the tasks its workers run."""
+
+    def __init__(self, home: Path, *, redis_url: str | None = None) -> None:
+        self.home = Path(home)
+        with self._workspace():  # the queue's file lives in the workspace: made (or migrated) first
+            pass
+        self.huey: Huey = (RedisHuey("sigma", url=redis_url) if redis_url
+                           else SqliteHuey("sigma", filename=str(self.home / "jobs.db")))  # fmt: skip
+        self._sweep = self.huey.task(name="sweep")(self._run_sweep)
+
+    def sweep(self, sweep_id: str, actor: str, *, again: bool = False) -> None:
+        """Queue a created sweep; ``again``: continue one that was cancelled, failed or killed."""
+        self._sweep(sweep_id, actor, again)
+
+    def recover(self) -> list[str]:
+        """Queue again every server user's sweep that a dead process left running or never began; their ids. One still on
+        the queue is then there twice: the second finds it taken (`engine.workspace.Workspace.claim_sweep`) and ends."""
+        with self._workspace() as space:
+            # Killed while running, or taken off the queue by a worker that died before it began.
+            lost = [(record.id, space.owner(record.model)) for record in space.sweeps() if record.shown_status in ("killed", "queued")]
+        lost = [(sweep_id, owner) for sweep_id, owner in lost if owner != LOCAL]  # the command line resumes its own
+        for sweep_id, owner in lost:
+            self.sweep(sweep_id, owner, again=True)
+        return [sweep_id for sweep_id, _ in lost]
+
+    def _workspace(self) -> Workspace:
+        return Workspace(self.home, clock=lambda: datetime.now(UTC))
+
+    def _run_sweep(self, sweep_id: str, actor: str, again: bool) -> None:
+        from research import sweep
+
+        with self._workspace() as space:
+            record = space.sweep(sweep_id)
+            runnable = record.status == "queued" or (again and record.shown_status in ("cancelled", "failed", "killed"))
+            if not runnable:  # cancelled while queued, finished, or taken by another worker
+                return
+            spec = space.model(record.model)
+            pack = packs.catalog(self.home).get(f"{spec.pack}@{spec.pack_version}")
+            sweep.resume(space, pack, spec, sweep_id, actor=actor, announce=lambda line: None)
+
+
+def work(home: Path, *, redis_url: str | None = None, workers: int = 1) -> None:
+    """Run the workers of ``home``'s queue until stopped (SIGINT finishes the running jobs, SIGTERM stops at once)."""
+    jobs = Jobs(home, redis_url=redis_url)
+    jobs.recover()
+    jobs.huey.create_consumer(workers=workers, worker_type="process").run()

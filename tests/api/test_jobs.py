@@ -1,0 +1,201 @@
+"""Sweeps through the API, run by `sigma serve`'s job workers: progress, results, cancel, tiers, and a server killed
+in the middle of a sweep that finishes after a restart without redoing its finished work."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from api.jobs import Jobs
+from engine.calendar import CALENDARS
+from engine.models import SweepRequest
+from engine.store import store_bars
+from engine.workspace import Workspace
+from packs import catalog
+from research import sweep
+from research.synthetic import generate
+
+MODEL = {"pack": "swingsigma", "strategy": "momentum_swing", "ticker": "SPY", "name": "spy", "evaluation": "1d"}
+PATIENCE = 600  # seconds: bounds a broken run only; every wait below is for a state, never for a duration
+
+
+def _until(check, what: str):
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.2)
+
+
+class _Serve:
+    """`sigma serve` in a session of its own (the server, its job workers and theirs), on a free port."""
+
+    def __init__(self, home) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.home = home
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> _Serve:
+        env = {**os.environ, "SIGMA_HOME": str(self.home)}
+        self.process = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(self.port)], env=env,
+                                        start_new_session=True, stdin=subprocess.DEVNULL)  # fmt: skip
+        _until(lambda: self._answers(), "started")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.process.poll() is None, "sigma serve exited"
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL the server and every worker: a machine that died."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def desk(tmp_path):
+    """(home, {user: client}, serve): five years of synthetic SPY bars, alice on pro and bob on free, a running server."""
+    home = tmp_path / "home"
+    with Workspace(home, clock=lambda: datetime(2026, 12, 7, tzinfo=UTC)) as space:
+        for bars, _ in generate(["SPY"], "1d", 1260, CALENDARS["us_equities"], seed=3).values():
+            store_bars(home, bars, CALENDARS["us_equities"], source="synthetic")
+        tokens = {}
+        for name, tier in (("alice", "pro"), ("bob", "free")):
+            space.add_user(name, tier, actor="admin")
+            tokens[name] = space.issue_token(name, actor="admin")
+    serve = _Serve(home).start()
+    clients = {name: httpx.Client(base_url=f"http://127.0.0.1:{serve.port}", headers={"Authorization": f"Bearer {token}"})
+               for name, token in tokens.items()}  # fmt: skip
+    try:
+        yield home, clients, serve
+    finally:
+        for client in clients.values():
+            client.close()
+        serve.stop()
+
+
+@contextlib.contextmanager
+def _write_lock(home):
+    """The workspace's write lock, held: every writer (a worker recording progress or an end) waits for it."""
+    db = sqlite3.connect(home / "sigma.db", isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+
+
+def _status(client: httpx.Client, sweep_id: str) -> dict:
+    answer = client.get(f"/api/sweeps/{sweep_id}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_sweep_runs_in_a_worker_and_survives_the_server_killed_in_its_middle(desk):
+    home, clients, serve = desk
+    alice, bob = clients["alice"], clients["bob"]
+    assert alice.post("/api/models", json=MODEL).status_code == 201
+    # A custom sweep over a free tier is refused before anything is written; bob cannot see or sweep alice's model.
+    assert bob.post("/api/models", json=MODEL).status_code == 201
+    refused = bob.post("/api/sweeps", json={"model": "bob_spy", "mode": "custom"})
+    assert refused.status_code == 403 and refused.json()["error"]["field"] == "mode"
+    assert bob.post("/api/sweeps", json={"model": "alice_spy"}).status_code == 404
+    started = alice.post("/api/sweeps", json={"model": "alice_spy", "mode": "custom", "overrides": {"threshold": [0.5, 0.55, 0.6]}})
+    assert started.status_code == 202, started.text
+    sweep_id = started.json()["id"]
+    assert bob.get(f"/api/sweeps/{sweep_id}").status_code == 404 and bob.get("/api/sweeps").json() == []
+    # Killed (server and workers at once) while the worker runs it: it has claimed the sweep, and the workspace's write
+    # lock, held here, keeps it from recording any end before the kill, however fast the machine.
+    _until(lambda: _status(alice, sweep_id)["status"] == "running", "taken by a worker")
+    with _write_lock(home):
+        serve.kill()
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        assert space.sweep(sweep_id).shown_status == "killed"
+    serve.start()
+    finished = _until(lambda: (s := _status(alice, sweep_id))["status"] == "finished" and s, "finished after the restart")
+    assert finished["done"] == finished["total"] and finished["best"]
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        actions = [entry.action for entry in space.audit_log(sweep_id)]
+    assert actions == ["sweep.start", "sweep.resume", "sweep.finish"], actions
+    results = alice.get(f"/api/sweeps/{sweep_id}/results", params={"top": 3, "sort": "sharpe", "descending": True}).json()
+    assert len(results["rows"]) == 3 and [row["sharpe"] for row in results["rows"]] == sorted((row["sharpe"] for row in results["rows"]), reverse=True)
+    every = alice.get(f"/api/sweeps/{sweep_id}/results", params={"top": 100_000}).json()["rows"]
+    csv = alice.get(f"/api/sweeps/{sweep_id}/results", params={"format": "csv"})
+    assert csv.headers["content-type"].startswith("text/csv") and len(csv.text.splitlines()) == len(every) + 1
+    assert alice.get(f"/api/sweeps/{sweep_id}/results", params={"sort": "colour"}).json()["error"]["field"] == "sort"
+
+
+def test_a_sweep_taken_off_the_queue_by_a_worker_that_died_runs_after_the_restart(desk):
+    home, clients, serve = desk
+    alice = clients["alice"]
+    assert alice.post("/api/models", json=MODEL).status_code == 201
+    serve.kill()
+    sweep_id = _queued(home, "alice_spy", "alice")  # as POST /api/sweeps queues it, with no worker running
+    with _write_lock(home):  # a worker takes the task, then waits to claim the sweep: killed there
+        serve.start()
+        _until(lambda: Jobs(home).huey.pending_count() == 0, "taken off the queue")
+        serve.kill()
+    assert _status_in(home, sweep_id) == "queued"
+    serve.start()
+    _until(lambda: _status(alice, sweep_id)["status"] == "finished", "finished after the restart")
+
+
+def _queued(home, model: str, user: str) -> str:
+    """A sweep of ``model`` created and queued as POST /api/sweeps does; its id."""
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        spec = space.model(model)
+        pack = catalog(home).get(f"{spec.pack}@{spec.pack_version}")
+        sweep_id = sweep.create(space, pack, spec, SweepRequest(model=model), actor=user)
+    Jobs(home).sweep(sweep_id, user)
+    return sweep_id
+
+
+def _status_in(home, sweep_id: str) -> str:
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        return space.sweep(sweep_id).shown_status
+
+
+def test_a_queued_sweep_cancelled_never_runs_and_a_cancelled_one_resumes(desk):
+    home, clients, serve = desk
+    alice = clients["alice"]
+    assert alice.post("/api/models", json=MODEL).status_code == 201
+    serve.kill()  # no worker: what is queued now waits
+    queued = _queued(home, "alice_spy", "alice")
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        sweep.cancel(space, queued, actor="alice")
+        assert space.sweep(queued).status == "cancelled"
+    serve.start()
+    started = alice.post("/api/sweeps", json={"model": "alice_spy"})
+    sweep_id = started.json()["id"]
+    _until(lambda: _status(alice, sweep_id)["status"] == "finished", "finished")
+    assert _status(alice, queued)["status"] == "cancelled"  # the worker never ran it
+    again = alice.post(f"/api/sweeps/{queued}/resume")
+    assert again.status_code == 202
+    _until(lambda: _status(alice, queued)["status"] == "finished", "resumed to the end")
+    assert alice.post(f"/api/sweeps/{queued}/resume").json()["error"]["field"] == "sweep"
