@@ -107,6 +107,7 @@ def _redis_url(given: str | None) -> str:
 
 def _run(args: argparse.Namespace) -> None:
     from bytewax.recovery import RecoveryConfig
+    from bytewax.errors import BytewaxRuntimeError
     from bytewax.run import cli_main
 
     from flows.live import TICKS, Tally, flow
@@ -153,6 +154,10 @@ def _run(args: argparse.Namespace) -> None:
     try:
         cli_main(dataflow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
                  epoch_interval=timedelta(seconds=args.snapshot_seconds), recovery_config=recovery)  # fmt: skip
+    except BytewaxRuntimeError as error:  # Ctrl-C in one worker's run loop comes back as this, not as KeyboardInterrupt
+        if "signal received" in str(error):
+            raise KeyboardInterrupt from None
+        raise
     finally:  # also after Ctrl-C: what the run did before it stopped
         print(f"sigma run: {tally.summary()}" + ("; see {sigma}:deadletter" if tally.refused else ""), file=sys.stderr, flush=True)
 

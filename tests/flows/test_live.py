@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -356,3 +358,19 @@ def _clock_of():
     from engine.calendar import CALENDARS, ExchangeClock
 
     return ExchangeClock(CALENDARS["us_equities"])
+
+
+def test_ctrl_c_stops_a_one_worker_run_as_an_interruption(served, redis_server):
+    """Ctrl-C of `sigma run` on one worker (Bytewax turns the signal into its runtime error there) is an interruption,
+    exit 130, with the run's summary; never an internal error."""
+    home, _, _ = served
+    run = _sigma("run", "--redis-url", redis_server.url, env={"SIGMA_HOME": str(home)}, stderr=subprocess.PIPE, text=True)
+    client = redis_server.client()
+    deadline = time.monotonic() + 300  # bounds a broken start only
+    while not (client.exists(TICKS) and client.xinfo_groups(TICKS)):  # the flow reads the stream through its group
+        assert run.poll() is None and time.monotonic() < deadline, "the flow did not start"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "sigma: error: interrupted" in err and "internal error" not in err and "sigma run: " in err
