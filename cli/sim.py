@@ -141,7 +141,16 @@ def _finish(run, as_json: bool) -> int:
 
 def _print_verdict(run) -> None:
     verdict = run.verdict
-    print(f"trust gate: {verdict['status']}" + (" (may go live: `sigma publish`)" if verdict["status"] != "FAIL" else ""))
+    with workspace() as space:  # training's own verdict still stands between a passing paper record and going live
+        refused = {model: space.trained(model).refusal for model in run.request.models}
+    refused = {model: why for model, why in refused.items() if why}
+    if verdict["status"] == "FAIL":
+        after = ""
+    elif refused:
+        after = " (paper passes, but training marked " + "; ".join(f"{model} not publishable: {why}" for model, why in refused.items()) + ")"
+    else:
+        after = " (may go live: `sigma publish`)"
+    print(f"trust gate: {verdict['status']}{after}")
     for result in verdict["gates"]:
         print(f"  {result['status']:<8} {result['reason']}")
 
@@ -179,7 +188,7 @@ def _cancel(args: argparse.Namespace) -> None:
     from replay import sim
 
     run = sim.cancel(default_home(), args.run)
-    print(f"{run.run_id}: " + ("asked to stop" if run.status == "running" else f"not running ({run.status})"))
+    print(f"{run.run_id}: " + ("asked to stop" if run.shown_status == "running" else f"not running ({run.shown_status})"))
 
 
 def _status(args: argparse.Namespace) -> None:
@@ -204,14 +213,15 @@ def _status(args: argparse.Namespace) -> None:
             print("no paper runs yet: `sigma sim run TRAINED_ID`")
         for run in listed:
             done = f" return {run.summary['total_return']:+.2%}, {run.summary['trades']:.0f} trades" if run.summary else ""
-            print(f"{run.run_id}  {run.status:<9} {','.join(run.request.models)}  {run.request.fill.convention}{done}")
+            print(f"{run.run_id}  {run.shown_status:<9} {','.join(run.request.models)}  {run.request.fill.convention}{done}")
         return
     run = sim.load(home, args.run)
     book = sim.account(home, args.run)
     if args.json:
         print_json({"run": run, "account": book})
         return
-    _show_account(f"{run.run_id}: {run.status}", book)
+    _show_account(f"{run.run_id}: {run.shown_status}" + (f" (`sigma sim resume {run.run_id}` continues it)"
+                                                         if run.shown_status == "killed" else ""), book)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -176,12 +176,13 @@ def _publish(space, trained: str, force: bool, reason: str | None) -> int:
         raise ConfigError("publish", f"{trained} is not publishable: its sweep row's policy, re-run on its own calibrated "
                                      f"probabilities: {refusal}",
                           f"train another row, or `sigma publish {trained} --force` to publish it anyway (audited)")  # fmt: skip
-    if refusal:
-        print(f"warning: publishing {trained} over its training verdict ({refusal}); recorded in the audit log", file=sys.stderr)
     paper = paper_refusal(space.home, trained)
     if paper and not force:
         raise ConfigError("publish", f"{trained} may not go live: {paper}",
                           f"paper-trade it until it passes, or `sigma publish {trained} --force --reason WHY` (audited)")  # fmt: skip
+    published = space.publish(trained, actor=actor(), forced=bool(refusal or paper), paper=paper, reason=reason)
+    if refusal:  # said once the publication is recorded: a refused publish (already published) audits nothing
+        print(f"warning: published {trained} over its training verdict ({refusal}); recorded in the audit log", file=sys.stderr)
     if paper:
-        print(f"warning: publishing {trained} without a passing paper record ({paper}); recorded in the audit log", file=sys.stderr)
-    return space.publish(trained, actor=actor(), forced=bool(refusal or paper), paper=paper, reason=reason)
+        print(f"warning: published {trained} without a passing paper record ({paper}); recorded in the audit log", file=sys.stderr)
+    return published

@@ -45,7 +45,7 @@ from engine.errors import ConfigError, NotFoundError, SigmaError, redacted
 from engine.policy import Policy
 from engine.schemas import Alert, decode_json, encode_json
 from engine.store import dataset, histories
-from engine.workspace import Workspace
+from engine.workspace import Workspace, process_alive
 from replay import feed as feeds
 from replay.broker import FUTURE_MULTIPLIERS, Account, Broker, FillSettings, Roll, rolls_of
 
@@ -92,6 +92,15 @@ class SimRun(msgspec.Struct, kw_only=True):
     summary: dict[str, float] = {}
     verdict: dict | None = None
     """The trust gate's verdict (`replay.gate.Verdict`), once judged."""
+    pid: int | None = None
+    """The process running it, while it runs."""
+
+    @property
+    def shown_status(self) -> str:
+        """The status as a user should read it: a "running" run whose process is gone was killed (`sigma sim resume`)."""
+        if self.status == "running" and not (self.pid and process_alive(self.pid)):
+            return "killed"
+        return self.status
 
 
 def _folder(home: Path, run_id: str) -> Path:
@@ -210,7 +219,7 @@ def record_verdict(home: Path, run_id: str, verdict: dict) -> None:
 def cancel(home: Path, run_id: str) -> SimRun:
     """Ask a running paper run to stop (it stops within a second); a stopped one is left as it is."""
     run = load(home, run_id)
-    if run.status == "running":
+    if run.shown_status == "running":
         (_folder(home, run_id) / "cancel").touch()
     return run
 
@@ -224,7 +233,7 @@ def execute(home: Path, run_id: str, *, announce: Callable[[str], None] = print)
     if run.status == "done":
         return run
     _reap(folder)
-    run.status, run.error = "running", None
+    run.status, run.error, run.pid = "running", None, os.getpid()
     _save(home, run)
     server = None
     try:

@@ -172,6 +172,9 @@ def test_a_killed_run_resumes_with_every_alert_once_and_the_same_account(paper_h
     time.sleep(random.uniform(0.0, 4.0))  # somewhere in the flow (it takes several seconds), or just after it
     child.send_signal(signal.SIGKILL)
     child.wait()
+    killed = sim.load(home, run.run_id)
+    assert killed.shown_status == ("done" if killed.status == "done" else "killed")  # never shown running with no process
+    assert sim.cancel(home, run.run_id) and not (folder / "cancel").exists()  # nothing to ask to stop
     resumed = sim.execute(home, run.run_id, announce=lambda line: None)
     assert resumed.status == "done"
     ids = [alert.alert_id for alert in sim.alerts(folder)]
@@ -328,3 +331,19 @@ def test_the_report_is_one_self_contained_html_page_with_its_charts_and_verdict(
     assert "matched fills is at 0.00 bps" in " ".join(page.text)  # the backtest's own fills: no histogram to draw
     assert "Trust gate" in text and "No difference." in text and "decisions alike" in text
     assert page.tags["tr"] >= 50, "a row per trade"
+
+
+def test_a_passing_paper_record_does_not_promise_live_over_trainings_verdict(paper_home, golden, monkeypatch, capsys):
+    """The trust gate's line says `sigma publish` may follow only when training did not mark the model not publishable."""
+    from cli import sim as sim_command
+    from engine.workspace import TrainedRecord
+
+    home, _ = paper_home
+    monkeypatch.setenv("SIGMA_HOME", str(home))
+    passing = msgspec.structs.replace(golden, verdict={**(golden.verdict or {"gates": []}), "status": "PASS"})
+    sim_command._print_verdict(passing)
+    assert "(may go live: `sigma publish`)" in capsys.readouterr().out
+    monkeypatch.setattr(TrainedRecord, "refusal", property(lambda record: "out of fold, trades 16 is below the gate 30"))
+    sim_command._print_verdict(passing)
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "may go live" not in line and "not publishable: out of fold, trades 16 is below the gate 30" in line
