@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from fastapi import Depends, FastAPI, Request
@@ -36,7 +36,7 @@ from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
 from engine.models import SYMBOL_FIELD, SweepRequest, create_model
 from engine.packs import TAG_CATEGORIES, validate
 from api.jobs import Jobs
-from engine.workspace import SweepRecord, UserRecord, Workspace
+from engine.workspace import SweepRecord, TrainedRecord, UserRecord, Workspace
 
 __all__ = ["create_app", "ModelRequest"]
 
@@ -63,6 +63,21 @@ class ModelRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str | None = None
     """Your name for it (stored as ``<user>_<name>``); default ``<ticker>_<asset>_<horizon>_<cadence>``."""
     variant: str | None = None
+
+
+class TrainingRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Rows of a finished sweep's leaderboard to train (``sigma train SWEEP --rows``)."""
+
+    sweep: str
+    rows: Annotated[list[Annotated[int, msgspec.Meta(ge=1)]], msgspec.Meta(min_length=1, max_length=20)]
+    seed: int = 0
+
+
+class PublishRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``sigma publish``'s options: ``force`` over a refusing verdict (audited, with ``reason``)."""
+
+    force: bool = False
+    reason: str | None = None
 
 
 class _Problem(Exception):
@@ -342,6 +357,112 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         jobs.sweep(sweep_id, who.name, again=True)
         return _json(shown(record), 202)
 
+    def own_trained(space: Workspace, trained_id: str, who: UserRecord) -> TrainedRecord:
+        """The trained model, if ``who`` owns its model; else 404, as for one that does not exist."""
+        names.name(trained_id, "trained")
+        try:
+            record = space.trained(trained_id)
+            owned(space, record.model, who)
+        except NotFoundError:
+            raise NotFoundError(f"no trained model {trained_id!r}; GET /api/trained lists yours") from None
+        return record
+
+    @app.post("/api/training", tags=["training"], status_code=202,
+              openapi_extra={"requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": "#/components/schemas/TrainingRequest"}}}}})
+    async def training_start(request: Request, who: UserRecord = Depends(user)) -> Response:
+        """Train chosen rows of your finished sweep (``sigma train``): 202 with the trained ids and the selection's warnings;
+        a worker fits them, each resuming from its checkpoints."""
+        from research import training
+
+        wanted: TrainingRequest = await body(request, TrainingRequest)  # type: ignore[assignment]
+        with workspace() as space:
+            own_sweep(space, wanted.sweep, who)
+            _, warnings = training.select(space, wanted.sweep, wanted.rows)
+        jobs.train(wanted.sweep, list(wanted.rows), who.name, seed=wanted.seed)
+        return _json({"trained": [training.trained_id(wanted.sweep, rank) for rank in wanted.rows], "warnings": warnings}, 202)
+
+    @app.get("/api/training/{trained_id}", tags=["training"])
+    def training_status(trained_id: str, who: UserRecord = Depends(user)) -> Response:
+        """One row's training: its last progress line, and once registered, whether training marked it not publishable."""
+        from research import training
+
+        names.name(trained_id, "trained")
+        sweep_id, _, _ = trained_id.rpartition("-r")
+        with workspace() as space:
+            own_sweep(space, sweep_id, who)
+            registered = {record.id: record for record in space.trained_models()}.get(trained_id)
+        progress = training._last_progress(home / "training" / trained_id)
+        return _json({"id": trained_id, "registered": registered is not None, "progress": progress,
+                      "refusal": registered.refusal if registered else None})  # fmt: skip
+
+    @app.post("/api/training/{trained_id}/cancel", tags=["training"])
+    def training_cancel(trained_id: str, who: UserRecord = Depends(user)) -> Response:
+        """Ask a running training to stop after its current fit; POST /api/training again resumes it."""
+        from research import training
+
+        names.name(trained_id, "trained")
+        with workspace() as space:
+            own_sweep(space, trained_id.rpartition("-r")[0], who)
+            training.cancel(space, trained_id)
+        return _json({"id": trained_id, "cancel": "requested"})
+
+    @app.get("/api/trained/{trained_id}", tags=["trained models"])
+    def trained_review(trained_id: str, who: UserRecord = Depends(user)) -> Response:
+        """A trained model's review (``sigma models review``): metrics, importance, samples, policy check, stage."""
+        from replay.gate import stage
+
+        with workspace() as space:
+            record = own_trained(space, trained_id, who)
+        return _json({"id": record.id, "model": record.model, "stage": stage(home, record.id, record.published_at is not None),
+                      "published_at": record.published_at, "killed_at": record.killed_at, "refusal": record.refusal,
+                      "manifest": record.manifest})  # fmt: skip
+
+    @app.get("/api/trained/{trained_id}/review.png", tags=["trained models"])
+    def trained_plot(trained_id: str, who: UserRecord = Depends(user)) -> Response:
+        """Calibration, equity curves and feature importance as one PNG."""
+        from research import review
+
+        with workspace() as space:
+            own_trained(space, trained_id, who)
+            path = review.report(space, trained_id)
+        return Response(path.read_bytes(), media_type="image/png")
+
+    @app.post("/api/trained/{trained_id}/publish", tags=["trained models"])
+    async def trained_publish(trained_id: str, request: Request, who: UserRecord = Depends(user)) -> Response:
+        """Switch it on for alerting, through training's verdict and the paper record's (``sigma publish``): 400 names the
+        verdict that refuses it; ``force`` overrides (audited with ``reason``)."""
+        from replay.gate import publish
+
+        wanted: PublishRequest = await body(request, PublishRequest) if await request.body() else PublishRequest()  # type: ignore[assignment]
+        with workspace() as space:
+            own_trained(space, trained_id, who)
+            version, overridden = publish(space, trained_id, actor=who.name, force=wanted.force, reason=wanted.reason)
+        return _json({"id": trained_id, "published": True, "registry_version": version, "overridden": overridden})
+
+    @app.post("/api/trained/{trained_id}/unpublish", tags=["trained models"])
+    def trained_unpublish(trained_id: str, who: UserRecord = Depends(user)) -> Response:
+        """Switch a published model off."""
+        with workspace() as space:
+            own_trained(space, trained_id, who)
+            version = space.unpublish(trained_id, actor=who.name)
+        return _json({"id": trained_id, "published": False, "registry_version": version})
+
+    @app.post("/api/trained/{trained_id}/kill", tags=["trained models"])
+    def trained_kill(trained_id: str, on: bool = True, who: UserRecord = Depends(user)) -> Response:
+        """The kill switch (``?on=false`` turns it off): a published model opens no new position; its exits still alert."""
+        with workspace() as space:
+            own_trained(space, trained_id, who)
+            version = space.kill(trained_id, on, actor=who.name)
+        return _json({"id": trained_id, "killed": on, "registry_version": version})
+
+    @app.delete("/api/trained/{trained_id}", tags=["trained models"])
+    def trained_discard(trained_id: str, who: UserRecord = Depends(user)) -> Response:
+        """Delete an unpublished trained model and its artifact (``sigma discard``)."""
+        with workspace() as space:
+            own_trained(space, trained_id, who)
+            freed = space.discard(trained_id, actor=who.name)
+        return _json({"id": trained_id, "discarded": True, "freed_bytes": freed})
+
     @app.get("/api/audit", tags=["audit"])
     def audit(action: str = "", subject: str = "", who: UserRecord = Depends(user)) -> Response:
         """What you did, oldest first: filter by ``action`` (a prefix, such as ``model.``) and ``subject``."""
@@ -355,7 +476,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         """FastAPI's document, with the msgspec bodies' schemas among its components."""
         if app.openapi_schema is None:
             document = schema()
-            _, components = msgspec.json.schema_components([ModelRequest, SweepRequest], ref_template="#/components/schemas/{name}")
+            _, components = msgspec.json.schema_components([ModelRequest, SweepRequest, TrainingRequest, PublishRequest], ref_template="#/components/schemas/{name}")
             document.setdefault("components", {}).setdefault("schemas", {}).update(components)
             app.openapi_schema = document
         return app.openapi_schema

@@ -1,11 +1,12 @@
-"""Long work started through the API, run outside the request by worker processes: sweeps today.
+"""Long work started through the API, run outside the request by the job workers: sweeps and trainings.
 
 The queue is huey's: a small, kept library whose SQLite queue lives in the workspace
 (``jobs.db``: nothing more to run or operate on one machine), or Redis when the server is
-given one (``sigma serve --jobs-redis URL``, for workers on several machines), with
-process workers and tasks that outlive a restart of the server. Celery or dramatiq
-would need a broker even on one machine; arq is asyncio-only, and the work here is
-CPU-bound numba and XGBoost.
+given one (``sigma serve --jobs-redis URL``, for workers on several machines), and
+tasks that outlive a restart of the server. Celery or dramatiq would need a broker even
+on one machine; arq is asyncio-only, and the work here is CPU-bound numba and XGBoost.
+The workers are threads of one process beside the server's: a training fits its rows
+in processes of its own, which a daemonic huey worker process may not start.
 
 A job is a call of what the command line calls (`research.sweep.resume`), and its
 state is the record it works on (a sweep's status, progress and finished chunks), not
@@ -39,10 +40,15 @@ class Jobs:
         self.huey: Huey = (RedisHuey("sigma", url=redis_url) if redis_url
                            else SqliteHuey("sigma", filename=str(self.home / "jobs.db")))  # fmt: skip
         self._sweep = self.huey.task(name="sweep")(self._run_sweep)
+        self._train = self.huey.task(name="train")(self._run_training)
 
     def sweep(self, sweep_id: str, actor: str, *, again: bool = False) -> None:
         """Queue a created sweep; ``again``: continue one that was cancelled, failed or killed."""
         self._sweep(sweep_id, actor, again)
+
+    def train(self, sweep_id: str, ranks: list[int], actor: str, *, seed: int = 0) -> None:
+        """Queue the training of a finished sweep's rows at ``ranks`` (`research.training.train`)."""
+        self._train(sweep_id, ranks, actor, seed)
 
     def recover(self) -> list[str]:
         """Queue again every server user's sweep that a dead process left running or never began; their ids. One still on
@@ -70,9 +76,20 @@ class Jobs:
             pack = packs.catalog(self.home).get(f"{spec.pack}@{spec.pack_version}")
             sweep.resume(space, pack, spec, sweep_id, actor=actor, announce=lambda line: None)
 
+    def _run_training(self, sweep_id: str, ranks: list[int], actor: str, seed: int) -> None:
+        from research import training
+
+        with self._workspace() as space:
+            spec = space.model(space.sweep(sweep_id).model)
+            pack = packs.catalog(self.home).get(f"{spec.pack}@{spec.pack_version}")
+            done = {record.id for record in space.trained_models()}
+            todo = [rank for rank in ranks if training.trained_id(sweep_id, rank) not in done]
+            if todo:  # each row resumes from its checkpoints
+                training.train(space, pack, spec, sweep_id, todo, actor=actor, seed=seed)
+
 
 def work(home: Path, *, redis_url: str | None = None, workers: int = 1) -> None:
     """Run the workers of ``home``'s queue until stopped (SIGINT finishes the running jobs, SIGTERM stops at once)."""
     jobs = Jobs(home, redis_url=redis_url)
     jobs.recover()
-    jobs.huey.create_consumer(workers=workers, worker_type="process").run()
+    jobs.huey.create_consumer(workers=workers, worker_type="thread").run()

@@ -47,6 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
     from research import sweep, training
     from research.leaderboard import load
     from research.synthetic import generate
+    from replay.gate import publish
 
     started = time.perf_counter()
     cal = CALENDARS["us_equities"]
@@ -71,12 +72,11 @@ def _demo(args: argparse.Namespace) -> int:
         _step(f"training leaderboard row {best['rank']} ({best['gate']}) as a calibrated ONNX model")
         [trained_id] = training.train(space, pack, spec, sweep_id, [best["rank"]], actor=actor()) if best["gate"] != "FAIL" else \
             _train_anyway(space, pack, spec, sweep_id, best["rank"])
-        refusal = space.trained(trained_id).refusal
-        paper = _paper(space, trained_id, market)
-        if refusal or paper:
-            print(f"    {trained_id} may not go live ({'; '.join(filter(None, (refusal, paper)))}); publishing it to show the flow, "
+        _paper(space, trained_id, market)
+        _, overridden = publish(space, trained_id, actor=actor(), force=True, reason="sigma demo")
+        if overridden:
+            print(f"    {trained_id} may not go live (over {'; '.join(overridden)}); published all the same to show the flow, "
                   "audited as forced")  # fmt: skip
-        space.publish(trained_id, actor=actor(), forced=bool(refusal or paper), paper=paper, reason="sigma demo")
         _step(f"published {trained_id}")
 
     url, server = _redis(args.redis_url, home)
@@ -87,8 +87,8 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _paper(space, trained_id: str, market: dict) -> str:
-    """Paper-trade the model over the history's last sessions and print the trust gate; returns why it may not go live."""
+def _paper(space, trained_id: str, market: dict) -> None:
+    """Paper-trade the model over the history's last sessions and print the trust gate."""
     from datetime import UTC, datetime
 
     from replay import gate, sim
@@ -106,7 +106,6 @@ def _paper(space, trained_id: str, market: dict) -> str:
     for result in verdict.gates:
         print(f"      {result.status:<8} {result.reason}")
     print(f"    report: sigma sim report {run.run_id}")
-    return gate.refusal(space.home, trained_id)
 
 
 def _train_anyway(space, pack, spec, sweep_id: str, rank: int) -> list[str]:

@@ -162,27 +162,11 @@ def _act(args: argparse.Namespace) -> None:
             print(f"discarded {args.trained}; freed {freed:,} bytes")
             return
         if args.verb == "publish":
-            version = _publish(space, args.trained, args.force, args.reason)
+            from replay.gate import publish
+
+            version, overridden = publish(space, args.trained, actor=actor(), force=args.force, reason=args.reason)
+            for what in overridden:  # said once the publication is recorded: a refused publish audits nothing
+                print(f"warning: published {args.trained} over {what}; recorded in the audit log", file=sys.stderr)
         else:
             version = space.unpublish(args.trained, actor=actor())
     print(f"{args.verb}ed {args.trained}; registry version {version} (the live flow picks it up at its next poll)")
-
-
-def _publish(space, trained: str, force: bool, reason: str | None) -> int:
-    from replay.gate import refusal as paper_refusal
-
-    refusal = space.trained(trained).refusal
-    if refusal and not force:
-        raise ConfigError("publish", f"{trained} is not publishable: its sweep row's policy, re-run on its own calibrated "
-                                     f"probabilities: {refusal}",
-                          f"train another row, or `sigma publish {trained} --force` to publish it anyway (audited)")  # fmt: skip
-    paper = paper_refusal(space.home, trained)
-    if paper and not force:
-        raise ConfigError("publish", f"{trained} may not go live: {paper}",
-                          f"paper-trade it until it passes, or `sigma publish {trained} --force --reason WHY` (audited)")  # fmt: skip
-    published = space.publish(trained, actor=actor(), forced=bool(refusal or paper), paper=paper, reason=reason)
-    if refusal:  # said once the publication is recorded: a refused publish (already published) audits nothing
-        print(f"warning: published {trained} over its training verdict ({refusal}); recorded in the audit log", file=sys.stderr)
-    if paper:
-        print(f"warning: published {trained} without a passing paper record ({paper}); recorded in the audit log", file=sys.stderr)
-    return published

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import msgspec
 
+from engine.errors import ConfigError
 from engine.gates import GateResult, PaperGates, Status, evaluate, overall
 from engine.workspace import Workspace
 from packs import catalog
 from replay import sim
 
-__all__ = ["Verdict", "judge", "refusal", "stage"]
+__all__ = ["Verdict", "judge", "refusal", "stage", "publish"]
 
 
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,3 +99,21 @@ def refusal(home: Path, trained_id: str) -> str:
         return ""
     failed = [gate["reason"] for gate in latest.verdict["gates"] if gate["status"] == "FAIL"]
     return f"its paper run {latest.run_id} failed the trust gate: {'; '.join(failed)}"
+
+
+def publish(space: Workspace, trained_id: str, *, actor: str, force: bool = False, reason: str | None = None) -> tuple[int, list[str]]:
+    """Switch ``trained_id`` on for alerting through both verdicts, training's and the paper record's; (registry version,
+    what was overridden). `ConfigError` names the verdict that refuses it; ``force`` overrides both, and the audit log
+    keeps who, why and what."""
+    refused = space.trained(trained_id).refusal
+    if refused and not force:
+        raise ConfigError("publish", f"{trained_id} is not publishable: its sweep row's policy, re-run on its own calibrated "
+                                     f"probabilities: {refused}",
+                          f"train another row, or `sigma publish {trained_id} --force` to publish it anyway (audited)")  # fmt: skip
+    paper = refusal(space.home, trained_id)
+    if paper and not force:
+        raise ConfigError("publish", f"{trained_id} may not go live: {paper}",
+                          f"paper-trade it until it passes, or `sigma publish {trained_id} --force --reason WHY` (audited)")  # fmt: skip
+    version = space.publish(trained_id, actor=actor, forced=bool(refused or paper), paper=paper, reason=reason)
+    overridden = ([f"its training verdict ({refused})"] if refused else []) + ([f"its paper record ({paper})"] if paper else [])
+    return version, overridden

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import httpx
 import pytest
@@ -25,7 +25,8 @@ from packs import catalog
 from research import sweep
 from research.synthetic import generate
 
-MODEL = {"pack": "swingsigma", "strategy": "momentum_swing", "ticker": "SPY", "name": "spy", "evaluation": "1d"}
+# A random walk has no edge: the aggressive gates (Sharpe 0.4) let its luckiest rows through, as research's tests find.
+MODEL = {"pack": "swingsigma", "strategy": "momentum_swing", "ticker": "SPY", "name": "spy", "evaluation": "1d", "risk_profile": "aggressive"}
 PATIENCE = 600  # seconds: bounds a broken run only; every wait below is for a state, never for a duration
 
 
@@ -79,10 +80,10 @@ class _Serve:
 
 @pytest.fixture
 def desk(tmp_path):
-    """(home, {user: client}, serve): five years of synthetic SPY bars, alice on pro and bob on free, a running server."""
+    """(home, {user: client}, serve): eight years of synthetic SPY bars, alice on pro and bob on free, a running server."""
     home = tmp_path / "home"
     with Workspace(home, clock=lambda: datetime(2026, 12, 7, tzinfo=UTC)) as space:
-        for bars, _ in generate(["SPY"], "1d", 1260, CALENDARS["us_equities"], seed=3).values():
+        for bars, _ in generate(["SPY"], "1d", 2000, CALENDARS["us_equities"], seed=1, start=date(2017, 1, 3)).values():
             store_bars(home, bars, CALENDARS["us_equities"], source="synthetic")
         tokens = {}
         for name, tier in (("alice", "pro"), ("bob", "free")):
@@ -109,6 +110,11 @@ def _write_lock(home):
     finally:
         db.execute("ROLLBACK")
         db.close()
+
+
+def _error_field(response: httpx.Response) -> str:
+    assert 400 <= response.status_code < 500, response.text
+    return response.json()["error"]["field"]
 
 
 def _status(client: httpx.Client, sweep_id: str) -> dict:
@@ -151,6 +157,79 @@ def test_a_sweep_runs_in_a_worker_and_survives_the_server_killed_in_its_middle(d
     assert alice.get(f"/api/sweeps/{sweep_id}/results", params={"sort": "colour"}).json()["error"]["field"] == "sort"
 
 
+def _error_field(response: httpx.Response) -> str:
+    assert 400 <= response.status_code < 500, response.text
+    return response.json()["error"]["field"]
+
+
+def _status(client: httpx.Client, sweep_id: str) -> dict:
+    answer = client.get(f"/api/sweeps/{sweep_id}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_sweep_runs_in_a_worker_and_survives_the_server_killed_in_its_middle(desk):
+    home, clients, serve = desk
+    alice, bob = clients["alice"], clients["bob"]
+    assert alice.post("/api/models", json=MODEL).status_code == 201
+    # A custom sweep over a free tier is refused before anything is written; bob cannot see or sweep alice's model.
+    assert bob.post("/api/models", json=MODEL).status_code == 201
+    refused = bob.post("/api/sweeps", json={"model": "bob_spy", "mode": "custom"})
+    assert refused.status_code == 403 and refused.json()["error"]["field"] == "mode"
+    assert bob.post("/api/sweeps", json={"model": "alice_spy"}).status_code == 404
+    started = alice.post("/api/sweeps", json={"model": "alice_spy", "mode": "custom", "overrides": {"threshold": [0.5, 0.55, 0.6]}})
+    assert started.status_code == 202, started.text
+    sweep_id = started.json()["id"]
+    assert bob.get(f"/api/sweeps/{sweep_id}").status_code == 404 and bob.get("/api/sweeps").json() == []
+    # Killed (server and workers at once) while the worker runs it: it has claimed the sweep, and the workspace's write
+    # lock, held here, keeps it from recording any end before the kill, however fast the machine.
+    _until(lambda: _status(alice, sweep_id)["status"] == "running", "taken by a worker")
+    with _write_lock(home):
+        serve.kill()
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        assert space.sweep(sweep_id).shown_status == "killed"
+    serve.start()
+    finished = _until(lambda: (s := _status(alice, sweep_id))["status"] == "finished" and s, "finished after the restart")
+    assert finished["done"] == finished["total"] and finished["best"]
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        actions = [entry.action for entry in space.audit_log(sweep_id)]
+    assert actions == ["sweep.start", "sweep.resume", "sweep.finish"], actions
+    results = alice.get(f"/api/sweeps/{sweep_id}/results", params={"top": 3, "sort": "sharpe", "descending": True}).json()
+    assert len(results["rows"]) == 3 and [row["sharpe"] for row in results["rows"]] == sorted((row["sharpe"] for row in results["rows"]), reverse=True)
+    every = alice.get(f"/api/sweeps/{sweep_id}/results", params={"top": 100_000}).json()["rows"]
+    csv = alice.get(f"/api/sweeps/{sweep_id}/results", params={"format": "csv"})
+    assert csv.headers["content-type"].startswith("text/csv") and len(csv.text.splitlines()) == len(every) + 1
+    assert alice.get(f"/api/sweeps/{sweep_id}/results", params={"sort": "colour"}).json()["error"]["field"] == "sort"
+
+    # Train the best row the gates let through, review it, and walk it to live and back.
+    rank = next(row["rank"] for row in every if row["gate"] != "FAIL")
+    failing = next((row["rank"] for row in every if row["gate"] == "FAIL"), None)
+    if failing is not None:
+        assert alice.post("/api/training", json={"sweep": sweep_id, "rows": [failing]}).json()["error"]["field"] == "rows"
+    assert alice.post("/api/training", json={"sweep": sweep_id, "rows": []}).json()["error"]["field"] == "rows"
+    assert bob.post("/api/training", json={"sweep": sweep_id, "rows": [rank]}).status_code == 404
+    queued = alice.post("/api/training", json={"sweep": sweep_id, "rows": [rank]})
+    assert queued.status_code == 202, queued.text
+    [trained_id] = queued.json()["trained"]
+    _until(lambda: alice.get(f"/api/training/{trained_id}").json()["registered"], "trained")
+    review = alice.get(f"/api/trained/{trained_id}").json()
+    assert review["stage"] == "trained" and review["manifest"]["trained_id"] == trained_id
+    assert alice.get(f"/api/trained/{trained_id}/review.png").content.startswith(b"\x89PNG")
+    assert bob.get(f"/api/trained/{trained_id}").status_code == 404
+    refused = alice.post(f"/api/trained/{trained_id}/publish").json()["error"]
+    assert refused["field"] == "publish" and ("no paper record" in refused["problem"] or "not publishable" in refused["problem"])
+    forced = alice.post(f"/api/trained/{trained_id}/publish", json={"force": True, "reason": "api test"}).json()
+    assert forced["published"] and forced["overridden"]
+    assert alice.post(f"/api/trained/{trained_id}/kill").json()["killed"] is True
+    assert [t["killed_at"] is not None for t in alice.get("/api/trained").json()] == [True]
+    assert _error_field(alice.delete(f"/api/trained/{trained_id}")) == "discard"  # published: not discarded
+    assert alice.post(f"/api/trained/{trained_id}/unpublish").json()["published"] is False
+    assert alice.delete(f"/api/trained/{trained_id}").json()["discarded"] is True
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        forced_entries = [e for e in space.audit_log(trained_id) if "publish" in e.action]
+    assert any(e.actor == "alice" and e.details.get("reason") == "api test" for e in forced_entries), forced_entries
+
+
 def test_a_sweep_taken_off_the_queue_by_a_worker_that_died_runs_after_the_restart(desk):
     home, clients, serve = desk
     alice = clients["alice"]
@@ -181,9 +260,9 @@ def _status_in(home, sweep_id: str) -> str:
         return space.sweep(sweep_id).shown_status
 
 
-def test_a_queued_sweep_cancelled_never_runs_and_a_cancelled_one_resumes(desk):
+def test_a_queued_sweep_cancelled_never_runs_and_a_finished_one_trains_and_goes_live(desk):
     home, clients, serve = desk
-    alice = clients["alice"]
+    alice, bob = clients["alice"], clients["bob"]
     assert alice.post("/api/models", json=MODEL).status_code == 201
     serve.kill()  # no worker: what is queued now waits
     queued = _queued(home, "alice_spy", "alice")
@@ -195,6 +274,8 @@ def test_a_queued_sweep_cancelled_never_runs_and_a_cancelled_one_resumes(desk):
     sweep_id = started.json()["id"]
     _until(lambda: _status(alice, sweep_id)["status"] == "finished", "finished")
     assert _status(alice, queued)["status"] == "cancelled"  # the worker never ran it
+    every = alice.get(f"/api/sweeps/{sweep_id}/results", params={"top": 100_000}).json()["rows"]
+
     again = alice.post(f"/api/sweeps/{queued}/resume")
     assert again.status_code == 202
     _until(lambda: _status(alice, queued)["status"] == "finished", "resumed to the end")
