@@ -88,6 +88,12 @@ class _Problem(Exception):
         self.status, self.field, self.problem, self.fix, self.headers = status, field, problem, fix, headers or {}
 
 
+def _sim_request() -> type:
+    from replay.sim import SimRequest  # the replay stack, loaded when the schema is first asked for
+
+    return SimRequest
+
+
 def _json(value: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status_code=status, media_type=_JSON)
 
@@ -463,6 +469,83 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
             freed = space.discard(trained_id, actor=who.name)
         return _json({"id": trained_id, "discarded": True, "freed_bytes": freed})
 
+    def own_run(space: Workspace, run_id: str, who: UserRecord):
+        """The paper run, if ``who`` owns every model it replays; else 404, as for one that does not exist."""
+        from replay import sim
+
+        names.name(run_id, "run")
+        try:
+            run = sim.load(home, run_id)
+            for model in run.request.models:
+                own_trained(space, model, who)
+        except NotFoundError:
+            raise NotFoundError(f"no paper run {run_id!r}; GET /api/paper lists yours") from None
+        return run
+
+    def shown_run(run) -> dict:
+        return {"id": run.run_id, "models": run.request.models, "status": run.shown_status, "phase": run.phase,
+                "created_at": run.created_at, "tickers": run.tickers, "cadence": run.cadence, "summary": run.summary,
+                "verdict": run.verdict, "error": run.error}  # fmt: skip
+
+    @app.post("/api/paper", tags=["paper trading"], status_code=202,
+              openapi_extra={"requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": "#/components/schemas/SimRequest"}}}}})
+    async def paper_start(request: Request, who: UserRecord = Depends(user)) -> Response:
+        """Paper-trade your trained models by replaying stored history through the live dataflow (``sigma sim run``): 202
+        with the run's id; a worker runs it and the trust gate judges it."""
+        from replay import sim
+
+        wanted: sim.SimRequest = await body(request, sim.SimRequest)  # type: ignore[assignment]
+        if wanted.redis_url is not None:
+            raise ConfigError("redis_url", "a replay through the server runs on its own private redis-server", "leave redis_url out")
+        if wanted.speed != "max":
+            raise ConfigError("speed", f"{wanted.speed!r}: a replay through the server runs as fast as it goes", "use max")
+        with workspace() as space:
+            for model in wanted.models:
+                own_trained(space, model, who)
+            run = sim.start(space, wanted, actor=who.name)
+        jobs.paper(run.run_id)
+        return _json(shown_run(run), 202)
+
+    @app.get("/api/paper", tags=["paper trading"])
+    def paper_list(who: UserRecord = Depends(user)) -> Response:
+        """Your paper runs, oldest first."""
+        from replay import sim
+
+        with workspace() as space:
+            mine = {record.id for record in space.trained_models() if space.owner(record.model) == who.name}
+        return _json([shown_run(run) for run in sim.runs(home) if set(run.request.models) <= mine])
+
+    @app.get("/api/paper/{run_id}", tags=["paper trading"])
+    def paper_status(run_id: str, who: UserRecord = Depends(user)) -> Response:
+        """One paper run: status (queued, running, done, cancelled, failed, killed), its account summary and verdict."""
+        with workspace() as space:
+            return _json(shown_run(own_run(space, run_id, who)))
+
+    @app.post("/api/paper/{run_id}/cancel", tags=["paper trading"])
+    def paper_cancel(run_id: str, who: UserRecord = Depends(user)) -> Response:
+        """Stop a running paper run within a second (a queued one never starts)."""
+        from replay import sim
+
+        with workspace() as space:
+            own_run(space, run_id, who)
+        return _json(shown_run(sim.cancel(home, run_id)))
+
+    @app.get("/api/paper/{run_id}/report", tags=["paper trading"])
+    def paper_report(run_id: str, html: bool = False, who: UserRecord = Depends(user)) -> Response:
+        """A finished run against the research backtest of the same bars (``sigma sim report``): the run, its verdict and
+        the parity report as JSON, or ``?html=true`` the self-contained HTML report."""
+        from replay import parity, report, sim
+
+        with workspace() as space:
+            run = own_run(space, run_id, who)
+        if run.status != "done":
+            raise ConfigError("run", f"{run_id} is {run.shown_status}", "its report exists once it is done")
+        diff = parity.report(home, run_id)
+        page = report.write(home, run, sim.account(home, run_id), diff)
+        if html:
+            return Response(page.read_bytes(), media_type="text/html")
+        return _json({"run": run, "parity": diff})
+
     @app.get("/api/audit", tags=["audit"])
     def audit(action: str = "", subject: str = "", who: UserRecord = Depends(user)) -> Response:
         """What you did, oldest first: filter by ``action`` (a prefix, such as ``model.``) and ``subject``."""
@@ -476,7 +559,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         """FastAPI's document, with the msgspec bodies' schemas among its components."""
         if app.openapi_schema is None:
             document = schema()
-            _, components = msgspec.json.schema_components([ModelRequest, SweepRequest, TrainingRequest, PublishRequest], ref_template="#/components/schemas/{name}")
+            _, components = msgspec.json.schema_components([ModelRequest, SweepRequest, TrainingRequest, PublishRequest, _sim_request()], ref_template="#/components/schemas/{name}")
             document.setdefault("components", {}).setdefault("schemas", {}).update(components)
             app.openapi_schema = document
         return app.openapi_schema

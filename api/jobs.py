@@ -1,4 +1,4 @@
-"""Long work started through the API, run outside the request by the job workers: sweeps and trainings.
+"""Long work started through the API, run outside the request by the job workers: sweeps, trainings, paper runs.
 
 The queue is huey's: a small, kept library whose SQLite queue lives in the workspace
 (``jobs.db``: nothing more to run or operate on one machine), or Redis when the server is
@@ -41,6 +41,7 @@ class Jobs:
                            else SqliteHuey("sigma", filename=str(self.home / "jobs.db")))  # fmt: skip
         self._sweep = self.huey.task(name="sweep")(self._run_sweep)
         self._train = self.huey.task(name="train")(self._run_training)
+        self._paper = self.huey.task(name="paper")(self._run_paper)
 
     def sweep(self, sweep_id: str, actor: str, *, again: bool = False) -> None:
         """Queue a created sweep; ``again``: continue one that was cancelled, failed or killed."""
@@ -49,6 +50,10 @@ class Jobs:
     def train(self, sweep_id: str, ranks: list[int], actor: str, *, seed: int = 0) -> None:
         """Queue the training of a finished sweep's rows at ``ranks`` (`research.training.train`)."""
         self._train(sweep_id, ranks, actor, seed)
+
+    def paper(self, run_id: str) -> None:
+        """Queue a created paper run (`replay.sim.execute`), judged by the trust gate when it is done."""
+        self._paper(run_id)
 
     def recover(self) -> list[str]:
         """Queue again every server user's sweep that a dead process left running or never began; their ids. One still on
@@ -59,7 +64,14 @@ class Jobs:
         lost = [(sweep_id, owner) for sweep_id, owner in lost if owner != LOCAL]  # the command line resumes its own
         for sweep_id, owner in lost:
             self.sweep(sweep_id, owner, again=True)
-        return [sweep_id for sweep_id, _ in lost]
+        from replay import sim
+
+        with self._workspace() as space:  # a paper run resumes where it stopped, doubling nothing (`sigma sim resume`)
+            runs = [run.run_id for run in sim.runs(self.home) if run.shown_status == "killed"
+                    and {space.owner(space.trained(model).model) for model in run.request.models} - {LOCAL}]  # fmt: skip
+        for run_id in runs:
+            self.paper(run_id)
+        return [sweep_id for sweep_id, _ in lost] + runs
 
     def _workspace(self) -> Workspace:
         return Workspace(self.home, clock=lambda: datetime.now(UTC))
@@ -75,6 +87,14 @@ class Jobs:
             spec = space.model(record.model)
             pack = packs.catalog(self.home).get(f"{spec.pack}@{spec.pack_version}")
             sweep.resume(space, pack, spec, sweep_id, actor=actor, announce=lambda line: None)
+
+    def _run_paper(self, run_id: str) -> None:
+        from replay import gate, sim
+
+        if sim.load(self.home, run_id).shown_status not in ("queued", "killed"):  # cancelled while queued, done, or running
+            return
+        if sim.execute(self.home, run_id, announce=lambda line: None).status == "done":
+            gate.judge(self.home, run_id)
 
     def _run_training(self, sweep_id: str, ranks: list[int], actor: str, seed: int) -> None:
         from research import training

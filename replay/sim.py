@@ -53,7 +53,7 @@ __all__ = ["SimRequest", "SimRun", "start", "execute", "cancel", "load", "runs",
 
 GROUP = "sigma-sim"
 """The consumer group the paper broker reads the alert stream through."""
-Status = Literal["running", "cancelled", "failed", "done"]
+Status = Literal["queued", "running", "cancelled", "failed", "done"]
 
 
 class SimRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -86,7 +86,8 @@ class SimRun(msgspec.Struct, kw_only=True):
     transport: Literal["private-redis", "redis", "file"]
     adjustment: str = "raw"
     """What the feed's prices are: those of the stored bars it is made of."""
-    status: Status = "running"
+    status: Status = "queued"
+    """Queued until a process executes it."""
     phase: Literal["flow", "alerts", "broker", "done"] = "flow"
     error: str | None = None
     summary: dict[str, float] = {}
@@ -217,10 +218,13 @@ def record_verdict(home: Path, run_id: str, verdict: dict) -> None:
 
 
 def cancel(home: Path, run_id: str) -> SimRun:
-    """Ask a running paper run to stop (it stops within a second); a stopped one is left as it is."""
+    """Ask a running paper run to stop (it stops within a second); a queued one never starts; a stopped one is left be."""
     run = load(home, run_id)
     if run.shown_status == "running":
         (_folder(home, run_id) / "cancel").touch()
+    elif run.status == "queued":
+        run.status = "cancelled"
+        _save(home, run)
     return run
 
 

@@ -218,8 +218,21 @@ def test_a_sweep_runs_in_a_worker_and_survives_the_server_killed_in_its_middle(d
     assert bob.get(f"/api/trained/{trained_id}").status_code == 404
     refused = alice.post(f"/api/trained/{trained_id}/publish").json()["error"]
     assert refused["field"] == "publish" and ("no paper record" in refused["problem"] or "not publishable" in refused["problem"])
+    # Paper-trade it over the last half year through the live dataflow, judged by the trust gate.
+    assert alice.post("/api/paper", json={"models": [trained_id], "redis_url": "redis://10.0.0.1"}).json()["error"]["field"] == "redis_url"
+    assert bob.post("/api/paper", json={"models": [trained_id]}).status_code == 404
+    paper = alice.post("/api/paper", json={"models": [trained_id], "start": "2024-06-01"})
+    assert paper.status_code == 202, paper.text
+    run_id = paper.json()["id"]
+    done = _until(lambda: (r := alice.get(f"/api/paper/{run_id}").json())["status"] in ("done", "failed") and r, "paper-traded")
+    assert done["status"] == "done" and done["verdict"]["status"] in ("PASS", "MARGINAL", "FAIL"), done
+    assert [run["id"] for run in alice.get("/api/paper").json()] == [run_id] and bob.get("/api/paper").json() == []
+    report = alice.get(f"/api/paper/{run_id}/report").json()
+    assert report["run"]["run_id"] == run_id and report["parity"]["decisions"] > 0
+    assert alice.get(f"/api/paper/{run_id}/report", params={"html": True}).text.lstrip().lower().startswith("<!doctype html")
+    assert alice.get(f"/api/trained/{trained_id}").json()["stage"].startswith("paper ")
     forced = alice.post(f"/api/trained/{trained_id}/publish", json={"force": True, "reason": "api test"}).json()
-    assert forced["published"] and forced["overridden"]
+    assert forced["published"]
     assert alice.post(f"/api/trained/{trained_id}/kill").json()["killed"] is True
     assert [t["killed_at"] is not None for t in alice.get("/api/trained").json()] == [True]
     assert _error_field(alice.delete(f"/api/trained/{trained_id}")) == "discard"  # published: not discarded
