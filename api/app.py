@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
+import redis.asyncio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import packs
@@ -36,6 +37,7 @@ from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
 from engine.models import SYMBOL_FIELD, SweepRequest, create_model
 from engine.packs import TAG_CATEGORIES, validate
 from api.jobs import Jobs
+from flows.sinks import ALERTS
 from engine.workspace import SweepRecord, TrainedRecord, UserRecord, Workspace
 
 __all__ = ["create_app", "ModelRequest"]
@@ -106,9 +108,10 @@ def _error(status: int, field: str, problem: str, fix: str = "", headers: dict[s
     return Response(msgspec.json.encode(body), status_code=status, media_type=_JSON, headers=headers)
 
 
-def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateLimiter | None = None, jobs: Jobs | None = None) -> FastAPI:
-    """The API over the workspace ``home``, its long work queued on ``jobs`` (the workspace's own queue by default); CORS
-    stays off unless ``cors_origins`` names the origins allowed."""
+def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateLimiter | None = None, jobs: Jobs | None = None,
+               redis_url: str | None = None) -> FastAPI:  # fmt: skip
+    """The API over the workspace ``home``, its long work queued on ``jobs`` (the workspace's own queue by default), live
+    alerts streamed from ``redis_url``; CORS stays off unless ``cors_origins`` names the origins allowed."""
     home = Path(home)
     limiter = limiter or RateLimiter()
     jobs = jobs or Jobs(home)
@@ -545,6 +548,71 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         if html:
             return Response(page.read_bytes(), media_type="text/html")
         return _json({"run": run, "parity": diff})
+
+    def my_trained(space: Workspace, who: UserRecord) -> set[str]:
+        return {record.id for record in space.trained_models() if space.owner(record.model) == who.name}
+
+    @app.get("/api/alerts", tags=["alerts"])
+    def alert_list(model: str = "", ticker: str = "", since: str = "", limit: int = 100, who: UserRecord = Depends(user)) -> Response:
+        """Your models' alerts from the durable history (kept by the server's archive, beyond the stream's trimming), newest
+        first: filter by trained ``model``, ``ticker`` and ``since`` (ISO time); each says when you acknowledged it."""
+        if not 1 <= limit <= 10_000:
+            raise ConfigError("limit", f"{limit} is not between 1 and 10,000", "ask for fewer, and page with since")
+        with workspace() as space:
+            mine = my_trained(space, who)
+            if model:
+                mine &= {model}
+            rows = space.alerts(mine, ticker=ticker.upper() or None, since=since, limit=limit, user=who.name)
+        return _json([msgspec.json.decode(alert) | {"acknowledged_at": at} for alert, at in rows])
+
+    @app.get("/api/alerts/stream", tags=["alerts"])
+    async def alert_stream(request: Request, who: UserRecord = Depends(user)) -> Response:
+        """Your models' alerts as they are written (server-sent events, ``event: alert``, the entry id as ``id``); a reconnect
+        with ``Last-Event-ID`` goes on after it."""
+        if redis_url is None:
+            raise _Problem(503, "", "this server streams no alerts: it was started without Redis", "start it with --redis-url")
+        with workspace() as space:
+            mine = my_trained(space, who)
+        client = redis.asyncio.Redis.from_url(redis_url)
+        position = request.headers.get("last-event-id") or "$"
+
+        async def events():
+            nonlocal position
+            yield b": alerts of your models\n\n"
+            try:
+                while not await request.is_disconnected():
+                    reply = await client.xread({ALERTS: position}, count=100, block=1000)
+                    if not reply:
+                        yield b": waiting\n\n"  # a heartbeat: proxies keep the connection open
+                        continue
+                    for entry_id, fields in reply[0][1]:
+                        position = entry_id.decode()
+                        alert = msgspec.json.decode(fields[b"alert"])
+                        if alert.get("model_id") in mine:
+                            yield b"id: " + entry_id + b"\nevent: alert\ndata: " + fields[b"alert"] + b"\n\n"
+            finally:
+                await client.aclose()
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/alerts/{alert_id}", tags=["alerts"])
+    def alert_show(alert_id: str, who: UserRecord = Depends(user)) -> Response:
+        """One alert of yours from the history."""
+        with workspace() as space:
+            model, alert = space.alert(alert_id)
+            if model not in my_trained(space, who):
+                raise NotFoundError(f"no alert {alert_id!r} in the history")
+        return Response(alert, media_type=_JSON)
+
+    @app.post("/api/alerts/{alert_id}/ack", tags=["alerts"])
+    def alert_acknowledge(alert_id: str, who: UserRecord = Depends(user)) -> Response:
+        """Acknowledge one alert of yours (the first acknowledgement stands)."""
+        with workspace() as space:
+            model, _ = space.alert(alert_id)
+            if model not in my_trained(space, who):
+                raise NotFoundError(f"no alert {alert_id!r} in the history")
+            at = space.acknowledge(alert_id, who.name)
+        return _json({"alert_id": alert_id, "acknowledged_at": at})
 
     @app.get("/api/audit", tags=["audit"])
     def audit(action: str = "", subject: str = "", who: UserRecord = Depends(user)) -> Response:

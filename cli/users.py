@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 
 from cli._common import actor, print_json, workspace
-from engine.errors import ConfigError
+from engine.errors import ConfigError, redacted
 from engine.workspace import default_home
 
 
@@ -49,6 +51,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes for the sweeps users start (default 1)")
     serve.add_argument("--jobs-redis", metavar="URL", help="keep the job queue on this Redis (default: jobs.db in the workspace)")
+    serve.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
+                       help="the live flow's Redis (default REDIS_URL): its alerts are kept in the workspace's history and "
+                            "streamed to users; without it the server has no alerts")  # fmt: skip
     serve.set_defaults(handler=_serve)
 
 
@@ -99,11 +104,19 @@ def _serve(args: argparse.Namespace) -> None:
     workers = multiprocessing.get_context("spawn").Process(target=work, args=(home,), name="sigma-jobs",
                                                           kwargs={"redis_url": args.jobs_redis, "workers": args.workers})  # fmt: skip
     workers.start()
+    stop = threading.Event()
+    if args.redis_url:
+        from flows.archive import Archive
+
+        threading.Thread(target=Archive(home, args.redis_url).run, args=(stop,), name="sigma-alert-archive", daemon=True).start()
     print(f"sigma: serving {home} on http{'s' if args.ssl_certfile else ''}://{args.host}:{args.port} (API docs at /docs), "
-          f"{args.workers} job worker{'s' if args.workers > 1 else ''}", file=sys.stderr)  # fmt: skip
+          f"{args.workers} job worker{'s' if args.workers > 1 else ''}, "
+          + (f"alerts from {redacted(args.redis_url)}" if args.redis_url else "no alerts (no --redis-url)"), file=sys.stderr)  # fmt: skip
     try:
-        uvicorn.run(create_app(home, cors_origins=tuple(args.cors_origin), jobs=jobs), host=args.host, port=args.port,
-                    ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, log_level="warning", access_log=False)  # fmt: skip
+        uvicorn.run(create_app(home, cors_origins=tuple(args.cors_origin), jobs=jobs, redis_url=args.redis_url), host=args.host,
+                    port=args.port, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, log_level="warning",
+                    access_log=False)  # fmt: skip
     finally:  # a job the workers were running is resumed by the next start (`api.jobs.Jobs.recover`)
+        stop.set()
         workers.terminate()
         workers.join()

@@ -2,7 +2,7 @@
 
 Layout::
 
-    <home>/sigma.db          models, sweeps, trained models, publications, audit log, users and their tokens
+    <home>/sigma.db          models, sweeps, trained models, publications, audit log, users and their tokens, the alert history
     <home>/data/             Parquet bars and results
     <home>/artifacts/ab/<sha256>   content-addressed files (ONNX models, manifests)
     <home>/packs/            the user's own packs
@@ -123,6 +123,20 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_at TEXT
     );
     ALTER TABLE models ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+    CREATE TABLE alerts (
+        alert_id TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        ticker TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        alert BLOB NOT NULL
+    );
+    CREATE INDEX alerts_by_model_time ON alerts (model, timestamp);
+    CREATE TABLE alert_acks (
+        alert_id TEXT NOT NULL REFERENCES alerts(alert_id),
+        user TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (alert_id, user)
+    );
     """,
 )
 _SEALS_MANIFESTS = 5
@@ -401,6 +415,40 @@ class Workspace:
             revoked = self._db.execute("UPDATE tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL", (self._now(), user)).rowcount
             self.audit(actor, "user.revoke", user, {"tokens": revoked})
         return revoked
+
+    # -- the alert history -------------------------------------------------------------
+
+    def archive_alerts(self, alerts: list[tuple[str, str, str, str, bytes]]) -> int:
+        """Keep (alert id, trained model, ticker, ISO timestamp, alert JSON) rows, each id once; how many were new."""
+        with self._transaction():
+            before = self._db.total_changes
+            self._db.executemany("INSERT OR IGNORE INTO alerts (alert_id, model, ticker, timestamp, alert) VALUES (?, ?, ?, ?, ?)", alerts)
+            return self._db.total_changes - before
+
+    def alerts(self, models: set[str], *, ticker: str | None = None, since: str = "", limit: int = 100, user: str = "") -> list[tuple[bytes, str | None]]:
+        """The newest ``limit`` alerts of ``models`` (of ``ticker``, at or after ``since``), newest first, each with when ``user``
+        acknowledged it."""
+        if not models:
+            return []
+        marks = ", ".join("?" * len(models))
+        query = (f"SELECT a.alert, k.at FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.alert_id AND k.user = ? "
+                 f"WHERE a.model IN ({marks}) AND a.timestamp >= ?" + (" AND a.ticker = ?" if ticker else "")
+                 + " ORDER BY a.timestamp DESC, a.alert_id DESC LIMIT ?")  # fmt: skip
+        return list(self._db.execute(query, (user, *sorted(models), since, *([ticker] if ticker else []), limit)))
+
+    def alert(self, alert_id: str) -> tuple[str, bytes]:
+        """(trained model, alert JSON) of one kept alert; `NotFoundError` when it is not in the history."""
+        row = self._db.execute("SELECT model, alert FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no alert {alert_id!r} in the history")
+        return row
+
+    def acknowledge(self, alert_id: str, user: str) -> str:
+        """Mark a kept alert acknowledged by ``user`` (once: the first time stands); when."""
+        self.alert(alert_id)
+        with self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO alert_acks (alert_id, user, at) VALUES (?, ?, ?)", (alert_id, user, self._now()))
+        return self._db.execute("SELECT at FROM alert_acks WHERE alert_id = ? AND user = ?", (alert_id, user)).fetchone()[0]
 
     def token_user(self, token: str) -> UserRecord | None:
         """The user a live ``token`` belongs to; None for an unknown or revoked one."""
