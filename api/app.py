@@ -574,11 +574,14 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         with workspace() as space:
             mine = my_trained(space, who)
         client = redis.asyncio.Redis.from_url(redis_url)
-        position = request.headers.get("last-event-id") or "$"
+        position = request.headers.get("last-event-id")
+        if not position:  # the stream's end now, as an id: "$" at each read would miss what is written between two reads
+            last = await client.xrevrange(ALERTS, count=1)
+            position = last[0][0].decode() if last else "0-0"
 
         async def events():
             nonlocal position
-            yield b": alerts of your models\n\n"
+            yield b": alerts of your models\n\n"  # from here on, every alert written is sent
             try:
                 while not await request.is_disconnected():
                     reply = await client.xread({ALERTS: position}, count=100, block=1000)
