@@ -43,6 +43,7 @@ from engine.workspace import SweepRecord, TrainedRecord, UserRecord, Workspace
 __all__ = ["create_app", "ModelRequest"]
 
 _JSON = "application/json"
+_DASHBOARD = Path(__file__).with_name("dashboard.html")
 _MODEL_NAME_LIMIT = 64
 
 
@@ -188,6 +189,12 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
             pass
         raise NotFoundError(f"no model named {model!r}; GET /api/models lists yours")
 
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> Response:
+        """The web dashboard: one page whose script asks the API with the token the user signs in with (kept in the tab's
+        session storage only); the page itself holds no data, so it is served without a token, as the login is."""
+        return Response(_DASHBOARD.read_bytes(), media_type="text/html", headers={"Cache-Control": "no-cache"})
+
     @app.get("/healthz", tags=["health"])
     def healthz() -> Response:
         """Whether the server answers and its workspace opens (no token needed)."""
@@ -235,8 +242,9 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
 
     @app.post("/api/models", tags=["models"], status_code=201,
               openapi_extra={"requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": "#/components/schemas/ModelRequest"}}}}})
-    async def model_create(request: Request, who: UserRecord = Depends(user)) -> Response:
-        """Create a model from a pack strategy (``sigma models create``); 400 names the field and the fix."""
+    async def model_create(request: Request, dry_run: bool = False, who: UserRecord = Depends(user)) -> Response:
+        """Create a model from a pack strategy (``sigma models create``); 400 names the field and the fix. ``dry_run``
+        checks it and stores nothing (the dashboard's form asks as the user types)."""
         wanted: ModelRequest = await body(request, ModelRequest)  # type: ignore[assignment]
         pack = packs.catalog(home).get(names.name(wanted.pack, "pack"))
         instrument = wanted.instrument or pack.default_instrument
@@ -254,6 +262,10 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
             if len(stored) > _MODEL_NAME_LIMIT:
                 raise ConfigError("name", f"{stored!r} is longer than {_MODEL_NAME_LIMIT} characters", "choose a shorter name")
             spec = msgspec.structs.replace(spec, name=stored)
+            if dry_run:
+                if stored in space.model_names():
+                    raise ConfigError("name", f"a model named {stored!r} already exists", "choose another name or variant")
+                return _json(spec)
             space.add_model(spec, actor=who.name, owner=who.name)
         return _json(spec, 201)
 

@@ -43,16 +43,17 @@ def _until(check, what: str):
 class _Serve:
     """`sigma serve` in a session of its own (the server, its job workers and theirs), on a free port."""
 
-    def __init__(self, home) -> None:
+    def __init__(self, home, *, redis_url: str | None = None) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.home = home
+        self.home, self.redis_url = home, redis_url
         self.process: subprocess.Popen | None = None
 
     def start(self) -> _Serve:
-        env = {**os.environ, "SIGMA_HOME": str(self.home)}
-        self.process = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(self.port)], env=env,
+        env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"} | {"SIGMA_HOME": str(self.home)}
+        alerts = ["--redis-url", self.redis_url] if self.redis_url else []
+        self.process = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(self.port), *alerts], env=env,
                                         start_new_session=True, stdin=subprocess.DEVNULL)  # fmt: skip
         _until(lambda: self._answers(), "started")
         return self
