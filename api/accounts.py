@@ -15,8 +15,12 @@ import msgspec
 import yaml
 
 from engine.errors import ConfigError
+from engine.models import ModelSpec, create_model
+from engine.packs import Pack
 
-__all__ = ["Tier", "TIERS", "tier", "RateLimiter"]
+__all__ = ["Tier", "TIERS", "tier", "RateLimiter", "users_model"]
+
+MODEL_NAME_LIMIT = 64
 
 
 class Tier(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -60,3 +64,14 @@ class RateLimiter:
             return math.ceil((1.0 - left) * 60.0 / per_minute * 1000) / 1000
         self._buckets[key] = (left - 1.0, now)
         return 0.0
+
+
+def users_model(pack: Pack, user: str, taken: set[str], **request: object) -> ModelSpec:
+    """`engine.models.create_model` for a user of the server: named ``<user>_<name>``, unique among the user's own models
+    (``taken``: every model name of the workspace), so that two users may each call theirs ``spy``."""
+    prefix = f"{user}_"
+    spec = create_model(pack, taken={name.removeprefix(prefix) for name in taken if name.startswith(prefix)}, **request)  # type: ignore[arg-type]
+    named = prefix + spec.name
+    if len(named) > MODEL_NAME_LIMIT:
+        raise ConfigError("name", f"{named!r} is longer than {MODEL_NAME_LIMIT} characters", "choose a shorter name")
+    return msgspec.structs.replace(spec, name=named)

@@ -31,10 +31,10 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import packs
-from api.accounts import RateLimiter, tier
+from api.accounts import RateLimiter, tier, users_model
 from engine import names
 from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
-from engine.models import SYMBOL_FIELD, SweepRequest, create_model
+from engine.models import SYMBOL_FIELD, SweepRequest
 from engine.packs import TAG_CATEGORIES, validate
 from api.jobs import Jobs
 from flows.sinks import ALERTS
@@ -44,7 +44,6 @@ __all__ = ["create_app", "ModelRequest"]
 
 _JSON = "application/json"
 _DASHBOARD = Path(__file__).with_name("dashboard.html")
-_MODEL_NAME_LIMIT = 64
 
 
 class ModelRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -251,20 +250,12 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         settings = dict(wanted.settings)
         if wanted.ticker:
             settings[SYMBOL_FIELD[instrument]] = names.ticker(wanted.ticker.strip().upper())
-        prefix = f"{who.name}_"
         with workspace() as space:
-            taken = {name.removeprefix(prefix) for name in space.model_names() if name.startswith(prefix)}
-            spec = create_model(pack, strategy=wanted.strategy, instrument=instrument, settings=settings, indicators=wanted.indicators,
-                                params=wanted.params, risk_profile=wanted.risk_profile, cadence=wanted.cadence,
-                                evaluation=wanted.evaluation, tags=wanted.tags, name=wanted.name, variant=wanted.variant,
-                                taken=taken)  # fmt: skip
-            stored = prefix + spec.name
-            if len(stored) > _MODEL_NAME_LIMIT:
-                raise ConfigError("name", f"{stored!r} is longer than {_MODEL_NAME_LIMIT} characters", "choose a shorter name")
-            spec = msgspec.structs.replace(spec, name=stored)
+            spec = users_model(pack, who.name, space.model_names(), strategy=wanted.strategy, instrument=instrument, settings=settings,
+                               indicators=wanted.indicators, params=wanted.params, risk_profile=wanted.risk_profile,
+                               cadence=wanted.cadence, evaluation=wanted.evaluation, tags=wanted.tags, name=wanted.name,
+                               variant=wanted.variant)  # fmt: skip
             if dry_run:
-                if stored in space.model_names():
-                    raise ConfigError("name", f"a model named {stored!r} already exists", "choose another name or variant")
                 return _json(spec)
             space.add_model(spec, actor=who.name, owner=who.name)
         return _json(spec, 201)
@@ -527,7 +518,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         from replay import sim
 
         with workspace() as space:
-            mine = {record.id for record in space.trained_models() if space.owner(record.model) == who.name}
+            mine = space.trained_ids(who.name)
         return _json([shown_run(run) for run in sim.runs(home) if set(run.request.models) <= mine])
 
     @app.get("/api/paper/{run_id}", tags=["paper trading"])
@@ -561,8 +552,6 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
             return Response(page.read_bytes(), media_type="text/html")
         return _json({"run": run, "parity": diff})
 
-    def my_trained(space: Workspace, who: UserRecord) -> set[str]:
-        return {record.id for record in space.trained_models() if space.owner(record.model) == who.name}
 
     @app.get("/api/alerts", tags=["alerts"])
     def alert_list(model: str = "", ticker: str = "", since: str = "", limit: int = 100, who: UserRecord = Depends(user)) -> Response:
@@ -571,7 +560,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         if not 1 <= limit <= 10_000:
             raise ConfigError("limit", f"{limit} is not between 1 and 10,000", "ask for fewer, and page with since")
         with workspace() as space:
-            mine = my_trained(space, who)
+            mine = space.trained_ids(who.name)
             if model:
                 mine &= {model}
             rows = space.alerts(mine, ticker=ticker.upper() or None, since=since, limit=limit, user=who.name)
@@ -584,7 +573,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         if redis_url is None:
             raise _Problem(503, "", "this server streams no alerts: it was started without Redis", "start it with --redis-url")
         with workspace() as space:
-            mine = my_trained(space, who)
+            mine = space.trained_ids(who.name)
         client = redis.asyncio.Redis.from_url(redis_url)
         position = request.headers.get("last-event-id")
         if not position:  # the stream's end now, as an id: "$" at each read would miss what is written between two reads
@@ -615,7 +604,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         """One alert of yours from the history."""
         with workspace() as space:
             model, alert = space.alert(alert_id)
-            if model not in my_trained(space, who):
+            if model not in space.trained_ids(who.name):
                 raise NotFoundError(f"no alert {alert_id!r} in the history")
         return Response(alert, media_type=_JSON)
 
@@ -624,7 +613,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         """Acknowledge one alert of yours (the first acknowledgement stands)."""
         with workspace() as space:
             model, _ = space.alert(alert_id)
-            if model not in my_trained(space, who):
+            if model not in space.trained_ids(who.name):
                 raise NotFoundError(f"no alert {alert_id!r} in the history")
             at = space.acknowledge(alert_id, who.name)
         return _json({"alert_id": alert_id, "acknowledged_at": at})

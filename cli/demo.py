@@ -11,10 +11,12 @@ from pathlib import Path
 
 import redis
 
+from api.accounts import users_model
 from cli._common import actor, catalog, workspace
 from engine.calendar import CALENDARS
 from engine.models import SweepRequest, create_model
 from engine.store import store_bars
+from engine.workspace import LOCAL
 from flows.redis_server import RedisServer
 
 TICKERS = ["SPY", "QQQ", "IWM"]
@@ -36,6 +38,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--redis-url", default=None)
     demo.add_argument("--seed", type=int, default=11)
+    demo.add_argument("--serve", type=int, nargs="?", const=8000, metavar="PORT",
+                      help="then serve the dashboard on 127.0.0.1:PORT (default 8000) to user `demo`, who owns the demo's model")  # fmt: skip
     demo.set_defaults(handler=_demo)
 
 
@@ -60,9 +64,16 @@ def _demo(args: argparse.Namespace) -> int:
             store_bars(home, bars.select(slice(0, HISTORY_SESSIONS)), cal, source=f"synthetic seed {args.seed}")
             live[ticker] = bars.select(slice(HISTORY_SESSIONS, None))
         pack = catalog().get("swingsigma")
-        spec = create_model(pack, strategy="momentum_swing", instrument="stocks", settings={"ticker": "SPY"}, variant="demo",
-                            evaluation="1d", taken=space.model_names())  # fmt: skip  # its synthetic market is daily
-        space.add_model(spec, actor=actor())
+        owner = LOCAL
+        if args.serve is not None and "demo" not in {user.name for user in space.users()}:
+            space.add_user("demo", "pro", actor=actor())
+        if args.serve is not None:  # the dashboard's user owns it, named as the server names its users' models
+            owner = "demo"
+        wanted = {"strategy": "momentum_swing", "instrument": "stocks", "settings": {"ticker": "SPY"}, "variant": "demo",
+                  "evaluation": "1d"}  # its synthetic market is daily
+        spec = create_model(pack, taken=space.model_names(), **wanted) if owner == LOCAL else \
+            users_model(pack, owner, space.model_names(), **wanted)
+        space.add_model(spec, actor=actor(), owner=owner)
         _step(f"model {spec.name} (pack {pack.ref}, stocks, universe {', '.join(TICKERS)}); sweeping")
         sweep_id = sweep.start(space, pack, spec, SweepRequest(model=spec.name, universe=TICKERS), actor=actor(),
                                announce=lambda line: print(f"    {line}"))  # fmt: skip
@@ -84,6 +95,13 @@ def _demo(args: argparse.Namespace) -> int:
     if server is not None:
         print(f"the private redis-server (pid {server.pid}) keeps running for a look; stop it with: kill {server.pid}")
     print(f"\n{count} alerts in {time.perf_counter() - started:,.0f} s")
+    if args.serve is not None:
+        from cli.users import serve
+
+        with workspace() as space:
+            token = space.issue_token("demo", actor=actor())
+        print(f"\ndashboard: http://127.0.0.1:{args.serve}/  (sign in as demo with this token: {token}; Ctrl-C stops)", flush=True)
+        serve(home, host="127.0.0.1", port=args.serve, redis_url=url)
     return 0
 
 

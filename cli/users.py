@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import threading
+from pathlib import Path
 
 from cli._common import actor, print_json, workspace
 from engine.errors import ConfigError, redacted
@@ -90,6 +91,15 @@ def _revoke(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    if args.workers < 1:
+        raise ConfigError("--workers", f"{args.workers} is not a number of processes", "give 1 or more")
+    serve(default_home(), host=args.host, port=args.port, cors_origins=tuple(args.cors_origin), ssl_certfile=args.ssl_certfile,
+          ssl_keyfile=args.ssl_keyfile, workers=args.workers, jobs_redis=args.jobs_redis, redis_url=args.redis_url)  # fmt: skip
+
+
+def serve(home: Path, *, host: str, port: int, cors_origins: tuple[str, ...] = (), ssl_certfile: str | None = None,
+          ssl_keyfile: str | None = None, workers: int = 1, jobs_redis: str | None = None, redis_url: str | None = None) -> None:
+    """The API and dashboard of ``home`` until stopped, with its job workers and, given ``redis_url``, its alert archive."""
     import multiprocessing
 
     import uvicorn
@@ -97,26 +107,22 @@ def _serve(args: argparse.Namespace) -> None:
     from api.app import create_app
     from api.jobs import Jobs, work
 
-    if args.workers < 1:
-        raise ConfigError("--workers", f"{args.workers} is not a number of processes", "give 1 or more")
-    home = default_home()
-    jobs = Jobs(home, redis_url=args.jobs_redis)  # makes (or migrates) the workspace before the first request
-    workers = multiprocessing.get_context("spawn").Process(target=work, args=(home,), name="sigma-jobs",
-                                                          kwargs={"redis_url": args.jobs_redis, "workers": args.workers})  # fmt: skip
-    workers.start()
+    jobs = Jobs(home, redis_url=jobs_redis)  # makes (or migrates) the workspace before the first request
+    workers_process = multiprocessing.get_context("spawn").Process(target=work, args=(home,), name="sigma-jobs",
+                                                                   kwargs={"redis_url": jobs_redis, "workers": workers})  # fmt: skip
+    workers_process.start()
     stop = threading.Event()
-    if args.redis_url:
+    if redis_url:
         from flows.archive import Archive
 
-        threading.Thread(target=Archive(home, args.redis_url).run, args=(stop,), name="sigma-alert-archive", daemon=True).start()
-    print(f"sigma: serving {home} on http{'s' if args.ssl_certfile else ''}://{args.host}:{args.port} (API docs at /docs), "
-          f"{args.workers} job worker{'s' if args.workers > 1 else ''}, "
-          + (f"alerts from {redacted(args.redis_url)}" if args.redis_url else "no alerts (no --redis-url)"), file=sys.stderr)  # fmt: skip
+        threading.Thread(target=Archive(home, redis_url).run, args=(stop,), name="sigma-alert-archive", daemon=True).start()
+    print(f"sigma: serving {home} on http{'s' if ssl_certfile else ''}://{host}:{port} (API docs at /docs), {workers} job "
+          f"worker{'s' if workers > 1 else ''}, " + (f"alerts from {redacted(redis_url)}" if redis_url else "no alerts (no --redis-url)"),
+          file=sys.stderr)  # fmt: skip
     try:
-        uvicorn.run(create_app(home, cors_origins=tuple(args.cors_origin), jobs=jobs, redis_url=args.redis_url), host=args.host,
-                    port=args.port, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, log_level="warning",
-                    access_log=False)  # fmt: skip
+        uvicorn.run(create_app(home, cors_origins=cors_origins, jobs=jobs, redis_url=redis_url), host=host, port=port,
+                    ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, log_level="warning", access_log=False)  # fmt: skip
     finally:  # a job the workers were running is resumed by the next start (`api.jobs.Jobs.recover`)
         stop.set()
-        workers.terminate()
-        workers.join()
+        workers_process.terminate()
+        workers_process.join()

@@ -452,8 +452,16 @@ class Workspace:
 
     def token_user(self, token: str) -> UserRecord | None:
         """The user a live ``token`` belongs to; None for an unknown or revoked one."""
-        row = self._db.execute("SELECT user FROM tokens WHERE sha256 = ? AND revoked_at IS NULL", (_token_sha(token),)).fetchone()
-        return None if row is None else self.user(row[0])
+        row = self._db.execute(
+            "SELECT u.name, u.tier, u.created_at, (SELECT count(*) FROM tokens o WHERE o.user = u.name AND o.revoked_at IS NULL) "
+            "FROM tokens t JOIN users u ON u.name = t.user WHERE t.sha256 = ? AND t.revoked_at IS NULL", (_token_sha(token),)
+        ).fetchone()  # fmt: skip
+        return None if row is None else UserRecord(*row)
+
+    def trained_ids(self, owner: str) -> set[str]:
+        """The trained models of ``owner``'s models."""
+        rows = self._db.execute("SELECT t.id FROM trained_models t JOIN models m ON m.name = t.model WHERE m.owner = ?", (owner,))
+        return {trained_id for (trained_id,) in rows}
 
     def model_names(self) -> set[str]:
         return {name for (name,) in self._db.execute("SELECT name FROM models")}
