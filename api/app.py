@@ -44,6 +44,8 @@ __all__ = ["create_app", "ModelRequest"]
 
 _JSON = "application/json"
 _DASHBOARD = Path(__file__).with_name("dashboard.html")
+_BODY_LIMIT = 1_000_000
+"""Bytes a request body may have: a pack.yaml or a request is a few kilobytes."""
 
 
 class ModelRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -169,9 +171,16 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
                            f"retry after {wait:g} s", {"Retry-After": str(max(1, round(wait)))})  # fmt: skip
         return found
 
+    async def raw(request: Request) -> bytes:
+        """The request's body, refused past `_BODY_LIMIT` (no request may make the server hold unbounded input)."""
+        data = await request.body()
+        if len(data) > _BODY_LIMIT:
+            raise _Problem(413, "body", f"{len(data):,} bytes is more than {_BODY_LIMIT:,}", "send a smaller body")
+        return data
+
     async def body(request: Request, kind: type) -> object:
         try:
-            return msgspec.json.decode(await request.body(), type=kind)
+            return msgspec.json.decode(await raw(request), type=kind)
         except msgspec.ValidationError as error:
             field = str(error).rpartition(" - at `$.")[2].rstrip("`") if " - at `$." in str(error) else "body"
             raise _Problem(400, field, str(error).partition(" - at ")[0], f"see the {kind.__name__} schema at /docs") from None
@@ -228,7 +237,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
     @app.post("/api/packs/validate", tags=["packs"])
     async def pack_validate(request: Request, who: UserRecord = Depends(user)) -> Response:
         """The linter's report on a pack.yaml sent as the body (``sigma packs validate``); ``status`` REJECTED when it fails."""
-        report = validate(await request.body(), packs.catalog(home), source="pack.yaml")
+        report = validate(await raw(request), packs.catalog(home), source="pack.yaml")
         return _json({"pack": report.pack, "status": report.status, "checks": report.checks, "disclaimer": report.disclaimer})
 
     @app.get("/api/models", tags=["models"])
@@ -445,7 +454,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         verdict that refuses it; ``force`` overrides (audited with ``reason``)."""
         from replay.gate import publish
 
-        wanted: PublishRequest = await body(request, PublishRequest) if await request.body() else PublishRequest()  # type: ignore[assignment]
+        wanted: PublishRequest = await body(request, PublishRequest) if await raw(request) else PublishRequest()  # type: ignore[assignment]
         with workspace() as space:
             own_trained(space, trained_id, who)
             version, overridden = publish(space, trained_id, actor=who.name, force=wanted.force, reason=wanted.reason)

@@ -153,6 +153,7 @@ def test_packs_are_listed_filtered_shown_and_validated(served):
     assert alice.post("/api/packs/validate", content=official).json()["status"] == "APPROVED"
     broken = alice.post("/api/packs/validate", content=official.replace(b"cadence: 1d", b"cadence: 7x", 1)).json()
     assert broken["status"] == "REJECTED" and [c["field"] for c in broken["checks"] if c["status"] == "FAIL"] == ["cadence"]
+    assert _error(alice.post("/api/packs/validate", content=b"#" * 1_000_001), 413)["field"] == "body"
     undecodable = alice.post("/api/packs/validate", content=official.replace(b"namespace:", b"namespaces:", 1)).json()
     assert undecodable["status"] == "REJECTED" and undecodable["checks"][0]["name"] == "Schema"
 
