@@ -86,7 +86,7 @@ def _demo(args: argparse.Namespace) -> int:
         _paper(space, trained_id, market)
         _, overridden = publish(space, trained_id, actor=actor(), force=True, reason="sigma demo")
         if overridden:
-            print(f"    {trained_id} may not go live (over {'; '.join(overridden)}); published all the same to show the flow, "
+            print(f"    {trained_id} may not go live; published all the same ({'; '.join(overridden)}) to show the flow, "
                   "audited as forced")  # fmt: skip
         _step(f"published {trained_id}")
 

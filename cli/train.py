@@ -166,7 +166,7 @@ def _act(args: argparse.Namespace) -> None:
 
             version, overridden = publish(space, args.trained, actor=actor(), force=args.force, reason=args.reason)
             for what in overridden:  # said once the publication is recorded: a refused publish audits nothing
-                print(f"warning: published {args.trained} over {what}; recorded in the audit log", file=sys.stderr)
+                print(f"warning: published {args.trained} {what}; recorded in the audit log", file=sys.stderr)
         else:
             version = space.unpublish(args.trained, actor=actor())
     print(f"{args.verb}ed {args.trained}; registry version {version} (the live flow picks it up at its next poll)")

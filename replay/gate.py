@@ -115,5 +115,5 @@ def publish(space: Workspace, trained_id: str, *, actor: str, force: bool = Fals
         raise ConfigError("publish", f"{trained_id} may not go live: {paper}",
                           f"paper-trade it until it passes, or `sigma publish {trained_id} --force --reason WHY` (audited)")  # fmt: skip
     version = space.publish(trained_id, actor=actor, forced=bool(refused or paper), paper=paper, reason=reason)
-    overridden = ([f"its training verdict ({refused})"] if refused else []) + ([f"its paper record ({paper})"] if paper else [])
+    overridden = ([f"over its training verdict ({refused})"] if refused else []) + ([f"without a passing paper record ({paper})"] if paper else [])
     return version, overridden

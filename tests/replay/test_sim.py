@@ -341,6 +341,7 @@ def test_a_passing_paper_record_does_not_promise_live_over_trainings_verdict(pap
     home, _ = paper_home
     monkeypatch.setenv("SIGMA_HOME", str(home))
     passing = msgspec.structs.replace(golden, verdict={**(golden.verdict or {"gates": []}), "status": "PASS"})
+    monkeypatch.setattr(TrainedRecord, "refusal", property(lambda record: ""))  # training let it through
     sim_command._print_verdict(passing)
     assert "(may go live: `sigma publish`)" in capsys.readouterr().out
     monkeypatch.setattr(TrainedRecord, "refusal", property(lambda record: "out of fold, trades 16 is below the gate 30"))
