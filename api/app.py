@@ -619,11 +619,10 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
 
     @app.post("/api/alerts/{alert_id}/ack", tags=["alerts"])
     def alert_acknowledge(alert_id: str, who: UserRecord = Depends(user)) -> Response:
-        """Acknowledge one alert of yours (the first acknowledgement stands)."""
+        """Acknowledge one alert of yours (the first acknowledgement stands), one just streamed too."""
         with workspace() as space:
-            model, _ = space.alert(alert_id)
-            if model not in space.trained_ids(who.name):
-                raise NotFoundError(f"no alert {alert_id!r} in the history")
+            if alert_id.partition(":")[0] not in space.trained_ids(who.name):  # an alert id starts with its trained model
+                raise NotFoundError(f"no alert {alert_id!r} of yours")
             at = space.acknowledge(alert_id, who.name)
         return _json({"alert_id": alert_id, "acknowledged_at": at})
 

@@ -132,7 +132,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX alerts_by_model_time ON alerts (model, timestamp);
     CREATE TABLE alert_acks (
-        alert_id TEXT NOT NULL REFERENCES alerts(alert_id),
+        alert_id TEXT NOT NULL,
         user TEXT NOT NULL,
         at TEXT NOT NULL,
         PRIMARY KEY (alert_id, user)
@@ -444,8 +444,8 @@ class Workspace:
         return row
 
     def acknowledge(self, alert_id: str, user: str) -> str:
-        """Mark a kept alert acknowledged by ``user`` (once: the first time stands); when."""
-        self.alert(alert_id)
+        """Mark an alert acknowledged by ``user`` (once: the first time stands), kept yet or not (the live stream may show
+        it a moment before the archive keeps it); when."""
         with self._transaction():
             self._db.execute("INSERT OR IGNORE INTO alert_acks (alert_id, user, at) VALUES (?, ?, ?)", (alert_id, user, self._now()))
         return self._db.execute("SELECT at FROM alert_acks WHERE alert_id = ? AND user = ?", (alert_id, user)).fetchone()[0]

@@ -100,5 +100,9 @@ def test_the_live_stream_sends_a_users_new_alerts_as_server_sent_events(desk):
                     sent.append(json.loads(line[len("data: "):]))
                     break
             assert [alert["alert_id"] for alert in sent] == ["alice_m:SPY:2:open"]  # bob's was not hers to see
+            # Acknowledged as soon as it is seen, before any archive keeps it; never by another user.
+            assert client.post("/api/alerts/alice_m:SPY:2:open/ack").status_code == 200
+            bob = {"Authorization": f"Bearer {tokens['bob']}"}
+            assert _error(httpx.post(f"{served.url}/api/alerts/alice_m:SPY:2:open/ack", headers=bob), 404)
     with _Server(create_app(home)) as served:  # a server without Redis says so
         assert _error(httpx.get(f"{served.url}/api/alerts/stream", headers={"Authorization": f"Bearer {tokens['alice']}"}), 503)
