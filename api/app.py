@@ -276,6 +276,26 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
             owned(space, model, who)
             return _json(space.model(model))
 
+    @app.delete("/api/models/{model}", tags=["models"])
+    def model_delete(model: str, who: UserRecord = Depends(user)) -> Response:
+        """Delete one of your models that no sweep was run on (400 naming ``model`` otherwise)."""
+        with workspace() as space:
+            owned(space, model, who)
+            space.delete_model(model, actor=who.name)
+        return _json({"name": model, "deleted": True})
+
+    @app.get("/api/models/{model}/preview", tags=["models"])
+    def model_preview(model: str, bars: int = 2000, who: UserRecord = Depends(user)) -> Response:
+        """The model's feature columns over the last ``bars`` stored bars (``sigma preview``): missing and warm-up shares."""
+        from research.preview import preview
+
+        if not 1 <= bars <= 100_000:
+            raise ConfigError("bars", f"{bars} is not between 1 and 100,000", "ask for fewer bars")
+        with workspace() as space:
+            owned(space, model, who)
+            result = preview(home, space.model(model), bars)
+        return _json(msgspec.to_builtins(result) | {"status": result.status})
+
     @app.get("/api/trained", tags=["trained models"])
     def trained_list(who: UserRecord = Depends(user)) -> Response:
         """Your trained models: whether each is published or killed, and why training marked one not publishable."""

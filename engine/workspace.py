@@ -366,6 +366,16 @@ class Workspace:
         where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
         return [_decode_model(spec) for (spec,) in self._db.execute(f"SELECT spec FROM models {where} ORDER BY name", args)]
 
+    def delete_model(self, name: str, *, actor: str) -> None:
+        """Delete a model that no sweep was run on (its sweeps and trained models keep its lineage), and audit it."""
+        self.model(name)
+        with self._transaction():
+            if self._db.execute("SELECT 1 FROM sweeps WHERE model = ? LIMIT 1", (name,)).fetchone():
+                raise ConfigError("model", f"{name} has sweeps, whose leaderboards and trained models name it",
+                                  "keep it; create a new model for another configuration")  # fmt: skip
+            self._db.execute("DELETE FROM models WHERE name = ?", (name,))
+            self.audit(actor, "model.delete", name)
+
     def owner(self, model: str) -> str:
         """Who owns ``model``; `NotFoundError` when there is no such model."""
         row = self._db.execute("SELECT owner FROM models WHERE name = ?", (model,)).fetchone()

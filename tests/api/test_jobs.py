@@ -192,6 +192,14 @@ def test_a_queued_sweep_cancelled_never_runs_and_a_finished_one_trains_and_goes_
     home, clients, serve = desk
     alice, bob = clients["alice"], clients["bob"]
     assert alice.post("/api/models", json=MODEL).status_code == 201
+    preview = alice.get("/api/models/alice_spy/preview", params={"bars": 500}).json()
+    assert preview["bars"] == 500 and preview["columns"] and preview["status"] in ("PASS", "WARN", "FAIL")
+    assert _error_field(alice.get("/api/models/alice_spy/preview", params={"bars": 0})) == "bars"
+    assert bob.get("/api/models/alice_spy/preview").status_code == 404
+    assert alice.post("/api/models", json=MODEL | {"name": "spare"}).status_code == 201
+    assert bob.delete("/api/models/alice_spare").status_code == 404
+    assert alice.delete("/api/models/alice_spare").json() == {"name": "alice_spare", "deleted": True}
+    assert [m["name"] for m in alice.get("/api/models").json()] == ["alice_spy"]
     serve.kill()  # no worker: what is queued now waits
     queued = _queued(home, "alice_spy", "alice")
     with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
@@ -202,6 +210,7 @@ def test_a_queued_sweep_cancelled_never_runs_and_a_finished_one_trains_and_goes_
     sweep_id = started.json()["id"]
     _until(lambda: _status(alice, sweep_id)["status"] == "finished", "finished")
     assert _status(alice, queued)["status"] == "cancelled"  # the worker never ran it
+    assert _error_field(alice.delete("/api/models/alice_spy")) == "model"  # its sweeps name it
     every = alice.get(f"/api/sweeps/{sweep_id}/results", params={"top": 100_000}).json()["rows"]
 
     again = alice.post(f"/api/sweeps/{queued}/resume")
