@@ -300,20 +300,24 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
     def trained_list(who: UserRecord = Depends(user)) -> Response:
         """Your trained models: whether each is published or killed, and why training marked one not publishable."""
         with workspace() as space:
-            mine = {spec.name for spec in space.models(owner=who.name)}
-            records = [record for record in space.trained_models() if record.model in mine]
+            mine = space.trained_ids(who.name)
+            records = [record for record in space.trained_models() if record.id in mine]
         return _json([{"id": r.id, "model": r.model, "sweep": r.sweep, "rank": r.rank, "created_at": r.created_at,
                        "published_at": r.published_at, "killed_at": r.killed_at, "refusal": r.refusal} for r in records])  # fmt: skip
 
-    def own_sweep(space: Workspace, sweep_id: str, who: UserRecord) -> SweepRecord:
-        """The sweep, if ``who`` owns its model; else 404, as for one that does not exist."""
-        names.name(sweep_id, "sweep")
+    def own(space: Workspace, fetch, key: str, field: str, who: UserRecord, listing: str):
+        """``fetch(key)`` (a sweep's or a trained model's record), if ``who`` owns its model; else 404, as for one that does
+        not exist."""
+        names.name(key, field)
         try:
-            record = space.sweep(sweep_id)
+            record = fetch(key)
             owned(space, record.model, who)
         except NotFoundError:
-            raise NotFoundError(f"no sweep {sweep_id!r}; GET /api/sweeps lists yours") from None
+            raise NotFoundError(f"no {field} {key!r}; GET {listing} lists yours") from None
         return record
+
+    def own_sweep(space: Workspace, sweep_id: str, who: UserRecord) -> SweepRecord:
+        return own(space, space.sweep, sweep_id, "sweep", who, "/api/sweeps")
 
     def shown(record: SweepRecord) -> dict:
         best = (record.summary or {}).get("best", {})
@@ -399,14 +403,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         return _json(shown(record), 202)
 
     def own_trained(space: Workspace, trained_id: str, who: UserRecord) -> TrainedRecord:
-        """The trained model, if ``who`` owns its model; else 404, as for one that does not exist."""
-        names.name(trained_id, "trained")
-        try:
-            record = space.trained(trained_id)
-            owned(space, record.model, who)
-        except NotFoundError:
-            raise NotFoundError(f"no trained model {trained_id!r}; GET /api/trained lists yours") from None
-        return record
+        return own(space, space.trained, trained_id, "trained model", who, "/api/trained")
 
     @app.post("/api/training", tags=["training"], status_code=202,
               openapi_extra={"requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": "#/components/schemas/TrainingRequest"}}}}})
