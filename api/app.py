@@ -568,8 +568,13 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         the parity report as JSON, or ``?html=true`` the self-contained HTML report."""
         from replay import parity, report, sim
 
+        from replay.gate import judge
+
         with workspace() as space:
             run = own_run(space, run_id, who)
+        if run.status == "done" and run.verdict is None:  # done a moment before its worker judged it: judged here, as the CLI does
+            judge(home, run_id)
+            run = sim.load(home, run_id)
         if run.status != "done":
             raise ConfigError("run", f"{run_id} is {run.shown_status}", "its report exists once it is done")
         diff = parity.report(home, run_id)

@@ -118,7 +118,7 @@ def test_a_trader_walks_from_a_pack_to_a_live_alert_in_the_browser(desk, browser
         prompt = wait.until(lambda _: browser.switch_to.alert)
         prompt.send_keys("2024-06-01")
         prompt.accept()
-        wait.until(lambda _: "done" in text_of("#paper-rows"))
+        wait.until(lambda _: browser.find_elements(By.CSS_SELECTOR, "#paper-rows .paper-report"))  # done, and judged
         find(By.CSS_SELECTOR, "#paper-rows .paper-report").click()
         wait.until(lambda _: "trust gate" in text_of("#paper-report"))
         shot("7-paper")
