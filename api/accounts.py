@@ -14,11 +14,12 @@ from typing import Annotated
 import msgspec
 import yaml
 
+from engine import names
 from engine.errors import ConfigError
 from engine.models import ModelSpec, create_model
 from engine.packs import Pack
 
-__all__ = ["Tier", "TIERS", "tier", "RateLimiter", "users_model"]
+__all__ = ["Tier", "TIERS", "tier", "RateLimiter", "users_model", "private_pack"]
 
 MODEL_NAME_LIMIT = 64
 
@@ -75,3 +76,13 @@ def users_model(pack: Pack, user: str, taken: set[str], **request: object) -> Mo
     if len(named) > MODEL_NAME_LIMIT:
         raise ConfigError("name", f"{named!r} is longer than {MODEL_NAME_LIMIT} characters", "choose a shorter name")
     return msgspec.structs.replace(spec, name=named)
+
+
+
+def private_pack(pack: Pack, user: str) -> None:
+    """Refuse a private pack of ``user`` whose namespace is not theirs: it begins ``<user>_``, so that two users' packs never
+    collide and none can take another's namespace; `ConfigError` naming the field."""
+    names.name(pack.namespace, "namespace")
+    if not pack.namespace.startswith(f"{user}_"):
+        raise ConfigError("namespace", f"{pack.namespace!r} does not begin with {user + '_'!r}: a private pack's namespace is its owner's",
+                          f"name it {user}_{pack.namespace}")  # fmt: skip

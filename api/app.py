@@ -31,11 +31,11 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import packs
-from api.accounts import RateLimiter, tier, users_model
+from api.accounts import RateLimiter, private_pack, tier, users_model
 from engine import names
 from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
-from engine.models import SYMBOL_FIELD, SweepRequest
-from engine.packs import TAG_CATEGORIES, validate
+from engine.models import SYMBOL_FIELD, ModelSpec, SweepRequest
+from engine.packs import TAG_CATEGORIES, Catalog, decode_pack, validate
 from api.jobs import Jobs
 from flows.sinks import ALERTS
 from engine.workspace import SweepRecord, TrainedRecord, UserRecord, Workspace
@@ -87,9 +87,10 @@ class PublishRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class _Problem(Exception):
     """An answer other than 200: its status, the field at fault, what is wrong and the fix."""
 
-    def __init__(self, status: int, field: str, problem: str, fix: str = "", headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, field: str, problem: str, fix: str = "", headers: dict[str, str] | None = None,
+                 extra: dict | None = None) -> None:  # fmt: skip
         super().__init__(problem)
-        self.status, self.field, self.problem, self.fix, self.headers = status, field, problem, fix, headers or {}
+        self.status, self.field, self.problem, self.fix, self.headers, self.extra = status, field, problem, fix, headers or {}, extra or {}
 
 
 def _sim_request() -> type:
@@ -102,11 +103,11 @@ def _json(value: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status_code=status, media_type=_JSON)
 
 
-def _error(status: int, field: str, problem: str, fix: str = "", headers: dict[str, str] | None = None) -> Response:
+def _error(status: int, field: str, problem: str, fix: str = "", headers: dict[str, str] | None = None, extra: dict | None = None) -> Response:
     message = f"{field}: {problem}" if field else problem
     if fix:
         message += f"; {fix}"
-    body = {"error": {"field": field, "problem": problem, "fix": fix, "message": message}}
+    body = {"error": {"field": field, "problem": problem, "fix": fix, "message": message}} | (extra or {})
     return Response(msgspec.json.encode(body), status_code=status, media_type=_JSON, headers=headers)
 
 
@@ -127,7 +128,7 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
 
     @app.exception_handler(_Problem)
     async def problem(request: Request, error: _Problem) -> Response:
-        return _error(error.status, error.field, error.problem, error.fix, error.headers)
+        return _error(error.status, error.field, error.problem, error.fix, error.headers, error.extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def routing(request: Request, error: StarletteHTTPException) -> Response:  # no such route, a wrong method
@@ -214,16 +215,23 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         """The token's user and what their tier allows."""
         return _json({"name": who.name, "tier": who.tier, "limits": tier(who.tier)})
 
+    def catalog_of(who: UserRecord) -> Catalog:
+        """The packs ``who`` may see and build on: the official ones and their own private packs."""
+        with workspace() as space:
+            theirs = {namespace for namespace, owner in space.pack_owners().items() if owner == who.name}
+        return packs.catalog(home).only(lambda pack: pack.namespace in packs.OFFICIAL_NAMESPACES or pack.namespace in theirs)
+
     @app.get("/api/packs", tags=["packs"])
     def pack_list(request: Request, q: str = "", who: UserRecord = Depends(user)) -> Response:
-        """The packs, filtered by tags (``?risk=aggressive&timeframe=swing``) and a search of names and descriptions (``q``)."""
+        """The official packs and your private ones, filtered by tags (``?risk=aggressive&timeframe=swing``) and a search of
+        names and descriptions (``q``)."""
         wanted = {category: request.query_params[category] for category in TAG_CATEGORIES if category in request.query_params}
-        catalog = packs.catalog(home)
+        catalog = catalog_of(who)
         matching = {pack.ref for pack, _ in catalog.find(**wanted)} if wanted else None
         rows = [
             {"pack": pack.ref, "description": pack.description, "horizon": pack.personality.time_horizon,
              "risk": pack.personality.risk_appetite, "instruments": pack.supported_instruments, "cadence": pack.cadence,
-             "strategies": list(pack.strategies), "tags": pack.tags}  # fmt: skip
+             "strategies": list(pack.strategies), "tags": pack.tags, "official": pack.namespace in packs.OFFICIAL_NAMESPACES}  # fmt: skip
             for pack in catalog
             if (matching is None or pack.ref in matching) and q.lower() in f"{pack.ref} {pack.description}".lower()
         ]
@@ -232,13 +240,70 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
     @app.get("/api/packs/{reference}", tags=["packs"])
     def pack_show(reference: str, who: UserRecord = Depends(user)) -> Response:
         """One pack in full."""
-        return _json(packs.catalog(home).get(names.name(reference, "pack")))
+        return _json(catalog_of(who).get(names.name(reference, "pack")))
 
     @app.post("/api/packs/validate", tags=["packs"])
     async def pack_validate(request: Request, who: UserRecord = Depends(user)) -> Response:
         """The linter's report on a pack.yaml sent as the body (``sigma packs validate``); ``status`` REJECTED when it fails."""
-        report = validate(await raw(request), packs.catalog(home), source="pack.yaml")
-        return _json({"pack": report.pack, "status": report.status, "checks": report.checks, "disclaimer": report.disclaimer})
+        return _json(report_of(validate(await raw(request), catalog_of(who), source="pack.yaml")))
+
+    def report_of(report) -> dict:
+        return {"pack": report.pack, "status": report.status, "checks": report.checks, "disclaimer": report.disclaimer}
+
+    async def private(request: Request, who: UserRecord, namespace: str | None) -> Response:
+        """Keep the pack.yaml of the body as a private pack of ``who`` (a new one when ``namespace`` is None): the linter's
+        report, 400 with it when it rejects the pack, 403 past the tier's count of private packs."""
+        text = await raw(request)
+        catalog = catalog_of(who)
+        report = validate(text, catalog, source="pack.yaml")
+        if report.status == "REJECTED":
+            failed = next(check for check in report.checks if check.status == "FAIL")
+            raise _Problem(400, failed.field or "pack.yaml", failed.detail, "fix it and send the pack again (the report lists every check)",
+                           extra={"report": report_of(report)})  # fmt: skip
+        pack = decode_pack(text, source="pack.yaml")
+        private_pack(pack, who.name)
+        with workspace() as space:
+            owned_packs = {name for name, owner in space.pack_owners().items() if owner == who.name}
+            if namespace is None and pack.namespace in owned_packs:
+                raise ConfigError("namespace", f"you have a pack {pack.namespace!r}", f"PUT /api/packs/{pack.namespace} to change it")
+            if namespace is None and any(other.namespace == pack.namespace for other in packs.catalog(home)):
+                raise ConfigError("namespace", f"{pack.namespace!r} is taken", "choose another namespace")
+            if namespace is not None and namespace != pack.namespace:
+                raise ConfigError("namespace", f"{pack.namespace!r} is not {namespace!r}, the pack this request changes",
+                                  f"send {namespace}'s pack.yaml, or POST /api/packs to create {pack.namespace}")  # fmt: skip
+            allowed = tier(who.tier).private_packs
+            if pack.namespace not in owned_packs and 0 <= allowed <= len(owned_packs):
+                raise _Problem(403, "pack", f"the {who.tier} tier keeps {allowed} private pack{'s' if allowed != 1 else ''} "
+                                            f"and you have {len(owned_packs)}",
+                               "delete one, or use a tier with more")  # fmt: skip
+            space.save_pack(pack, text, owner=who.name, actor=who.name)
+        return _json(report_of(report) | {"pack": pack.ref}, 201 if namespace is None else 200)
+
+    @app.post("/api/packs", tags=["packs"], status_code=201)
+    async def pack_create(request: Request, who: UserRecord = Depends(user)) -> Response:
+        """Create a private pack from the pack.yaml sent as the body: its namespace begins with your name (``alice_...``);
+        201 with the linter's report, 400 with the report when it rejects the pack, 403 past your tier's count."""
+        return await private(request, who, None)
+
+    @app.put("/api/packs/{namespace}", tags=["packs"])
+    async def pack_update(namespace: str, request: Request, who: UserRecord = Depends(user)) -> Response:
+        """Change one of your private packs: a new version beside the others, or a version that no model was made from
+        replaced (400 naming ``version`` otherwise). The linter's report, as for create."""
+        with workspace() as space:
+            if space.pack_owners().get(names.name(namespace, "pack")) != who.name:
+                raise NotFoundError(f"no private pack {namespace!r} of yours; GET /api/packs lists the packs")
+        return await private(request, who, namespace)
+
+    @app.delete("/api/packs/{reference}", tags=["packs"])
+    def pack_delete(reference: str, who: UserRecord = Depends(user)) -> Response:
+        """Delete a private pack of yours (``namespace``: every version; ``namespace@version``: that one) that no model was
+        made from."""
+        namespace, _, version = names.name(reference, "pack").partition("@")
+        with workspace() as space:
+            if space.pack_owners().get(namespace) != who.name:
+                raise NotFoundError(f"no private pack {namespace!r} of yours; GET /api/packs lists the packs")
+            deleted = space.delete_pack(namespace, version or None, actor=who.name)
+        return _json({"pack": namespace, "deleted": deleted})
 
     @app.get("/api/models", tags=["models"])
     def model_list(who: UserRecord = Depends(user)) -> Response:
@@ -254,20 +319,41 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         """Create a model from a pack strategy (``sigma models create``); 400 names the field and the fix. ``dry_run``
         checks it and stores nothing (the dashboard's form asks as the user types)."""
         wanted: ModelRequest = await body(request, ModelRequest)  # type: ignore[assignment]
-        pack = packs.catalog(home).get(names.name(wanted.pack, "pack"))
-        instrument = wanted.instrument or pack.default_instrument
-        settings = dict(wanted.settings)
-        if wanted.ticker:
-            settings[SYMBOL_FIELD[instrument]] = names.ticker(wanted.ticker.strip().upper())
         with workspace() as space:
-            spec = users_model(pack, who.name, space.model_names(), strategy=wanted.strategy, instrument=instrument, settings=settings,
-                               indicators=wanted.indicators, params=wanted.params, risk_profile=wanted.risk_profile,
-                               cadence=wanted.cadence, evaluation=wanted.evaluation, tags=wanted.tags, name=wanted.name,
-                               variant=wanted.variant)  # fmt: skip
+            spec = model_of(wanted, who, space.model_names())
             if dry_run:
                 return _json(spec)
             space.add_model(spec, actor=who.name, owner=who.name)
         return _json(spec, 201)
+
+    def model_of(wanted: ModelRequest, who: UserRecord, taken: set[str]) -> ModelSpec:
+        """The spec of ``who``'s model as ``wanted``, named apart from the model names ``taken``."""
+        pack = catalog_of(who).get(names.name(wanted.pack, "pack"))
+        instrument = wanted.instrument or pack.default_instrument
+        settings = dict(wanted.settings)
+        if wanted.ticker:
+            settings[SYMBOL_FIELD[instrument]] = names.ticker(wanted.ticker.strip().upper())
+        return users_model(pack, who.name, taken, strategy=wanted.strategy, instrument=instrument, settings=settings,
+                           indicators=wanted.indicators, params=wanted.params, risk_profile=wanted.risk_profile, cadence=wanted.cadence,
+                           evaluation=wanted.evaluation, tags=wanted.tags, name=wanted.name, variant=wanted.variant)  # fmt: skip
+
+    @app.put("/api/models/{model}", tags=["models"],
+             openapi_extra={"requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": "#/components/schemas/ModelRequest"}}}}})
+    async def model_update(model: str, request: Request, dry_run: bool = False, who: UserRecord = Depends(user)) -> Response:
+        """Replace one of your models, keeping its name, by the request (the whole of it, as for create) while no sweep was
+        run on it (400 naming ``model`` otherwise: its leaderboards were made from it as it is)."""
+        wanted: ModelRequest = await body(request, ModelRequest)  # type: ignore[assignment]
+        with workspace() as space:
+            owned(space, model, who)
+            short = model.removeprefix(f"{who.name}_")
+            if wanted.name not in (None, short, model):
+                raise ConfigError("name", f"{wanted.name!r} is not {short!r}: an update keeps the model's name",
+                                  "leave name out, or create a new model")  # fmt: skip
+            spec = model_of(msgspec.structs.replace(wanted, name=short), who, space.model_names() - {model})
+            if dry_run:
+                return _json(spec)
+            space.replace_model(spec, actor=who.name)
+        return _json(spec)
 
     @app.get("/api/models/{model}", tags=["models"])
     def model_show(model: str, who: UserRecord = Depends(user)) -> Response:

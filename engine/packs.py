@@ -563,6 +563,14 @@ class Catalog:
         for versions in self._packs.values():
             yield from versions.values()
 
+    def only(self, keep: Callable[[Pack], bool]) -> Catalog:
+        """The packs of this catalog that ``keep`` keeps (a user's view of a shared workspace)."""
+        kept = Catalog(())
+        for pack in self:
+            if keep(pack):
+                kept._packs.setdefault(pack.namespace, {})[pack.version] = pack
+        return kept
+
     def get(self, reference: str) -> Pack:
         """A pack by ``namespace`` (newest version) or ``namespace@version``."""
         namespace, _, version = reference.partition("@")

@@ -40,6 +40,7 @@ import msgspec
 from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
 from engine.gates import PolicyCheck
 from engine.models import ModelSpec, SweepRequest
+from engine.packs import Pack
 
 __all__ = ["Workspace", "AuditEntry", "SweepRecord", "TrainedRecord", "UserRecord", "MIGRATIONS", "LOCAL", "default_home",
            "process_alive"]  # fmt: skip
@@ -136,6 +137,13 @@ MIGRATIONS: tuple[str, ...] = (
         user TEXT NOT NULL,
         at TEXT NOT NULL,
         PRIMARY KEY (alert_id, user)
+    );
+    """,
+    """
+    CREATE TABLE packs (
+        namespace TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        created_at TEXT NOT NULL
     );
     """,
 )
@@ -376,6 +384,17 @@ class Workspace:
             self._db.execute("DELETE FROM models WHERE name = ?", (name,))
             self.audit(actor, "model.delete", name)
 
+    def replace_model(self, spec: ModelSpec, *, actor: str) -> None:
+        """Replace a model, of the same name, that no sweep was run on, and audit both lineages."""
+        before = self.model(spec.name)
+        with self._transaction():
+            if self._db.execute("SELECT 1 FROM sweeps WHERE model = ? LIMIT 1", (spec.name,)).fetchone():
+                raise ConfigError("model", f"{spec.name} has sweeps, whose leaderboards and trained models were made from it as it is",
+                                  "keep it; create a new model for another configuration")  # fmt: skip
+            self._db.execute("UPDATE models SET pack = ?, strategy = ?, model_config_sha = ?, spec = ? WHERE name = ?",
+                             (f"{spec.pack}@{spec.pack_version}", spec.strategy, spec.model_config_sha, _encode(spec), spec.name))  # fmt: skip
+            self.audit(actor, "model.update", spec.name, {"before": msgspec.to_builtins(before.lineage), "lineage": msgspec.to_builtins(spec.lineage)})
+
     def owner(self, model: str) -> str:
         """Who owns ``model``; `NotFoundError` when there is no such model."""
         row = self._db.execute("SELECT owner FROM models WHERE name = ?", (model,)).fetchone()
@@ -425,6 +444,57 @@ class Workspace:
             revoked = self._db.execute("UPDATE tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL", (self._now(), user)).rowcount
             self.audit(actor, "user.revoke", user, {"tokens": revoked})
         return revoked
+
+    # -- private packs of the server's users --------------------------------------------
+
+    def pack_owners(self) -> dict[str, str]:
+        """The namespaces of the server users' private packs, and whose each is."""
+        return dict(self._db.execute("SELECT namespace, owner FROM packs"))
+
+    def save_pack(self, pack: Pack, text: bytes, *, owner: str, actor: str) -> None:
+        """Keep ``pack`` (decoded and linted from ``text``) as ``owner``'s, in the workspace's packs folder, and audit it: a
+        new namespace, a new version of theirs, or a version no model was made from replaced."""
+        folder = self.packs_folder / f"{pack.namespace}@{pack.version}"
+        with self._transaction():
+            found = self._db.execute("SELECT owner FROM packs WHERE namespace = ?", (pack.namespace,)).fetchone()
+            if found is not None and found[0] != owner:  # a namespace begins with its owner's name: never another user's
+                raise ConfigError("namespace", f"{pack.namespace!r} is taken", "choose another namespace")
+            users = self._models_of_pack(pack.namespace, pack.version)
+            if users:
+                raise ConfigError("version", f"{pack.ref} is what {', '.join(users)} were made from",
+                                  f"give the changed pack a new version (above {pack.version})")  # fmt: skip
+            if found is None:
+                self._db.execute("INSERT INTO packs (namespace, owner, created_at) VALUES (?, ?, ?)", (pack.namespace, owner, self._now()))
+            replaced = folder.exists()
+            folder.mkdir(mode=0o700, exist_ok=True)
+            partial = folder / "pack.yaml.partial"  # the catalog reads */pack.yaml: a pack is there whole or not at all
+            partial.write_bytes(text)
+            partial.replace(folder / "pack.yaml")
+            self.audit(actor, "pack.update" if found or replaced else "pack.create", pack.ref, {"sha": pack.sha})
+
+    def delete_pack(self, namespace: str, version: str | None, *, actor: str) -> list[str]:
+        """Delete a private pack's ``version`` (every version when None) that no model was made from; the versions deleted."""
+        folders = [folder for folder in sorted(self.packs_folder.glob(f"{namespace}@*"))
+                   if version is None or folder.name == f"{namespace}@{version}"]  # fmt: skip
+        if not folders:
+            raise NotFoundError(f"no version {version} of pack {namespace!r}" if version else f"no pack named {namespace!r}")
+        with self._transaction():
+            for folder in folders:
+                users = self._models_of_pack(*folder.name.split("@", 1))
+                if users:
+                    raise ConfigError("pack", f"{folder.name} is what {', '.join(users)} were made from",
+                                      "delete those models first, or keep the pack")  # fmt: skip
+            for folder in folders:
+                (folder / "pack.yaml").unlink()
+                folder.rmdir()
+            if not any(self.packs_folder.glob(f"{namespace}@*/pack.yaml")):
+                self._db.execute("DELETE FROM packs WHERE namespace = ?", (namespace,))
+            deleted = [folder.name for folder in folders]
+            self.audit(actor, "pack.delete", namespace, {"versions": deleted})
+        return deleted
+
+    def _models_of_pack(self, namespace: str, version: str) -> list[str]:
+        return [name for (name,) in self._db.execute("SELECT name FROM models WHERE pack = ? ORDER BY name", (f"{namespace}@{version}",))]
 
     # -- the alert history -------------------------------------------------------------
 

@@ -239,3 +239,83 @@ def test_sweeps_are_queued_cancelled_and_capped_by_tier(served, users):
     assert over["field"] == "overrides" and "premium tier's 1,000" in over["problem"]
     assert alice.post("/api/sweeps", json={"model": "alice_spy", "mode": "custom", "overrides": wide}).status_code == 202
     carol.close()
+
+
+def _private(namespace: str, version: str = "1.0.0", name: str = "") -> bytes:
+    """The official swingsigma pack as a private pack ``namespace@version``."""
+    text = (OFFICIAL / "swingsigma" / "pack.yaml").read_bytes()
+    return (text.replace(b"namespace: swingsigma", b"namespace: " + namespace.encode(), 1)
+            .replace(b"version: 1.1.0", b"version: " + version.encode(), 1)
+            .replace(b"name: swingsigma", b"name: " + (name or namespace).encode(), 1))  # fmt: skip
+
+
+def test_private_packs_are_their_owners_and_capped_by_tier(served, users):
+    home, _ = users
+    alice, bob = served["alice"], served["bob"]
+    created = alice.post("/api/packs", content=_private("alice_swing"))
+    assert created.status_code == 201 and created.json()["status"] == "APPROVED" and created.json()["pack"] == "alice_swing@1.0.0"
+    assert (home / "packs" / "alice_swing@1.0.0" / "pack.yaml").read_bytes() == _private("alice_swing")
+    assert "alice_swing@1.0.0" in {row["pack"] for row in alice.get("/api/packs").json()}
+    # bob sees the official packs only; alice's is as absent to him as a pack that does not exist.
+    assert {row["pack"].partition("@")[0] for row in bob.get("/api/packs").json()} == {"swingsigma", "trendsigma", "zerosigma"}
+    assert _error(bob.get("/api/packs/alice_swing"), 404)
+    assert _error(bob.post("/api/models", json=MODEL | {"pack": "alice_swing"}), 404)
+    assert _error(bob.put("/api/packs/alice_swing", content=_private("alice_swing", "2.0.0")), 404)
+    assert _error(bob.delete("/api/packs/alice_swing"), 404)
+    # The free tier keeps no private pack (403); a namespace is its owner's (400 naming the field and the fix).
+    assert _error(bob.post("/api/packs", content=_private("bob_swing")), 403)["field"] == "pack"
+    theirs = _error(alice.post("/api/packs", content=_private("bob_swing", name="bobs")), 400)
+    assert theirs["field"] == "namespace" and theirs["fix"] == "name it alice_bob_swing"
+    assert _error(alice.post("/api/packs", content=_private("alice_swing")), 400)["fix"] == "PUT /api/packs/alice_swing to change it"
+    # A rejected pack is answered 400 with the linter's whole report; nothing is kept.
+    rejected = alice.post("/api/packs", content=_private("alice_bad").replace(b"cadence: 1d", b"cadence: 7x", 1))
+    assert _error(rejected, 400)["field"] == "cadence" and rejected.json()["report"]["status"] == "REJECTED"
+    assert not list(home.glob("packs/alice_bad*"))
+    # A model is made from it; that version may no longer change, a new version may be added beside it.
+    assert alice.post("/api/models", json=MODEL | {"pack": "alice_swing"}).json()["pack"] == "alice_swing"
+    changed = _private("alice_swing").replace(b"slippage_bps: 5", b"slippage_bps: 6")
+    assert _error(alice.put("/api/packs/alice_swing", content=changed), 400)["field"] == "version"
+    assert alice.put("/api/packs/alice_swing", content=_private("alice_swing", "1.1.0")).status_code == 200
+    assert alice.get("/api/packs/alice_swing").json()["version"] == "1.1.0"
+    assert _error(alice.put("/api/packs/alice_swing", content=_private("alice_other")), 400)["field"] == "namespace"
+    # Deleting: refused while a model was made from the version, done for the one no model uses.
+    assert _error(alice.delete("/api/packs/alice_swing"), 400)["field"] == "pack"
+    assert alice.delete("/api/packs/alice_swing@1.1.0").json()["deleted"] == ["alice_swing@1.1.0"]
+    assert alice.delete("/api/models/alice_spy").status_code == 200
+    assert alice.delete("/api/packs/alice_swing").json()["deleted"] == ["alice_swing@1.0.0"]
+    assert _error(alice.get("/api/packs/alice_swing"), 404)
+    actions = [(entry["action"], entry["subject"]) for entry in alice.get("/api/audit", params={"action": "pack."}).json()]
+    assert actions == [("pack.create", "alice_swing@1.0.0"), ("pack.update", "alice_swing@1.1.0"), ("pack.delete", "alice_swing"),
+                       ("pack.delete", "alice_swing")]  # fmt: skip
+
+
+def test_the_premium_tier_keeps_five_private_packs(users):
+    home, _ = users
+    with Workspace(home, clock=_clock) as space:
+        space.add_user("carol", "premium", actor="admin")
+        token = space.issue_token("carol", actor="admin")
+    with _Server(create_app(home)) as server, httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as carol:
+        for number in range(5):
+            assert carol.post("/api/packs", content=_private(f"carol_p{number}")).status_code == 201
+        sixth = _error(carol.post("/api/packs", content=_private("carol_p5")), 403)
+        assert sixth["problem"] == "the premium tier keeps 5 private packs and you have 5"
+        assert carol.put("/api/packs/carol_p0", content=_private("carol_p0", "1.0.1")).status_code == 200  # a version is no new pack
+        assert carol.delete("/api/packs/carol_p4").status_code == 200
+        assert carol.post("/api/packs", content=_private("carol_p5")).status_code == 201
+
+
+def test_a_model_is_updated_until_a_sweep_is_run_on_it(served):
+    alice, bob = served["alice"], served["bob"]
+    assert alice.post("/api/models", json=MODEL).status_code == 201
+    checked = alice.put("/api/models/alice_spy", params={"dry_run": True}, json=MODEL | {"risk_profile": "aggressive"})
+    assert checked.json()["risk_profile"] == "aggressive" and alice.get("/api/models/alice_spy").json()["risk_profile"] == "balanced"
+    updated = alice.put("/api/models/alice_spy", json={key: value for key, value in MODEL.items() if key != "name"} | {"risk_profile": "aggressive"})
+    assert updated.status_code == 200 and updated.json()["name"] == "alice_spy"
+    assert alice.get("/api/models/alice_spy").json()["risk_profile"] == "aggressive"
+    assert _error(alice.put("/api/models/alice_spy", json=MODEL | {"name": "other"}), 400)["field"] == "name"
+    assert _error(alice.put("/api/models/alice_spy", json=MODEL | {"strategy": "nope"}), 400)["field"] == "strategy"
+    assert _error(bob.put("/api/models/alice_spy", json=MODEL), 404)
+    assert alice.post("/api/sweeps", json={"model": "alice_spy"}).status_code == 202
+    assert _error(alice.put("/api/models/alice_spy", json=MODEL), 400)["field"] == "model"
+    audit = [entry["action"] for entry in alice.get("/api/audit", params={"subject": "alice_spy"}).json()]
+    assert audit[:2] == ["model.create", "model.update"]
