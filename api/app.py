@@ -28,6 +28,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import packs
@@ -412,9 +413,10 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
 
     @app.post("/api/sweeps", tags=["sweeps"], status_code=202,
               openapi_extra={"requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": "#/components/schemas/SweepRequest"}}}}})
-    async def sweep_start(request: Request, who: UserRecord = Depends(user)) -> Response:
-        """Queue a sweep of one of your models (``sigma sweep run``): 202 with its id; a worker runs it. A custom sweep is
-        capped by your tier (403 beyond it)."""
+    async def sweep_start(request: Request, dry_run: bool = False, who: UserRecord = Depends(user)) -> Response:
+        """Queue a sweep of one of your models (``sigma sweep run``): 202 with its id and its estimated run time, measured
+        before it starts; a worker runs it. ``dry_run`` answers the size and the estimate and queues nothing. A custom sweep
+        is capped by your tier (403 beyond it); a model without the bars it needs is refused (400 naming ``data``)."""
         from research import sweep
 
         wanted: SweepRequest = await body(request, SweepRequest)  # type: ignore[assignment]
@@ -430,9 +432,14 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
             if wanted.mode == "custom" and combinations > allowed:
                 raise _Problem(403, "overrides", f"{combinations:,} custom configurations exceed the {who.tier} tier's {allowed:,}",
                                "narrow an axis (overrides), or use a larger tier")  # fmt: skip
+        estimated = await run_in_threadpool(sweep.estimate, home, pack, spec, wanted)  # a second or so of the machine's time
+        shown_estimate = msgspec.to_builtins(estimated) | {"seconds": round(estimated.seconds, 1)}
+        if dry_run:
+            return _json({"combinations": combinations, "estimate": shown_estimate})
+        with workspace() as space:
             sweep_id = sweep.create(space, pack, spec, wanted, actor=who.name)
         jobs.sweep(sweep_id, who.name)
-        return _json({"id": sweep_id, "status": "queued", "combinations": combinations}, 202)
+        return _json({"id": sweep_id, "status": "queued", "combinations": combinations, "estimate": shown_estimate}, 202)
 
     @app.get("/api/sweeps", tags=["sweeps"])
     def sweep_list(request: Request, model: str = "", who: UserRecord = Depends(user)) -> Response:
@@ -502,12 +509,14 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         with workspace() as space:
             own_sweep(space, wanted.sweep, who)
             _, warnings = training.select(space, wanted.sweep, wanted.rows)
+            trained = training.queue(space, wanted.sweep, wanted.rows, actor=who.name, seed=wanted.seed)
         jobs.train(wanted.sweep, list(wanted.rows), who.name, seed=wanted.seed)
-        return _json({"trained": [training.trained_id(wanted.sweep, rank) for rank in wanted.rows], "warnings": warnings}, 202)
+        return _json({"trained": trained, "warnings": warnings}, 202)
 
     @app.get("/api/training/{trained_id}", tags=["training"])
     def training_status(trained_id: str, who: UserRecord = Depends(user)) -> Response:
-        """One row's training: its last progress line, and once registered, whether training marked it not publishable."""
+        """One row's training: its status (queued, running, done, failed, cancelled, killed), its last progress line, and once
+        registered, whether training marked it not publishable."""
         from research import training
 
         names.name(trained_id, "trained")
@@ -515,9 +524,9 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         with workspace() as space:
             own_sweep(space, sweep_id, who)
             registered = {record.id: record for record in space.trained_models()}.get(trained_id)
-        progress = training._last_progress(home / "training" / trained_id)
-        return _json({"id": trained_id, "registered": registered is not None, "progress": progress,
-                      "refusal": registered.refusal if registered else None})  # fmt: skip
+        progress = training.progress(home / "training" / trained_id)
+        return _json({"id": trained_id, "status": "done" if registered else training.status(home, trained_id),
+                      "registered": registered is not None, "progress": progress, "refusal": registered.refusal if registered else None})  # fmt: skip
 
     @app.post("/api/training/{trained_id}/cancel", tags=["training"])
     def training_cancel(trained_id: str, who: UserRecord = Depends(user)) -> Response:

@@ -11,9 +11,9 @@ in processes of its own, which a daemonic huey worker process may not start.
 A job is a call of what the command line calls (`research.sweep.resume`), and its
 state is the record it works on (a sweep's status, progress and finished chunks), not
 the queue's: cancel and resume are the command line's own, and a job lost with a
-killed worker is found again. When workers start (`work`), every sweep of a server
-user that a dead process left running, or took off the queue and never began, is
-queued again and resumes where it stopped.
+killed worker is found again. When workers start (`work`), every sweep, training and
+paper run of a server user that a dead process left running, or took off the queue
+and never began, is queued again and resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ class Jobs:
         self._paper(run_id)
 
     def recover(self) -> list[str]:
-        """Queue again every server user's sweep that a dead process left running or never began; their ids. One still on
-        the queue is then there twice: the second finds it taken (`engine.workspace.Workspace.claim_sweep`) and ends."""
+        """Queue again every server user's sweep, training and paper run that a dead process left running or never began;
+        their ids. One still on the queue is then there twice: the second finds it taken
+        (`engine.workspace.Workspace.claim_sweep`, a training's lock) or done, and ends."""
         with self._workspace() as space:
             # Killed while running, or taken off the queue by a worker that died before it began.
             lost = [(record.id, space.owner(record.model)) for record in space.sweeps() if record.shown_status in ("killed", "queued")]
@@ -71,7 +72,16 @@ class Jobs:
                     and {space.owner(space.trained(model).model) for model in run.request.models} - {LOCAL}]  # fmt: skip
         for run_id in runs:
             self.paper(run_id)
-        return [sweep_id for sweep_id, _ in lost] + runs
+        from research import training
+
+        rows: dict[tuple[str, int, str], list[int]] = {}
+        for job in training.lost(self.home):
+            if job.actor != LOCAL:  # the command line trains its own in the foreground: `sigma train` again resumes it
+                rows.setdefault((job.sweep, job.seed, job.actor), []).append(job.rank)
+        for (sweep_id, seed, actor), ranks in rows.items():
+            self.train(sweep_id, ranks, actor, seed=seed)
+        trainings = [training.trained_id(sweep_id, rank) for (sweep_id, _, _), ranks in rows.items() for rank in ranks]
+        return [sweep_id for sweep_id, _ in lost] + runs + trainings
 
     def _workspace(self) -> Workspace:
         return Workspace(self.home, clock=lambda: datetime.now(UTC))
@@ -102,9 +112,9 @@ class Jobs:
         with self._workspace() as space:
             spec = space.model(space.sweep(sweep_id).model)
             pack = packs.catalog(self.home).get(f"{spec.pack}@{spec.pack_version}")
-            done = {record.id for record in space.trained_models()}
-            todo = [rank for rank in ranks if training.trained_id(sweep_id, rank) not in done]
-            if todo:  # each row resumes from its checkpoints
+            # Not cancelled while queued, not run by another worker, not done: each row resumes from its checkpoints.
+            todo = [rank for rank in ranks if training.status(self.home, training.trained_id(sweep_id, rank)) in ("queued", "killed")]
+            if todo:
                 training.train(space, pack, spec, sweep_id, todo, actor=actor, seed=seed)
 
 

@@ -59,10 +59,10 @@ from engine.workspace import Workspace, process_alive
 from research.backtest import METRICS, Market, run
 from research.labels import label
 from research.leaderboard import build
-from research.validation import Split, out_of_fold, purge_in_rows, walk_forward
+from research.validation import SWEEP_POINT, Split, classifier, out_of_fold, purge_in_rows, walk_forward
 
 __all__ = [
-    "grid", "size", "config_row", "create", "start", "resume", "cancel", "reload", "Progress", "CAP", "PRO_CAP",
+    "grid", "size", "config_row", "create", "start", "resume", "cancel", "reload", "estimate", "Estimate", "Progress", "CAP", "PRO_CAP",
     "prepare", "build_market", "evaluation_bars", "model_rows", "stored_intervals", "Prepared",
 ]  # fmt: skip
 
@@ -264,7 +264,7 @@ class Prepared:
         self.holdout = holdout
 
 
-def prepare(home: Path, pack: Pack, spec: ModelSpec, request: SweepRequest, stored: np.ndarray | None = None) -> Prepared:
+def prepare(home: Path, pack: Pack, spec: ModelSpec, request: SweepRequest, stored: np.ndarray | float | None = None) -> Prepared:
     """Load the universe's bars (and ticks) from the workspace and build its market; ``stored`` reuses probabilities."""
     loaded = [load_bars(home, ticker, spec.cadence) for ticker in request.universe or [spec.instrument.symbol]]
     # Raw Close beside Adj Close (case 15), or one ticker's pre-market bars beside another's session alone (case 18),
@@ -335,7 +335,7 @@ def _buckets(bars: Bars, cal: Calendar) -> tuple[Bars, np.ndarray]:
 
 def build_market(
     universe: list[tuple[Bars, dict[str, np.ndarray] | None, Bars | None]], cal: Calendar, spec: ModelSpec, recipe: Label,
-    request: SweepRequest, stored: np.ndarray | None = None,
+    request: SweepRequest, stored: np.ndarray | float | None = None,
 ) -> Prepared:
     """Align the tickers' rows on one time axis and give each its calibrated out-of-fold probability (or ``stored``'s).
 
@@ -383,8 +383,8 @@ def build_market(
                 ).calibrated
             except ConfigError as error:
                 raise ConfigError(f"data.{bars.ticker}", error.problem, error.fix) from None
-    if stored is not None:
-        columns["probability"] = stored
+    if stored is not None:  # a sweep's kept probabilities, or an estimate's stand-in for every row
+        columns["probability"][...] = stored
     _, minute = local_clock(end, cal.timezone)
     opened, closed = session_clock(axis, end, cal, intraday=parse_cadence(decides).minutes is not None)
     session = session_days(axis, cal)[0]
@@ -514,15 +514,79 @@ def data_sha(home: Path, tickers: list[str], cadence: str, evaluation: str | Non
     return content_sha([dataset(home, ticker, each).data_sha for ticker in tickers for each in cadences])
 
 
+class Estimate(msgspec.Struct, frozen=True):
+    """How long a sweep should take, told before it starts: measured on this machine, on the sweep's own bars."""
+
+    configurations: int
+    backtests: int
+    """Backtests it runs: the configurations, and with pruning also those of the shorter rungs."""
+    rows: int
+    """Rows of its time axis, each ticker's own."""
+    tickers: int
+    training_seconds: float
+    """The out-of-fold training of the model's probabilities: the slow step, run once per sweep."""
+    backtest_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.training_seconds + self.backtest_seconds
+
+
+def estimate(home: Path, pack: Pack, spec: ModelSpec, request: SweepRequest) -> Estimate:
+    """How long a sweep of ``spec`` would take, before it starts: its backtests timed on a sample of its grid over its own
+    bars (with a stand-in probability), its out-of-fold training by timing one fit on a sample of its rows and scaling by
+    the rows its folds train on. A `ConfigError` names what would stop the sweep itself (no bars, too little history)."""
+    names, combinations = grid(pack, spec, request)
+    try:
+        prepared = prepare(home, pack, spec, request, stored=0.5)
+    except NotFoundError as error:  # the sweep would stop there too: a request that cannot run is refused before it queues
+        problem, _, fix = str(error).partition("; ")
+        raise ConfigError("data", problem, fix) from None
+    market = prepared.market
+    generator = np.random.default_rng(0)
+    market.probability[...] = generator.uniform(*_STAND_IN, market.probability.shape)
+    rows, tickers = len(market.start), len(market.tickers)
+    horizon, embargo = purge_in_rows(market.closes, pack.strategies[spec.strategy].label.horizon_bars, request.embargo)
+    splits, holdout_start = walk_forward(rows, folds=request.folds, horizon=horizon, embargo=embargo, holdout=request.holdout)
+    trained_rows = sum(split.train_end for split in splits) + holdout_start  # each fold's fit, then the calibrated final one
+    sample = min(rows, _FIT_SAMPLE)
+    matrix, outcomes = generator.normal(size=(sample, len(spec.features))), generator.integers(0, 2, sample)
+    began = time.perf_counter()
+    classifier(SWEEP_POINT, seed=0, threads=1).fit(matrix, outcomes)
+    per_row = (time.perf_counter() - began) / sample
+    rungs = list(range(1, request.folds)) if request.mode == "custom" and request.prune and len(combinations) > PRUNE_ABOVE else []
+    return Estimate(configurations=len(combinations), backtests=_total_work(len(combinations), rungs), rows=rows, tickers=tickers,
+                    training_seconds=round(per_row * trained_rows * tickers, 1),
+                    backtest_seconds=round(_estimate(prepared, pack, spec, request, names, combinations), 1))  # fmt: skip
+
+
+_STAND_IN = (0.35, 0.65)
+"""The range of the stand-in probabilities an estimate's backtests see: where calibrated probabilities mostly fall, so that
+its thresholds enter about as often as the model's own would."""
+_FIT_SAMPLE = 5_000
+"""Rows of the one fit an estimate times."""
+
+
 def _estimate(prepared, pack, spec, request, names, combinations) -> float:
-    """Seconds the backtests will take, from timing a small sample of the grid."""
-    sample = np.array([config_row(names, c, pack, spec, request, len(prepared.market.tickers)) for c in combinations[:8]])
+    """Seconds the backtests will take, from timing a sample spread over the grid (its first rows may trade the most or
+    the least) in one batch, as the sweep runs them, and the work of every rung in backtests of the whole window."""
+    spread = np.linspace(0, len(combinations) - 1, min(len(combinations), _TIMED)).astype(int)
+    sample = np.array([config_row(names, combinations[i], pack, spec, request, len(prepared.market.tickers)) for i in spread])
     market = prepared.market.window(prepared.development)
     run(market, sample[:1])  # compile outside the timing
     began = time.perf_counter()
     run(market, sample)
     per_config = (time.perf_counter() - began) / len(sample)
-    return per_config * len(combinations) * (1.5 if request.mode == "custom" else 1.0) + 1.0
+    prune = request.mode == "custom" and request.prune and len(combinations) > PRUNE_ABOVE
+    windows, alive = 0.0, len(combinations)
+    for rung in range(1, request.folds) if prune else ():  # rung r backtests the first r of the folds, then halves
+        windows += alive * rung / request.folds
+        alive = max(1, math.ceil(alive / 2))
+    return per_config * (windows + alive) + 1.0
+
+
+_TIMED = 32
+"""Configurations an estimate times: enough to spread the work of a batch over the cores."""
 
 
 def _fold_edges(window: slice, folds: int) -> np.ndarray:

@@ -22,12 +22,17 @@ Each selected leaderboard row is trained on its own, in its own process:
 
 A training writes a checkpoint after every grid point (its out-of-fold predictions
 and log loss), so a killed or cancelled training resumes where it stopped; the same
-seed gives the same model, byte for byte. The model trains on the model's own
+seed gives the same model, byte for byte. Each row's folder also holds its job
+(``job.json``: who asked, with which seed, and how it ended) and a lock its training
+process holds while it runs, so that a row is trained by one process at a time and a
+training killed with its process is told from one that runs (`status`, `lost`). The model trains on the model's own
 symbol; the sweep's universe only ranked it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import itertools
 import json
@@ -39,6 +44,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import numpy as np
@@ -68,7 +74,7 @@ from research.leaderboard import Trials, judge, load, trials
 from research.sweep import build_market, configuration, data_sha, evaluation_bars, model_rows, reload
 from research.validation import Probabilities, calibrate, fold_probabilities, purge_in_rows, walk_forward
 
-__all__ = ["GRID", "TrainRequest", "select", "train", "cancel", "fit", "Fit", "fit_configuration", "trained_id", "with_policy", "Cancelled",
+__all__ = ["GRID", "TrainRequest", "Job", "select", "queue", "train", "cancel", "status", "progress", "lost", "fit", "Fit", "fit_configuration", "trained_id", "with_policy", "Cancelled",
            "NEAR_DUPLICATE"]
 
 GRID: dict[str, list[float]] = {"n_estimators": [100, 200], "max_depth": [3, 5, 7], "learning_rate": [0.01, 0.1]}
@@ -90,6 +96,17 @@ class TrainRequest(msgspec.Struct, frozen=True, kw_only=True):
     grid: dict[str, list[float]] = msgspec.field(default_factory=lambda: dict(GRID))
     seed: int = 0
     threads: int = 1
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """One row's training as asked for (``job.json`` in its folder): by whom, with which seed, and where it got to."""
+
+    sweep: str
+    rank: int
+    actor: str
+    seed: int = 0
+    status: Literal["queued", "running", "done", "failed", "cancelled"] = "queued"
+    error: str | None = None
 
 
 def trained_id(sweep_id: str, rank: int) -> str:
@@ -145,14 +162,41 @@ def train(
     requests = [TrainRequest(sweep=sweep_id, rank=row["rank"], grid=grid, seed=seed) for row in rows]
     workers = workers or min(len(requests), os.cpu_count() or 1)
     requests = [msgspec.structs.replace(r, threads=max(1, (os.cpu_count() or 1) // workers)) for r in requests]
-    folders = {r.rank: space.home / "training" / trained_id(sweep_id, r.rank) for r in requests}
-    for request in requests:
-        folder = folders[request.rank]
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "cancel").unlink(missing_ok=True)
-        space.audit(actor, "train.start", trained_id(sweep_id, request.rank), {"sweep": sweep_id, "rank": request.rank})
+    folders = {r.rank: _folder(space.home, trained_id(sweep_id, r.rank)) for r in requests}
+    with contextlib.ExitStack() as held:
+        for request in requests:  # every row's lock first: a row another process trains is refused before any starts
+            held.enter_context(_claim(folders[request.rank], request.rank))
+        for request in requests:
+            folder = folders[request.rank]
+            (folder / "cancel").unlink(missing_ok=True)
+            _write_job(folder, Job(sweep=sweep_id, rank=request.rank, actor=actor, seed=seed, status="running"))
+            space.audit(actor, "train.start", trained_id(sweep_id, request.rank), {"sweep": sweep_id, "rank": request.rank})
+        return _train(space, pack, spec, requests, folders, workers, actor, report)
+
+
+def _train(space: Workspace, pack: Pack, spec: ModelSpec, requests: list[TrainRequest], folders: dict[int, Path], workers: int,
+           actor: str, report: Reporter | None) -> list[str]:  # fmt: skip
+    sweep_id = requests[0].sweep
     finished: list[str] = []
     failed: list[str] = []
+
+    def ended(request: TrainRequest, status: str, error: str | None = None) -> None:
+        job = _read_job(folders[request.rank])
+        if job is not None:
+            _write_job(folders[request.rank], msgspec.structs.replace(job, status=status, error=error))
+
+    def collect(future, request: TrainRequest) -> None:
+        try:
+            finished.append(_register(space, spec, request, future.result(), actor))
+            ended(request, "done")
+        except Cancelled as error:
+            ended(request, "cancelled", str(error))
+            failed.append(f"row {request.rank}: {error}")
+        except SigmaError as error:  # one row's failure does not cost the others their work
+            ended(request, "failed", str(error))
+            failed.append(f"row {request.rank}: {error}")
+            space.audit(actor, "train.fail", trained_id(sweep_id, request.rank), {"error": str(error)})
+
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(fit_configuration, space.home, pack, spec, r): r for r in requests}
         try:
@@ -160,22 +204,18 @@ def train(
             while pending:
                 for future in [f for f in pending if f.done()]:
                     pending.discard(future)
-                    request = futures[future]
-                    try:
-                        finished.append(_register(space, spec, request, future.result(), actor))
-                    except SigmaError as error:  # one row's failure does not cost the others their work
-                        failed.append(f"row {request.rank}: {error}")
-                        space.audit(actor, "train.fail", trained_id(sweep_id, request.rank), {"error": str(error)})
+                    collect(future, futures[future])
                 if report:
                     for rank, folder in folders.items():
-                        report(trained_id(sweep_id, rank), _last_progress(folder))
+                        report(trained_id(sweep_id, rank), progress(folder))
                 time.sleep(0.2)
         except KeyboardInterrupt:
             for folder in folders.values():
                 (folder / "cancel").touch()
             for future in as_completed(futures):
-                if future.exception() is None and trained_id(sweep_id, futures[future].rank) not in finished:
-                    finished.append(_register(space, spec, futures[future], future.result(), actor))
+                done_well = future.exception() is None or isinstance(future.exception(), SigmaError)
+                if done_well and trained_id(sweep_id, futures[future].rank) not in finished:
+                    collect(future, futures[future])
             raise Cancelled(f"training cancelled; finished {len(finished)} of {len(requests)}: run the same command to resume") from None
     if failed:
         raise SigmaError(f"{len(failed)} of {len(requests)} trainings failed ({'; '.join(failed)}); "
@@ -183,12 +223,92 @@ def train(
     return finished
 
 
+def queue(space: Workspace, sweep_id: str, ranks: Sequence[int], *, actor: str, seed: int = 0) -> list[str]:
+    """Record the trainings of rows at ``ranks`` as asked for and not begun (a job queue's worker runs `train`); their ids.
+    A row that is being trained, or is trained, is left as it is."""
+    ids = []
+    for rank in ranks:
+        folder = _folder(space.home, trained_id(sweep_id, rank))
+        job = _read_job(folder)
+        if job is None or job.status in ("failed", "cancelled"):
+            _write_job(folder, Job(sweep=sweep_id, rank=rank, actor=actor, seed=seed))
+        ids.append(trained_id(sweep_id, rank))
+    return ids
+
+
+def status(home: Path, trained: str) -> str:
+    """Where a row's training stands: queued, running, done, failed, cancelled, or killed (its process died while it ran);
+    ``unknown`` for a row trained before trainings kept a job."""
+    folder = home / "training" / trained
+    job = _read_job(folder)
+    if job is None:
+        return "unknown"
+    if job.status == "running" and not _held(folder):
+        return "killed"
+    return job.status
+
+
+def lost(home: Path) -> list[Job]:
+    """The trainings that no process runs and that were never finished: queued and not begun (a worker took them off its
+    queue and died), or killed while they ran. `train` resumes each from its checkpoints."""
+    found = []
+    for path in sorted((home / "training").glob("*/job.json")):
+        job = _read_job(path.parent)
+        if job is not None and job.status in ("queued", "running") and not _held(path.parent):
+            found.append(job)
+    return found
+
+
 def cancel(space: Workspace, trained: str) -> None:
-    """Ask a running training to stop after its current fit (from any shell)."""
+    """Ask a running training to stop after its current fit (from any shell); one queued never starts."""
     folder = space.home / "training" / trained
     if not folder.exists():
         raise ConfigError("training", f"no training {trained!r} in {space.home / 'training'}")
     (folder / "cancel").touch()
+    job = _read_job(folder)
+    if job is not None and job.status == "queued" and not _held(folder):
+        _write_job(folder, msgspec.structs.replace(job, status="cancelled", error="cancelled while queued"))
+
+
+def _folder(home: Path, trained: str) -> Path:
+    folder = home / "training" / trained
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _read_job(folder: Path) -> Job | None:
+    path = folder / "job.json"
+    return msgspec.json.decode(path.read_bytes(), type=Job) if path.exists() else None
+
+
+def _write_job(folder: Path, job: Job) -> None:
+    partial = folder / "job.json.partial"
+    partial.write_bytes(msgspec.json.encode(job))
+    partial.replace(folder / "job.json")
+
+
+@contextlib.contextmanager
+def _claim(folder: Path, rank: int):
+    """Hold the row's lock while it trains: `ConfigError` when another process holds it. The kernel lets go of it when its
+    process dies, however it dies, so a lock free under a "running" job means a killed training."""
+    with (folder / "lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError("rows", f"row {rank} is being trained by another process", "wait for it, or cancel it first") from None
+        yield
+
+
+def _held(folder: Path) -> bool:
+    if not (folder / "lock").exists():
+        return False
+    with (folder / "lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
 
 
 def _register(space: Workspace, spec: ModelSpec, request: TrainRequest, path: Path, actor: str) -> str:
@@ -212,7 +332,7 @@ def with_policy(space: Workspace, trained_id: str, suffix: str, *, actor: str, *
     return copy
 
 
-def _last_progress(folder: Path) -> dict:
+def progress(folder: Path) -> dict:
     path = folder / "progress.jsonl"
     if not path.exists():
         return {"stage": "starting"}

@@ -66,8 +66,8 @@ def test_the_history_keeps_each_alert_once_beyond_the_trimming_and_shows_each_us
     assert archive.take(AlertReader(server.client(), ALERTS, GROUP, "again", follow=False)) == 0
     server.client().xtrim(ALERTS, maxlen=0)  # the stream is trimmed; the history is not
     with _Server(create_app(home, redis_url=server.url)) as served:
-        alice = httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {tokens['alice']}"})
-        bob = httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {tokens['bob']}"})
+        alice = httpx.Client(timeout=120, base_url=served.url, headers={"Authorization": f"Bearer {tokens['alice']}"})
+        bob = httpx.Client(timeout=120, base_url=served.url, headers={"Authorization": f"Bearer {tokens['bob']}"})
         mine = alice.get("/api/alerts").json()
         assert sorted(alert["alert_id"] for alert in mine) == sorted(f"alice_m:SPY:{n}:open" for n in range(5))
         assert {alert["model_id"] for alert in bob.get("/api/alerts").json()} == {"bob_m"}
@@ -103,6 +103,6 @@ def test_the_live_stream_sends_a_users_new_alerts_as_server_sent_events(desk):
             # Acknowledged as soon as it is seen, before any archive keeps it; never by another user.
             assert client.post("/api/alerts/alice_m:SPY:2:open/ack").status_code == 200
             bob = {"Authorization": f"Bearer {tokens['bob']}"}
-            assert _error(httpx.post(f"{served.url}/api/alerts/alice_m:SPY:2:open/ack", headers=bob), 404)
+            assert _error(httpx.post(f"{served.url}/api/alerts/alice_m:SPY:2:open/ack", headers=bob, timeout=120), 404)
     with _Server(create_app(home)) as served:  # a server without Redis says so
-        assert _error(httpx.get(f"{served.url}/api/alerts/stream", headers={"Authorization": f"Bearer {tokens['alice']}"}), 503)
+        assert _error(httpx.get(f"{served.url}/api/alerts/stream", headers={"Authorization": f"Bearer {tokens['alice']}"}, timeout=120), 503)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import httpx
 import pytest
@@ -14,11 +14,14 @@ import uvicorn
 from api.accounts import TIERS, RateLimiter
 from api.app import create_app
 from cli import main
+from engine.calendar import CALENDARS
 from engine.errors import ConfigError
 from engine.models import create_model
 from engine.packs import load_pack
+from engine.store import store_bars
 from engine.workspace import Workspace
 from packs import OFFICIAL
+from research.synthetic import generate
 
 MODEL = {"pack": "swingsigma", "strategy": "momentum_swing", "ticker": "SPY", "name": "spy"}
 
@@ -66,11 +69,17 @@ def users(tmp_path):
 def served(users):
     home, tokens = users
     with _Server(create_app(home)) as server:
-        clients = {name: httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) for name, token in tokens.items()}
-        clients["anonymous"] = httpx.Client(base_url=server.url)
+        clients = {name: httpx.Client(timeout=120, base_url=server.url, headers={"Authorization": f"Bearer {token}"}) for name, token in tokens.items()}
+        clients["anonymous"] = httpx.Client(timeout=120, base_url=server.url)
         yield clients
         for client in clients.values():
             client.close()
+
+
+def _store_spy(home) -> None:
+    """600 daily bars of a synthetic SPY: enough for a sweep."""
+    for bars, _ in generate(["SPY"], "1d", 600, CALENDARS["us_equities"], seed=1, start=date(2023, 1, 3)).values():
+        store_bars(home, bars, CALENDARS["us_equities"], source="synthetic")
 
 
 def _error(response: httpx.Response, status: int) -> dict:
@@ -161,7 +170,7 @@ def test_packs_are_listed_filtered_shown_and_validated(served):
 def test_a_token_past_its_tiers_rate_is_answered_429(users):
     home, tokens = users
     frozen = RateLimiter(clock=lambda: 0.0)  # no time passes: the bucket never refills
-    with _Server(create_app(home, limiter=frozen)) as server, httpx.Client(base_url=server.url) as client:
+    with _Server(create_app(home, limiter=frozen)) as server, httpx.Client(timeout=120, base_url=server.url) as client:
         bob = {"Authorization": f"Bearer {tokens['bob']}"}
         answers = [client.get("/api/me", headers=bob).status_code for _ in range(TIERS["free"].requests_per_minute + 1)]
         assert answers[:-1] == [200] * TIERS["free"].requests_per_minute
@@ -181,12 +190,12 @@ def test_the_rate_limiter_refills_with_time():
 
 def test_docs_and_cors(users):
     home, tokens = users
-    with _Server(create_app(home)) as server, httpx.Client(base_url=server.url) as client:
+    with _Server(create_app(home)) as server, httpx.Client(timeout=120, base_url=server.url) as client:
         document = client.get("/openapi.json").json()
         assert "ModelRequest" in document["components"]["schemas"] and "/api/models" in document["paths"]
         assert client.get("/docs").status_code == 200
         assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://evil.example"}).headers
-    with _Server(create_app(home, cors_origins=("https://desk.example",))) as server, httpx.Client(base_url=server.url) as client:
+    with _Server(create_app(home, cors_origins=("https://desk.example",))) as server, httpx.Client(timeout=120, base_url=server.url) as client:
         allowed = client.get("/healthz", headers={"Origin": "https://desk.example"})
         assert allowed.headers["access-control-allow-origin"] == "https://desk.example"
         assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://evil.example"}).headers
@@ -219,12 +228,21 @@ def test_sweeps_are_queued_cancelled_and_capped_by_tier(served, users):
     home, _ = users
     with Workspace(home, clock=_clock) as space:
         space.add_user("carol", "premium", actor="admin")
-        carol = httpx.Client(base_url=str(served["alice"].base_url), headers={"Authorization": f"Bearer {space.issue_token('carol', actor='admin')}"})
+        carol = httpx.Client(timeout=120, base_url=str(served["alice"].base_url), headers={"Authorization": f"Bearer {space.issue_token('carol', actor='admin')}"})
     alice, bob = served["alice"], served["bob"]
     for client in (alice, bob, carol):
         assert client.post("/api/models", json=MODEL | {"evaluation": "1d"}).status_code == 201
+    # Without the bars it needs, a sweep is refused before it queues, in the words of the command line.
+    missing = _error(alice.post("/api/sweeps", json={"model": "alice_spy"}), 400)
+    assert missing["field"] == "data" and missing["problem"] == "no 1d bars for SPY in the workspace" and "sigma data import" in missing["fix"]
+    _store_spy(home)
+    # The estimate is measured before it starts: asked alone (dry_run), nothing is queued.
+    told = alice.post("/api/sweeps", params={"dry_run": True}, json={"model": "alice_spy"}).json()
+    assert told["estimate"]["configurations"] == told["combinations"] and told["estimate"]["rows"] == 600
+    assert told["estimate"]["seconds"] > 0 and alice.get("/api/sweeps").json() == []
     queued = alice.post("/api/sweeps", json={"model": "alice_spy"})
     assert queued.status_code == 202 and queued.json()["status"] == "queued" and queued.json()["combinations"] <= 45
+    assert queued.json()["estimate"]["backtests"] == queued.json()["combinations"]  # a simple sweep is never pruned
     sweep_id = queued.json()["id"]
     assert [row["id"] for row in alice.get("/api/sweeps").json()] == [sweep_id] and bob.get("/api/sweeps").json() == []
     assert _error(alice.get(f"/api/sweeps/{sweep_id}/results"), 404)["problem"].startswith(f"sweep {sweep_id} is queued")
@@ -294,7 +312,7 @@ def test_the_premium_tier_keeps_five_private_packs(users):
     with Workspace(home, clock=_clock) as space:
         space.add_user("carol", "premium", actor="admin")
         token = space.issue_token("carol", actor="admin")
-    with _Server(create_app(home)) as server, httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as carol:
+    with _Server(create_app(home)) as server, httpx.Client(timeout=120, base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as carol:
         for number in range(5):
             assert carol.post("/api/packs", content=_private(f"carol_p{number}")).status_code == 201
         sixth = _error(carol.post("/api/packs", content=_private("carol_p5")), 403)
@@ -304,18 +322,21 @@ def test_the_premium_tier_keeps_five_private_packs(users):
         assert carol.post("/api/packs", content=_private("carol_p5")).status_code == 201
 
 
-def test_a_model_is_updated_until_a_sweep_is_run_on_it(served):
+def test_a_model_is_updated_until_a_sweep_is_run_on_it(served, users):
+    _store_spy(users[0])
     alice, bob = served["alice"], served["bob"]
-    assert alice.post("/api/models", json=MODEL).status_code == 201
+    daily = MODEL | {"evaluation": "1d"}
+    assert alice.post("/api/models", json=daily).status_code == 201
     checked = alice.put("/api/models/alice_spy", params={"dry_run": True}, json=MODEL | {"risk_profile": "aggressive"})
     assert checked.json()["risk_profile"] == "aggressive" and alice.get("/api/models/alice_spy").json()["risk_profile"] == "balanced"
-    updated = alice.put("/api/models/alice_spy", json={key: value for key, value in MODEL.items() if key != "name"} | {"risk_profile": "aggressive"})
+    updated = alice.put("/api/models/alice_spy", json={key: value for key, value in daily.items() if key != "name"} | {"risk_profile": "aggressive"})
     assert updated.status_code == 200 and updated.json()["name"] == "alice_spy"
     assert alice.get("/api/models/alice_spy").json()["risk_profile"] == "aggressive"
     assert _error(alice.put("/api/models/alice_spy", json=MODEL | {"name": "other"}), 400)["field"] == "name"
     assert _error(alice.put("/api/models/alice_spy", json=MODEL | {"strategy": "nope"}), 400)["field"] == "strategy"
     assert _error(bob.put("/api/models/alice_spy", json=MODEL), 404)
-    assert alice.post("/api/sweeps", json={"model": "alice_spy"}).status_code == 202
-    assert _error(alice.put("/api/models/alice_spy", json=MODEL), 400)["field"] == "model"
+    swept = alice.post("/api/sweeps", json={"model": "alice_spy"})
+    assert swept.status_code == 202, swept.text
+    assert _error(alice.put("/api/models/alice_spy", json=daily), 400)["field"] == "model"
     audit = [entry["action"] for entry in alice.get("/api/audit", params={"subject": "alice_spy"}).json()]
     assert audit[:2] == ["model.create", "model.update"]

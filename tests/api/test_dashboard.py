@@ -127,7 +127,7 @@ def test_a_trader_walks_from_a_pack_to_a_live_alert_in_the_browser(desk, browser
         find(By.CSS_SELECTOR, '#tabs [data-tab="trained"]').click()
         wait.until(lambda _: browser.find_elements(By.CSS_SELECTOR, "#trained-rows .publish"))
         trained_id = text_of("#trained-rows td")
-        api = httpx.Client(base_url=f"http://127.0.0.1:{serve.port}", headers={"Authorization": f"Bearer {token}"})
+        api = httpx.Client(timeout=120, base_url=f"http://127.0.0.1:{serve.port}", headers={"Authorization": f"Bearer {token}"})
         [run] = api.get("/api/paper").json()
         refused = api.get(f"/api/trained/{trained_id}").json()["refusal"] or run["verdict"]["status"] == "FAIL"
         find(By.CSS_SELECTOR, "#trained-rows .publish").click()

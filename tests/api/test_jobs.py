@@ -22,7 +22,7 @@ from engine.models import SweepRequest
 from engine.store import store_bars
 from engine.workspace import Workspace
 from packs import catalog
-from research import sweep
+from research import sweep, training
 from research.synthetic import generate
 
 # A random walk has no edge: the aggressive gates (Sharpe 0.4) let its luckiest rows through, as research's tests find.
@@ -91,7 +91,7 @@ def desk(tmp_path):
             space.add_user(name, tier, actor="admin")
             tokens[name] = space.issue_token(name, actor="admin")
     serve = _Serve(home).start()
-    clients = {name: httpx.Client(base_url=f"http://127.0.0.1:{serve.port}", headers={"Authorization": f"Bearer {token}"})
+    clients = {name: httpx.Client(timeout=120, base_url=f"http://127.0.0.1:{serve.port}", headers={"Authorization": f"Bearer {token}"})
                for name, token in tokens.items()}  # fmt: skip
     try:
         yield home, clients, serve
@@ -217,3 +217,56 @@ def test_a_queued_sweep_cancelled_never_runs_and_a_finished_one_trains_and_goes_
     assert again.status_code == 202
     _until(lambda: _status(alice, queued)["status"] == "finished", "resumed to the end")
     assert alice.post(f"/api/sweeps/{queued}/resume").json()["error"]["field"] == "sweep"
+
+    # Train the best row the gates let through: the server is killed while a worker trains it, and after the restart the
+    # training is queued again and finishes. The write lock held here keeps the worker from registering it before the kill.
+    rank = next(row["rank"] for row in every if row["gate"] != "FAIL")
+    failing = next((row["rank"] for row in every if row["gate"] == "FAIL"), None)
+    if failing is not None:
+        assert _error_field(alice.post("/api/training", json={"sweep": sweep_id, "rows": [failing]})) == "rows"
+    assert _error_field(alice.post("/api/training", json={"sweep": sweep_id, "rows": []})) == "rows"
+    assert bob.post("/api/training", json={"sweep": sweep_id, "rows": [rank]}).status_code == 404
+    with _write_lock(home):
+        queued = alice.post("/api/training", json={"sweep": sweep_id, "rows": [rank]})
+        assert queued.status_code == 202, queued.text
+        [trained_id] = queued.json()["trained"]
+        _until(lambda: alice.get(f"/api/training/{trained_id}").json()["status"] == "running", "taken by a worker")
+        serve.kill()
+    _until(lambda: training.status(home, trained_id) == "killed", "seen killed")  # once the kernel let go of the dead worker's lock
+    serve.start()
+    trained = _until(lambda: (t := alice.get(f"/api/training/{trained_id}").json())["registered"] and t, "trained after the restart")
+    assert trained["status"] == "done"
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        # The first start was never written (the lock held it back): the training that ran is the one after the restart.
+        assert [entry.action for entry in space.audit_log(trained_id)] == ["train.start", "model.train"]
+
+    # Review it, and walk it to live and back.
+    review = alice.get(f"/api/trained/{trained_id}").json()
+    assert review["stage"] == "trained" and review["manifest"]["trained_id"] == trained_id
+    assert alice.get(f"/api/trained/{trained_id}/review.png").content.startswith(b"\x89PNG")
+    assert bob.get(f"/api/trained/{trained_id}").status_code == 404
+    refused = alice.post(f"/api/trained/{trained_id}/publish").json()["error"]
+    assert refused["field"] == "publish" and ("no paper record" in refused["problem"] or "not publishable" in refused["problem"])
+    # Paper-trade it over the last half year through the live dataflow, judged by the trust gate.
+    assert _error_field(alice.post("/api/paper", json={"models": [trained_id], "redis_url": "redis://10.0.0.1"})) == "redis_url"
+    assert bob.post("/api/paper", json={"models": [trained_id]}).status_code == 404
+    paper = alice.post("/api/paper", json={"models": [trained_id], "start": "2024-06-01"})
+    assert paper.status_code == 202, paper.text
+    run_id = paper.json()["id"]
+    done = _until(lambda: (r := alice.get(f"/api/paper/{run_id}").json())["status"] in ("done", "failed") and r["verdict"] and r, "paper-traded")
+    assert done["status"] == "done" and done["verdict"]["status"] in ("PASS", "MARGINAL", "FAIL"), done
+    assert [run["id"] for run in alice.get("/api/paper").json()] == [run_id] and bob.get("/api/paper").json() == []
+    report = alice.get(f"/api/paper/{run_id}/report").json()
+    assert report["run"]["run_id"] == run_id and report["parity"]["decisions"] > 0
+    assert alice.get(f"/api/paper/{run_id}/report", params={"html": True}).text.lstrip().lower().startswith("<!doctype html")
+    assert alice.get(f"/api/trained/{trained_id}").json()["stage"].startswith("paper ")
+    forced = alice.post(f"/api/trained/{trained_id}/publish", json={"force": True, "reason": "api test"}).json()
+    assert forced["published"]
+    assert alice.post(f"/api/trained/{trained_id}/kill").json()["killed"] is True
+    assert [t["killed_at"] is not None for t in alice.get("/api/trained").json()] == [True]
+    assert _error_field(alice.delete(f"/api/trained/{trained_id}")) == "discard"  # published: not discarded
+    assert alice.post(f"/api/trained/{trained_id}/unpublish").json()["published"] is False
+    assert alice.delete(f"/api/trained/{trained_id}").json()["discarded"] is True
+    with Workspace(home, clock=lambda: datetime.now(UTC)) as space:
+        forced_entries = [e for e in space.audit_log(trained_id) if "publish" in e.action]
+    assert any(e.actor == "alice" and e.details.get("reason") == "api test" for e in forced_entries), forced_entries

@@ -537,3 +537,41 @@ def test_a_training_killed_at_a_random_point_resumes_to_the_uninterrupted_artifa
         assert second[1] == first[1], f"killed {delay:.2f} s in: the ONNX artifact differs"
         assert second[0].manifest["metrics"] == first[0].manifest["metrics"]
         assert other._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _hold_row_lock(folder: str, ready, release) -> None:
+    """A process that trains a row: it holds the row's lock until told to let go, or until it is killed."""
+    with training._claim(Path(folder), 1):
+        ready.set()
+        release.wait()
+
+
+def test_a_trainings_job_tells_queued_running_killed_and_cancelled_apart(tmp_path):
+    home = tmp_path / "home"
+    with Workspace(home, clock=lambda: datetime(2026, 12, 7, tzinfo=UTC)) as space:
+        [first, second] = training.queue(space, "m-1234", [1, 2], actor="alice", seed=3)
+        assert [training.status(home, trained) for trained in (first, second)] == ["queued", "queued"]
+        assert training.status(home, "m-1234-r9") == "unknown" and not (home / "training" / "m-1234-r9").exists()
+        training.cancel(space, second)  # queued: it never starts
+        assert training.status(home, second) == "cancelled"
+        assert [(job.sweep, job.rank, job.seed, job.actor) for job in training.lost(home)] == [("m-1234", 1, 3, "alice")]
+        # A process trains row 1: running while it holds the lock, which no second process may take; killed, the kernel
+        # lets go of its lock and the job left "running" reads killed, lost, to be trained again.
+        folder = home / "training" / first
+        training._write_job(folder, msgspec.structs.replace(training._read_job(folder), status="running"))
+        context = multiprocessing.get_context("spawn")
+        ready, release = context.Event(), context.Event()
+        holder = context.Process(target=_hold_row_lock, args=(str(folder), ready, release))
+        holder.start()
+        assert ready.wait(600)
+        assert training.status(home, first) == "running" and training.lost(home) == []
+        with pytest.raises(ConfigError, match="row 1 is being trained by another process"):
+            with training._claim(folder, 1):
+                pass
+        assert training.queue(space, "m-1234", [1], actor="alice") == [first] and training.status(home, first) == "running"
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join()
+        assert training.status(home, first) == "killed"
+        assert [job.rank for job in training.lost(home)] == [1]
+        training.queue(space, "m-1234", [2], actor="alice")  # asked for again after a cancel: queued again
+        assert training.status(home, second) == "queued"
