@@ -37,6 +37,7 @@ from engine import names
 from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
 from engine.models import SYMBOL_FIELD, ModelSpec, SweepRequest
 from engine.packs import TAG_CATEGORIES, Catalog, decode_pack, validate
+from engine.schemas import Alert, decode_json
 from api.jobs import Jobs
 from flows.sinks import ALERTS
 from engine.workspace import SweepRecord, TrainedRecord, UserRecord, Workspace
@@ -742,6 +743,24 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
                 raise NotFoundError(f"no alert {alert_id!r} of yours")
             at = space.acknowledge(alert_id, who.name)
         return _json({"alert_id": alert_id, "acknowledged_at": at})
+
+    @app.get("/api/performance", tags=["alerts"])
+    def performance(model: str = "", who: UserRecord = Depends(user)) -> Response:
+        """How each of your trained models has done (or ``model`` alone): its trades in every finished paper run, with the
+        trust gate's verdict, and its live alerts' round trips from the alert history, at the alerts' own prices before fees
+        and slippage (`replay.track`)."""
+        from replay import track
+        from replay.gate import stage
+
+        with workspace() as space:
+            mine = space.trained_ids(who.name)
+            if model:
+                own_trained(space, model, who)
+                mine = {model}
+            records = [record for record in space.trained_models() if record.id in mine]
+            kept = {record.id: [decode_json(alert, Alert) for alert in space.model_alerts(record.id)] for record in records}
+        return _json([{"id": record.id, "model": record.model, "stage": stage(home, record.id, record.published_at is not None),
+                       "paper": track.paper(home, record.id), "live": track.live(kept[record.id])} for record in records])  # fmt: skip
 
     @app.get("/api/audit", tags=["audit"])
     def audit(action: str = "", subject: str = "", who: UserRecord = Depends(user)) -> Response:

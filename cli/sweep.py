@@ -37,6 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     start.add_argument("--no-prune", action="store_true", help="backtest every custom combination on the whole window")
     start.add_argument("--commission-bps", type=float, default=1.0, help="commission per side in basis points (default 1)")
     start.add_argument("--seed", type=int, default=0)
+    start.add_argument("--estimate", action="store_true", help="print its size and estimated run time, measured here, and start nothing")
     start.set_defaults(handler=_run)
 
     stop = verbs.add_parser("cancel", help="stop a running sweep after its current chunk (from any shell)")
@@ -120,6 +121,11 @@ def _run(args: argparse.Namespace) -> int:
 
     with workspace() as space:
         pack, spec = pack_and_model(space, args.model)
+        if args.estimate:
+            told = sweep.estimate(space.home, pack, spec, _request(args))
+            print(f"{told.configurations:,} configurations ({told.backtests:,} backtests) x {told.tickers} ticker(s) over {told.rows:,} bars: "
+                  f"about {told.seconds:.0f} s (out-of-fold training {told.training_seconds:.0f} s, backtests {told.backtest_seconds:.0f} s)")
+            return 0
         return _finish(space, sweep.start(space, pack, spec, _request(args), actor=actor(), report=_Bar()))
 
 

@@ -516,6 +516,10 @@ class Workspace:
                  + " ORDER BY a.timestamp DESC, a.alert_id DESC LIMIT ?")  # fmt: skip
         return list(self._db.execute(query, (user, *sorted(models), since, *([ticker] if ticker else []), limit)))
 
+    def model_alerts(self, model: str) -> list[bytes]:
+        """Every kept alert of the trained ``model``, oldest first."""
+        return [alert for (alert,) in self._db.execute("SELECT alert FROM alerts WHERE model = ? ORDER BY timestamp, alert_id", (model,))]
+
     def alert(self, alert_id: str) -> tuple[str, bytes]:
         """(trained model, alert JSON) of one kept alert; `NotFoundError` when it is not in the history."""
         row = self._db.execute("SELECT model, alert FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()

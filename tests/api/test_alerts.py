@@ -106,3 +106,21 @@ def test_the_live_stream_sends_a_users_new_alerts_as_server_sent_events(desk):
             assert _error(httpx.post(f"{served.url}/api/alerts/alice_m:SPY:2:open/ack", headers=bob, timeout=120), 404)
     with _Server(create_app(home)) as served:  # a server without Redis says so
         assert _error(httpx.get(f"{served.url}/api/alerts/stream", headers={"Authorization": f"Bearer {tokens['alice']}"}, timeout=120), 503)
+
+
+def test_performance_tracks_a_models_live_round_trips_from_the_history(desk):
+    home, server, tokens = desk
+    opened = _alert(1, "alice_m")
+    closed = msgspec.structs.replace(opened, alert_id="alice_m:SPY:2:close", intent="close", action="SELL", entry_price=104.0,
+                                     reason="take_profit", timestamp=opened.timestamp.replace(hour=16))  # fmt: skip
+    _write(server, [opened, closed, _alert(3, "bob_m")])
+    assert Archive(home, server.url).take(AlertReader(server.client(), ALERTS, GROUP, "archive", follow=False)) == 3
+    with _Server(create_app(home)) as served:
+        alice = httpx.Client(timeout=120, base_url=served.url, headers={"Authorization": f"Bearer {tokens['alice']}"})
+        [record] = alice.get("/api/performance").json()
+        assert (record["id"], record["stage"], record["paper"]) == ("alice_m", "trained", [])
+        assert record["live"]["alerts"] == 2 and record["live"]["open"] == []
+        assert record["live"]["figures"]["trades"] == 1 and abs(record["live"]["figures"]["total_return"] - 0.04) < 1e-12
+        assert alice.get("/api/performance", params={"model": "alice_m"}).json() == [record]
+        assert _error(alice.get("/api/performance", params={"model": "bob_m"}), 404)  # another user's is as absent as none
+        alice.close()

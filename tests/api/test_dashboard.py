@@ -101,6 +101,7 @@ def test_a_trader_walks_from_a_pack_to_a_live_alert_in_the_browser(desk, browser
 
         # A simple sweep, its live progress, the leaderboard, the top row trained.
         find(By.CSS_SELECTOR, ".sweep-model").click()
+        wait.until(lambda _: text_of("#s-estimate").startswith("about "))  # measured before it starts
         find(By.ID, "s-start").click()
         wait.until(lambda _: "finished" in text_of("#sweep-rows"))
         find(By.CSS_SELECTOR, "#sweep-rows .results").click()
@@ -148,6 +149,7 @@ def test_a_trader_walks_from_a_pack_to_a_live_alert_in_the_browser(desk, browser
         shot("8-alerts")
         find(By.CSS_SELECTOR, f'tr[data-alert="{trained_id}:SPY:1:open"] .ack').click()
         wait.until(lambda _: "acknowledged" in text_of(f'tr[data-alert="{trained_id}:SPY:1:open"]'))
+        wait.until(lambda _: trained_id in text_of("#track-rows"))  # the track record beside the alerts
         history = api.get("/api/alerts").json()
         api.close()
         assert [(a["alert_id"], a["acknowledged_at"] is not None) for a in history] == [(f"{trained_id}:SPY:1:open", True)]

@@ -260,6 +260,9 @@ def test_a_queued_sweep_cancelled_never_runs_and_a_finished_one_trains_and_goes_
     assert report["run"]["run_id"] == run_id and report["parity"]["decisions"] > 0
     assert alice.get(f"/api/paper/{run_id}/report", params={"html": True}).text.lstrip().lower().startswith("<!doctype html")
     assert alice.get(f"/api/trained/{trained_id}").json()["stage"].startswith("paper ")
+    [tracked] = alice.get("/api/performance", params={"model": trained_id}).json()  # the model's paper record, its own trades
+    assert [(entry["run"], entry["verdict"]) for entry in tracked["paper"]] == [(run_id, done["verdict"]["status"])]
+    assert tracked["paper"][0]["figures"]["trades"] == done["summary"]["trades"] and tracked["live"]["alerts"] == 0
     forced = alice.post(f"/api/trained/{trained_id}/publish", json={"force": True, "reason": "api test"}).json()
     assert forced["published"]
     assert alice.post(f"/api/trained/{trained_id}/kill").json()["killed"] is True

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from cli import main
 from engine.errors import ConfigError, NotFoundError
 from engine.models import SweepRequest, create_model
 from engine.options import strike_score
@@ -228,3 +229,27 @@ def test_the_data_hash_of_an_evaluated_model_covers_its_intervals(tmp_path):
                               intervals.low, close, intervals.volume), US, source="synthetic, re-imported")  # fmt: skip
     assert sweep.data_sha(tmp_path, ["SPY"], "1d", "15m") != evaluated
     assert sweep.data_sha(tmp_path, ["SPY"], "1d", None) == at_close
+
+
+def test_the_estimate_counts_a_pruned_sweeps_backtests_and_starts_nothing(swing, monkeypatch, capsys):
+    space, pack, spec = swing
+    request, (_, combinations) = _custom(space, pack, spec, universe=["SPY", "QQQ"])
+    told = sweep.estimate(space.home, pack, spec, request)
+    assert told.configurations == len(combinations) and told.tickers == 2 and told.rows == 1260
+    # Halving at each of the four rungs: every configuration, then half of them, rounded up, each rung.
+    alive, backtests = len(combinations), 0
+    for _ in range(4):
+        backtests += alive
+        alive = -(-alive // 2)
+    assert told.backtests == backtests + alive
+    assert told.training_seconds > 0 and told.backtest_seconds > 0 and told.seconds == told.training_seconds + told.backtest_seconds
+    unpruned = sweep.estimate(space.home, pack, spec, msgspec.structs.replace(request, prune=False))
+    assert unpruned.backtests == len(combinations)
+    monkeypatch.setenv("SIGMA_HOME", str(space.home))
+    assert main(["sweep", "run", spec.name, "--mode", "custom", "--set", "max_positions=1", "--estimate"]) == 0
+    assert f"{len(combinations):,} configurations ({told.backtests:,} backtests) x 1 ticker(s) over 1,260 bars: about" in capsys.readouterr().out
+    assert space.sweeps() == []  # nothing started
+    missing = msgspec.structs.replace(request, universe=["DIA"])
+    with pytest.raises(ConfigError) as refused:
+        sweep.estimate(space.home, pack, spec, missing)
+    assert refused.value.field == "data" and "no 1d bars for DIA" in refused.value.problem
