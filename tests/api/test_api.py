@@ -24,6 +24,7 @@ from packs import OFFICIAL
 from research.synthetic import generate
 
 MODEL = {"pack": "swingsigma", "strategy": "momentum_swing", "ticker": "SPY", "name": "spy"}
+PATIENCE = 600  # seconds a request may take: bounds a hung server only (a sweep's estimate on a fresh install compiles the backtester)
 
 
 def _clock() -> datetime:
@@ -69,8 +70,8 @@ def users(tmp_path):
 def served(users):
     home, tokens = users
     with _Server(create_app(home)) as server:
-        clients = {name: httpx.Client(timeout=120, base_url=server.url, headers={"Authorization": f"Bearer {token}"}) for name, token in tokens.items()}
-        clients["anonymous"] = httpx.Client(timeout=120, base_url=server.url)
+        clients = {name: httpx.Client(timeout=PATIENCE, base_url=server.url, headers={"Authorization": f"Bearer {token}"}) for name, token in tokens.items()}
+        clients["anonymous"] = httpx.Client(timeout=PATIENCE, base_url=server.url)
         yield clients
         for client in clients.values():
             client.close()
@@ -170,7 +171,7 @@ def test_packs_are_listed_filtered_shown_and_validated(served):
 def test_a_token_past_its_tiers_rate_is_answered_429(users):
     home, tokens = users
     frozen = RateLimiter(clock=lambda: 0.0)  # no time passes: the bucket never refills
-    with _Server(create_app(home, limiter=frozen)) as server, httpx.Client(timeout=120, base_url=server.url) as client:
+    with _Server(create_app(home, limiter=frozen)) as server, httpx.Client(timeout=PATIENCE, base_url=server.url) as client:
         bob = {"Authorization": f"Bearer {tokens['bob']}"}
         answers = [client.get("/api/me", headers=bob).status_code for _ in range(TIERS["free"].requests_per_minute + 1)]
         assert answers[:-1] == [200] * TIERS["free"].requests_per_minute
@@ -190,12 +191,12 @@ def test_the_rate_limiter_refills_with_time():
 
 def test_docs_and_cors(users):
     home, tokens = users
-    with _Server(create_app(home)) as server, httpx.Client(timeout=120, base_url=server.url) as client:
+    with _Server(create_app(home)) as server, httpx.Client(timeout=PATIENCE, base_url=server.url) as client:
         document = client.get("/openapi.json").json()
         assert "ModelRequest" in document["components"]["schemas"] and "/api/models" in document["paths"]
         assert client.get("/docs").status_code == 200
         assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://evil.example"}).headers
-    with _Server(create_app(home, cors_origins=("https://desk.example",))) as server, httpx.Client(timeout=120, base_url=server.url) as client:
+    with _Server(create_app(home, cors_origins=("https://desk.example",))) as server, httpx.Client(timeout=PATIENCE, base_url=server.url) as client:
         allowed = client.get("/healthz", headers={"Origin": "https://desk.example"})
         assert allowed.headers["access-control-allow-origin"] == "https://desk.example"
         assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://evil.example"}).headers
@@ -228,7 +229,7 @@ def test_sweeps_are_queued_cancelled_and_capped_by_tier(served, users):
     home, _ = users
     with Workspace(home, clock=_clock) as space:
         space.add_user("carol", "premium", actor="admin")
-        carol = httpx.Client(timeout=120, base_url=str(served["alice"].base_url), headers={"Authorization": f"Bearer {space.issue_token('carol', actor='admin')}"})
+        carol = httpx.Client(timeout=PATIENCE, base_url=str(served["alice"].base_url), headers={"Authorization": f"Bearer {space.issue_token('carol', actor='admin')}"})
     alice, bob = served["alice"], served["bob"]
     for client in (alice, bob, carol):
         assert client.post("/api/models", json=MODEL | {"evaluation": "1d"}).status_code == 201
@@ -312,7 +313,7 @@ def test_the_premium_tier_keeps_five_private_packs(users):
     with Workspace(home, clock=_clock) as space:
         space.add_user("carol", "premium", actor="admin")
         token = space.issue_token("carol", actor="admin")
-    with _Server(create_app(home)) as server, httpx.Client(timeout=120, base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as carol:
+    with _Server(create_app(home)) as server, httpx.Client(timeout=PATIENCE, base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as carol:
         for number in range(5):
             assert carol.post("/api/packs", content=_private(f"carol_p{number}")).status_code == 201
         sixth = _error(carol.post("/api/packs", content=_private("carol_p5")), 403)
