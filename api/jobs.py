@@ -75,9 +75,12 @@ class Jobs:
         from research import training
 
         rows: dict[tuple[str, int, str], list[int]] = {}
-        for job in training.lost(self.home):
-            if job.actor != LOCAL:  # the command line trains its own in the foreground: `sigma train` again resumes it
-                rows.setdefault((job.sweep, job.seed, job.actor), []).append(job.rank)
+        with self._workspace() as space:
+            for job in training.lost(self.home):
+                # Whose model it is, not who ran it: the command line trains its own in the foreground (as its shell's
+                # user), and `sigma train` again resumes it.
+                if space.owner(space.sweep(job.sweep).model) != LOCAL:
+                    rows.setdefault((job.sweep, job.seed, job.actor), []).append(job.rank)
         for (sweep_id, seed, actor), ranks in rows.items():
             self.train(sweep_id, ranks, actor, seed=seed)
         trainings = [training.trained_id(sweep_id, rank) for (sweep_id, _, _), ranks in rows.items() for rank in ranks]

@@ -275,3 +275,22 @@ def test_a_queued_sweep_cancelled_never_runs_and_a_finished_one_trains_and_goes_
     [published] = [e for e in forced_entries if e.action == "model.publish"]
     # Over a refusing verdict the audit keeps why; through passing ones there was nothing to override.
     assert published.actor == "alice" and published.details.get("reason") == ("api test" if forced["overridden"] else None), published
+
+
+def test_the_workers_queue_again_a_server_users_lost_training_never_the_command_lines(tmp_path):
+    import msgspec
+
+    from tests.unit.test_workspace import SPEC
+
+    home = tmp_path / "home"
+    with Workspace(home, clock=lambda: datetime(2026, 12, 7, tzinfo=UTC)) as space:
+        space.add_user("alice", "pro", actor="admin")
+        for owner, model in (("alice", "alice_spy"), ("local", "spy")):
+            space.add_model(msgspec.structs.replace(SPEC, name=model), actor=owner, owner=owner)
+            space.add_sweep(f"{model}-s", model, SweepRequest(model=model), {}, {}, 1, actor=owner)
+            space.update_sweep(f"{model}-s", status="finished")
+            training.queue(space, f"{model}-s", [1, 2], actor="root" if owner == "local" else owner)
+        training.cancel(space, "alice_spy-s-r2")  # cancelled while queued: never run
+    jobs = Jobs(home)
+    assert jobs.recover() == ["alice_spy-s-r1"]  # the command line's own (its shell's user "root") resumes with `sigma train`
+    assert jobs.huey.pending_count() == 1
