@@ -35,6 +35,7 @@ import packs
 from api.accounts import RateLimiter, private_pack, tier, users_model
 from engine import names
 from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
+from engine.indicators import describe
 from engine.models import SYMBOL_FIELD, ModelSpec, SweepRequest
 from engine.packs import TAG_CATEGORIES, Catalog, decode_pack, validate
 from engine.schemas import Alert, decode_json
@@ -306,6 +307,15 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
                 raise NotFoundError(f"no private pack {namespace!r} of yours; GET /api/packs lists the packs")
             deleted = space.delete_pack(namespace, version or None, actor=who.name)
         return _json({"pack": namespace, "deleted": deleted})
+
+    @app.get("/api/indicators", tags=["models"])
+    def indicator_list(group: str = "", who: UserRecord = Depends(user)) -> Response:
+        """The indicator registry a model's indicators come from (``sigma indicators list``): parameters with their bounds,
+        outputs, timescales and warm-up; ``group`` alone when given."""
+        rows = describe(group or None)
+        if group and not rows:
+            raise ConfigError("group", f"{group!r} is not a group of indicators", f"use one of: {', '.join(sorted({r['group'] for r in describe()}))}")
+        return _json(rows)
 
     @app.get("/api/models", tags=["models"])
     def model_list(who: UserRecord = Depends(user)) -> Response:

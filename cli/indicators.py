@@ -10,7 +10,7 @@ import numpy as np
 
 from cli._common import key_values, print_json
 from engine.errors import ConfigError
-from engine.indicators import INDICATORS, check_params, compute, indicator_class
+from engine.indicators import INDICATORS, check_params, compute, describe, indicator_class
 
 _TIME_COLUMNS = ("timestamp", "datetime", "date", "time")
 
@@ -39,23 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> None:
-    rows = [
-        {
-            "name": cls.name,
-            "group": cls.group,
-            "summary": cls.summary(),
-            "inputs": list(cls.inputs),
-            "outputs": list(cls.outputs),
-            "parameters": [
-                {"name": p.name, "default": p.default, "minimum": p.minimum, "maximum": p.maximum, "description": p.description}
-                for p in cls.parameters
-            ],
-            "timescales": sorted(cls.timescales),
-            "warmup": cls.warmup_for(),
-        }
-        for cls in INDICATORS.values()
-        if args.group in (None, cls.group)
-    ]
+    rows = describe(args.group)
     if args.json:
         return print_json(rows)
     for row in rows:

@@ -12,6 +12,7 @@ from engine.indicators.registry import (
     INDICATORS,
     check_params,
     compute,
+    describe,
     indicator_class,
     make,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "check_params",
     "make",
     "compute",
+    "describe",
 ]
 
 

@@ -109,6 +109,28 @@ def check_params(name: str, params: Mapping[str, object], where: str = "params")
     return checked
 
 
+def describe(group: str | None = None) -> list[dict]:
+    """The registry as data, for a person choosing a model's indicators (``sigma indicators list``, ``GET /api/indicators``):
+    each indicator's group, inputs, outputs, parameters with their bounds, timescales and warm-up; ``group``'s only."""
+    return [
+        {
+            "name": cls.name,
+            "group": cls.group,
+            "summary": cls.summary(),
+            "inputs": list(cls.inputs),
+            "outputs": list(cls.outputs),
+            "parameters": [
+                {"name": p.name, "default": p.default, "minimum": p.minimum, "maximum": p.maximum, "description": p.description}
+                for p in cls.parameters
+            ],
+            "timescales": sorted(cls.timescales),
+            "warmup": cls.warmup_for(),
+        }
+        for cls in INDICATORS.values()
+        if group in (None, cls.group)
+    ]
+
+
 def make(name: str, params: Mapping[str, object] | None = None) -> Indicator:
     """Build a fresh incremental indicator from its registry name and (validated) parameters."""
     return INDICATORS[name](**check_params(name, params or {}))

@@ -164,6 +164,11 @@ def test_packs_are_listed_filtered_shown_and_validated(served):
     broken = alice.post("/api/packs/validate", content=official.replace(b"cadence: 1d", b"cadence: 7x", 1)).json()
     assert broken["status"] == "REJECTED" and [c["field"] for c in broken["checks"] if c["status"] == "FAIL"] == ["cadence"]
     assert _error(alice.post("/api/packs/validate", content=b"#" * 1_000_001), 413)["field"] == "body"
+    registry = alice.get("/api/indicators").json()
+    assert {"rsi", "macd", "atr"} <= {row["name"] for row in registry}
+    rsi = next(row for row in alice.get("/api/indicators", params={"group": "momentum"}).json() if row["name"] == "rsi")
+    assert {"name": "period", "default": 14}.items() <= rsi["parameters"][0].items()
+    assert _error(alice.get("/api/indicators", params={"group": "astrology"}), 400)["field"] == "group"
     undecodable = alice.post("/api/packs/validate", content=official.replace(b"namespace:", b"namespaces:", 1)).json()
     assert undecodable["status"] == "REJECTED" and undecodable["checks"][0]["name"] == "Schema"
 
