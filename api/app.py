@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
+import pyarrow
+import pyarrow.compute
 import redis.asyncio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -469,9 +471,9 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
 
     @app.get("/api/sweeps/{sweep_id}/results", tags=["sweeps"])
     def sweep_results(sweep_id: str, top: int = 10, sort: str = "rank", descending: bool = False, format: Literal["json", "csv"] = "json",
-                      who: UserRecord = Depends(user)) -> Response:  # fmt: skip
-        """The leaderboard of a finished sweep (``sigma sweep results``): its ``top`` rows sorted by a column; ``format=csv``
-        gives every row as CSV."""
+                      gate: str = "", who: UserRecord = Depends(user)) -> Response:  # fmt: skip
+        """The leaderboard of a finished sweep (``sigma sweep results``): its ``top`` rows sorted by a column, of the gate
+        badges in ``gate`` alone when given (``PASS,MARGINAL``); ``format=csv`` gives every such row as CSV."""
         from research import leaderboard
 
         with workspace() as space:
@@ -479,6 +481,11 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
             table, meta = leaderboard.load(space, sweep_id)
         if sort not in table.column_names:
             raise ConfigError("sort", f"{sort!r} is not a leaderboard column", f"use one of: {', '.join(table.column_names)}")
+        badges = [badge.strip().upper() for badge in gate.split(",") if badge.strip()]
+        if set(badges) - {"PASS", "MARGINAL", "FAIL"}:
+            raise ConfigError("gate", f"{gate!r} names no gate badge", "use PASS, MARGINAL or FAIL, comma-separated")
+        if badges:
+            table = table.filter(pyarrow.compute.is_in(table.column("gate"), pyarrow.array(badges)))
         table = table.sort_by([(sort, "descending" if descending else "ascending")])
         if format == "csv":
             out = io.StringIO()

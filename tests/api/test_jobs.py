@@ -156,6 +156,9 @@ def test_a_sweep_runs_in_a_worker_and_survives_the_server_killed_in_its_middle(d
     csv = alice.get(f"/api/sweeps/{sweep_id}/results", params={"format": "csv"})
     assert csv.headers["content-type"].startswith("text/csv") and len(csv.text.splitlines()) == len(every) + 1
     assert alice.get(f"/api/sweeps/{sweep_id}/results", params={"sort": "colour"}).json()["error"]["field"] == "sort"
+    passing = alice.get(f"/api/sweeps/{sweep_id}/results", params={"top": 100_000, "gate": "pass,marginal"}).json()["rows"]
+    assert [row["rank"] for row in passing] == [row["rank"] for row in every if row["gate"] != "FAIL"]
+    assert _error_field(alice.get(f"/api/sweeps/{sweep_id}/results", params={"gate": "GREEN"})) == "gate"
 
 
 def test_a_sweep_taken_off_the_queue_by_a_worker_that_died_runs_after_the_restart(desk):
