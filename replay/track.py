@@ -2,16 +2,18 @@
 
 - **Paper**: every finished paper run that replayed the model, with the model's own
   trades out of the run's account (the models of one run share one account) and the
-  trust gate's verdict on the run.
+  trust gate's verdict on the run. Its account return is the model's P&L, after
+  fees, on the account's starting cash.
 - **Live**: the durable alert history the server's archive keeps of the Redis
   streams. Each opening alert is paired with the next close alert of the same model
   and ticker, at the alerts' own prices (the close each was decided at; an option's
-  premium): what the signals earned before fees and slippage, not an account, which
-  only a broker's fills could give. An opening alert not closed yet is an open
-  position.
+  premium): what the signals earned before fees and slippage, not fills, which only
+  a broker gives. Its account return weighs each round trip by the share of equity
+  its opening alert committed (``position_size``), compounded. An opening alert not
+  closed yet is an open position.
 
-Both read the figures of a list of returns through one rule (`figures`), so a paper
-record and a live one read alike.
+Both read the per-trade figures of a list of returns through one rule (`figures`),
+so a paper record and a live one read alike.
 """
 
 from __future__ import annotations
@@ -29,23 +31,21 @@ __all__ = ["Figures", "figures", "paper", "live"]
 
 
 class Figures(msgspec.Struct, frozen=True, kw_only=True):
-    """What a list of round trips earned: how many, how often they won, and their returns."""
+    """What a list of round trips earned, each on the capital it committed: how many, how often they won, and how much."""
 
     trades: int
     win_rate: float
     average_return: float
-    total_return: float
-    """Compounded: each trade's return on what the ones before it left."""
     best: float
     worst: float
 
 
 def figures(returns: list[float]) -> Figures:
-    """The figures of round trips that returned ``returns`` (fractions); NaN where there is no trade to read."""
+    """The figures of round trips that returned ``returns`` (fractions of what each committed); NaN where there is no trade."""
     if not returns:
-        return Figures(trades=0, win_rate=math.nan, average_return=math.nan, total_return=0.0, best=math.nan, worst=math.nan)
+        return Figures(trades=0, win_rate=math.nan, average_return=math.nan, best=math.nan, worst=math.nan)
     return Figures(trades=len(returns), win_rate=sum(r > 0 for r in returns) / len(returns), average_return=math.fsum(returns) / len(returns),
-                   total_return=math.prod(1.0 + r for r in returns) - 1.0, best=max(returns), worst=min(returns))  # fmt: skip
+                   best=max(returns), worst=min(returns))  # fmt: skip
 
 
 def paper(home: Path, trained_id: str) -> list[dict]:
@@ -54,9 +54,11 @@ def paper(home: Path, trained_id: str) -> list[dict]:
     for run in sim.runs(home):
         if trained_id not in run.request.models or run.status != "done":
             continue
-        trades = [trade for trade in sim.account(home, run.run_id).trades if trade.model == trained_id]
+        account = sim.account(home, run.run_id)
+        trades = [trade for trade in account.trades if trade.model == trained_id]
+        pnl = math.fsum(trade.pnl for trade in trades)
         record.append({"run": run.run_id, "start": run.request.start, "end": run.request.end, "tickers": run.tickers,
-                       "figures": figures([trade.net_return for trade in trades]), "pnl": sum(trade.pnl for trade in trades),
+                       "figures": figures([trade.net_return for trade in trades]), "pnl": pnl, "account_return": pnl / account.settings.cash,
                        "verdict": (run.verdict or {}).get("status")})  # fmt: skip
     return record
 
@@ -67,6 +69,7 @@ def live(alerts: Iterable[Alert]) -> dict:
     ordered = sorted(alerts, key=lambda a: (a.timestamp, a.intent == "open"))  # at one bar, a close before a reopening
     opened: dict[str, Alert] = {}
     returns: list[float] = []
+    account = 1.0  # None once a round trip's opening alert does not say what it committed
     for alert in ordered:
         if alert.intent == "open":
             opened.setdefault(alert.ticker, alert)
@@ -75,8 +78,9 @@ def live(alerts: Iterable[Alert]) -> dict:
             bought, sold = _price(entry), _price(alert)
             if bought > 0:
                 returns.append((sold / bought - 1.0) * (1.0 if entry.action == "BUY" else -1.0))
+                account = None if account is None or entry.position_size is None else account * (1.0 + entry.position_size * returns[-1])
     return {"alerts": len(ordered), "last_alert_at": ordered[-1].timestamp if ordered else None, "figures": figures(returns),
-            "open": sorted(opened)}  # fmt: skip
+            "account_return": None if account is None else account - 1.0, "open": sorted(opened)}  # fmt: skip
 
 
 def _price(alert: Alert) -> float:

@@ -120,7 +120,7 @@ def test_performance_tracks_a_models_live_round_trips_from_the_history(desk):
         [record] = alice.get("/api/performance").json()
         assert (record["id"], record["stage"], record["paper"]) == ("alice_m", "trained", [])
         assert record["live"]["alerts"] == 2 and record["live"]["open"] == []
-        assert record["live"]["figures"]["trades"] == 1 and abs(record["live"]["figures"]["total_return"] - 0.04) < 1e-12
+        assert record["live"]["figures"]["trades"] == 1 and abs(record["live"]["figures"]["average_return"] - 0.04) < 1e-12
         assert alice.get("/api/performance", params={"model": "alice_m"}).json() == [record]
         assert _error(alice.get("/api/performance", params={"model": "bob_m"}), 404)  # another user's is as absent as none
         alice.close()
