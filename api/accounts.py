@@ -7,6 +7,7 @@ this module holds the rules the server applies to them on every request.
 from __future__ import annotations
 
 import math
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,14 +15,15 @@ from typing import Annotated
 import msgspec
 import yaml
 
-from engine import names
-from engine.errors import ConfigError
+from engine.errors import ConfigError, printable
 from engine.models import ModelSpec, create_model
 from engine.packs import Pack
 
 __all__ = ["Tier", "TIERS", "tier", "RateLimiter", "users_model", "private_pack"]
 
 MODEL_NAME_LIMIT = 64
+PACK_VERSIONS = 50
+"""Versions a private pack may keep: a tier counts packs, and each version is a file the server reads on every request."""
 
 
 class Tier(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -82,7 +84,8 @@ def users_model(pack: Pack, user: str, taken: set[str], **request: object) -> Mo
 def private_pack(pack: Pack, user: str) -> None:
     """Refuse a private pack of ``user`` whose namespace is not theirs: it begins ``<user>_``, so that two users' packs never
     collide and none can take another's namespace; `ConfigError` naming the field."""
-    names.name(pack.namespace, "namespace")
+    if not re.fullmatch(r"[a-z0-9_]{1,64}", pack.namespace):  # a folder name, and never a pack@version reference
+        raise ConfigError("namespace", f"{printable(pack.namespace, 40)!r} is not a namespace", "use 1 to 64 of a-z, 0-9 and _")
     if not pack.namespace.startswith(f"{user}_"):
         raise ConfigError("namespace", f"{pack.namespace!r} does not begin with {user + '_'!r}: a private pack's namespace is its owner's",
                           f"name it {user}_{pack.namespace}")  # fmt: skip

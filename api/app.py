@@ -17,6 +17,7 @@ cannot see, 429 past their tier's requests a minute (with Retry-After).
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import packs
-from api.accounts import RateLimiter, private_pack, tier, users_model
+from api.accounts import PACK_VERSIONS, RateLimiter, private_pack, tier, users_model
 from engine import names
 from engine.errors import ConfigError, IntegrityError, NotFoundError, SigmaError
 from engine.indicators import describe
@@ -130,6 +131,8 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
 
     def workspace() -> Workspace:
         return Workspace(home, clock=lambda: datetime.now(UTC))
+
+    measuring = asyncio.Semaphore(1)
 
     @app.exception_handler(_Problem)
     async def problem(request: Request, error: _Problem) -> Response:
@@ -276,6 +279,10 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
             if namespace is not None and namespace != pack.namespace:
                 raise ConfigError("namespace", f"{pack.namespace!r} is not {namespace!r}, the pack this request changes",
                                   f"send {namespace}'s pack.yaml, or POST /api/packs to create {pack.namespace}")  # fmt: skip
+            versions = sum(1 for other in packs.catalog(home) if other.namespace == pack.namespace)
+            if namespace is not None and versions >= PACK_VERSIONS and pack.ref not in {p.ref for p in catalog}:
+                raise _Problem(403, "version", f"{pack.namespace} keeps {versions} versions, the most a private pack may",
+                               f"delete old ones (DELETE /api/packs/{pack.namespace}@VERSION)")  # fmt: skip
             allowed = tier(who.tier).private_packs
             if pack.namespace not in owned_packs and 0 <= allowed <= len(owned_packs):
                 raise _Problem(403, "pack", f"the {who.tier} tier keeps {allowed} private pack{'s' if allowed != 1 else ''} "
@@ -360,6 +367,8 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         with workspace() as space:
             owned(space, model, who)
             short = model.removeprefix(f"{who.name}_")
+            if wanted.variant is not None:
+                raise ConfigError("variant", "an update keeps the model's name, which a variant would change", "leave variant out")
             if wanted.name not in (None, short, model):
                 raise ConfigError("name", f"{wanted.name!r} is not {short!r}: an update keeps the model's name",
                                   "leave name out, or create a new model")  # fmt: skip
@@ -445,11 +454,15 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
             if wanted.mode == "custom" and combinations > allowed:
                 raise _Problem(403, "overrides", f"{combinations:,} custom configurations exceed the {who.tier} tier's {allowed:,}",
                                "narrow an axis (overrides), or use a larger tier")  # fmt: skip
-        estimated = await run_in_threadpool(sweep.estimate, home, pack, spec, wanted)  # a second or so of the machine's time
+        async with measuring:  # a second or so of the machine's time each: one at a time, however many ask
+            estimated = await run_in_threadpool(sweep.estimate, home, pack, spec, wanted)
         shown_estimate = msgspec.to_builtins(estimated) | {"seconds": round(estimated.seconds, 1)}
         if dry_run:
             return _json({"combinations": combinations, "estimate": shown_estimate})
         with workspace() as space:
+            owned(space, wanted.model, who)
+            if space.model(wanted.model).model_config_sha != spec.model_config_sha:  # replaced while it was measured
+                raise ConfigError("model", f"{wanted.model} changed while its sweep was measured", "start the sweep again")
             sweep_id = sweep.create(space, pack, spec, wanted, actor=who.name)
         jobs.sweep(sweep_id, who.name)
         return _json({"id": sweep_id, "status": "queued", "combinations": combinations, "estimate": shown_estimate}, 202)

@@ -115,10 +115,8 @@ class Jobs:
         with self._workspace() as space:
             spec = space.model(space.sweep(sweep_id).model)
             pack = packs.catalog(self.home).get(f"{spec.pack}@{spec.pack_version}")
-            # Not cancelled while queued, not run by another worker, not done: each row resumes from its checkpoints.
-            todo = [rank for rank in ranks if training.status(self.home, training.trained_id(sweep_id, rank)) in ("queued", "killed")]
-            if todo:
-                training.train(space, pack, spec, sweep_id, todo, actor=actor, seed=seed)
+            # The rows still waiting: not cancelled, not run by another worker, not registered; each resumes from its checkpoints.
+            training.train(space, pack, spec, sweep_id, ranks, actor=actor, seed=seed, queued=True)
 
 
 def work(home: Path, *, redis_url: str | None = None, workers: int = 1) -> None:

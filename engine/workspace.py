@@ -30,6 +30,7 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
@@ -453,45 +454,68 @@ class Workspace:
 
     def save_pack(self, pack: Pack, text: bytes, *, owner: str, actor: str) -> None:
         """Keep ``pack`` (decoded and linted from ``text``) as ``owner``'s, in the workspace's packs folder, and audit it: a
-        new namespace, a new version of theirs, or a version no model was made from replaced."""
+        new namespace, a new version of theirs, or a version no model was made from replaced.
+
+        The file is put in place only once the record is committed, so that no pack is ever on disk without an owner (which
+        would take its namespace from everyone); a kill in between leaves the owner's record, and saving again completes it.
+        """
         folder = self.packs_folder / f"{pack.namespace}@{pack.version}"
-        with self._transaction():
-            found = self._db.execute("SELECT owner FROM packs WHERE namespace = ?", (pack.namespace,)).fetchone()
-            if found is not None and found[0] != owner:  # a namespace begins with its owner's name: never another user's
-                raise ConfigError("namespace", f"{pack.namespace!r} is taken", "choose another namespace")
-            users = self._models_of_pack(pack.namespace, pack.version)
-            if users:
-                raise ConfigError("version", f"{pack.ref} is what {', '.join(users)} were made from",
-                                  f"give the changed pack a new version (above {pack.version})")  # fmt: skip
-            if found is None:
-                self._db.execute("INSERT INTO packs (namespace, owner, created_at) VALUES (?, ?, ?)", (pack.namespace, owner, self._now()))
-            replaced = folder.exists()
-            folder.mkdir(mode=0o700, exist_ok=True)
-            partial = folder / "pack.yaml.partial"  # the catalog reads */pack.yaml: a pack is there whole or not at all
-            partial.write_bytes(text)
-            partial.replace(folder / "pack.yaml")
-            self.audit(actor, "pack.update" if found or replaced else "pack.create", pack.ref, {"sha": pack.sha})
+        replaced = (folder / "pack.yaml").exists()
+        folder.mkdir(mode=0o700, exist_ok=True)
+        partial = folder / "pack.yaml.partial"  # the catalog reads */pack.yaml: a pack is there whole or not at all
+        partial.write_bytes(text)
+        try:
+            with self._transaction():
+                found = self._db.execute("SELECT owner FROM packs WHERE namespace = ?", (pack.namespace,)).fetchone()
+                if found is not None and found[0] != owner:  # a namespace begins with its owner's name: never another user's
+                    raise ConfigError("namespace", f"{pack.namespace!r} is taken", "choose another namespace")
+                users = self._models_of_pack(pack.namespace, pack.version)
+                if users:
+                    raise ConfigError("version", f"{pack.ref} is what {', '.join(users)} were made from",
+                                      f"give the changed pack a new version (above {pack.version})")  # fmt: skip
+                if found is None:
+                    self._db.execute("INSERT INTO packs (namespace, owner, created_at) VALUES (?, ?, ?)", (pack.namespace, owner, self._now()))
+                self.audit(actor, "pack.update" if found or replaced else "pack.create", pack.ref, {"sha": pack.sha})
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            if not replaced:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        partial.replace(folder / "pack.yaml")
 
     def delete_pack(self, namespace: str, version: str | None, *, actor: str) -> list[str]:
-        """Delete a private pack's ``version`` (every version when None) that no model was made from; the versions deleted."""
+        """Delete a private pack's ``version`` (every version when None) that no model was made from; the versions deleted.
+
+        Its folders are moved aside while the record changes and put back if it does not commit, then removed: a failure
+        never leaves an owned pack without its file, nor a file without its owner."""
         folders = [folder for folder in sorted(self.packs_folder.glob(f"{namespace}@*"))
                    if version is None or folder.name == f"{namespace}@{version}"]  # fmt: skip
         if not folders:
             raise NotFoundError(f"no version {version} of pack {namespace!r}" if version else f"no pack named {namespace!r}")
-        with self._transaction():
-            for folder in folders:
-                users = self._models_of_pack(*folder.name.split("@", 1))
-                if users:
-                    raise ConfigError("pack", f"{folder.name} is what {', '.join(users)} were made from",
-                                      "delete those models first, or keep the pack")  # fmt: skip
-            for folder in folders:
-                (folder / "pack.yaml").unlink()
-                folder.rmdir()
-            if not any(self.packs_folder.glob(f"{namespace}@*/pack.yaml")):
-                self._db.execute("DELETE FROM packs WHERE namespace = ?", (namespace,))
-            deleted = [folder.name for folder in folders]
-            self.audit(actor, "pack.delete", namespace, {"versions": deleted})
-        return deleted
+        aside = self.home / "trash" / secrets.token_hex(8)
+        moved: list[tuple[Path, Path]] = []
+        try:
+            with self._transaction():
+                for folder in folders:
+                    users = self._models_of_pack(*folder.name.split("@", 1))
+                    if users:
+                        raise ConfigError("pack", f"{folder.name} is what {', '.join(users)} were made from",
+                                          "delete those models first, or keep the pack")  # fmt: skip
+                aside.mkdir(parents=True)
+                for folder in folders:
+                    folder.rename(aside / folder.name)
+                    moved.append((folder, aside / folder.name))
+                if not any(self.packs_folder.glob(f"{namespace}@*/pack.yaml")):
+                    self._db.execute("DELETE FROM packs WHERE namespace = ?", (namespace,))
+                self.audit(actor, "pack.delete", namespace, {"versions": [folder.name for folder in folders]})
+        except BaseException:
+            for folder, away in moved:
+                away.rename(folder)
+            raise
+        finally:
+            if moved or aside.exists():
+                shutil.rmtree(aside, ignore_errors=True)
+        return [folder.name for folder in folders]
 
     def _models_of_pack(self, namespace: str, version: str) -> list[str]:
         return [name for (name,) in self._db.execute("SELECT name FROM models WHERE pack = ? ORDER BY name", (f"{namespace}@{version}",))]

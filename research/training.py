@@ -150,22 +150,37 @@ Reporter = Callable[[str, dict], None]
 
 def train(
     space: Workspace, pack: Pack, spec: ModelSpec, sweep_id: str, ranks: Sequence[int], *, actor: str,
-    seed: int = 0, workers: int | None = None, report: Reporter | None = None,
+    seed: int = 0, workers: int | None = None, report: Reporter | None = None, queued: bool = False,
 ) -> list[str]:
     """Train the rows at ``ranks`` in parallel processes and register each; returns the trained ids.
 
     Ctrl-C asks every training to stop after its current fit and raises `Cancelled`;
-    running the same rows again resumes from their checkpoints.
+    running the same rows again resumes from their checkpoints. A row another process
+    trains is refused; ``queued`` (a job worker's call) trains only the rows whose job
+    waits (queued, or killed while it ran) and is not registered, and leaves the others.
     """
     rows, _ = select(space, sweep_id, ranks)
     grid = GRID | (dict(pack.training.grid) if pack.training else {})
     requests = [TrainRequest(sweep=sweep_id, rank=row["rank"], grid=grid, seed=seed) for row in rows]
-    workers = workers or min(len(requests), os.cpu_count() or 1)
-    requests = [msgspec.structs.replace(r, threads=max(1, (os.cpu_count() or 1) // workers)) for r in requests]
     folders = {r.rank: _folder(space.home, trained_id(sweep_id, r.rank)) for r in requests}
+    registered = {record.id for record in space.trained_models()} if queued else set()
     with contextlib.ExitStack() as held:
+        claimed = []
         for request in requests:  # every row's lock first: a row another process trains is refused before any starts
-            held.enter_context(_claim(folders[request.rank], request.rank))
+            try:
+                held.enter_context(_claim(folders[request.rank], request.rank))
+            except ConfigError:
+                if queued:
+                    continue
+                raise
+            job = _read_job(folders[request.rank])  # read under the lock: a cancel or another worker's end is seen
+            if queued and (trained_id(sweep_id, request.rank) in registered or job is None or job.status not in ("queued", "running")):
+                continue
+            claimed.append(request)
+        if not claimed:
+            return []
+        workers = workers or min(len(claimed), os.cpu_count() or 1)
+        requests = [msgspec.structs.replace(r, threads=max(1, (os.cpu_count() or 1) // workers)) for r in claimed]
         for request in requests:
             folder = folders[request.rank]
             (folder / "cancel").unlink(missing_ok=True)
@@ -225,12 +240,12 @@ def _train(space: Workspace, pack: Pack, spec: ModelSpec, requests: list[TrainRe
 
 def queue(space: Workspace, sweep_id: str, ranks: Sequence[int], *, actor: str, seed: int = 0) -> list[str]:
     """Record the trainings of rows at ``ranks`` as asked for and not begun (a job queue's worker runs `train`); their ids.
-    A row that is being trained, or is trained, is left as it is."""
+    A row that is being trained, or is registered, is left as it is."""
+    registered = {record.id for record in space.trained_models()}
     ids = []
     for rank in ranks:
         folder = _folder(space.home, trained_id(sweep_id, rank))
-        job = _read_job(folder)
-        if job is None or job.status in ("failed", "cancelled"):
+        if trained_id(sweep_id, rank) not in registered and not _held(folder):  # a discarded row trains again
             _write_job(folder, Job(sweep=sweep_id, rank=rank, actor=actor, seed=seed))
         ids.append(trained_id(sweep_id, rank))
     return ids
@@ -266,8 +281,8 @@ def cancel(space: Workspace, trained: str) -> None:
         raise ConfigError("training", f"no training {trained!r} in {space.home / 'training'}")
     (folder / "cancel").touch()
     job = _read_job(folder)
-    if job is not None and job.status == "queued" and not _held(folder):
-        _write_job(folder, msgspec.structs.replace(job, status="cancelled", error="cancelled while queued"))
+    if job is not None and job.status in ("queued", "running") and not _held(folder):  # waiting, or killed: never resumed
+        _write_job(folder, msgspec.structs.replace(job, status="cancelled", error=f"cancelled while {status(space.home, trained)}"))
 
 
 def _folder(home: Path, trained: str) -> Path:
@@ -292,11 +307,19 @@ def _claim(folder: Path, rank: int):
     """Hold the row's lock while it trains: `ConfigError` when another process holds it. The kernel lets go of it when its
     process dies, however it dies, so a lock free under a "running" job means a killed training."""
     with (folder / "lock").open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError("rows", f"row {rank} is being trained by another process", "wait for it, or cancel it first") from None
+        for attempt in range(_CLAIMS):
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:  # held by a trainer, or for a moment by a look at its status (`_held`)
+                if attempt == _CLAIMS - 1:
+                    raise ConfigError("rows", f"row {rank} is being trained by another process", "wait for it, or cancel it first") from None
+                time.sleep(0.02)
         yield
+
+
+_CLAIMS = 50
+"""Tries of a row's lock, 20 ms apart: a look at a row's status holds it for two system calls."""
 
 
 def _held(folder: Path) -> bool:

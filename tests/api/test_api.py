@@ -291,6 +291,7 @@ def test_private_packs_are_their_owners_and_capped_by_tier(served, users):
     theirs = _error(alice.post("/api/packs", content=_private("bob_swing", name="bobs")), 400)
     assert theirs["field"] == "namespace" and theirs["fix"] == "name it alice_bob_swing"
     assert _error(alice.post("/api/packs", content=_private("alice_swing")), 400)["fix"] == "PUT /api/packs/alice_swing to change it"
+    assert _error(alice.post("/api/packs", content=_private("alice_x@1.0.0", name="ax")), 400)["field"] == "namespace"
     # A rejected pack is answered 400 with the linter's whole report; nothing is kept.
     rejected = alice.post("/api/packs", content=_private("alice_bad").replace(b"cadence: 1d", b"cadence: 7x", 1))
     assert _error(rejected, 400)["field"] == "cadence" and rejected.json()["report"]["status"] == "REJECTED"
@@ -339,6 +340,7 @@ def test_a_model_is_updated_until_a_sweep_is_run_on_it(served, users):
     assert updated.status_code == 200 and updated.json()["name"] == "alice_spy"
     assert alice.get("/api/models/alice_spy").json()["risk_profile"] == "aggressive"
     assert _error(alice.put("/api/models/alice_spy", json=MODEL | {"name": "other"}), 400)["field"] == "name"
+    assert _error(alice.put("/api/models/alice_spy", json=MODEL | {"variant": "b"}), 400)["field"] == "variant"
     assert _error(alice.put("/api/models/alice_spy", json=MODEL | {"strategy": "nope"}), 400)["field"] == "strategy"
     assert _error(bob.put("/api/models/alice_spy", json=MODEL), 404)
     swept = alice.post("/api/sweeps", json={"model": "alice_spy"})

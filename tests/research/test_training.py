@@ -575,3 +575,5 @@ def test_a_trainings_job_tells_queued_running_killed_and_cancelled_apart(tmp_pat
         assert [job.rank for job in training.lost(home)] == [1]
         training.queue(space, "m-1234", [2], actor="alice")  # asked for again after a cancel: queued again
         assert training.status(home, second) == "queued"
+        training.cancel(space, first)  # killed, then cancelled: never resumed by the workers
+        assert training.status(home, first) == "cancelled" and [job.rank for job in training.lost(home)] == [2]

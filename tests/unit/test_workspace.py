@@ -184,3 +184,36 @@ def test_a_transaction_that_reads_then_writes_is_not_broken_by_another_writer(tm
     other.join()
     assert not failures and reader.registry_version() == version + 1 and [e.action for e in reader.audit_log("x")] == ["test.write"]
     reader.close()
+
+
+def _private_pack(namespace: str):
+    text = (OFFICIAL / "swingsigma" / "pack.yaml").read_bytes().replace(b"namespace: swingsigma", b"namespace: " + namespace.encode(), 1)
+    from engine.packs import decode_pack
+
+    return decode_pack(text), text
+
+
+def test_a_private_pack_is_on_disk_exactly_when_its_owner_is_recorded(tmp_path, monkeypatch):
+    """A save or delete that fails at its record (here its audit entry) leaves files and records as they were."""
+    pack, text = _private_pack("alice_p")
+    with Workspace(tmp_path / "home", clock=lambda: datetime(2026, 12, 7, tzinfo=UTC)) as space:
+        folder = space.packs_folder / pack.ref
+        space.save_pack(pack, text, owner="alice", actor="alice")
+        assert (folder / "pack.yaml").read_bytes() == text and space.pack_owners() == {"alice_p": "alice"}
+
+        def failing(*args, **kwargs):
+            raise RuntimeError("the disk is full")
+
+        monkeypatch.setattr(space, "audit", failing)
+        with pytest.raises(RuntimeError):
+            space.delete_pack("alice_p", None, actor="alice")
+        assert (folder / "pack.yaml").read_bytes() == text and space.pack_owners() == {"alice_p": "alice"}  # put back
+        other, other_text = _private_pack("alice_q")
+        with pytest.raises(RuntimeError):
+            space.save_pack(other, other_text, owner="alice", actor="alice")
+        assert not (space.packs_folder / other.ref).exists() and "alice_q" not in space.pack_owners()  # nothing half made
+        monkeypatch.undo()
+        with pytest.raises(ConfigError, match="taken"):
+            space.save_pack(pack, text, owner="bob", actor="bob")
+        assert space.delete_pack("alice_p", None, actor="alice") == [pack.ref]
+        assert not folder.exists() and space.pack_owners() == {} and not list((space.home / "trash").iterdir())
