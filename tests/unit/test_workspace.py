@@ -137,7 +137,7 @@ def test_models_trained_before_manifests_were_sealed_are_sealed_on_upgrade(tmp_p
     with Workspace(tmp_path, clock=CLOCK) as space:
         _trained(space)
     db = sqlite3.connect(tmp_path / "sigma.db", isolation_level=None)
-    later = "DROP TABLE alert_acks; DROP TABLE alerts; DROP TABLE tokens; DROP TABLE users; ALTER TABLE models DROP COLUMN owner;"  # later
+    later = "DROP TABLE packs; DROP TABLE alert_acks; DROP TABLE alerts; DROP TABLE tokens; DROP TABLE users; ALTER TABLE models DROP COLUMN owner;"  # later
     db.executescript(f"ALTER TABLE trained_models DROP COLUMN manifest_sha; {later} PRAGMA user_version = {_SEALS_MANIFESTS - 1};")
     with Workspace(tmp_path, clock=CLOCK) as space:
         assert space.schema_version == len(MIGRATIONS)
