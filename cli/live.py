@@ -154,12 +154,22 @@ def _run(args: argparse.Namespace) -> None:
     try:
         cli_main(dataflow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
                  epoch_interval=timedelta(seconds=args.snapshot_seconds), recovery_config=recovery)  # fmt: skip
-    except BytewaxRuntimeError as error:  # Ctrl-C in one worker's run loop comes back as this, not as KeyboardInterrupt
-        if "signal received" in str(error):
+    except BytewaxRuntimeError as error:  # Ctrl-C in one worker's run comes back as this, not as KeyboardInterrupt
+        if _interrupted(error):
             raise KeyboardInterrupt from None
         raise
     finally:  # also after Ctrl-C: what the run did before it stopped
         print(f"sigma run: {tally.summary()}" + ("; see {sigma}:deadletter" if tally.refused else ""), file=sys.stderr, flush=True)
+
+
+def _interrupted(error: BaseException | None) -> bool:
+    """Whether Ctrl-C stopped the run: Bytewax says "signal received" where it landed in its own loop, and keeps the
+    KeyboardInterrupt as the cause where it landed in a step's Python code (a source reading its stream)."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt) or "signal received" in str(error):
+            return True
+        error = error.__cause__
+    return False
 
 
 def _health(args: argparse.Namespace) -> int:

@@ -374,3 +374,18 @@ def test_ctrl_c_stops_a_one_worker_run_as_an_interruption(served, redis_server):
     _, err = run.communicate(timeout=120)
     assert run.returncode == 130, err
     assert "sigma: error: interrupted" in err and "internal error" not in err and "sigma run: " in err
+
+
+def test_ctrl_c_is_told_wherever_in_the_run_it_lands():
+    """Bytewax gives Ctrl-C back as its runtime error: "signal received" from its own loop, or with the KeyboardInterrupt
+    as the cause from a step's Python code (the CI run that found it: inside the source's next_batch)."""
+    from bytewax.errors import BytewaxRuntimeError
+
+    from cli.live import _interrupted
+
+    in_a_step = BytewaxRuntimeError('error calling `StatefulSourcePartition.next_batch` in step "sigma.market"')
+    in_a_step.__cause__ = KeyboardInterrupt()
+    assert _interrupted(in_a_step) and _interrupted(BytewaxRuntimeError("signal received"))
+    broken = BytewaxRuntimeError('error calling `StatefulSourcePartition.next_batch` in step "sigma.market"')
+    broken.__cause__ = ValueError("a defect")
+    assert not _interrupted(broken)
