@@ -14,6 +14,7 @@ import pytest
 
 from flows.redis_server import RedisServer
 from flows.sinks import AlertSink
+from tests.api.test_api import _private
 from tests.api.test_jobs import PATIENCE, _Serve, desk  # noqa: F401 (the fixture)
 from tests.flows.test_redis import _alert
 
@@ -77,8 +78,12 @@ def test_a_trader_walks_from_a_pack_to_a_live_alert_in_the_browser(desk, browser
         find(By.CSS_SELECTOR, "#login-form button").click()
         wait.until(lambda _: "alice · pro" in text_of("#who"))
 
-        # Packs: cards with their personality; filters narrow them.
+        # Packs: cards with their personality; a private pack kept from the page gets its own card; filters narrow them.
         wait.until(lambda _: len(browser.find_elements(By.CSS_SELECTOR, ".card")) >= 3)
+        browser.execute_script("document.getElementById('pack-yaml').value = arguments[0];", _private("alice_swing", name="alices").decode())
+        find(By.ID, "pack-save").click()
+        wait.until(lambda _: browser.find_elements(By.CSS_SELECTOR, '.card[data-pack="alice_swing@1.0.0"] .delete-pack'))
+        assert "APPROVED" in text_of("#pack-report")
         shot("2-packs")
         find(By.ID, "pack-search").send_keys("swingsigma")
         wait.until(lambda _: len(browser.find_elements(By.CSS_SELECTOR, ".card")) == 1)
