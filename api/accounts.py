@@ -80,7 +80,6 @@ def users_model(pack: Pack, user: str, taken: set[str], **request: object) -> Mo
     return msgspec.structs.replace(spec, name=named)
 
 
-
 def private_pack(pack: Pack, user: str) -> None:
     """Refuse a private pack of ``user`` whose namespace is not theirs: it begins ``<user>_``, so that two users' packs never
     collide and none can take another's namespace; `ConfigError` naming the field."""

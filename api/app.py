@@ -223,11 +223,15 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         """The token's user and what their tier allows."""
         return _json({"name": who.name, "tier": who.tier, "limits": tier(who.tier)})
 
-    def catalog_of(who: UserRecord) -> Catalog:
-        """The packs ``who`` may see and build on: the official ones and their own private packs."""
+    def private_packs(who: UserRecord) -> set[str]:
+        """The namespaces of ``who``'s private packs."""
         with workspace() as space:
-            theirs = {namespace for namespace, owner in space.pack_owners().items() if owner == who.name}
-        return packs.catalog(home).only(lambda pack: pack.namespace in packs.OFFICIAL_NAMESPACES or pack.namespace in theirs)
+            return {namespace for namespace, owner in space.pack_owners().items() if owner == who.name}
+
+    def catalog_of(who: UserRecord, every: Catalog | None = None) -> Catalog:
+        """The packs ``who`` may see and build on, of ``every`` pack of the workspace: the official ones and their own."""
+        theirs = private_packs(who)
+        return (every or packs.catalog(home)).only(lambda pack: pack.namespace in packs.OFFICIAL_NAMESPACES or pack.namespace in theirs)
 
     @app.get("/api/packs", tags=["packs"])
     def pack_list(request: Request, q: str = "", who: UserRecord = Depends(user)) -> Response:
@@ -262,32 +266,31 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         """Keep the pack.yaml of the body as a private pack of ``who`` (a new one when ``namespace`` is None): the linter's
         report, 400 with it when it rejects the pack, 403 past the tier's count of private packs."""
         text = await raw(request)
-        catalog = catalog_of(who)
-        report = validate(text, catalog, source="pack.yaml")
+        every = packs.catalog(home)
+        report = validate(text, catalog_of(who, every), source="pack.yaml")
         if report.status == "REJECTED":
             failed = next(check for check in report.checks if check.status == "FAIL")
             raise _Problem(400, failed.field or "pack.yaml", failed.detail, "fix it and send the pack again (the report lists every check)",
                            extra={"report": report_of(report)})  # fmt: skip
         pack = decode_pack(text, source="pack.yaml")
         private_pack(pack, who.name)
-        with workspace() as space:
-            owned_packs = {name for name, owner in space.pack_owners().items() if owner == who.name}
-            if namespace is None and pack.namespace in owned_packs:
-                raise ConfigError("namespace", f"you have a pack {pack.namespace!r}", f"PUT /api/packs/{pack.namespace} to change it")
-            if namespace is None and any(other.namespace == pack.namespace for other in packs.catalog(home)):
-                raise ConfigError("namespace", f"{pack.namespace!r} is taken", "choose another namespace")
-            if namespace is not None and namespace != pack.namespace:
-                raise ConfigError("namespace", f"{pack.namespace!r} is not {namespace!r}, the pack this request changes",
-                                  f"send {namespace}'s pack.yaml, or POST /api/packs to create {pack.namespace}")  # fmt: skip
-            versions = sum(1 for other in packs.catalog(home) if other.namespace == pack.namespace)
-            if namespace is not None and versions >= PACK_VERSIONS and pack.ref not in {p.ref for p in catalog}:
-                raise _Problem(403, "version", f"{pack.namespace} keeps {versions} versions, the most a private pack may",
-                               f"delete old ones (DELETE /api/packs/{pack.namespace}@VERSION)")  # fmt: skip
-            allowed = tier(who.tier).private_packs
-            if pack.namespace not in owned_packs and 0 <= allowed <= len(owned_packs):
-                raise _Problem(403, "pack", f"the {who.tier} tier keeps {allowed} private pack{'s' if allowed != 1 else ''} "
-                                            f"and you have {len(owned_packs)}",
-                               "delete one, or use a tier with more")  # fmt: skip
+        theirs = private_packs(who)
+        versions = {other.ref for other in every if other.namespace == pack.namespace}
+        if namespace is None and pack.namespace in theirs:
+            raise ConfigError("namespace", f"you have a pack {pack.namespace!r}", f"PUT /api/packs/{pack.namespace} to change it")
+        if namespace is None and versions:  # the command line's own pack of that name
+            raise ConfigError("namespace", f"{pack.namespace!r} is taken", "choose another namespace")
+        if namespace is not None and namespace != pack.namespace:
+            raise ConfigError("namespace", f"{pack.namespace!r} is not {namespace!r}, the pack this request changes",
+                              f"send {namespace}'s pack.yaml, or POST /api/packs to create {pack.namespace}")  # fmt: skip
+        if len(versions) >= PACK_VERSIONS and pack.ref not in versions:
+            raise _Problem(403, "version", f"{pack.namespace} keeps {len(versions)} versions, the most a private pack may",
+                           f"delete old ones (DELETE /api/packs/{pack.namespace}@VERSION)")  # fmt: skip
+        allowed = tier(who.tier).private_packs
+        if pack.namespace not in theirs and 0 <= allowed <= len(theirs):
+            raise _Problem(403, "pack", f"the {who.tier} tier keeps {allowed} private pack{'s' if allowed != 1 else ''} and you have {len(theirs)}",
+                           "delete one, or use a tier with more")  # fmt: skip
+        with workspace() as space:  # which checks the owner again, in its transaction
             space.save_pack(pack, text, owner=who.name, actor=who.name)
         return _json(report_of(report) | {"pack": pack.ref}, 201 if namespace is None else 200)
 
@@ -301,9 +304,8 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
     async def pack_update(namespace: str, request: Request, who: UserRecord = Depends(user)) -> Response:
         """Change one of your private packs: a new version beside the others, or a version that no model was made from
         replaced (400 naming ``version`` otherwise). The linter's report, as for create."""
-        with workspace() as space:
-            if space.pack_owners().get(names.name(namespace, "pack")) != who.name:
-                raise NotFoundError(f"no private pack {namespace!r} of yours; GET /api/packs lists the packs")
+        if names.name(namespace, "pack") not in private_packs(who):
+            raise NotFoundError(f"no private pack {namespace!r} of yours; GET /api/packs lists the packs")
         return await private(request, who, namespace)
 
     @app.delete("/api/packs/{reference}", tags=["packs"])
@@ -311,9 +313,9 @@ def create_app(home: Path, *, cors_origins: tuple[str, ...] = (), limiter: RateL
         """Delete a private pack of yours (``namespace``: every version; ``namespace@version``: that one) that no model was
         made from."""
         namespace, _, version = names.name(reference, "pack").partition("@")
+        if namespace not in private_packs(who):
+            raise NotFoundError(f"no private pack {namespace!r} of yours; GET /api/packs lists the packs")
         with workspace() as space:
-            if space.pack_owners().get(namespace) != who.name:
-                raise NotFoundError(f"no private pack {namespace!r} of yours; GET /api/packs lists the packs")
             deleted = space.delete_pack(namespace, version or None, actor=who.name)
         return _json({"pack": namespace, "deleted": deleted})
 

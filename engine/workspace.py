@@ -379,9 +379,7 @@ class Workspace:
         """Delete a model that no sweep was run on (its sweeps and trained models keep its lineage), and audit it."""
         self.model(name)
         with self._transaction():
-            if self._db.execute("SELECT 1 FROM sweeps WHERE model = ? LIMIT 1", (name,)).fetchone():
-                raise ConfigError("model", f"{name} has sweeps, whose leaderboards and trained models name it",
-                                  "keep it; create a new model for another configuration")  # fmt: skip
+            self._refuse_swept(name)
             self._db.execute("DELETE FROM models WHERE name = ?", (name,))
             self.audit(actor, "model.delete", name)
 
@@ -389,12 +387,15 @@ class Workspace:
         """Replace a model, of the same name, that no sweep was run on, and audit both lineages."""
         before = self.model(spec.name)
         with self._transaction():
-            if self._db.execute("SELECT 1 FROM sweeps WHERE model = ? LIMIT 1", (spec.name,)).fetchone():
-                raise ConfigError("model", f"{spec.name} has sweeps, whose leaderboards and trained models were made from it as it is",
-                                  "keep it; create a new model for another configuration")  # fmt: skip
+            self._refuse_swept(spec.name)
             self._db.execute("UPDATE models SET pack = ?, strategy = ?, model_config_sha = ?, spec = ? WHERE name = ?",
                              (f"{spec.pack}@{spec.pack_version}", spec.strategy, spec.model_config_sha, _encode(spec), spec.name))  # fmt: skip
             self.audit(actor, "model.update", spec.name, {"before": msgspec.to_builtins(before.lineage), "lineage": msgspec.to_builtins(spec.lineage)})
+
+    def _refuse_swept(self, model: str) -> None:
+        if self._db.execute("SELECT 1 FROM sweeps WHERE model = ? LIMIT 1", (model,)).fetchone():
+            raise ConfigError("model", f"{model} has sweeps, whose leaderboards and trained models were made from it as it is",
+                              "keep it; create a new model for another configuration")  # fmt: skip
 
     def owner(self, model: str) -> str:
         """Who owns ``model``; `NotFoundError` when there is no such model."""
@@ -513,8 +514,7 @@ class Workspace:
                 away.rename(folder)
             raise
         finally:
-            if moved or aside.exists():
-                shutil.rmtree(aside, ignore_errors=True)
+            shutil.rmtree(aside, ignore_errors=True)
         return [folder.name for folder in folders]
 
     def _models_of_pack(self, namespace: str, version: str) -> list[str]:

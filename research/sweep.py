@@ -554,8 +554,8 @@ def estimate(home: Path, pack: Pack, spec: ModelSpec, request: SweepRequest) -> 
     began = time.perf_counter()
     classifier(SWEEP_POINT, seed=0, threads=1).fit(matrix, outcomes)
     per_row = (time.perf_counter() - began) / sample
-    rungs = list(range(1, request.folds)) if request.mode == "custom" and request.prune and len(combinations) > PRUNE_ABOVE else []
-    return Estimate(configurations=len(combinations), backtests=_total_work(len(combinations), rungs), rows=rows, tickers=tickers,
+    return Estimate(configurations=len(combinations), backtests=_total_work(len(combinations), _rungs(request, len(combinations))),
+                    rows=rows, tickers=tickers,
                     training_seconds=round(per_row * trained_rows * tickers, 1),
                     backtest_seconds=round(_estimate(prepared, pack, spec, request, names, combinations), 1))  # fmt: skip
 
@@ -577,12 +577,9 @@ def _estimate(prepared, pack, spec, request, names, combinations) -> float:
     began = time.perf_counter()
     run(market, sample)
     per_config = (time.perf_counter() - began) / len(sample)
-    prune = request.mode == "custom" and request.prune and len(combinations) > PRUNE_ABOVE
-    windows, alive = 0.0, len(combinations)
-    for rung in range(1, request.folds) if prune else ():  # rung r backtests the first r of the folds, then halves
-        windows += alive * rung / request.folds
-        alive = max(1, math.ceil(alive / 2))
-    return per_config * (windows + alive) + 1.0
+    windows = sum(alive * (rung / request.folds if rung else 1.0)  # rung r backtests the first r of the folds
+                  for rung, alive in _schedule(len(combinations), _rungs(request, len(combinations))))
+    return per_config * windows + 1.0
 
 
 _TIMED = 32
@@ -597,9 +594,8 @@ def _execute(space, sweep_id, pack, spec, request, prepared, names, combinations
     folder = _sweep_folder(space, sweep_id)
     tickers = len(prepared.market.tickers)
     rows = np.array([config_row(names, c, pack, spec, request, tickers) for c in combinations])
-    prune = request.mode == "custom" and request.prune and len(combinations) > PRUNE_ABOVE
     edges = _fold_edges(prepared.development, request.folds)
-    rungs = list(range(1, request.folds)) if prune else []
+    rungs = _rungs(request, len(combinations))
     survivors = np.arange(len(combinations))
     done_before = _finished(folder)
     total_work = _total_work(len(combinations), rungs)
@@ -632,12 +628,22 @@ def _execute(space, sweep_id, pack, spec, request, prepared, names, combinations
     return sweep_id
 
 
-def _total_work(size: int, rungs: list[int]) -> int:
-    total, alive = 0, size
-    for _ in rungs:
-        total += alive
+def _rungs(request: SweepRequest, size: int) -> list[int]:
+    """The pruning rungs of a sweep of ``size`` configurations: successive halving for a large custom sweep, else none."""
+    return list(range(1, request.folds)) if request.mode == "custom" and request.prune and size > PRUNE_ABOVE else []
+
+
+def _schedule(size: int, rungs: list[int]) -> list[tuple[int, int]]:
+    """(rung, configurations it backtests): every rung halves the ones before it, rung 0 the whole window last."""
+    schedule, alive = [], size
+    for rung in rungs:
+        schedule.append((rung, alive))
         alive = max(1, math.ceil(alive / 2))
-    return total + alive
+    return [*schedule, (0, alive)]
+
+
+def _total_work(size: int, rungs: list[int]) -> int:
+    return sum(alive for _, alive in _schedule(size, rungs))
 
 
 class _Cancelled(Exception):

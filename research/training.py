@@ -22,11 +22,13 @@ Each selected leaderboard row is trained on its own, in its own process:
 
 A training writes a checkpoint after every grid point (its out-of-fold predictions
 and log loss), so a killed or cancelled training resumes where it stopped; the same
-seed gives the same model, byte for byte. Each row's folder also holds its job
-(``job.json``: who asked, with which seed, and how it ended) and a lock its training
-process holds while it runs, so that a row is trained by one process at a time and a
-training killed with its process is told from one that runs (`status`, `lost`). The model trains on the model's own
-symbol; the sweep's universe only ranked it.
+seed gives the same model, byte for byte. The model trains on the model's own symbol;
+the sweep's universe only ranked it.
+
+Each row's folder also holds its job (``job.json``: who asked, with which seed, and
+how it ended) and a lock its training process holds while it runs, so that a row is
+trained by one process at a time and a training killed with its process is told from
+one that runs (`status`, `lost`).
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ from research.leaderboard import Trials, judge, load, trials
 from research.sweep import build_market, configuration, data_sha, evaluation_bars, model_rows, reload
 from research.validation import Probabilities, calibrate, fold_probabilities, purge_in_rows, walk_forward
 
-__all__ = ["GRID", "TrainRequest", "Job", "select", "queue", "train", "cancel", "status", "progress", "lost", "fit", "Fit", "fit_configuration", "trained_id", "with_policy", "Cancelled",
-           "NEAR_DUPLICATE"]
+__all__ = ["GRID", "TrainRequest", "Job", "select", "queue", "train", "cancel", "status", "progress", "lost", "fit", "Fit",
+           "fit_configuration", "trained_id", "with_policy", "Cancelled", "NEAR_DUPLICATE"]
 
 GRID: dict[str, list[float]] = {"n_estimators": [100, 200], "max_depth": [3, 5, 7], "learning_rate": [0.01, 0.1]}
 NEAR_DUPLICATE = 0.10
